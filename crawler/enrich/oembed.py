@@ -1,0 +1,78 @@
+"""Tweet enrichment: one oEmbed request per distinct tweet, started as soon as it is announced."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import urlencode
+
+from scrapy import Request
+from scrapy.crawler import Crawler
+
+from crawler import signals
+from crawler.items import DigestEntry, Embed, Tweet
+from crawler.parsing.oembed import EmbedError, parse_oembed
+
+OEMBED_SLOT = "oembed"
+_STATUS_BY_CODE = {404: "deleted", 403: "protected"}
+
+
+def build_request(oembed_url: str, tweet: Tweet) -> Request:
+    query = urlencode({"url": tweet.url, "omit_script": "1", "dnt": "true"})
+    return Request(
+        f"{oembed_url}?{query}",
+        meta={"download_slot": OEMBED_SLOT, "allow_offsite": True, "service": "oembed"},
+        dont_filter=True,
+    )
+
+
+class TweetEmbedPipeline:
+    """Fills ``tweet.embed`` for every tweet of an entry, in post order."""
+
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+        self.stats = crawler.stats
+        self.oembed_url = crawler.settings.get("OEMBED_URL")
+        self._tasks: dict[str, asyncio.Task[Embed]] = {}
+        crawler.signals.connect(self.want, signal=signals.entry_parsed)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> TweetEmbedPipeline:
+        return cls(crawler)
+
+    def want(self, entry: DigestEntry) -> None:
+        for tweet in entry.tweets:
+            if tweet.id not in self._tasks:
+                self._tasks[tweet.id] = asyncio.get_running_loop().create_task(self._fetch(tweet))
+
+    async def _fetch(self, tweet: Tweet) -> Embed:
+        self.stats.inc_value("oembed/tweets_requested")
+        embed = await self._ask(tweet)
+        self.stats.inc_value(f"oembed/tweets/{embed.status}")
+        return embed
+
+    async def _ask(self, tweet: Tweet) -> Embed:
+        try:
+            response = await self.crawler.engine.download_async(
+                build_request(self.oembed_url, tweet)
+            )
+        except Exception as exc:  # connection errors, timeouts, cut bodies
+            return Embed(
+                status="error", error=f"oEmbed request failed: {type(exc).__name__}: {exc}"
+            )
+        if response.status in _STATUS_BY_CODE:
+            status = _STATUS_BY_CODE[response.status]
+            return Embed(status=status, error=f"oEmbed answered HTTP {response.status}")  # type: ignore[arg-type]
+        if response.status != 200:
+            return Embed(status="error", error=f"oEmbed answered HTTP {response.status}")
+        try:
+            return parse_oembed(response.body)
+        except EmbedError as exc:
+            return Embed(status="error", error=str(exc))
+
+    async def process_item(self, item: object) -> object:
+        if not isinstance(item, DigestEntry):
+            return item
+        self.want(item)  # no-op for announced entries
+        for tweet in item.tweets:
+            tweet.embed = await asyncio.shield(self._tasks[tweet.id])
+        return item

@@ -1,0 +1,95 @@
+"""Items: plain data classes, filled in stages.
+
+The spider yields a :class:`DigestEntry` holding what the post says; the enrichment pipelines fill
+``arxiv`` and each tweet's ``embed``; the record pipeline turns the result into the output record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+ArxivStatus = Literal["ok", "not_found", "error"]
+EmbedStatus = Literal["ok", "deleted", "protected", "error"]
+
+
+@dataclass(slots=True)
+class Post:
+    source: str
+    slug: str
+    title: str | None
+    date: str | None  # ISO 8601 UTC, e.g. 2021-01-04T10:51:45Z
+    tags: list[str] = field(default_factory=list)
+    category: str | None = None
+    encoding: str = "utf-8"
+
+
+@dataclass(slots=True)
+class Embed:
+    status: EmbedStatus
+    error: str | None = None
+    text: str | None = None
+    html: str | None = None
+    author_name: str | None = None
+    author_url: str | None = None
+    url: str | None = None
+
+
+@dataclass(slots=True)
+class Tweet:
+    id: str  # a 64-bit snowflake: kept as a string so no JSON reader loses precision
+    url: str
+    author_handle: str
+    author_name: str | None
+    lang: str | None
+    date_text: str | None
+    text: str
+    embed: Embed | None = None
+
+
+@dataclass(slots=True)
+class ArxivMeta:
+    status: ArxivStatus
+    error: str | None = None
+    id: str | None = None  # versioned, e.g. 2106.09685v2
+    version: int | None = None
+    title: str | None = None
+    authors: list[dict[str, object]] = field(default_factory=list)
+    summary: str | None = None
+    published: str | None = None
+    updated: str | None = None
+    primary_category: str | None = None
+    categories: list[str] = field(default_factory=list)
+    comment: str | None = None
+    journal_ref: str | None = None
+    doi: str | None = None
+    abs_url: str | None = None
+    pdf_url: str | None = None
+
+
+@dataclass(slots=True)
+class DigestEntry:
+    post: Post
+    rank: int
+    line: int  # where the entry starts in the source, for messages
+    title: str
+    authors: list[str]
+    retweets: int | None
+    favorites: int | None
+    counts_at: str | None  # when retweets/favorites were taken, ISO 8601 UTC
+    abs_url: str | None
+    pdf_url: str | None
+    categories: list[str]
+    abstract: str
+    arxiv_id: str | None  # without version; None when the entry has no usable link
+    arxiv_version: int | None
+    arxiv_problem: str | None  # why arxiv_id is None, when it is
+    tweets: list[Tweet] = field(default_factory=list)
+    arxiv: ArxivMeta | None = None
+
+    @property
+    def arxiv_query(self) -> str | None:
+        """The ID as the API is asked for it (keeps the version the post linked)."""
+        if self.arxiv_id is None:
+            return None
+        return f"{self.arxiv_id}v{self.arxiv_version}" if self.arxiv_version else self.arxiv_id

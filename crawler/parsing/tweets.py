@@ -1,0 +1,98 @@
+"""Tweet blockquotes (the embed markup Twitter hands out) -> :class:`Tweet`.
+
+The same markup comes back from oEmbed, so :func:`blockquote_text` serves both the post's copy
+and the embed's copy of a tweet.
+"""
+
+from __future__ import annotations
+
+import re
+
+from lxml import etree, html
+
+from crawler.items import Tweet
+from crawler.parsing.text import repair_mojibake
+
+_STATUS_RE = re.compile(
+    r"^https?://(?:www\.|mobile\.)?(?P<host>twitter\.com|x\.com)/(?P<handle>[^/?#]+)/status(?:es)?/"
+    r"(?P<id>\d{1,20})"
+)
+_ATTRIBUTION_RE = re.compile(r"(?:\u2014|&mdash;)\s*(?P<name>.*?)\s*\(@(?P<handle>\w+)\)\s*$", re.S)
+
+
+class TweetParseError(ValueError):
+    """A blockquote that names no tweet we could ask oEmbed about."""
+
+
+def parse_status_url(url: str) -> tuple[str, str, str] | None:
+    """``(host, handle, tweet_id)`` of a tweet link on twitter.com or x.com, else None."""
+    m = _STATUS_RE.match(url.strip())
+    return (m["host"], m["handle"], m["id"]) if m else None
+
+
+def _text_of(element: etree._Element) -> str:
+    """Visible text with ``<br>`` as a newline: how the tweet reads."""
+    parts: list[str] = []
+
+    def walk(el: etree._Element) -> None:
+        if el.tag == "br":
+            parts.append("\n")
+        elif el.text:
+            parts.append(el.text)
+        for child in el:
+            walk(child)
+            if child.tail:
+                parts.append(child.tail)
+
+    walk(element)
+    return "".join(parts).strip()
+
+
+def _fragment(markup: str) -> etree._Element:
+    try:
+        root = html.fragment_fromstring(markup, create_parent="div")
+    except (etree.ParserError, ValueError) as exc:
+        raise TweetParseError(f"unreadable blockquote: {exc}") from exc
+    return root
+
+
+def blockquote_text(markup: str) -> str:
+    """Plain text of the tweet paragraph in embed markup (post or oEmbed ``html``)."""
+    root = _fragment(markup)
+    paragraphs = root.findall(".//p")
+    return "\n".join(_text_of(p) for p in paragraphs) if paragraphs else _text_of(root)
+
+
+def parse_blockquote(markup: str) -> Tweet:
+    """Parse one ``<blockquote class="twitter-tweet">`` from a digest."""
+    root = _fragment(markup)
+    status = None
+    for a in reversed(root.findall(".//a")):
+        parsed = parse_status_url(a.get("href", ""))
+        if parsed:
+            status = (parsed, a)
+            break
+    if status is None:
+        raise TweetParseError("tweet blockquote without a status link")
+    (host, handle, tweet_id), link = status
+    p = root.find(".//p")
+    text = repair_mojibake(_text_of(p)) if p is not None else ""
+    lang = p.get("lang") if p is not None else None
+
+    # "&mdash; Name (@handle)" is the text between the paragraph and the status link.
+    quote = root.find(".//blockquote")
+    container = quote if quote is not None else root
+    attribution = (p.tail or "") if p is not None and p.getparent() is container else ""
+    if not attribution:
+        attribution = container.text or ""
+    m = _ATTRIBUTION_RE.search(attribution)
+    name = repair_mojibake(m["name"]).strip() if m else None
+    return Tweet(
+        id=tweet_id,
+        url=f"https://{host}/{handle}/status/{tweet_id}",
+        author_handle=m["handle"] if m else handle,
+        author_name=name or None,
+        lang=lang,
+        date_text=(link.text or "").strip() or None,
+        text=text,
+    )

@@ -1,0 +1,56 @@
+"""Scrapy settings: the one configuration surface. Every knob is documented in README.
+
+Override any of them with ``-s NAME=value``.
+"""
+
+from crawler import __version__
+
+BOT_NAME = "hot_papers"
+SPIDER_MODULES = ["spiders"]
+NEWSPIDER_MODULE = "spiders"
+
+# --- The two upstream services ----------------------------------------------------------------
+ARXIV_API_URL = "https://export.arxiv.org/api/query"
+OEMBED_URL = "https://publish.twitter.com/oembed"
+# Seconds between the starts of two arXiv requests (arXiv asks for >= 3). Never randomised.
+ARXIV_DELAY = 3.0
+# IDs per arXiv request (the API answers at most 2000 entries at once).
+ARXIV_BATCH_SIZE = 100
+# Seconds without a new ID before a partial batch is sent while digests are still being read.
+ARXIV_BATCH_WAIT = 2.0
+# Parallel oEmbed requests, and seconds between their starts.
+OEMBED_CONCURRENCY = 4
+OEMBED_DELAY = 0.0
+
+USER_AGENT = (
+    f"hot-papers-crawler/{__version__} (Scrapy; builds a research dataset from 'Hot Papers' "
+    "digests; one arXiv request per 3 s)"
+)
+ROBOTSTXT_OBEY = False  # API endpoints, used within their documented terms
+
+# --- Engine -------------------------------------------------------------------------------------
+TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
+ADDONS = {"crawler.addon.ServiceSlotsAddon": 0}
+CONCURRENT_REQUESTS = 16
+CONCURRENT_ITEMS = 200  # entries awaiting their arXiv batch must not block the batch filling
+DOWNLOAD_TIMEOUT = 60
+DOWNLOAD_MAXSIZE = 32 * 1024 * 1024  # the largest arXiv answer (2000 entries) is ~10 MB
+DOWNLOAD_WARNSIZE = 8 * 1024 * 1024
+
+ITEM_PIPELINES = {
+    "crawler.pipelines.ArxivPipeline": 100,
+    "crawler.pipelines.TweetEmbedPipeline": 200,
+    "crawler.pipelines.RecordPipeline": 900,
+}
+
+# --- Output -------------------------------------------------------------------------------------
+FEED_STORAGES = {
+    "": "crawler.feedstorage.AtomicFileFeedStorage",
+    "file": "crawler.feedstorage.AtomicFileFeedStorage",
+}
+# Where records go when no feed is given (-o/-O or FEEDS); an empty string disables it. Not put in
+# FEEDS directly because Scrapy merges FEEDS with -O, which would write both files.
+DEFAULT_FEED = "output/digests.jsonl"
+FEED_EXPORT_ENCODING = "utf-8"
+
+LOG_LEVEL = "INFO"
