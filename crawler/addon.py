@@ -18,7 +18,7 @@ class ServiceSlotsAddon:
         slots = settings.getdict("DOWNLOAD_SLOTS")
         slots[ARXIV_SLOT] = {
             "concurrency": 1,
-            "delay": settings.getfloat("ARXIV_DELAY"),
+            "delay": settings.getfloat("ARXIV_DELAY") + settings.getfloat("ARXIV_DELAY_MARGIN"),
             "jitter": 0,
         }
         slots[OEMBED_SLOT] = {

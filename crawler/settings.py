@@ -14,6 +14,10 @@ ARXIV_API_URL = "https://export.arxiv.org/api/query"
 OEMBED_URL = "https://publish.twitter.com/oembed"
 # Seconds between the starts of two arXiv requests (arXiv asks for >= 3). Never randomised.
 ARXIV_DELAY = 3.0
+# Added to ARXIV_DELAY in the downloader slot: the delay is timed when a request leaves the queue,
+# and a new (TLS) connection reaches the server later than a reused one, so without a margin the
+# server could see two starts a little closer than ARXIV_DELAY.
+ARXIV_DELAY_MARGIN = 0.25
 # IDs per arXiv request (the API answers at most 2000 entries at once).
 ARXIV_BATCH_SIZE = 100
 # Seconds without a new ID before a partial batch is sent while digests are still being read.
@@ -21,6 +25,18 @@ ARXIV_BATCH_WAIT = 2.0
 # Parallel oEmbed requests, and seconds between their starts.
 OEMBED_CONCURRENCY = 4
 OEMBED_DELAY = 0.0
+
+# --- Retries (see crawler/middlewares.py) ----------------------------------------------------
+RETRY_TIMES = 4  # retries after the first attempt: 5 tries in all
+RETRY_HTTP_CODES = [408, 429, 500, 502, 503, 504]
+RETRY_BACKOFF_BASE = 1.0  # seconds: first retry waits ~1-2 s, then 2-3 s, 4-5 s, ...
+RETRY_BACKOFF_MAX = 60.0  # no single backoff wait is longer (Retry-After may be)
+RETRY_AFTER_MAX = 600.0  # a Retry-After longer than this gives up instead of waiting
+ARXIV_SLOWDOWN_MAX = 60.0  # cap of the extra arXiv delay added after 429/503 answers
+DOWNLOADER_MIDDLEWARES = {
+    "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
+    "crawler.middlewares.BackoffRetryMiddleware": 550,
+}
 
 USER_AGENT = (
     f"hot-papers-crawler/{__version__} (Scrapy; builds a research dataset from 'Hot Papers' "

@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 import arxiv
 from scrapy import Request
 from scrapy.crawler import Crawler
+from scrapy.http import Response
 from twisted.internet.error import TimeoutError as TxTimeoutError
 
 from crawler import signals
@@ -93,6 +94,23 @@ def match_results(ids: list[str], results: list[arxiv.Result]) -> dict[str, Arxi
     return out
 
 
+def answer_problem(request: Request, response: Response) -> str | None:
+    """Why a 200 answer cannot be used (worth a retry), or None. arXiv's 400 feed is not ours."""
+    try:
+        page = parse_feed(response.body)
+    except ApiError:
+        return None
+    except FeedError as exc:
+        return str(exc)
+    ids = request.meta.get("ids") or []
+    if page.total_results > len(page.results) and len(page.results) < len(ids):
+        return f"incomplete feed ({len(page.results)} of {page.total_results} entries)"
+    if len(ids) > 1 and not page.results:
+        # All of several IDs unknown is far less likely than an incident's empty answer.
+        return f"empty feed for {len(ids)} IDs"
+    return None
+
+
 class ArxivPipeline:
     """Fills ``entry.arxiv``; every distinct ID is asked for once per crawl."""
 
@@ -109,6 +127,9 @@ class ArxivPipeline:
         self._input_done = False
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # One request at a time, from here: a batch waiting for its turn is not yet in the
+        # downloader, so the retry middleware's gate sees it before it can start.
+        self._one_at_a_time = asyncio.Lock()
         crawler.signals.connect(self.want, signal=signals.entry_parsed)
         crawler.signals.connect(self.input_done, signal=signals.digests_exhausted)
 
@@ -167,7 +188,8 @@ class ArxivPipeline:
         self.stats.inc_value("arxiv/batches")
         self.stats.inc_value("arxiv/ids_requested", len(ids))
         try:
-            outcome = await self._ask(ids)
+            async with self._one_at_a_time:
+                outcome = await self._ask(ids)
         finally:
             self._in_flight -= 1
         if outcome is None:
@@ -186,9 +208,11 @@ class ArxivPipeline:
             return _all_error(ids, f"arXiv request timed out ({exc.__class__.__name__})")
         except Exception as exc:  # connection errors, cut bodies: whatever the downloader raised
             return _all_error(ids, f"arXiv request failed: {exc.__class__.__name__}: {exc}")
+        if response.status not in (200, 400):
+            return _all_error(ids, f"arXiv answered HTTP {response.status}")
+        if response.status == 200 and (problem := answer_problem(response.request, response)):
+            return _all_error(ids, f"arXiv answer unusable: {problem}")
         try:
-            if response.status not in (200, 400):
-                return _all_error(ids, f"arXiv answered HTTP {response.status}")
             page = parse_feed(response.body)
         except ApiError as exc:
             if len(ids) > 1:
@@ -203,8 +227,6 @@ class ArxivPipeline:
             return _all_error(ids, f"arXiv answer unusable: {exc}")
         if response.status == 400:
             return _all_error(ids, "arXiv answered HTTP 400")
-        if page.total_results > len(page.results) and len(page.results) < len(ids):
-            return _all_error(ids, "arXiv answer is incomplete (fewer entries than it counted)")
         return match_results(ids, page.results)
 
     async def process_item(self, item: object) -> object:

@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 
 from scrapy import Request
 from scrapy.crawler import Crawler
+from scrapy.http import Response
 
 from crawler import signals
 from crawler.items import DigestEntry, Embed, Tweet
@@ -25,6 +26,15 @@ def build_request(oembed_url: str, tweet: Tweet) -> Request:
     )
 
 
+def answer_problem(request: Request, response: Response) -> str | None:
+    """Why a 200 answer cannot be used (worth a retry), or None."""
+    try:
+        parse_oembed(response.body)
+    except EmbedError as exc:
+        return str(exc)
+    return None
+
+
 class TweetEmbedPipeline:
     """Fills ``tweet.embed`` for every tweet of an entry, in post order."""
 
@@ -33,6 +43,9 @@ class TweetEmbedPipeline:
         self.stats = crawler.stats
         self.oembed_url = crawler.settings.get("OEMBED_URL")
         self._tasks: dict[str, asyncio.Task[Embed]] = {}
+        # Only as many requests in the downloader as the slot runs at once, so the retry
+        # middleware's gate (Retry-After) sees each request before it starts.
+        self._slots = asyncio.Semaphore(crawler.settings.getint("OEMBED_CONCURRENCY"))
         crawler.signals.connect(self.want, signal=signals.entry_parsed)
 
     @classmethod
@@ -46,7 +59,8 @@ class TweetEmbedPipeline:
 
     async def _fetch(self, tweet: Tweet) -> Embed:
         self.stats.inc_value("oembed/tweets_requested")
-        embed = await self._ask(tweet)
+        async with self._slots:
+            embed = await self._ask(tweet)
         self.stats.inc_value(f"oembed/tweets/{embed.status}")
         return embed
 

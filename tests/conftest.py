@@ -1,0 +1,65 @@
+"""Shared fixtures: the stand-in serving a catalogue built from the samples, and a real crawl.
+
+Crawls run as ``python -m scrapy crawl digests`` in a subprocess, exactly as a user runs them,
+pointed at the stand-in through the ordinary settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crawler.sources import sample_dir
+from tests.standin import Catalogue, StandIn
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = sorted(sample_dir().glob("*.txt"))
+
+
+@dataclass
+class Crawl:
+    records: list[dict[str, Any]]
+    raw: bytes
+    log: str
+    returncode: int
+
+
+def run_crawl(
+    out: Path,
+    standin: StandIn | None,
+    *args: str,
+    settings: dict[str, object] | None = None,
+    timeout: float = 300,
+) -> Crawl:
+    cmd = [sys.executable, "-m", "scrapy", "crawl", "digests", "-O", str(out)]
+    merged: dict[str, object] = {"LOG_LEVEL": "INFO"}
+    if standin is not None:
+        merged |= {"ARXIV_API_URL": standin.arxiv_url, "OEMBED_URL": standin.oembed_url}
+    merged |= settings or {}
+    for name, value in merged.items():
+        cmd += ["-s", f"{name}={value}"]
+    cmd += list(args)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=timeout, env=env, check=False)
+    raw = out.read_bytes() if out.exists() else b""
+    records = [json.loads(line) for line in raw.splitlines()]
+    return Crawl(records, raw, proc.stderr.decode("utf-8", "replace"), proc.returncode)
+
+
+@pytest.fixture(scope="session")
+def catalogue() -> Catalogue:
+    return Catalogue.from_digests(SAMPLES, seed=0)
+
+
+@pytest.fixture
+def standin(catalogue: Catalogue) -> Iterator[StandIn]:
+    with StandIn(catalogue) as server:
+        yield server

@@ -1,0 +1,115 @@
+"""End to end: `scrapy crawl digests` over the five samples against the stand-in."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from crawler.parsing.digest import parse_digest_bytes
+from crawler.parsing.tweets import blockquote_text
+from crawler.record import schema_errors
+from tests.conftest import SAMPLES, Crawl, run_crawl
+from tests.standin import Catalogue, StandIn
+
+
+@pytest.fixture(scope="module")
+def crawl(tmp_path_factory: pytest.TempPathFactory, catalogue: Catalogue) -> tuple[Crawl, StandIn]:
+    """One crawl with the production politeness settings (ARXIV_DELAY 3 s, batches of 100)."""
+    with StandIn(catalogue) as server:
+        result = run_crawl(tmp_path_factory.mktemp("e2e") / "out.jsonl", server)
+        yield result, server
+
+
+def test_every_entry_once_and_valid(crawl: tuple[Crawl, StandIn]) -> None:
+    result, _ = crawl
+    assert result.returncode == 0, result.log[-3000:]
+    assert len(result.records) == 103
+    keys = Counter((r["post"]["source"], r["rank"]) for r in result.records)
+    expected = Counter()
+    for path in SAMPLES:
+        digest = parse_digest_bytes(path.read_bytes(), path.name)
+        for e in digest.entries:
+            expected[(f"crawler/samples/{path.name}", e.rank)] += 1
+    assert keys == expected
+    assert all(schema_errors(r) == [] for r in result.records)
+    assert "Traceback" not in result.log
+
+
+def test_arxiv_fields_equal_what_was_served(
+    crawl: tuple[Crawl, StandIn], catalogue: Catalogue
+) -> None:
+    result, _ = crawl
+    statuses = Counter()
+    for r in result.records:
+        arxiv = r["arxiv"]
+        statuses[arxiv["status"]] += 1
+        paper = catalogue.papers.get(r["arxiv_id"])
+        if paper is None:
+            assert r["arxiv_id"] in catalogue.absent
+            assert arxiv == {"status": "not_found", "error": f"arXiv has no paper {r['arxiv_id']}"}
+        else:
+            assert {k: v for k, v in arxiv.items() if k != "status"} == paper.expected()
+            assert arxiv["status"] == "ok"
+    assert statuses == {"ok": 103 - len(catalogue.absent), "not_found": len(catalogue.absent)}
+    assert len(catalogue.absent) > 0
+
+
+def test_embeds_equal_what_was_served(crawl: tuple[Crawl, StandIn], catalogue: Catalogue) -> None:
+    result, _ = crawl
+    seen = Counter()
+    for r in result.records:
+        for t in r["tweets"]:
+            served = catalogue.tweets[t["id"]]
+            embed = t["embed"]
+            seen[embed["status"]] += 1
+            if served.status == "ok":
+                answer = served.oembed(omit_script=True)
+                assert embed == {
+                    "status": "ok",
+                    "text": blockquote_text(answer["html"]),
+                    "html": answer["html"],
+                    "author_name": answer["author_name"],
+                    "author_url": answer["author_url"],
+                    "url": answer["url"],
+                }
+                if r["post"]["source"].endswith("003_175887caae0d4ac0.txt"):
+                    assert embed["text"] == t["text"]  # clean sample: post and embed agree
+            else:
+                status = {"deleted": 404, "protected": 403}[served.status]
+                assert embed == {"status": served.status, "error": f"oEmbed answered HTTP {status}"}
+    assert seen["ok"] > 100 and seen["deleted"] > 0 and seen["protected"] > 0
+    renamed = [t for r in result.records for t in r["tweets"] if t["id"] in catalogue.renamed]
+    assert renamed and all(
+        t["embed"]["url"] != t["url"] for t in renamed if t["embed"]["status"] == "ok"
+    )
+
+
+def test_requests_are_minimal_and_polite(crawl: tuple[Crawl, StandIn]) -> None:
+    _, server = crawl
+    arxiv = server.requests_for("arxiv")
+    oembed = server.requests_for("oembed")
+    assert len(arxiv) == 2
+    asked = [i for rec in arxiv for i in rec.params["id_list"][0].split(",")]
+    assert len(asked) == len(set(asked)) == 103
+    assert all(
+        int(rec.params["max_results"][0]) == len(rec.params["id_list"][0].split(",")) <= 100
+        for rec in arxiv
+    )
+    assert server.min_start_gap("arxiv") >= 3.0
+    assert server.max_concurrency("arxiv") == 1
+    assert len(oembed) == 125
+    assert len({rec.params["url"][0].rsplit("/", 1)[1] for rec in oembed}) == 125
+    assert all(
+        rec.params["omit_script"] == ["1"] and rec.params["dnt"] == ["true"] for rec in oembed
+    )
+    assert server.max_concurrency("oembed") <= 4
+
+
+def test_default_feed_and_atomic_write(tmp_path: Path, standin: StandIn) -> None:
+    out = tmp_path / "out.jsonl"
+    out.write_text("previous snapshot\n")
+    result = run_crawl(out, standin, settings={"ARXIV_DELAY": 0.2})
+    assert len(result.records) == 103
+    assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]  # no temp file left behind
