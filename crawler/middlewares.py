@@ -115,18 +115,21 @@ class BackoffRetryMiddleware(RetryMiddleware):
         retry_after = retry_after_seconds(response.headers.get(b"Retry-After"))
         if retry_after is not None:
             self.gate.hold_until(service, now + retry_after)
-        if response.status in SLOWDOWN_CODES and service == "arxiv":
-            self.gate.slow_down(service, self.arxiv_delay)
-            self.gate.hold_until(service, now + self.gate.extra[service])
         if response.status in self.retry_http_codes:
             reason = f"HTTP {response.status}"
         elif response.status == 200:
             reason = VALIDATORS[service](request, response)
         else:
             reason = None
-        if reason is None:
-            if response.status == 200 and service == "arxiv":
+        if service == "arxiv":
+            # Adaptive delay: each 429/503 doubles an extra pause after every arXiv answer; each
+            # good answer halves it, so the crawl speeds up again gradually.
+            if response.status in SLOWDOWN_CODES:
+                self.gate.slow_down(service, self.arxiv_delay)
+            elif reason is None:
                 self.gate.recover(service)
+            self.gate.hold_until(service, now + self.gate.extra.get(service, 0.0))
+        if reason is None:
             return response
         return await self._retry_later(request, service, reason, retry_after) or response
 
@@ -155,10 +158,11 @@ class BackoffRetryMiddleware(RetryMiddleware):
             self.stats.inc_value(f"retry/{service}/max_reached")
             return None
         assert self.crawler.spider is not None
+        logger.debug("Retrying %s: %s", request.url, reason)
         retry = get_retry_request(
             request,
             spider=self.crawler.spider,
-            reason=reason,
+            reason=reason.split(" (", 1)[0],  # stats keys: the kind of failure, not its detail
             max_retry_times=request.meta.get("max_retry_times", self.max_retry_times),
             logger=logger,
             give_up_log_level=request.meta.get("give_up_log_level", self.give_up_log_level),

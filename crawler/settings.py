@@ -69,4 +69,10 @@ FEED_STORAGES = {
 DEFAULT_FEED = "output/digests.jsonl"
 FEED_EXPORT_ENCODING = "utf-8"
 
+# --- Reporting ----------------------------------------------------------------------------------
+EXTENSIONS = {"crawler.extensions.CrawlReport": 500}
+PROGRESS_INTERVAL = 10.0  # seconds between progress lines; 0 turns them off
+LOGSTATS_INTERVAL = 0  # Scrapy's pages/items-per-minute line says nothing useful here
+COMMANDS_MODULE = "crawler.commands"  # `scrapy crawl` with a meaningful exit status
+
 LOG_LEVEL = "INFO"

@@ -60,14 +60,17 @@ def build_request(api_url: str, ids: list[str]) -> Request:
     """One API request for ``ids``; ``max_results`` is set because it defaults to 10."""
     params = {"id_list": ",".join(ids), "max_results": str(len(ids))}
     meta = {"download_slot": ARXIV_SLOT, "allow_offsite": True, "service": "arxiv", "ids": ids}
+    # A fresh connection per request: Twisted silently re-sends a GET that fails on a reused
+    # keep-alive connection, which arXiv would see as two requests milliseconds apart.
+    headers = {"Connection": "close"}
     url = f"{api_url}?{urlencode(params)}"
     if len(url) <= _MAX_GET_URL:
-        return Request(url, meta=meta, dont_filter=True)
+        return Request(url, headers=headers, meta=meta, dont_filter=True)
     return Request(
         api_url,
         method="POST",
         body=urlencode(params),
-        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        headers={**headers, "Content-Type": "application/x-www-form-urlencoded"},
         meta=meta,
         dont_filter=True,
     )
@@ -150,6 +153,7 @@ class ArxivPipeline:
             self._futures[key] = fut
             return
         self._futures[key] = asyncio.get_running_loop().create_future()
+        self.stats.inc_value("arxiv/ids_wanted")
         self._queue.append(key)
         self._flush(final=False)
 

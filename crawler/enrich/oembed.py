@@ -55,6 +55,7 @@ class TweetEmbedPipeline:
     def want(self, entry: DigestEntry) -> None:
         for tweet in entry.tweets:
             if tweet.id not in self._tasks:
+                self.stats.inc_value("oembed/tweets_wanted")
                 self._tasks[tweet.id] = asyncio.get_running_loop().create_task(self._fetch(tweet))
 
     async def _fetch(self, tweet: Tweet) -> Embed:

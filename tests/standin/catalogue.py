@@ -187,6 +187,9 @@ class Catalogue:
     absent: set[str] = field(default_factory=set)
     # tweet_id -> handle used in the digest, for tweets whose author has since been renamed
     renamed: dict[str, str] = field(default_factory=dict)
+    # Well-formed IDs the API nevertheless refuses with its 400 error feed (arXiv's own ID rules
+    # are stricter than the pattern clients check), to exercise batch splitting.
+    refused: set[str] = field(default_factory=set)
 
     def add_paper(self, paper: Paper) -> Paper:
         self.papers[paper.arxiv_id] = paper

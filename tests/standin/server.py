@@ -189,7 +189,7 @@ class StandIn:
         """The export API's answer for ``params`` (error feed with 400 on a malformed ID)."""
         ids = [i.strip() for v in params.get("id_list", []) for i in v.split(",") if i.strip()]
         for requested in ids:
-            if not _ID_PIECE.fullmatch(requested):
+            if not _ID_PIECE.fullmatch(requested) or requested in self.catalogue.refused:
                 return _error_feed(
                     params,
                     f"incorrect_id_format_for_{requested}",

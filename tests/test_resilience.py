@@ -1,0 +1,160 @@
+"""A hostile network: faults, throttling, Retry-After, give-ups, refused IDs. All end to end."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+
+from crawler.middlewares import retry_after_seconds
+from tests.conftest import Crawl, run_crawl
+from tests.standin import Catalogue, Fault, StandIn
+
+FAST = {"ARXIV_DELAY": 0.3, "RETRY_BACKOFF_BASE": 0.05, "PROGRESS_INTERVAL": 1}
+
+
+def _sorted_lines(crawl: Crawl) -> list[bytes]:
+    return sorted(crawl.raw.splitlines())
+
+
+@pytest.fixture(scope="module")
+def clean_output(tmp_path_factory: pytest.TempPathFactory, catalogue: Catalogue) -> list[bytes]:
+    with StandIn(catalogue) as server:
+        crawl = run_crawl(tmp_path_factory.mktemp("clean") / "out.jsonl", server, settings=FAST)
+    assert crawl.returncode == 0 and len(crawl.records) == 103
+    return _sorted_lines(crawl)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_third_failing_three_times_changes_nothing(
+    tmp_path: Path, catalogue: Catalogue, clean_output: list[bytes], seed: int
+) -> None:
+    with StandIn(catalogue) as server:
+        mixed = server.faults.mixed(share=1 / 3, repeat=3, seed=seed)
+        crawl = run_crawl(tmp_path / "out.jsonl", server, settings=FAST)
+        log = list(server.log)
+    assert crawl.returncode == 0, crawl.log[-3000:]
+    assert _sorted_lines(crawl) == clean_output
+    # The faults really happened, in every kind, and each faulty request failed exactly 3 times.
+    kinds = Counter(r.fault for r in log if r.fault)
+    assert set(kinds) == {k for k in mixed.kinds}
+    tries = Counter(r.key for r in log)
+    faulty = {r.key for r in log if mixed.is_faulty(r.service, r.key)}
+    assert faulty and all(tries[k] >= 4 for k in faulty)
+    assert all(
+        r.status == 200 or r.status in (403, 404) for r in log if r.key in faulty and not r.fault
+    )
+    # Politeness held throughout.
+    assert server.min_start_gap("arxiv") >= FAST["ARXIV_DELAY"]
+    assert server.max_concurrency("arxiv") == 1
+    assert "Traceback" not in crawl.log
+    assert "Crawl summary: 103 records from 5 of 5 digests" in crawl.log
+    assert "Progress: " in crawl.log
+
+
+def test_retry_after_is_never_undercut(tmp_path: Path, catalogue: Catalogue) -> None:
+    with StandIn(catalogue) as server:
+        server.faults.add(Fault("status:429", service="arxiv", times=1, retry_after=2))
+        server.faults.add(Fault("status:503", service="oembed", times=3, retry_after="date:2"))
+        crawl = run_crawl(tmp_path / "out.jsonl", server, settings=FAST)
+        log = list(server.log)
+    assert crawl.returncode == 0
+    assert len(crawl.records) == 103
+    assert all(r["arxiv"]["status"] != "error" for r in crawl.records)
+    faulted = [r for r in log if r.fault]
+    assert len(faulted) == 4
+    for f in faulted:
+        # Seconds form: exactly 2 s. HTTP-date form: whole seconds, so at least 1 s after the answer.
+        floor = 2.0 if f.service == "arxiv" else 1.0
+        later = [r for r in log if r.service == f.service and r.start > f.end + 0.05]
+        assert later, f"no {f.service} request after the fault"
+        assert min(r.start for r in later) >= f.end + floor
+
+
+def test_retry_after_parsing() -> None:
+    assert retry_after_seconds(b"7") == 7.0
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412490.0) == 0.0
+    assert retry_after_seconds(b"soon") is None
+    assert retry_after_seconds(None) is None
+
+
+def test_arxiv_throttling_slows_following_requests_then_recovers(
+    tmp_path: Path, catalogue: Catalogue
+) -> None:
+    settings = FAST | {"ARXIV_DELAY": 0.2, "ARXIV_BATCH_SIZE": 10}
+    with StandIn(catalogue) as server:
+        # The second batch meets three 503s in a row (no Retry-After): the extra pause doubles
+        # each time (0.2, 0.4, 0.8 s) and then halves with every good answer.
+        server.faults.add(Fault("status:503", service="arxiv", times=3, match="id_list"))
+        crawl = run_crawl(tmp_path / "out.jsonl", server, settings=settings)
+        arxiv = server.requests_for("arxiv")
+    assert crawl.returncode == 0 and len(crawl.records) == 103
+    assert [r.fault for r in arxiv[:3]] == ["status:503"] * 3
+    gaps = [b.start - a.end for a, b in itertools.pairwise(arxiv)]
+    assert gaps[2] >= 0.8  # after the third 503
+    assert gaps[3] >= 0.4  # recovering gradually (later steps hide under the slot delay)
+    assert min(b.start - a.start for a, b in itertools.pairwise(arxiv)) >= 0.2
+    assert gaps[-1] < 0.6  # back to the plain delay
+    assert len(arxiv) == 11 + 3
+
+
+def test_when_attempts_run_out_records_say_why(tmp_path: Path, catalogue: Catalogue) -> None:
+    tweet_id = next(t for t in catalogue.tweets.values() if t.status == "ok").tweet_id
+    with StandIn(catalogue) as server:
+        server.faults.add(Fault("status:503", service="arxiv", times=1000))
+        server.faults.add(Fault("drop", service="oembed", times=1000, match=tweet_id))
+        crawl = run_crawl(
+            tmp_path / "out.jsonl", server, settings=FAST | {"RETRY_TIMES": 2, "ARXIV_DELAY": 0.1}
+        )
+        arxiv = server.requests_for("arxiv")
+    assert crawl.returncode == 0
+    assert len(crawl.records) == 103
+    assert {r["arxiv"]["status"] for r in crawl.records} == {"error"}
+    assert {r["arxiv"]["error"] for r in crawl.records} == {"arXiv answered HTTP 503"}
+    assert len(arxiv) == 2 * 3  # two batches, three tries each, no more
+    embeds = [t["embed"] for r in crawl.records for t in r["tweets"] if t["id"] == tweet_id]
+    assert embeds and all(e["status"] == "error" for e in embeds)
+    assert all(e["error"].startswith("oEmbed request failed: ") for e in embeds)
+    others = [
+        t["embed"]["status"] for r in crawl.records for t in r["tweets"] if t["id"] != tweet_id
+    ]
+    assert "error" not in others
+    assert "failed x103: arXiv: arXiv answered HTTP 503" in crawl.log
+
+
+def test_a_refused_id_is_isolated_by_splitting_its_batch(
+    tmp_path: Path, catalogue: Catalogue
+) -> None:
+    refused = sorted(catalogue.papers)[7]
+    catalogue.refused.add(refused)
+    try:
+        with StandIn(catalogue) as server:
+            crawl = run_crawl(tmp_path / "out.jsonl", server, settings=FAST | {"ARXIV_DELAY": 0.05})
+            arxiv = server.requests_for("arxiv")
+    finally:
+        catalogue.refused.discard(refused)
+    by_status: dict[str, list[str]] = defaultdict(list)
+    for r in crawl.records:
+        by_status[r["arxiv"]["status"]].append(r["arxiv_id"])
+    assert by_status["error"] == [refused]
+    assert len(by_status["ok"]) == 103 - 1 - len(catalogue.absent)
+    bad = next(r for r in crawl.records if r["arxiv_id"] == refused)
+    assert bad["arxiv"]["error"] == f"arXiv refused {refused}: incorrect id format for {refused}"
+    assert sum(r.status == 400 for r in arxiv) <= 8  # halving finds one ID in log2(100) steps
+    assert server.max_concurrency("arxiv") == 1
+
+
+def test_slow_answers_time_out_and_are_retried(tmp_path: Path, catalogue: Catalogue) -> None:
+    with StandIn(catalogue) as server:
+        server.faults.add(Fault("slow", service="oembed", times=2, delay=3.0))
+        started = time.monotonic()
+        crawl = run_crawl(tmp_path / "out.jsonl", server, settings=FAST | {"DOWNLOAD_TIMEOUT": 1})
+        elapsed = time.monotonic() - started
+    assert crawl.returncode == 0
+    assert sum(t["embed"]["status"] == "error" for r in crawl.records for t in r["tweets"]) == 0
+    assert "retry/oembed/reason_count/DownloadTimeoutError" in crawl.log
+    assert elapsed < 60
