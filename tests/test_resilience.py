@@ -28,12 +28,16 @@ def clean_output(tmp_path_factory: pytest.TempPathFactory, catalogue: Catalogue)
     return _sorted_lines(crawl)
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize(("seed", "retry_after"), [(1, None), (2, 1)])
 def test_a_third_failing_three_times_changes_nothing(
-    tmp_path: Path, catalogue: Catalogue, clean_output: list[bytes], seed: int
+    tmp_path: Path,
+    catalogue: Catalogue,
+    clean_output: list[bytes],
+    seed: int,
+    retry_after: int | None,
 ) -> None:
     with StandIn(catalogue) as server:
-        mixed = server.faults.mixed(share=1 / 3, repeat=3, seed=seed)
+        mixed = server.faults.mixed(share=1 / 3, repeat=3, seed=seed, retry_after=retry_after)
         crawl = run_crawl(tmp_path / "out.jsonl", server, settings=FAST)
         log = list(server.log)
     assert crawl.returncode == 0, crawl.log[-3000:]
@@ -47,7 +51,11 @@ def test_a_third_failing_three_times_changes_nothing(
     assert all(
         r.status == 200 or r.status in (403, 404) for r in log if r.key in faulty and not r.fault
     )
-    # Politeness held throughout.
+    # Politeness held throughout, and no retry came before the Retry-After its answer carried.
+    if retry_after:
+        for f in (r for r in log if r.fault in ("status:429", "status:503")):
+            again = [r for r in log if r.key == f.key and r.start > f.end]
+            assert again and min(r.start for r in again) >= f.end + retry_after
     assert server.min_start_gap("arxiv") >= FAST["ARXIV_DELAY"]
     assert server.max_concurrency("arxiv") == 1
     assert "Traceback" not in crawl.log

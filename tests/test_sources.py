@@ -1,0 +1,89 @@
+"""Where digests come from: files, folders, globs, URLs; and the endpoints are never off-site."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from scrapy import Spider
+from scrapy.downloadermiddlewares.offsite import OffsiteMiddleware
+from scrapy.utils.test import get_crawler
+
+from crawler.enrich import arxiv, oembed
+from crawler.items import Tweet
+from crawler.sources import expand_sources
+from tests.conftest import SAMPLES, run_crawl
+from tests.standin import StandIn
+
+
+def test_expand_files_folders_globs_and_urls(tmp_path: Path) -> None:
+    for name in ("a.md", "b.markdown", "c.txt", "d.json", "e.MD"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "f.md").write_text("x")
+    spec = (
+        f"{tmp_path}, {tmp_path}/sub/*.md ,https://example.org/p.md,{tmp_path}/a.md,{tmp_path}/nope"
+    )
+    expanded = expand_sources(spec)
+    names = [s.name.rsplit("/", 1)[-1] for s in expanded.sources]
+    assert names == ["a.md", "b.markdown", "c.txt", "e.MD", "f.md", "p.md"]  # no duplicates
+    assert expanded.sources[-1].url == "https://example.org/p.md"
+    assert expanded.sources[0].url == (tmp_path / "a.md").resolve().as_uri()
+    assert expanded.problems == [f"{tmp_path}/nope: no such file or folder"]
+    assert expand_sources(f"{tmp_path}/*.xyz").problems == [
+        f"{tmp_path}/*.xyz: pattern matches no file"
+    ]
+
+
+def test_default_is_the_bundled_samples() -> None:
+    expanded = expand_sources(None)
+    assert [Path(s.name).name for s in expanded.sources] == [p.name for p in SAMPLES]
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        arxiv.build_request("https://arxiv-mirror.example.net/api/query", ["2106.09685"]),
+        oembed.build_request(
+            "https://embed.example.net/oembed",
+            Tweet(id="1", url="https://twitter.com/a/status/1", author_handle="a",
+                  author_name=None, lang=None, date_text=None, text=""),
+        ),
+    ],
+)  # fmt: skip
+def test_configured_endpoints_are_never_offsite(request_) -> None:
+    crawler = get_crawler(Spider)
+    spider = Spider("s", allowed_domains=["example.org"])
+    crawler.spider = spider
+    middleware = OffsiteMiddleware.from_crawler(crawler)
+    middleware.spider_opened(spider)
+    assert middleware.process_request(request_) is None  # not IgnoreRequest
+
+
+@pytest.fixture
+def digest_server(tmp_path: Path) -> Iterator[str]:
+    for sample in SAMPLES[:2]:
+        shutil.copy(sample, tmp_path / sample.name)
+    handler = partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a: None  # type: ignore[method-assign]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_digests_read_over_http(tmp_path: Path, standin: StandIn, digest_server: str) -> None:
+    urls = [f"{digest_server}/{p.name}" for p in SAMPLES[:2]] + [f"{digest_server}/gone.md"]
+    crawl = run_crawl(
+        tmp_path / "out.jsonl", standin, "-a", "source=" + ",".join(urls),
+        settings={"ARXIV_DELAY": 0.1},
+    )  # fmt: skip
+    assert len(crawl.records) == 30 + 16
+    assert {r["post"]["source"] for r in crawl.records} == set(urls[:2])
+    assert f"{digest_server}/gone.md: cannot read:" in crawl.log
+    assert crawl.returncode == 2
