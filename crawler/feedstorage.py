@@ -2,25 +2,63 @@
 
 Records go to a temporary file beside the target; only when the crawl finishes is it flushed to
 disk and renamed over the target, which is atomic on POSIX. A crash leaves the previous file as
-it was (plus, at worst, a stray ``.NAME.*.tmp``). Appending (``-o``) starts from a copy of the
+it was, plus a stray ``.NAME.*.tmp`` that the next run to the same file removes (one writer
+per file is assumed, as for any snapshot). Appending (``-o``) starts from a copy of the
 old file, so it is atomic too.
+
+A crawl that did not really run keeps the previous snapshot instead of replacing it with a
+partial or empty one: stopped early (Ctrl-C, SIGTERM), refused arguments, or no digest read.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Any
 
+from scrapy.crawler import Crawler
 from scrapy.extensions.feedexport import FileFeedStorage
+
+logger = logging.getLogger(__name__)
 
 
 class AtomicFileFeedStorage(FileFeedStorage):
+    def __init__(
+        self,
+        uri: str,
+        *,
+        feed_options: dict[str, Any] | None = None,
+        crawler: Crawler | None = None,
+    ) -> None:
+        super().__init__(uri, feed_options=feed_options)
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(
+        cls, crawler: Crawler, uri: str, *, feed_options: dict[str, Any] | None = None
+    ) -> AtomicFileFeedStorage:
+        return cls(uri, feed_options=feed_options, crawler=crawler)
+
+    def _keep_previous_because(self) -> str | None:
+        if self.crawler is None:
+            return None
+        stats = self.crawler.stats
+        if not self.crawler.crawling:
+            return "the crawl was stopped before it finished"
+        if stats.get_value("arguments/invalid"):
+            return "the spider arguments were refused"
+        if not stats.get_value("digests/read"):
+            return "no digest could be read"
+        return None
+
     def open(self, spider: Any) -> IO[Any]:
         target = Path(self.path)
         target.parent.mkdir(parents=True, exist_ok=True)
+        for stale in target.parent.glob(f".{target.name}.*.tmp"):
+            stale.unlink(missing_ok=True)  # left by a run that was killed
         tmp = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in store()
             mode="w+b", prefix=f".{target.name}.", suffix=".tmp", dir=target.parent, delete=False
         )
@@ -30,10 +68,15 @@ class AtomicFileFeedStorage(FileFeedStorage):
         return tmp
 
     def store(self, file: IO[Any]) -> None:
+        target = Path(self.path)
+        if reason := self._keep_previous_because():
+            file.close()
+            os.unlink(file.name)
+            logger.warning("%s not replaced: %s; the previous file stays as it was", target, reason)
+            return
         file.flush()
         os.fsync(file.fileno())
         file.close()
-        target = Path(self.path)
         os.chmod(file.name, 0o644)
         os.replace(file.name, target)
         dir_fd = os.open(target.parent, os.O_RDONLY)

@@ -69,8 +69,28 @@ FEED_STORAGES = {
 DEFAULT_FEED = "output/digests.jsonl"
 FEED_EXPORT_ENCODING = "utf-8"
 
+# --- State between runs (crawler/state.py) ----------------------------------------------------
+STATE_DB = "output/state.sqlite3"  # empty string: no state, every run fetches everything
+# How long a stored fetch stays good, in days, per kind/status. Errors are always re-tried.
+STATE_TTL_DAYS = {
+    "arxiv/ok": 7,  # new versions and journal references appear over time
+    "arxiv/not_found": 1,  # perhaps announced since
+    "embed/ok": 30,
+    "embed/deleted": 180,  # rarely comes back
+    "embed/protected": 30,
+}
+
+FEED_EXPORTERS = {
+    "jsonlines": "crawler.exporters.SortedJsonLinesExporter",
+    "jsonl": "crawler.exporters.SortedJsonLinesExporter",
+}
+
 # --- Reporting ----------------------------------------------------------------------------------
-EXTENSIONS = {"crawler.extensions.CrawlReport": 500}
+EXTENSIONS = {
+    "crawler.state.State": 100,
+    "crawler.extensions.CrawlReport": 500,
+    "crawler.runfiles.RunFiles": 600,
+}
 PROGRESS_INTERVAL = 10.0  # seconds between progress lines; 0 turns them off
 LOGSTATS_INTERVAL = 0  # Scrapy's pages/items-per-minute line says nothing useful here
 COMMANDS_MODULE = "crawler.commands"  # `scrapy crawl` with a meaningful exit status

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import scrapy
+from scrapy.exceptions import CloseSpider
 from scrapy.http import Response
 from twisted.python.failure import Failure
 
@@ -19,6 +20,7 @@ from crawler import signals
 from crawler.items import DigestEntry
 from crawler.parsing.digest import DigestError, parse_digest_bytes
 from crawler.sources import expand_sources
+from crawler.state import REFRESH_CHOICES
 
 logger = logging.getLogger(__name__)
 
@@ -26,12 +28,19 @@ logger = logging.getLogger(__name__)
 class DigestsSpider(scrapy.Spider):
     name = "digests"
 
-    def __init__(self, source: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, source: str | None = None, refresh: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.source = source
+        self.refresh = refresh or "none"
         self._unread = 0
 
     async def start(self) -> AsyncIterator[scrapy.Request]:
+        if self.refresh not in REFRESH_CHOICES:
+            logger.error("refresh=%s: must be one of %s", self.refresh, ", ".join(REFRESH_CHOICES))
+            self.crawler.stats.inc_value("arguments/invalid")
+            raise CloseSpider("invalid_argument")
         expanded = expand_sources(self.source)
         for problem in expanded.problems:
             logger.error("source %s", problem)

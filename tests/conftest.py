@@ -40,7 +40,8 @@ def run_crawl(
     timeout: float = 300,
 ) -> Crawl:
     cmd = [sys.executable, "-m", "scrapy", "crawl", "digests", "-O", str(out)]
-    merged: dict[str, object] = {"LOG_LEVEL": "INFO"}
+    # Each crawl gets its own state next to its output unless a test shares one on purpose.
+    merged: dict[str, object] = {"LOG_LEVEL": "INFO", "STATE_DB": out.parent / "state.sqlite3"}
     if standin is not None:
         merged |= {"ARXIV_API_URL": standin.arxiv_url, "OEMBED_URL": standin.oembed_url}
     merged |= settings or {}

@@ -112,4 +112,5 @@ def test_default_feed_and_atomic_write(tmp_path: Path, standin: StandIn) -> None
     out.write_text("previous snapshot\n")
     result = run_crawl(out, standin, settings={"ARXIV_DELAY": 0.2})
     assert len(result.records) == 103
-    assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]  # no temp file left behind
+    # Beside it only the run report and the state; no temporary file is left behind.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl", "out.run.json", "state.sqlite3"]

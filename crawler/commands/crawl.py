@@ -2,7 +2,7 @@
 
 0  every source was read and every record written (enrichment failures are in the records,
    with their status, and are retried by the next run);
-1  Scrapy could not start the crawl (bad arguments, settings, spider name);
+1  the crawl could not start (bad arguments such as ``-a refresh=sometimes``, settings, spider);
 2  at least one source could not be read at all (missing path, unreadable file, failed URL);
 3  at least one record was dropped for breaking the output schema (a bug: please report it).
 """
@@ -21,6 +21,8 @@ EXIT_INVALID_RECORDS = 3
 
 
 def exit_status(stats: dict[str, Any]) -> int:
+    if stats.get("arguments/invalid"):
+        return 1
     if stats.get("records/invalid"):
         return EXIT_INVALID_RECORDS
     if stats.get("digests/unreadable") or stats.get("digests/missing"):

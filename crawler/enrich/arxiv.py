@@ -22,6 +22,7 @@ from crawler import signals
 from crawler.items import ArxivMeta, DigestEntry
 from crawler.parsing.arxiv_feed import ApiError, FeedError, parse_feed
 from crawler.parsing.arxiv_ids import MalformedArxivId, parse_arxiv_id, split_versioned
+from crawler.state import State
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ class ArxivPipeline:
         self.api_url = settings.get("ARXIV_API_URL")
         self.batch_size = max(1, min(settings.getint("ARXIV_BATCH_SIZE"), MAX_RESULTS_CAP))
         self.batch_wait = settings.getfloat("ARXIV_BATCH_WAIT")
+        self.state = crawler.get_extension(State)
         self._futures: dict[str, asyncio.Future[ArxivMeta]] = {}
         self._queue: list[str] = []
         self._in_flight = 0
@@ -152,7 +154,11 @@ class ArxivPipeline:
             fut.set_result(ArxivMeta(status="error", error=str(exc)))
             self._futures[key] = fut
             return
-        self._futures[key] = asyncio.get_running_loop().create_future()
+        self._futures[key] = fut = asyncio.get_running_loop().create_future()
+        stored = self.state.lookup("arxiv", key) if self.state else None
+        if isinstance(stored, ArxivMeta):
+            fut.set_result(stored)
+            return
         self.stats.inc_value("arxiv/ids_wanted")
         self._queue.append(key)
         self._flush(final=False)
@@ -198,6 +204,8 @@ class ArxivPipeline:
             self._in_flight -= 1
         if outcome is None:
             return  # split and re-queued
+        if self.state:
+            self.state.save("arxiv", [(key, outcome[key]) for key in ids])
         for key in ids:
             meta = outcome[key]
             self.stats.inc_value(f"arxiv/ids/{meta.status}")

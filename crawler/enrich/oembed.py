@@ -12,6 +12,7 @@ from scrapy.http import Response
 from crawler import signals
 from crawler.items import DigestEntry, Embed, Tweet
 from crawler.parsing.oembed import EmbedError, parse_oembed
+from crawler.state import State
 
 OEMBED_SLOT = "oembed"
 _STATUS_BY_CODE = {404: "deleted", 403: "protected"}
@@ -42,7 +43,8 @@ class TweetEmbedPipeline:
         self.crawler = crawler
         self.stats = crawler.stats
         self.oembed_url = crawler.settings.get("OEMBED_URL")
-        self._tasks: dict[str, asyncio.Task[Embed]] = {}
+        self.state = crawler.get_extension(State)
+        self._embeds: dict[str, asyncio.Future[Embed]] = {}
         # Only as many requests in the downloader as the slot runs at once, so the retry
         # middleware's gate (Retry-After) sees each request before it starts.
         self._slots = asyncio.Semaphore(crawler.settings.getint("OEMBED_CONCURRENCY"))
@@ -53,16 +55,25 @@ class TweetEmbedPipeline:
         return cls(crawler)
 
     def want(self, entry: DigestEntry) -> None:
+        loop = asyncio.get_running_loop()
         for tweet in entry.tweets:
-            if tweet.id not in self._tasks:
-                self.stats.inc_value("oembed/tweets_wanted")
-                self._tasks[tweet.id] = asyncio.get_running_loop().create_task(self._fetch(tweet))
+            if tweet.id in self._embeds:
+                continue
+            stored = self.state.lookup("embed", tweet.id) if self.state else None
+            if isinstance(stored, Embed):
+                self._embeds[tweet.id] = fut = loop.create_future()
+                fut.set_result(stored)
+                continue
+            self.stats.inc_value("oembed/tweets_wanted")
+            self._embeds[tweet.id] = loop.create_task(self._fetch(tweet))
 
     async def _fetch(self, tweet: Tweet) -> Embed:
         self.stats.inc_value("oembed/tweets_requested")
         async with self._slots:
             embed = await self._ask(tweet)
         self.stats.inc_value(f"oembed/tweets/{embed.status}")
+        if self.state:
+            self.state.save("embed", [(tweet.id, embed)])
         return embed
 
     async def _ask(self, tweet: Tweet) -> Embed:
@@ -89,5 +100,5 @@ class TweetEmbedPipeline:
             return item
         self.want(item)  # no-op for announced entries
         for tweet in item.tweets:
-            tweet.embed = await asyncio.shield(self._tasks[tweet.id])
+            tweet.embed = await asyncio.shield(self._embeds[tweet.id])
         return item

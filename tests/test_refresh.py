@@ -1,0 +1,250 @@
+"""Scheduled refresh: state between runs, byte-stable snapshots, change feed, crash safety."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, SAMPLES, run_crawl
+from tests.standin import Catalogue, Fault, StandIn, Tweet
+from tests.test_hostile_input import _paper
+
+FAST = {"ARXIV_DELAY": 0.2, "RETRY_BACKOFF_BASE": 0.05}
+
+
+def _copy_catalogue(catalogue: Catalogue) -> Catalogue:
+    return Catalogue(
+        papers=dict(catalogue.papers),
+        tweets=dict(catalogue.tweets),
+        absent=set(catalogue.absent),
+        renamed=dict(catalogue.renamed),
+    )
+
+
+def _source(folder: Path) -> tuple[str, str]:
+    return ("-a", f"source={folder}")
+
+
+@pytest.fixture
+def digests(tmp_path: Path) -> Path:
+    folder = tmp_path / "digests"
+    folder.mkdir()
+    for sample in SAMPLES:
+        (folder / sample.name).write_bytes(sample.read_bytes())
+    return folder
+
+
+NEW_DIGEST = """---
+title: Hot Papers 2021-07-20
+date: 2021-07-21T08:00:00.Z
+slug: "hot-papers-2021-07-20"
+---
+
+# 1. A New Paper
+
+Ada Lovelace
+
+- retweets: 5, favorites: 1 (07/21/2021 08:00:00)
+
+- links: [abs](https://arxiv.org/abs/2107.10001) | [pdf](https://arxiv.org/pdf/2107.10001)
+- [cs.LG](https://arxiv.org/list/cs.LG/recent)
+
+Abstract one.
+
+{tweets}
+
+# 2. Another New Paper
+
+Alan Turing
+
+- retweets: 4, favorites: 1 (07/21/2021 08:00:00)
+
+- links: [abs](https://arxiv.org/abs/2107.10002) | [pdf](https://arxiv.org/pdf/2107.10002)
+- [cs.AI](https://arxiv.org/list/cs.AI/recent)
+
+Abstract two.
+"""
+
+
+def _blockquote(tweet_id: str, handle: str = "ada") -> str:
+    return (
+        f'<blockquote class="twitter-tweet"><p lang="en" dir="ltr">Tweet {tweet_id}</p>&mdash; '
+        f'Ada (@{handle}) <a href="https://twitter.com/{handle}/status/{tweet_id}?ref_src=twsrc%5Etfw">'
+        'July 20, 2021</a></blockquote>\n<script async src="https://platform.twitter.com/widgets.js"'
+        ' charset="utf-8"></script>\n'
+    )
+
+
+def test_unchanged_refresh_costs_nothing_and_is_byte_identical(
+    tmp_path: Path, catalogue: Catalogue, digests: Path
+) -> None:
+    out = tmp_path / "snapshot.jsonl"
+    with StandIn(catalogue) as server:
+        first = run_crawl(out, server, *_source(digests), settings=FAST)
+        assert len(server.log) == 2 + 125
+        server.reset_log()
+        second = run_crawl(out, server, *_source(digests), settings=FAST)
+        assert server.log == []
+    assert first.returncode == second.returncode == 0
+    assert first.raw == second.raw and len(second.records) == 103
+    keys = [(r["post"]["date"], r["post"]["slug"], r["rank"]) for r in second.records]
+    assert keys == sorted(keys)
+    report = json.loads((tmp_path / "snapshot.run.json").read_text())
+    assert report["records"] == 103 and report["exit_status"] == 0
+    assert report["changed_records"] == 0 and report["changes_file"] is None
+    assert report["stats"]["state/arxiv/reused"] == 103
+    assert "crawl" not in out.read_text()[:0]  # the snapshot holds records only
+    assert all(set(r) >= {"post", "arxiv", "tweets"} for r in second.records)
+
+
+def test_a_new_digest_costs_one_arxiv_request_and_its_new_tweets(
+    tmp_path: Path, catalogue: Catalogue, digests: Path
+) -> None:
+    cat = _copy_catalogue(catalogue)
+    for arxiv_id in ("2107.10001", "2107.10002"):
+        cat.add_paper(_paper(arxiv_id))
+    new_ids = ["1417000000000000001", "1417000000000000002", "1417000000000000003"]
+    for tweet_id in new_ids:
+        cat.add_tweet(Tweet(tweet_id, "ada", "Ada", "en", f"Tweet {tweet_id}", "July 20, 2021"))
+    known = next(iter(catalogue.tweets.values()))
+    out = tmp_path / "snapshot.jsonl"
+    with StandIn(cat) as server:
+        run_crawl(out, server, *_source(digests), settings=FAST)
+        tweets = "\n".join(_blockquote(t) for t in new_ids) + _blockquote(
+            known.tweet_id, known.handle
+        )
+        (digests / "new.md").write_text(NEW_DIGEST.replace("{tweets}", tweets))
+        server.reset_log()
+        crawl = run_crawl(out, server, *_source(digests), settings=FAST)
+        arxiv, oembed = server.requests_for("arxiv"), server.requests_for("oembed")
+    assert len(crawl.records) == 105
+    assert [r.params["id_list"] for r in arxiv] == [["2107.10001,2107.10002"]]
+    assert sorted(r.params["url"][0].rsplit("/", 1)[1] for r in oembed) == new_ids
+    new = [r for r in crawl.records if r["post"]["slug"] == "hot-papers-2021-07-20"]
+    assert [r["arxiv"]["status"] for r in new] == ["ok", "ok"]
+    assert crawl.records[-1]["post"]["slug"] == "hot-papers-2021-07-20"  # sorted by post date
+
+
+def test_stale_and_failed_fetches_are_asked_again(
+    tmp_path: Path, catalogue: Catalogue, digests: Path
+) -> None:
+    out = tmp_path / "snapshot.jsonl"
+    with StandIn(catalogue) as server:
+        server.faults.add(Fault("status:503", service="arxiv", times=100))
+        first = run_crawl(out, server, *_source(digests), settings=FAST | {"RETRY_TIMES": 0})
+        assert {r["arxiv"]["status"] for r in first.records} == {"error"}
+        server.faults.clear()
+        server.reset_log()
+        second = run_crawl(out, server, *_source(digests), settings=FAST)
+        assert len(server.requests_for("arxiv")) == 2  # errors are always re-tried
+        assert server.requests_for("oembed") == []  # embeds are fresh
+        assert {r["arxiv"]["status"] for r in second.records} == {"ok", "not_found"}
+        server.reset_log()
+        ttl = '{"arxiv/ok": 0, "arxiv/not_found": 1, "embed/ok": 30, "embed/deleted": 180, "embed/protected": 30}'
+        run_crawl(out, server, *_source(digests), settings=FAST | {"STATE_TTL_DAYS": ttl})
+        asked = [i for r in server.requests_for("arxiv") for i in r.params["id_list"][0].split(",")]
+        assert sorted(asked) == sorted(catalogue.papers)  # only the ok ones went stale
+        server.reset_log()
+        run_crawl(out, server, *_source(digests), "-a", "refresh=tweets", settings=FAST)
+        assert server.requests_for("arxiv") == [] and len(server.requests_for("oembed")) == 125
+        server.reset_log()
+        snapshot = out.read_bytes()
+        bad = run_crawl(out, server, *_source(digests), "-a", "refresh=sometimes", settings=FAST)
+        assert server.log == []
+        assert out.read_bytes() == snapshot  # a refused run never replaces the snapshot
+    assert bad.returncode == 1
+    assert "refresh=sometimes: must be one of none, all, arxiv, tweets, errors" in bad.log
+    assert "Traceback" not in bad.log
+
+
+def test_change_feed_lists_records_whose_enrichment_changed(
+    tmp_path: Path, catalogue: Catalogue, digests: Path
+) -> None:
+    cat = _copy_catalogue(catalogue)
+    out = tmp_path / "snapshot.jsonl"
+    with StandIn(cat) as server:
+        first = run_crawl(out, server, *_source(digests), settings=FAST)
+        paper_id = first.records[0]["arxiv_id"]
+        old = cat.papers[paper_id]
+        cat.papers[paper_id] = dataclasses.replace(
+            old, latest_version=old.latest_version + 1, journal_ref="Nature 600, 1 (2021)"
+        )
+        tweet_id = next(
+            t["id"] for r in first.records for t in r["tweets"] if t["embed"]["status"] == "ok"
+        )
+        cat.tweets[tweet_id] = dataclasses.replace(cat.tweets[tweet_id], status="deleted")
+        second = run_crawl(out, server, *_source(digests), "-a", "refresh=all", settings=FAST)
+    report = json.loads((tmp_path / "snapshot.run.json").read_text())
+    assert report["changes_file"] and second.returncode == 0
+    changes = [json.loads(line) for line in Path(report["changes_file"]).read_text().splitlines()]
+    by_key = {(c["slug"], c["rank"]): c for c in changes}
+    first_record = first.records[0]
+    change = by_key[(first_record["post"]["slug"], first_record["rank"])]
+    (arxiv_change,) = [c for c in change["changes"] if c["what"] == "arxiv"]
+    assert arxiv_change["fields"]["version"] == {
+        "before": old.latest_version, "after": old.latest_version + 1,
+    }  # fmt: skip
+    assert arxiv_change["fields"]["journal_ref"] == {
+        "before": None,
+        "after": "Nature 600, 1 (2021)",
+    }
+    tweet_changes = [c for ch in changes for c in ch["changes"] if c["what"] == "embed"]
+    assert tweet_changes and all(c["key"] == tweet_id for c in tweet_changes)
+    assert tweet_changes[0]["fields"]["status"] == {"before": "ok", "after": "deleted"}
+    assert report["changed_records"] == len(changes) >= 1
+    assert Path(report["changes_file"]).parent == tmp_path / "snapshot.changes"
+
+
+def test_kill_9_leaves_the_previous_snapshot_and_the_next_run_completes(
+    tmp_path: Path, catalogue: Catalogue, digests: Path
+) -> None:
+    out = tmp_path / "snapshot.jsonl"
+    with StandIn(catalogue) as server:
+        first = run_crawl(out, server, *_source(digests), settings=FAST)
+        before = out.read_bytes()
+        (digests / "new.md").write_text(
+            NEW_DIGEST.replace("{tweets}", "").replace("2107.1000", "2012.1518")
+        )
+        server.latency["oembed"] = 0.2
+        server.latency["arxiv"] = 0.2
+        server.reset_log()
+        state = tmp_path / "state.sqlite3"
+        cmd = [
+            sys.executable, "-m", "scrapy", "crawl", "digests", "-O", str(out), "-a",
+            f"source={digests}", "-s", f"STATE_DB={state}", "-s", "ARXIV_DELAY=0.2",
+            "-s", f"ARXIV_API_URL={server.arxiv_url}", "-s", f"OEMBED_URL={server.oembed_url}",
+            "-a", "refresh=all",
+        ]  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 60
+        while len(server.requests_for("oembed")) < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert len(server.requests_for("oembed")) < 125  # really killed mid-run
+        assert out.read_bytes() == before
+        with sqlite3.connect(state) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        server.latency.update({"oembed": 0.0, "arxiv": 0.0})
+        server.reset_log()
+        after = run_crawl(out, server, *_source(digests), settings=FAST)
+    assert after.returncode == 0 and len(after.records) == 105
+    # Only the new digest's paper and what the killed run never stored were asked again.
+    assert len(server.requests_for("arxiv")) <= 1
+    assert len(server.requests_for("oembed")) <= 125
+    assert [
+        r for r in after.records if r["post"]["slug"] != "hot-papers-2021-07-20"
+    ] == first.records
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
