@@ -41,18 +41,20 @@ class SortedJsonLinesExporter(BaseItemExporter):
         self._db = sqlite3.connect(f"{self._tmp.name}/records.sqlite3")
         self._db.execute("PRAGMA journal_mode=OFF")
         self._db.execute("PRAGMA synchronous=OFF")
-        self._db.execute("CREATE TABLE r (k TEXT NOT NULL, line BLOB NOT NULL)")
+        # Identical records collapse: a digest read twice (a resumed JOBDIR crawl re-reads the
+        # digests it had queued) must not appear twice in the snapshot.
+        self._db.execute("CREATE TABLE r (k TEXT, line BLOB, PRIMARY KEY (k, line)) WITHOUT ROWID")
 
     def export_item(self, item: Any) -> None:
         assert self._db is not None
         record = ItemAdapter(item).asdict()
-        self._db.execute("INSERT INTO r VALUES (?, ?)", (sort_key(record), dumps(record)))
+        self._db.execute("INSERT OR IGNORE INTO r VALUES (?, ?)", (sort_key(record), dumps(record)))
 
     def finish_exporting(self) -> None:
         assert self._db is not None and self._tmp is not None
         self._db.commit()
-        # Equal keys (one file given twice under different names cannot happen: the key holds
-        # the source) would still sort by content, so the order never depends on timing.
+        # Equal keys (two entries with one rank in a damaged post) sort by content, so the order
+        # never depends on timing.
         for (line,) in self._db.execute("SELECT line FROM r ORDER BY k, line"):
             self.file.write(line)
         self._db.close()

@@ -115,7 +115,7 @@ class RunFiles:
             "started_at": self.started.isoformat(),
             "finished_at": datetime.now(UTC).isoformat(),
             "finish_reason": reason,
-            "exit_status": exit_status(stats),
+            "exit_status": exit_status(stats, reason),
             "snapshot": str(self.path),
             "records": stats.get("records/written", 0),
             "changed_records": len(self.changes),

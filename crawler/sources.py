@@ -6,9 +6,13 @@ and URLs: the same errback reports a missing file and an unreachable URL.
 
 from __future__ import annotations
 
+import atexit
 import glob
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -27,8 +31,21 @@ class Expanded:
     problems: list[str]  # one line each: a spec that matched nothing
 
 
+SAMPLES_NAME = "crawler/samples"  # how records name the bundled samples when not on disk
+
+
+@cache
 def sample_dir() -> Path:
-    return Path(str(resources.files("crawler").joinpath("samples")))
+    """The bundled samples as a real folder, copied out once when installed as a zip (egg)."""
+    root = resources.files("crawler").joinpath("samples")
+    if isinstance(root, Path) and root.is_dir():
+        return root
+    folder = Path(tempfile.mkdtemp(prefix="hot-papers-samples-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    for item in root.iterdir():
+        if item.name.endswith(DIGEST_SUFFIXES):
+            (folder / item.name).write_bytes(item.read_bytes())
+    return folder
 
 
 def _display(path: Path) -> str:
@@ -52,7 +69,17 @@ def _digests_in(folder: Path) -> list[Path]:
 def expand_sources(spec: str | None) -> Expanded:
     """Comma-separated files, folders, globs and http(s) URLs; none means the bundled samples."""
     if not spec or not spec.strip():
-        return Expanded([_file(p) for p in _digests_in(sample_dir())], [])
+        samples = sample_dir()
+        if samples.is_relative_to(Path(str(resources.files("crawler")))):
+            return Expanded([_file(p) for p in _digests_in(samples)], [])
+        # Copied out of an egg: name them as in the source tree, so records stay byte-stable.
+        return Expanded(
+            [
+                Source(p.resolve().as_uri(), f"{SAMPLES_NAME}/{p.name}")
+                for p in _digests_in(samples)
+            ],
+            [],
+        )
     sources: list[Source] = []
     problems: list[str] = []
     seen: set[str] = set()

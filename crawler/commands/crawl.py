@@ -2,7 +2,8 @@
 
 0  every source was read and every record written (enrichment failures are in the records,
    with their status, and are retried by the next run);
-1  the crawl could not start (bad arguments such as ``-a refresh=sometimes``, settings, spider);
+1  the crawl did not run to completion: refused arguments (``-a refresh=sometimes``), settings,
+   spider name, an error while starting, or stopped early (Ctrl-C, SIGTERM);
 2  at least one source could not be read at all (missing path, unreadable file, failed URL);
 3  at least one record was dropped for breaking the output schema (a bug: please report it).
 """
@@ -20,8 +21,8 @@ EXIT_SOURCE_UNREADABLE = 2
 EXIT_INVALID_RECORDS = 3
 
 
-def exit_status(stats: dict[str, Any]) -> int:
-    if stats.get("arguments/invalid"):
+def exit_status(stats: dict[str, Any], reason: str) -> int:
+    if reason != "finished" or stats.get("arguments/invalid"):
         return 1
     if stats.get("records/invalid"):
         return EXIT_INVALID_RECORDS
@@ -34,12 +35,14 @@ class Command(ScrapyCrawl):
     def __init__(self) -> None:
         super().__init__()
         self._final_stats: dict[str, Any] = {}
+        self._reason = "finished"
 
     def _create_crawler(self, spidercls: Any) -> Crawler:
         crawler = super()._create_crawler(spidercls)
 
         def keep_stats(spider: Any, reason: str) -> None:
             self._final_stats = dict(crawler.stats.get_stats())
+            self._reason = reason
 
         crawler.signals.connect(keep_stats, signal=signals.spider_closed, weak=False)
         return crawler
@@ -47,4 +50,4 @@ class Command(ScrapyCrawl):
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         super().run(args, opts)
         if not self.exitcode:
-            self.exitcode = exit_status(self._final_stats)
+            self.exitcode = exit_status(self._final_stats, self._reason)
