@@ -23,6 +23,7 @@ MOJIBAKE_CODECS = ("cp1252", "cp1254", "mac_roman")
 
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
 _WS = re.compile(r"\s+")
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f]")
 
 
 def _byte_map(codec: str) -> dict[str, int]:
@@ -160,7 +161,7 @@ def decode_bytes(data: bytes) -> tuple[str, str]:
         text, encoding = data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         text, encoding = data.decode(LEGACY_ENCODING, errors="replace"), LEGACY_ENCODING
-    controls = sum(1 for c in text[:4096] if ord(c) < 32 and c not in "\t\n\r\f")
-    if controls > len(text[:4096]) * 0.01 or text.count("\ufffd") > len(text) * 0.01:
+    head = text[:4096]
+    if len(_CONTROLS.findall(head)) > len(head) * 0.01 or text.count("\ufffd") > len(text) * 0.01:
         raise DecodeError("binary data, not a text digest")
     return text, encoding
