@@ -145,6 +145,15 @@ class State:
         if refresh in REFRESH_CHOICES:
             self.freshness = Freshness(self.ttl_days, refresh)
 
+    def is_fresh(self, kind: Kind, key: str) -> bool:
+        stored = self.store.get(kind, key)
+        return stored is not None and self.freshness.is_fresh(kind, stored, time.time())
+
+    def stored_value(self, kind: Kind, key: str) -> ArxivMeta | Embed | None:
+        """What is stored, fresh or not: for keys fetched earlier in this very crawl."""
+        stored = self.store.get(kind, key)
+        return stored.value if stored else None
+
     def lookup(self, kind: Kind, key: str) -> ArxivMeta | Embed | None:
         """A stored value that is still fresh, or None (then it must be fetched)."""
         stored = self.store.get(kind, key)

@@ -19,6 +19,7 @@ from scrapy.http import Response
 from twisted.internet.error import TimeoutError as TxTimeoutError
 
 from crawler import signals
+from crawler.enrich.memo import Memo
 from crawler.items import ArxivMeta, DigestEntry
 from crawler.parsing.arxiv_feed import ApiError, FeedError, parse_feed
 from crawler.parsing.arxiv_ids import MalformedArxivId, parse_arxiv_id, split_versioned
@@ -125,8 +126,7 @@ class ArxivPipeline:
         self.api_url = settings.get("ARXIV_API_URL")
         self.batch_size = max(1, min(settings.getint("ARXIV_BATCH_SIZE"), MAX_RESULTS_CAP))
         self.batch_wait = settings.getfloat("ARXIV_BATCH_WAIT")
-        self.state = crawler.get_extension(State)
-        self._futures: dict[str, asyncio.Future[ArxivMeta]] = {}
+        self.memo: Memo[ArxivMeta] = Memo("arxiv", crawler.get_extension(State))
         self._queue: list[str] = []
         self._in_flight = 0
         self._input_done = False
@@ -145,20 +145,14 @@ class ArxivPipeline:
     # -- collecting ---------------------------------------------------------------------------
     def want(self, entry: DigestEntry) -> None:
         key = entry.arxiv_query
-        if key is None or key in self._futures:
+        if key is None or not self.memo.needs_fetch(key):
             return
         try:
             parse_arxiv_id(key)  # never send a malformed ID: it would fail the whole batch
         except MalformedArxivId as exc:
-            fut = asyncio.get_running_loop().create_future()
-            fut.set_result(ArxivMeta(status="error", error=str(exc)))
-            self._futures[key] = fut
+            self.memo.remember(key, ArxivMeta(status="error", error=str(exc)))
             return
-        self._futures[key] = fut = asyncio.get_running_loop().create_future()
-        stored = self.state.lookup("arxiv", key) if self.state else None
-        if isinstance(stored, ArxivMeta):
-            fut.set_result(stored)
-            return
+        self.memo.start(key)
         self.stats.inc_value("arxiv/ids_wanted")
         self._queue.append(key)
         self._flush(final=False)
@@ -204,14 +198,11 @@ class ArxivPipeline:
             self._in_flight -= 1
         if outcome is None:
             return  # split and re-queued
-        if self.state:
-            self.state.save("arxiv", [(key, outcome[key]) for key in ids])
+        if self.memo.state:
+            self.memo.state.save("arxiv", [(key, outcome[key]) for key in ids])
         for key in ids:
-            meta = outcome[key]
-            self.stats.inc_value(f"arxiv/ids/{meta.status}")
-            fut = self._futures[key]
-            if not fut.done():
-                fut.set_result(meta)
+            self.stats.inc_value(f"arxiv/ids/{outcome[key].status}")
+            self.memo.finish(key, outcome[key])
 
     async def _ask(self, ids: list[str]) -> dict[str, ArxivMeta] | None:
         try:
@@ -247,11 +238,14 @@ class ArxivPipeline:
         if item.arxiv_query is None:
             item.arxiv = ArxivMeta(status="error", error=item.arxiv_problem or "no arXiv ID")
             return item
-        if item.arxiv_query not in self._futures:
-            self.want(item)  # entries that were not announced by the spider still get enriched
+        meta = await self.memo.value(item.arxiv_query)
+        if meta is None:
+            # Not announced by the spider, or it went stale since: ask for it now.
+            self.want(item)
             if self._input_done:
                 self._flush(final=True)
-        item.arxiv = await self._futures[item.arxiv_query]
+            meta = await self.memo.value(item.arxiv_query)
+        item.arxiv = meta
         return item
 
     def close_spider(self) -> None:

@@ -10,6 +10,7 @@ from scrapy.crawler import Crawler
 from scrapy.http import Response
 
 from crawler import signals
+from crawler.enrich.memo import Memo
 from crawler.items import DigestEntry, Embed, Tweet
 from crawler.parsing.oembed import EmbedError, parse_oembed
 from crawler.state import State
@@ -43,8 +44,8 @@ class TweetEmbedPipeline:
         self.crawler = crawler
         self.stats = crawler.stats
         self.oembed_url = crawler.settings.get("OEMBED_URL")
-        self.state = crawler.get_extension(State)
-        self._embeds: dict[str, asyncio.Future[Embed]] = {}
+        self.memo: Memo[Embed] = Memo("embed", crawler.get_extension(State))
+        self._tasks: set[asyncio.Task[None]] = set()
         # Only as many requests in the downloader as the slot runs at once, so the retry
         # middleware's gate (Retry-After) sees each request before it starts.
         self._slots = asyncio.Semaphore(crawler.settings.getint("OEMBED_CONCURRENCY"))
@@ -55,26 +56,23 @@ class TweetEmbedPipeline:
         return cls(crawler)
 
     def want(self, entry: DigestEntry) -> None:
-        loop = asyncio.get_running_loop()
         for tweet in entry.tweets:
-            if tweet.id in self._embeds:
-                continue
-            stored = self.state.lookup("embed", tweet.id) if self.state else None
-            if isinstance(stored, Embed):
-                self._embeds[tweet.id] = fut = loop.create_future()
-                fut.set_result(stored)
+            if not self.memo.needs_fetch(tweet.id):
                 continue
             self.stats.inc_value("oembed/tweets_wanted")
-            self._embeds[tweet.id] = loop.create_task(self._fetch(tweet))
+            self.memo.start(tweet.id)
+            task = asyncio.get_running_loop().create_task(self._fetch(tweet))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    async def _fetch(self, tweet: Tweet) -> Embed:
+    async def _fetch(self, tweet: Tweet) -> None:
         self.stats.inc_value("oembed/tweets_requested")
         async with self._slots:
             embed = await self._ask(tweet)
         self.stats.inc_value(f"oembed/tweets/{embed.status}")
-        if self.state:
-            self.state.save("embed", [(tweet.id, embed)])
-        return embed
+        if self.memo.state:
+            self.memo.state.save("embed", [(tweet.id, embed)])
+        self.memo.finish(tweet.id, embed)
 
     async def _ask(self, tweet: Tweet) -> Embed:
         try:
@@ -98,7 +96,10 @@ class TweetEmbedPipeline:
     async def process_item(self, item: object) -> object:
         if not isinstance(item, DigestEntry):
             return item
-        self.want(item)  # no-op for announced entries
         for tweet in item.tweets:
-            tweet.embed = await asyncio.shield(self._embeds[tweet.id])
+            embed = await self.memo.value(tweet.id)
+            if embed is None:  # not announced by the spider, or stale since
+                self.want(item)
+                embed = await self.memo.value(tweet.id)
+            tweet.embed = embed
         return item
