@@ -19,6 +19,7 @@ import pytest
 from lxml import etree
 
 from tests.standin import Author, Catalogue, Fault, Paper, StandIn, Tweet, tweet_id_from_url
+from tests.standin.faults import DEFAULT_MIXED_KINDS
 
 NS = {
     "a": "http://www.w3.org/2005/Atom",
@@ -447,17 +448,7 @@ def test_mixed_mode_is_deterministic(standin: StandIn, catalogue: Catalogue) -> 
     assert set(first.values()) == {0, 2}  # a faulty key fails exactly `repeat` times
     faulty = {k for k, n in first.items() if n}
     assert 0.15 < len(faulty) / len(keys) < 0.5
-    assert {r.fault for r in standin.log} - {None} <= {
-        "status:503",
-        "status:429",
-        "status:500",
-        "status:502",
-        "drop",
-        "reset",
-        "cut",
-        "html",
-        "truncated",
-    }
+    assert {r.fault for r in standin.log} - {None} <= set(DEFAULT_MIXED_KINDS)
     standin.faults.mixed(share=1 / 3, repeat=2, seed=8)
     assert {k for k, n in _run_until_success(standin, keys).items() if n} != faulty
 
