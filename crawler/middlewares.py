@@ -94,6 +94,11 @@ class BackoffRetryMiddleware(RetryMiddleware):
         self.retry_after_max = s.getfloat("RETRY_AFTER_MAX")
         self.arxiv_delay = s.getfloat("ARXIV_DELAY")
         self.gate = ServiceGate(cap=s.getfloat("ARXIV_SLOWDOWN_MAX"))
+        # Circuit breaker: after this many connection-level failures in a row with no answer at
+        # all from a service, its requests are no longer retried until it answers again, so an
+        # unreachable service (no network, DNS down) fails the crawl's records in seconds.
+        self.unreachable_after = s.getint("RETRY_UNREACHABLE_AFTER")
+        self._failures_in_a_row: dict[str, int] = {}
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> BackoffRetryMiddleware:
@@ -111,6 +116,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
         service = request.meta.get("service")
         if not service or request.meta.get("dont_retry", False):
             return await self._plain(request, response)
+        self._failures_in_a_row[service] = 0  # it answered: reachable
         now = time.monotonic()
         retry_after = retry_after_seconds(response.headers.get(b"Retry-After"))
         if retry_after is not None:
@@ -144,6 +150,16 @@ class BackoffRetryMiddleware(RetryMiddleware):
             return None
         if not service:
             return self._retry(request, exception)
+        failures = self._failures_in_a_row.get(service, 0) + 1
+        self._failures_in_a_row[service] = failures
+        if self.unreachable_after and failures > self.unreachable_after:
+            self.stats.inc_value(f"retry/{service}/unreachable")
+            if failures == self.unreachable_after + 1:
+                logger.error(
+                    "%s: %d failures in a row without any answer; not retrying its requests "
+                    "until it answers again (RETRY_UNREACHABLE_AFTER)", service, failures - 1,
+                )  # fmt: skip
+            return None
         reason = f"{type(exception).__name__}"
         return await self._retry_later(request, service, reason, None)
 

@@ -32,6 +32,9 @@ RETRY_HTTP_CODES = [408, 429, 500, 502, 503, 504]
 RETRY_BACKOFF_BASE = 1.0  # seconds: first retry waits ~1-2 s, then 2-3 s, 4-5 s, ...
 RETRY_BACKOFF_MAX = 60.0  # no single backoff wait is longer (Retry-After may be)
 RETRY_AFTER_MAX = 600.0  # a Retry-After longer than this gives up instead of waiting
+# Connection-level failures in a row, with no answer at all, after which a service's requests
+# are no longer retried (until it answers again); 0 disables the breaker.
+RETRY_UNREACHABLE_AFTER = 10
 ARXIV_SLOWDOWN_MAX = 60.0  # cap of the extra arXiv delay added after 429/503 answers
 DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,

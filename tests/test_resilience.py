@@ -166,3 +166,22 @@ def test_slow_answers_time_out_and_are_retried(tmp_path: Path, catalogue: Catalo
     assert sum(t["embed"]["status"] == "error" for r in crawl.records for t in r["tweets"]) == 0
     assert "retry/oembed/reason_count/DownloadTimeoutError" in crawl.log
     assert elapsed < 60
+
+
+def test_an_unreachable_service_fails_fast(tmp_path: Path, catalogue: Catalogue) -> None:
+    with StandIn(catalogue) as server:
+        started = time.monotonic()
+        crawl = run_crawl(
+            tmp_path / "out.jsonl",
+            server,
+            settings={"ARXIV_DELAY": 0.1, "OEMBED_URL": "http://127.0.0.1:9/oembed"},
+        )
+        elapsed = time.monotonic() - started
+    assert crawl.returncode == 0 and len(crawl.records) == 103
+    embeds = [t["embed"] for r in crawl.records for t in r["tweets"]]
+    assert len(embeds) > 100 and {e["status"] for e in embeds} == {"error"}
+    assert all("Connection" in e["error"] for e in embeds)
+    assert {r["arxiv"]["status"] for r in crawl.records} == {"ok", "not_found"}
+    assert "oembed: 10 failures in a row without any answer" in crawl.log
+    # Default backoff (1 s base, 4 retries) for 125 tweets would take minutes without the breaker.
+    assert elapsed < 30
