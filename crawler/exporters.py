@@ -35,6 +35,7 @@ class SortedJsonLinesExporter(BaseItemExporter):
         self.file = file
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._db: sqlite3.Connection | None = None
+        self._rows: list[tuple[str, bytes]] = []
 
     def start_exporting(self) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="hot-papers-sort-")
@@ -47,11 +48,19 @@ class SortedJsonLinesExporter(BaseItemExporter):
 
     def export_item(self, item: Any) -> None:
         assert self._db is not None
-        record = ItemAdapter(item).asdict()
-        self._db.execute("INSERT OR IGNORE INTO r VALUES (?, ?)", (sort_key(record), dumps(record)))
+        record = item if isinstance(item, dict) else ItemAdapter(item).asdict()
+        self._rows.append((sort_key(record), dumps(record)))
+        if len(self._rows) >= 500:
+            self._insert()
+
+    def _insert(self) -> None:
+        assert self._db is not None
+        self._db.executemany("INSERT OR IGNORE INTO r VALUES (?, ?)", self._rows)
+        self._rows.clear()
 
     def finish_exporting(self) -> None:
         assert self._db is not None and self._tmp is not None
+        self._insert()
         self._db.commit()
         # Equal keys (two entries with one rank in a damaged post) sort by content, so the order
         # never depends on timing.

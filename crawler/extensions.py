@@ -65,24 +65,32 @@ class CrawlReport:
     def _get(self, key: str) -> int:
         return int(self.stats.get_value(key, 0) or 0)
 
+    def eta(self, elapsed: float) -> float:
+        """Seconds left: the larger of what the arXiv queue needs at the polite pace and what the
+        whole crawl needs at its rate so far (entries still unparsed estimated from the share of
+        digests read: with backpressure only a window of digests is ever parsed ahead)."""
+        g = self._get
+        ids_left = max(0, g("arxiv/ids_wanted") - g("arxiv/ids_requested"))
+        arxiv_left = math.ceil(ids_left / self.batch_size) * self.arxiv_gap
+        written, parsed = g("records/written"), g("entries/parsed")
+        read, total = g("digests/read") + g("digests/unreadable"), g("digests/total")
+        if not written or not read or elapsed <= 0:
+            return arxiv_left
+        expected = parsed * max(total, read) / read
+        return max(arxiv_left, elapsed * max(0.0, expected - written) / written)
+
     def progress_line(self) -> str:
         g = self._get
-        written, parsed = g("records/written"), g("entries/parsed")
-        ids_left = g("arxiv/ids_wanted") - g("arxiv/ids_requested")
-        tweets_done = sum(g(f"oembed/tweets/{s}") for s in ("ok", "deleted", "protected", "error"))
-        tweets_wanted = g("oembed/tweets_wanted")
         elapsed = time.monotonic() - self._started
-        tweet_rate = tweets_done / elapsed if elapsed > 0 else 0.0
-        eta = max(
-            math.ceil(ids_left / self.batch_size) * self.arxiv_gap,
-            (tweets_wanted - tweets_done) / tweet_rate if tweet_rate else 0.0,
-        )
+        tweets_done = sum(g(f"oembed/tweets/{s}") for s in ("ok", "deleted", "protected", "error"))
+        ids_left = max(0, g("arxiv/ids_wanted") - g("arxiv/ids_requested"))
         retries = g("retry/arxiv/count") + g("retry/oembed/count")
         return (
-            f"Progress: {written}/{parsed} entries written "
+            f"Progress: {g('records/written')}/{g('entries/parsed')} entries written "
             f"({g('digests/read')}/{g('digests/total')} digests read), "
-            f"arXiv batches {g('arxiv/batches')} ({max(0, ids_left)} IDs waiting), "
-            f"tweets {tweets_done}/{tweets_wanted}, retries {retries}, ETA {_fmt_eta(eta)}"
+            f"arXiv batches {g('arxiv/batches')} ({ids_left} IDs waiting), "
+            f"tweets {tweets_done}/{g('oembed/tweets_wanted')}, retries {retries}, "
+            f"ETA {_fmt_eta(self.eta(elapsed))}"
         )
 
     def summary(self) -> str:

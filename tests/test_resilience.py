@@ -185,3 +185,27 @@ def test_an_unreachable_service_fails_fast(tmp_path: Path, catalogue: Catalogue)
     assert "oembed: 10 failures in a row without any answer" in crawl.log
     # Default backoff (1 s base, 4 retries) for 125 tweets would take minutes without the breaker.
     assert elapsed < 30
+
+
+def test_eta_extrapolates_from_the_share_of_digests_read() -> None:
+    from scrapy import Spider
+    from scrapy.utils.test import get_crawler
+
+    from crawler.extensions import CrawlReport
+
+    settings = {"ARXIV_DELAY": 3.0, "ARXIV_DELAY_MARGIN": 0.25, "ARXIV_BATCH_SIZE": 100}
+    crawler = get_crawler(Spider, settings)
+    report = CrawlReport.from_crawler(crawler)
+    stats = crawler.stats
+    stats.open_spider()
+    for key, value in {
+        "digests/total": 100, "digests/read": 10, "entries/parsed": 200, "records/written": 100,
+        "arxiv/ids_wanted": 250, "arxiv/ids_requested": 100,
+    }.items():  # fmt: skip
+        stats.set_value(key, value)
+    # 10 of 100 digests gave 200 entries: ~2,000 expected, 100 written in 60 s -> 1,140 s left.
+    assert report.eta(60.0) == pytest.approx(60 * 1900 / 100)
+    stats.set_value("records/written", 2000)
+    stats.set_value("digests/read", 100)
+    stats.set_value("entries/parsed", 2000)
+    assert report.eta(60.0) == pytest.approx(2 * 3.25)  # only the arXiv queue is left

@@ -424,6 +424,9 @@ def _fault_answer(fault: Fault, service: str, normal: Answer) -> Answer:
 def _make_handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # http.server writes headers and body separately; with Nagle on, a kept-alive
+        # connection then waits ~40 ms for the client's delayed ACK on every answer.
+        disable_nagle_algorithm = True
         server_version = "StandIn/1.0"
         timeout = 30
 
