@@ -209,3 +209,21 @@ def test_eta_extrapolates_from_the_share_of_digests_read() -> None:
     stats.set_value("digests/read", 100)
     stats.set_value("entries/parsed", 2000)
     assert report.eta(60.0) == pytest.approx(2 * 3.25)  # only the arXiv queue is left
+
+
+def test_oversized_answers_are_refused(tmp_path: Path, catalogue: Catalogue) -> None:
+    # DOWNLOAD_MAXSIZE caps every response; an arXiv feed of 100 entries is far above 20 kB.
+    crawl = None
+    with StandIn(catalogue) as server:
+        crawl = run_crawl(
+            tmp_path / "out.jsonl", server,
+            settings=FAST | {"DOWNLOAD_MAXSIZE": 20_000, "RETRY_TIMES": 0},
+        )  # fmt: skip
+    assert crawl.returncode == 0 and len(crawl.records) == 103
+    statuses = {r["arxiv"]["status"] for r in crawl.records}
+    errors = {r["arxiv"].get("error") for r in crawl.records if r["arxiv"]["status"] == "error"}
+    assert statuses == {"ok", "error"}  # the last batch (3 IDs) is small enough
+    (error,) = errors
+    assert error.startswith("arXiv request failed: DownloadCancelledError: Expected to receive ")
+    assert error.endswith("larger than download max size (20000)")  # one line, no request dump
+    assert {t["embed"]["status"] for r in crawl.records for t in r["tweets"]} >= {"ok"}

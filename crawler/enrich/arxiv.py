@@ -19,6 +19,7 @@ from scrapy.http import Response
 from twisted.internet.error import TimeoutError as TxTimeoutError
 
 from crawler import signals
+from crawler.enrich import failure_text
 from crawler.enrich.memo import Memo
 from crawler.items import ArxivMeta, DigestEntry
 from crawler.parsing.arxiv_feed import ApiError, FeedError, parse_feed
@@ -210,7 +211,7 @@ class ArxivPipeline:
         except (TimeoutError, TxTimeoutError) as exc:
             return _all_error(ids, f"arXiv request timed out ({exc.__class__.__name__})")
         except Exception as exc:  # connection errors, cut bodies: whatever the downloader raised
-            return _all_error(ids, f"arXiv request failed: {exc.__class__.__name__}: {exc}")
+            return _all_error(ids, f"arXiv request failed: {failure_text(exc)}")
         if response.status not in (200, 400):
             return _all_error(ids, f"arXiv answered HTTP {response.status}")
         if response.status == 200 and (problem := answer_problem(response.request, response)):

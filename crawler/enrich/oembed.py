@@ -10,6 +10,7 @@ from scrapy.crawler import Crawler
 from scrapy.http import Response
 
 from crawler import signals
+from crawler.enrich import failure_text
 from crawler.enrich.memo import Memo
 from crawler.items import DigestEntry, Embed, Tweet
 from crawler.parsing.oembed import EmbedError, parse_oembed
@@ -80,9 +81,7 @@ class TweetEmbedPipeline:
                 build_request(self.oembed_url, tweet)
             )
         except Exception as exc:  # connection errors, timeouts, cut bodies
-            return Embed(
-                status="error", error=f"oEmbed request failed: {type(exc).__name__}: {exc}"
-            )
+            return Embed(status="error", error=f"oEmbed request failed: {failure_text(exc)}")
         if response.status in _STATUS_BY_CODE:
             status = _STATUS_BY_CODE[response.status]
             return Embed(status=status, error=f"oEmbed answered HTTP {response.status}")  # type: ignore[arg-type]
