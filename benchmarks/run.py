@@ -528,7 +528,7 @@ def markdown(rows: list[Row], meta: dict[str, Any], profile: dict[str, Any] | No
         + ".",
         "",
         *([meta["note"], ""] if meta.get("note") else []),
-        "**Mode** `real`: arXiv delay as arXiv asks (3 s; the crawler adds its 0.25 s margin), "
+        "**Mode** `real`: arXiv delay as arXiv asks (3 s, counted from each answer), "
         "realistic latencies. **Mode** `scaled`: arXiv delay, margin and latencies scaled down so "
         "big corpora are bound by CPU, not waits; these rows measure throughput and memory, *not* "
         "politeness "

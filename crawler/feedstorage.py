@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any
 
+from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.extensions.feedexport import FileFeedStorage
 
@@ -45,12 +46,13 @@ class AtomicFileFeedStorage(FileFeedStorage):
     def _keep_previous_because(self) -> str | None:
         if self.crawler is None:
             return None
-        stats = self.crawler.stats
+        closed = self.crawler.get_extension(FinishReason)
+        reason = closed.reason if closed else None
+        if reason not in (None, "finished"):
+            return f"the crawl ended early ({reason})"
         if not self.crawler.crawling:
             return "the crawl was stopped before it finished"
-        if stats.get_value("arguments/invalid"):
-            return "the spider arguments were refused"
-        if not stats.get_value("digests/read"):
+        if not self.crawler.stats.get_value("digests/read"):
             return "no digest could be read"
         return None
 
@@ -84,3 +86,23 @@ class AtomicFileFeedStorage(FileFeedStorage):
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+class FinishReason:
+    """Why the spider closed, noted before the feed exporter stores its feeds.
+
+    Ordered before Scrapy's FeedExporter in ``EXTENSIONS``, so its ``spider_closed`` handler
+    runs first: the storage then knows whether the run finished or was cut short (Ctrl-C,
+    CLOSESPIDER_*, MEMUSAGE_LIMIT, refused arguments).
+    """
+
+    def __init__(self, crawler: Crawler) -> None:
+        self.reason: str | None = None
+        crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> FinishReason:
+        return cls(crawler)
+
+    def spider_closed(self, spider: Any, reason: str) -> None:
+        self.reason = reason

@@ -10,6 +10,9 @@ Replaces Scrapy's RetryMiddleware (same settings, same stats keys under ``retry/
   request to that service starts before the server said it may (the request gate), and arXiv's
   429/503 also adds an adaptive extra delay that halves back to zero with each good answer.
 
+arXiv's politeness is exact here: the next arXiv request may start only ``ARXIV_DELAY`` after the
+previous answer arrived (the downloader slot adds its own start-to-start delay on top).
+
 Requests to a service reach this middleware one at a time per free slot place (the enrichment
 pipelines hold back the rest), so the gate sees every request before it can start.
 """
@@ -107,8 +110,8 @@ class BackoffRetryMiddleware(RetryMiddleware):
     async def process_request(self, request: Request) -> None:
         service = request.meta.get("service")
         if service:
-            wait = self.gate.wait_for(service, time.monotonic())
-            if wait > 0:
+            # Re-checked after each sleep: a parallel request may have brought a longer wait.
+            while (wait := self.gate.wait_for(service, time.monotonic())) > 0:
                 self.stats.inc_value(f"retry/{service}/gated")
                 await asyncio.sleep(wait)
 
@@ -134,10 +137,20 @@ class BackoffRetryMiddleware(RetryMiddleware):
                 self.gate.slow_down(service, self.arxiv_delay)
             elif reason is None:
                 self.gate.recover(service)
-            self.gate.hold_until(service, now + self.gate.extra.get(service, 0.0))
+            # The next arXiv request starts ARXIV_DELAY after this answer arrived, so arXiv sees
+            # at least ARXIV_DELAY between two starts whatever the connection set-up took.
+            self.gate.hold_until(
+                service, now + self.arxiv_delay + self.gate.extra.get(service, 0.0)
+            )
         if reason is None:
             return response
         return await self._retry_later(request, service, reason, retry_after) or response
+
+    def _hold_arxiv(self, now: float) -> None:
+        """The next arXiv request starts ARXIV_DELAY (plus any slow-down) after this answer or
+        failure, so arXiv sees at least ARXIV_DELAY between two starts, whatever connection
+        set-up took: the previous request cannot have started after its own answer."""
+        self.gate.hold_until("arxiv", now + self.arxiv_delay + self.gate.extra.get("arxiv", 0.0))
 
     async def _plain(self, request: Request, response: Response) -> Request | Response:
         if response.status in self.retry_http_codes and not request.meta.get("dont_retry"):
@@ -150,6 +163,8 @@ class BackoffRetryMiddleware(RetryMiddleware):
             return None
         if not service:
             return self._retry(request, exception)
+        if service == "arxiv":
+            self._hold_arxiv(time.monotonic())
         failures = self._failures_in_a_row.get(service, 0) + 1
         self._failures_in_a_row[service] = failures
         if self.unreachable_after and failures > self.unreachable_after:

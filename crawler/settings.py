@@ -14,10 +14,9 @@ ARXIV_API_URL = "https://export.arxiv.org/api/query"
 OEMBED_URL = "https://publish.twitter.com/oembed"
 # Seconds between the starts of two arXiv requests (arXiv asks for >= 3). Never randomised.
 ARXIV_DELAY = 3.0
-# Added to ARXIV_DELAY in the downloader slot: the delay is timed when a request leaves the queue,
-# and a new (TLS) connection reaches the server later than a reused one, so without a margin the
-# server could see two starts a little closer than ARXIV_DELAY.
-ARXIV_DELAY_MARGIN = 0.25
+# Extra seconds added to the slot's start-to-start delay. Not needed for politeness (the next
+# arXiv request waits ARXIV_DELAY after the previous answer, see crawler/middlewares.py).
+ARXIV_DELAY_MARGIN = 0.0
 # IDs per arXiv request (the API answers at most 2000 entries at once).
 ARXIV_BATCH_SIZE = 100
 # Seconds without a new ID before a partial batch is sent while digests are still being read.
@@ -90,6 +89,7 @@ FEED_EXPORTERS = {
 
 # --- Reporting ----------------------------------------------------------------------------------
 EXTENSIONS = {
+    "crawler.feedstorage.FinishReason": -100,  # before the FeedExporter (0)
     "crawler.state.State": 100,
     "crawler.extensions.CrawlReport": 500,
     "crawler.runfiles.RunFiles": 600,

@@ -83,8 +83,15 @@ class StateStore:
                 rows,
             )
 
-    def count(self, kind: Kind) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM fetched WHERE kind = ?", (kind,)).fetchone()[0]
+    def mark_stale(self, kind: Kind, keys: list[str]) -> None:
+        """Keep the values but make the next run fetch them again."""
+        if keys:
+            with self.db:
+                self.db.execute("BEGIN")
+                self.db.executemany(
+                    "UPDATE fetched SET fetched_at = 0 WHERE kind = ? AND key = ?",
+                    [(kind, key) for key in keys],
+                )
 
     def close(self) -> None:
         self.db.close()
@@ -165,17 +172,36 @@ class State:
         self.stats.inc_value(f"state/{kind}/reused")
         return stored.value
 
-    def save(self, kind: Kind, items: list[tuple[str, ArxivMeta | Embed]]) -> None:
-        """Store fresh fetches, remembering which differ from what the previous run stored."""
+    def save(
+        self, kind: Kind, items: list[tuple[str, ArxivMeta | Embed]]
+    ) -> list[ArxivMeta | Embed]:
+        """Store fresh fetches and return the values the records should carry.
+
+        A failure does not overwrite a good value fetched before: the records keep the last good
+        value (so a snapshot does not flap with upstream hiccups), and the row is marked stale
+        so the next run asks again. Values that differ from the previous good one are noted as
+        changes.
+        """
+        keep: list[ArxivMeta | Embed] = []
+        rows: list[tuple[str, ArxivMeta | Embed]] = []
+        stale: list[str] = []
         for key, value in items:
             old = self.store.get(kind, key)
-            if old is None or old.value.status == "error" or value.status == "error":
-                continue  # new, or a failure on either side: not a change of the data itself
-            before, after = asdict(old.value), asdict(value)
-            if before != after:
-                self.changed[(kind, key)] = (before, after)
-        self.store.put_many(kind, items, time.time())
-        self.stats.inc_value(f"state/{kind}/saved", len(items))
+            if value.status == "error" and old is not None and old.value.status != "error":
+                keep.append(old.value)
+                stale.append(key)
+                self.stats.inc_value(f"state/{kind}/kept_after_error")
+                continue
+            if old is not None and old.value.status != "error" and value.status != "error":
+                before, after = asdict(old.value), asdict(value)
+                if before != after:
+                    self.changed[(kind, key)] = (before, after)
+            keep.append(value)
+            rows.append((key, value))
+        self.store.put_many(kind, rows, time.time())
+        self.store.mark_stale(kind, stale)
+        self.stats.inc_value(f"state/{kind}/saved", len(rows))
+        return keep
 
     def close(self) -> None:
         self.store.close()

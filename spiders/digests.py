@@ -67,6 +67,13 @@ class DigestsSpider(scrapy.Spider):
                 logger.error("%s: unreadable digest: %s", name, exc)
                 stats.inc_value("digests/unreadable")
                 return
+            except Exception as exc:  # a parser bug: say where, keep crawling the rest
+                logger.error(
+                    "%s: digest could not be parsed (%s: %s); please report this file",
+                    name, type(exc).__name__, exc,
+                )  # fmt: skip
+                stats.inc_value("digests/unreadable")
+                return
             stats.inc_value("digests/read")
             for problem in digest.problems:
                 where = f"{name}:{problem.line}" if problem.line else name

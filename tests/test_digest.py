@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from crawler.items import ArxivMeta
 from crawler.parsing.digest import (
     Digest,
     DigestError,
@@ -17,6 +17,7 @@ from crawler.parsing.digest import (
     parse_digest,
     parse_digest_bytes,
 )
+from crawler.record import build_record, schema_errors
 from crawler.sources import sample_dir
 
 SAMPLES = sorted(sample_dir().glob("*.txt"))
@@ -243,6 +244,8 @@ _TOKENS = [
     *"# -.,:()[]|<>/\"'\n\t0123456789abcdefxyz",
     "---\n", "# 1. ", "<blockquote class=\"twitter-tweet\">", "](https://arxiv.org/abs/",
     "- links: [abs](", "- retweets: 1, favorites: 2", "é", "Ã©", "\x00", "</blockquote>",
+    "date: ", "title: ", "slug: ", "tags:\n  - ", "2021-13-45", "0001-01-01T00:00:00+01:00",
+    "9" * 30, "[", "{", "&", "*a", "!!python/object ",
 ]  # fmt: skip
 _MARKDOWNISH = st.lists(st.sampled_from(_TOKENS), max_size=120).map("".join)
 
@@ -257,6 +260,8 @@ def test_parser_returns_or_raises_only_its_own_error(text: str) -> None:
     assert digest.entries
     for e in digest.entries:
         assert (e.arxiv_id is None) == (e.arxiv_problem is not None)
+        e.arxiv = ArxivMeta(status="error", error="x")
+        assert schema_errors(build_record(e)) == []  # whatever the post says, a valid record
 
 
 @settings(max_examples=200)
@@ -266,5 +271,12 @@ def test_byte_parser_returns_or_raises_only_its_own_error(data: bytes) -> None:
         parse_digest_bytes(data, "fuzz.bin")
 
 
-def test_samples_exist() -> None:
-    assert len(SAMPLES) == 5 and all(isinstance(p, Path) for p in SAMPLES)
+def test_bad_front_matter_values_are_problems_not_crashes() -> None:
+    for front, problem in [
+        ("date: 2021-13-45", "invalid YAML front matter (month must be in 1..12)"),
+        ("date: 0001-01-01T00:00:00+01:00", "is not a date"),
+        ("title: !!python/object:os.system x", "invalid YAML front matter"),
+    ]:
+        d = parse_digest(f"---\n{front}\n---\n\n" + entry(1), "x.md")
+        assert len(d.entries) == 1 and d.post.date is None
+        assert any(problem in p.message for p in d.problems), d.problems

@@ -113,4 +113,8 @@ def test_default_feed_and_atomic_write(tmp_path: Path, standin: StandIn) -> None
     result = run_crawl(out, standin, settings={"ARXIV_DELAY": 0.2})
     assert len(result.records) == 103
     # Beside it only the run report and the state; no temporary file is left behind.
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl", "out.run.json", "state.sqlite3"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "out.jsonl",
+        "out.run.json",
+        "state.sqlite3",
+    ]

@@ -83,6 +83,14 @@ def test_feed_into_arxiv_results_and_records() -> None:
     assert metas["2101.00001"].status == "not_found"
 
 
+def test_subject_class_ids_match_arxiv_canonical_answer() -> None:
+    # arXiv answers math.GT/0309136 with its canonical id math/0309136vN.
+    feed = FEED.replace(b"hep-th/9901001v1", b"math/0309136v1")
+    metas = match_results(["math.GT/0309136"], parse_feed(feed).results)
+    assert metas["math.GT/0309136"].status == "ok"
+    assert metas["math.GT/0309136"].id == "math/0309136v1"
+
+
 def test_version_asked_for_must_match() -> None:
     metas = match_results(["2106.09685v1"], parse_feed(FEED).results)
     assert metas["2106.09685v1"].status == "not_found"

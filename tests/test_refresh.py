@@ -102,8 +102,7 @@ def test_unchanged_refresh_costs_nothing_and_is_byte_identical(
     assert report["records"] == 103 and report["exit_status"] == 0
     assert report["changed_records"] == 0 and report["changes_file"] is None
     assert report["stats"]["state/arxiv/reused"] == 103
-    assert "crawl" not in out.read_text()[:0]  # the snapshot holds records only
-    assert all(set(r) >= {"post", "arxiv", "tweets"} for r in second.records)
+    assert all(r["schema_version"] == 1 and "run_id" not in r for r in second.records)
 
 
 def test_a_new_digest_costs_one_arxiv_request_and_its_new_tweets(
@@ -208,43 +207,62 @@ def test_kill_9_leaves_the_previous_snapshot_and_the_next_run_completes(
     tmp_path: Path, catalogue: Catalogue, digests: Path
 ) -> None:
     out = tmp_path / "snapshot.jsonl"
+    state = tmp_path / "state.sqlite3"
+    one = digests / SAMPLES[0].name
     with StandIn(catalogue) as server:
-        first = run_crawl(out, server, *_source(digests), settings=FAST)
+        first = run_crawl(out, server, "-a", f"source={one}", settings=FAST)
         before = out.read_bytes()
-        (digests / "new.md").write_text(
-            NEW_DIGEST.replace("{tweets}", "").replace("2107.1000", "2012.1518")
-        )
-        server.latency["oembed"] = 0.2
-        server.latency["arxiv"] = 0.2
+        server.latency.update({"oembed": 0.2, "arxiv": 0.2})
         server.reset_log()
-        state = tmp_path / "state.sqlite3"
         cmd = [
             sys.executable, "-m", "scrapy", "crawl", "digests", "-O", str(out), "-a",
             f"source={digests}", "-s", f"STATE_DB={state}", "-s", "ARXIV_DELAY=0.2",
             "-s", f"ARXIV_API_URL={server.arxiv_url}", "-s", f"OEMBED_URL={server.oembed_url}",
-            "-a", "refresh=all",
         ]  # fmt: skip
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         proc = subprocess.Popen(
             cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         deadline = time.monotonic() + 60
-        while len(server.requests_for("oembed")) < 20 and time.monotonic() < deadline:
+        while len(server.requests_for("oembed")) < 30 and time.monotonic() < deadline:
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        assert len(server.requests_for("oembed")) < 125  # really killed mid-run
+        asked_by_killed = len(server.requests_for("oembed"))
+        assert 30 <= asked_by_killed < 125 - 34  # really killed mid-run
         assert out.read_bytes() == before
         with sqlite3.connect(state) as db:
             assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            stored = db.execute("SELECT COUNT(*) FROM fetched WHERE kind = 'embed'").fetchone()[0]
+        assert stored >= 34 + asked_by_killed - 4  # all but what was in flight was committed
+        time.sleep(0.5)  # answers to the killed run's in-flight requests land in the log
         server.latency.update({"oembed": 0.0, "arxiv": 0.0})
         server.reset_log()
         after = run_crawl(out, server, *_source(digests), settings=FAST)
-    assert after.returncode == 0 and len(after.records) == 105
-    # Only the new digest's paper and what the killed run never stored were asked again.
-    assert len(server.requests_for("arxiv")) <= 1
-    assert len(server.requests_for("oembed")) <= 125
-    assert [
-        r for r in after.records if r["post"]["slug"] != "hot-papers-2021-07-20"
-    ] == first.records
+        clean = run_crawl(
+            tmp_path / "clean" / "out.jsonl", server, *_source(digests), settings=FAST
+        )
+    assert after.returncode == 0 and len(after.records) == 103
+    # The next run asks only for what neither the first run nor the killed one stored.
+    assert len(server.requests_for("oembed")) - 125 == 125 - stored
+    assert after.raw == clean.raw  # complete, and the same as a crawl from scratch
+    assert first.records == [r for r in after.records if r["post"]["source"].endswith(one.name)]
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_run_cut_short_keeps_the_previous_snapshot(
+    tmp_path: Path, catalogue: Catalogue, digests: Path
+) -> None:
+    out = tmp_path / "snapshot.jsonl"
+    with StandIn(catalogue) as server:
+        run_crawl(out, server, *_source(digests), settings=FAST)
+        before = out.read_bytes()
+        cut = run_crawl(
+            out, server, *_source(digests), "-a", "refresh=all",
+            settings=FAST | {"CLOSESPIDER_ITEMCOUNT": 5},
+        )  # fmt: skip
+    assert cut.returncode == 1
+    assert out.read_bytes() == before
+    assert "not replaced: the crawl ended early (closespider_itemcount)" in cut.log
+    report = json.loads((tmp_path / "snapshot.run.json").read_text())
+    assert (report["finish_reason"], report["exit_status"]) == ("closespider_itemcount", 1)

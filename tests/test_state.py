@@ -62,16 +62,23 @@ def test_freshness(kind: str, status: str, age_days: float, refresh: str, fresh:
     assert Freshness(TTL, refresh).is_fresh(kind, stored, now) is fresh  # type: ignore[arg-type]
 
 
-def test_state_notes_changes_but_not_new_values_or_errors(tmp_path: Path) -> None:
+def test_state_notes_changes_and_keeps_good_values_through_errors(tmp_path: Path) -> None:
     state = _state(tmp_path)
-    state.save("arxiv", [("a", ArxivMeta(status="ok", version=1)), ("b", ArxivMeta(status="ok"))])
-    assert state.changed == {}
-    state.save(
+    first = [("a", ArxivMeta(status="ok", version=1)), ("b", ArxivMeta(status="ok", version=1))]
+    assert state.save("arxiv", first) == [v for _, v in first]
+    assert state.changed == {}  # new values are not changes
+    kept = state.save(
         "arxiv", [("a", ArxivMeta(status="ok", version=2)), ("b", ArxivMeta(status="error"))]
     )
+    assert [v.version for v in kept] == [2, 1]  # b keeps its last good value...
+    assert not state.is_fresh("arxiv", "b")  # ...but is asked again next run
     assert list(state.changed) == [("arxiv", "a")]
     before, after = state.changed[("arxiv", "a")]
     assert (before["version"], after["version"]) == (1, 2)
+    state.save("arxiv", [("b", ArxivMeta(status="ok", version=3))])
+    assert state.changed[("arxiv", "b")][0]["version"] == 1  # compared with the last good one
+    assert state.is_fresh("arxiv", "b")
+    assert state.save("arxiv", [("c", ArxivMeta(status="error"))])[0].status == "error"
 
 
 def test_memo_with_state_keeps_nothing_but_keys(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from urllib.parse import urlencode
 
 import arxiv
@@ -22,7 +23,7 @@ from crawler import signals
 from crawler.enrich import failure_text
 from crawler.enrich.memo import Memo
 from crawler.items import ArxivMeta, DigestEntry
-from crawler.parsing.arxiv_feed import ApiError, FeedError, parse_feed
+from crawler.parsing.arxiv_feed import ApiError, FeedError, FeedPage, parse_feed
 from crawler.parsing.arxiv_ids import MalformedArxivId, parse_arxiv_id, split_versioned
 from crawler.state import State
 
@@ -79,15 +80,23 @@ def build_request(api_url: str, ids: list[str]) -> Request:
     )
 
 
+_SUBJECT_CLASS = re.compile(r"\.[A-Z]{2}/")
+
+
+def _canonical(base: str) -> str:
+    """``math.GT/0309136`` and ``math/0309136`` name one paper; arXiv answers with the latter."""
+    return _SUBJECT_CLASS.sub("/", base)
+
+
 def match_results(ids: list[str], results: list[arxiv.Result]) -> dict[str, ArxivMeta]:
     """Pair requested IDs with feed entries; an ID without an entry was not found."""
     by_base: dict[str, list[arxiv.Result]] = {}
     for result in results:
-        by_base.setdefault(split_versioned(result.entry_id).base, []).append(result)
+        by_base.setdefault(_canonical(split_versioned(result.entry_id).base), []).append(result)
     out: dict[str, ArxivMeta] = {}
     for query in ids:
         ref = parse_arxiv_id(query)
-        candidates = by_base.get(ref.base, [])
+        candidates = by_base.get(_canonical(ref.base), [])
         if ref.version is not None:
             candidates = [
                 r for r in candidates if split_versioned(r.entry_id).version == ref.version
@@ -108,12 +117,14 @@ def answer_problem(request: Request, response: Response) -> str | None:
         return None
     except FeedError as exc:
         return str(exc)
-    ids = request.meta.get("ids") or []
+    return page_problem(request.meta.get("ids") or [], page)
+
+
+def page_problem(ids: list[str], page: FeedPage) -> str | None:
+    # An empty feed is also arXiv's right answer for unknown IDs, so it is taken at its word:
+    # an incident's empty answer turns into not_found, whose TTL (1 day) has it asked again soon.
     if page.total_results > len(page.results) and len(page.results) < len(ids):
         return f"incomplete feed ({len(page.results)} of {page.total_results} entries)"
-    if len(ids) > 1 and not page.results:
-        # All of several IDs unknown is far less likely than an incident's empty answer.
-        return f"empty feed for {len(ids)} IDs"
     return None
 
 
@@ -195,15 +206,19 @@ class ArxivPipeline:
         try:
             async with self._one_at_a_time:
                 outcome = await self._ask(ids)
+        except Exception as exc:  # a bug must not leave entries waiting forever
+            logger.error("arXiv batch failed unexpectedly: %s", failure_text(exc), exc_info=exc)
+            outcome = _all_error(ids, f"internal error: {failure_text(exc)}")
         finally:
             self._in_flight -= 1
         if outcome is None:
             return  # split and re-queued
+        values = [outcome[key] for key in ids]
         if self.memo.state:
-            self.memo.state.save("arxiv", [(key, outcome[key]) for key in ids])
-        for key in ids:
-            self.stats.inc_value(f"arxiv/ids/{outcome[key].status}")
-            self.memo.finish(key, outcome[key])
+            values = self.memo.state.save("arxiv", list(zip(ids, values, strict=True)))
+        for key, value in zip(ids, values, strict=True):
+            self.stats.inc_value(f"arxiv/ids/{value.status}")
+            self.memo.finish(key, value)
 
     async def _ask(self, ids: list[str]) -> dict[str, ArxivMeta] | None:
         try:
@@ -214,8 +229,6 @@ class ArxivPipeline:
             return _all_error(ids, f"arXiv request failed: {failure_text(exc)}")
         if response.status not in (200, 400):
             return _all_error(ids, f"arXiv answered HTTP {response.status}")
-        if response.status == 200 and (problem := answer_problem(response.request, response)):
-            return _all_error(ids, f"arXiv answer unusable: {problem}")
         try:
             page = parse_feed(response.body)
         except ApiError as exc:
@@ -231,6 +244,8 @@ class ArxivPipeline:
             return _all_error(ids, f"arXiv answer unusable: {exc}")
         if response.status == 400:
             return _all_error(ids, "arXiv answered HTTP 400")
+        if problem := page_problem(ids, page):
+            return _all_error(ids, f"arXiv answer unusable: {problem}")
         return match_results(ids, page.results)
 
     async def process_item(self, item: object) -> object:
@@ -243,8 +258,6 @@ class ArxivPipeline:
         if meta is None:
             # Not announced by the spider, or it went stale since: ask for it now.
             self.want(item)
-            if self._input_done:
-                self._flush(final=True)
             meta = await self.memo.value(item.arxiv_query)
         item.arxiv = meta
         return item

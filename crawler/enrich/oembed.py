@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from urllib.parse import urlencode
 
 from scrapy import Request
@@ -15,6 +16,8 @@ from crawler.enrich.memo import Memo
 from crawler.items import DigestEntry, Embed, Tweet
 from crawler.parsing.oembed import EmbedError, parse_oembed
 from crawler.state import State
+
+logger = logging.getLogger(__name__)
 
 OEMBED_SLOT = "oembed"
 _STATUS_BY_CODE = {404: "deleted", 403: "protected"}
@@ -49,7 +52,7 @@ class TweetEmbedPipeline:
         self._tasks: set[asyncio.Task[None]] = set()
         # Only as many requests in the downloader as the slot runs at once, so the retry
         # middleware's gate (Retry-After) sees each request before it starts.
-        self._slots = asyncio.Semaphore(crawler.settings.getint("OEMBED_CONCURRENCY"))
+        self._slots = asyncio.Semaphore(max(1, crawler.settings.getint("OEMBED_CONCURRENCY")))
         crawler.signals.connect(self.want, signal=signals.entry_parsed)
 
     @classmethod
@@ -68,11 +71,15 @@ class TweetEmbedPipeline:
 
     async def _fetch(self, tweet: Tweet) -> None:
         self.stats.inc_value("oembed/tweets_requested")
-        async with self._slots:
-            embed = await self._ask(tweet)
+        try:
+            async with self._slots:
+                embed = await self._ask(tweet)
+            if self.memo.state:
+                (embed,) = self.memo.state.save("embed", [(tweet.id, embed)])
+        except Exception as exc:  # a bug must not leave entries waiting forever
+            logger.error("oEmbed fetch failed unexpectedly: %s", failure_text(exc), exc_info=exc)
+            embed = Embed(status="error", error=f"internal error: {failure_text(exc)}")
         self.stats.inc_value(f"oembed/tweets/{embed.status}")
-        if self.memo.state:
-            self.memo.state.save("embed", [(tweet.id, embed)])
         self.memo.finish(tweet.id, embed)
 
     async def _ask(self, tweet: Tweet) -> Embed:

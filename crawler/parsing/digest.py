@@ -40,18 +40,19 @@ class Digest:
 
 
 _YAML = YAMLHandler()
-_HEADER_RE = re.compile(r"^#[ \t]+(?P<rank>\d+)\.[ \t]*(?P<title>.*?)[ \t]*$", re.M)
+_HEADER_RE = re.compile(r"^#[ \t]+(?P<rank>\d{1,9})\.[ \t]*(?P<title>.*?)[ \t]*$", re.M)
 _COUNTS_RE = re.compile(
-    r"^-\s*retweets:\s*(?P<rt>\d+)\s*,\s*favorites:\s*(?P<fav>\d+)"
+    r"^-\s*retweets:\s*(?P<rt>\d{1,12})\s*,\s*favorites:\s*(?P<fav>\d{1,12})"
     r"(?:\s*\((?P<mo>\d{2})/(?P<d>\d{2})/(?P<y>\d{4})\s+(?P<t>\d{2}:\d{2}:\d{2})\))?"
 )
 _LINKS_RE = re.compile(r"^-\s*links:", re.I)
 _MD_LINK_RE = re.compile(r"\[(?P<label>[^\]]*)\]\((?P<url>[^)\s]*)\)")
 _CATEGORY_LINK_RE = re.compile(r"\[(?P<cat>[^\]]+)\]\(https?://(?:www\.)?arxiv\.org/list/[^)]*\)")
+# Opening tags are bounded ({0,500}) so hostile input ("<blockquote " repeated) stays linear.
 _BLOCKQUOTE_RE = re.compile(
-    r"<blockquote[^>]*twitter-tweet[^>]*>.*?(?:</blockquote>|\Z)", re.S | re.I
+    r"<blockquote\b(?P<attrs>[^>]{0,500})>.*?(?:</blockquote>|\Z)", re.S | re.I
 )
-_SCRIPT_RE = re.compile(r"<script\b[^>]*>.*?(?:</script>|\Z)", re.S | re.I)
+_SCRIPT_RE = re.compile(r"<script\b[^>]{0,500}>.*?(?:</script>|\Z)", re.S | re.I)
 _DATE_RE = re.compile(
     r"^(?P<d>\d{4}-\d{2}-\d{2})(?:[T ](?P<t>\d{2}:\d{2}(?::\d{2})?)(?:\.\d*)?"
     r"\s*(?P<tz>Z|[+-]\d{2}:?\d{2})?)?$"
@@ -62,9 +63,13 @@ def iso_utc(value: object) -> str | None:
     """Front matter dates (``2021-01-04T10:51:45.Z``, YAML timestamps, dates) -> ISO 8601 UTC."""
     if isinstance(value, datetime):
         dt = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        try:
+            dt = dt.astimezone(UTC)
+        except (OverflowError, ValueError):
+            return None
+        return dt.strftime("%Y-%m-%dT%H:%M:%SZ") if 1000 <= dt.year <= 9999 else None
     if isinstance(value, date):
-        return value.strftime("%Y-%m-%dT00:00:00Z")
+        return value.strftime("%Y-%m-%dT00:00:00Z") if 1000 <= value.year <= 9999 else None
     if not isinstance(value, str):
         return None
     m = _DATE_RE.match(value.strip())
@@ -74,7 +79,7 @@ def iso_utc(value: object) -> str | None:
     tz = m["tz"] or "Z"
     try:
         dt = datetime.fromisoformat(f"{m['d']}T{t}{'+00:00' if tz == 'Z' else tz}")
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
     return iso_utc(dt)
 
@@ -105,6 +110,9 @@ def _front_matter(text: str, problems: list[Problem]) -> tuple[dict, int]:
         line = mark.line + 2 if mark is not None else 1
         reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         problems.append(Problem(line, f"invalid YAML front matter ({reason})"))
+        meta = {}
+    except (ValueError, OverflowError, RecursionError) as exc:  # e.g. date: 2021-13-45
+        problems.append(Problem(2, f"invalid YAML front matter ({exc})"))
         meta = {}
     if not isinstance(meta, dict):
         problems.append(Problem(2, "front matter is not a mapping; ignored"))
@@ -142,6 +150,8 @@ def _parse_entry(
 
     tweets: list[Tweet] = []
     for m in _BLOCKQUOTE_RE.finditer(block):
+        if "twitter-tweet" not in m["attrs"]:
+            continue
         rel = block.count("\n", 0, m.start())
         markup = m.group(0)
         if not markup.lower().rstrip().endswith("</blockquote>"):
@@ -250,7 +260,7 @@ def parse_digest(text: str, source: str, encoding: str = "utf-8") -> Digest:
             seen.setdefault(entry.arxiv_id, entry.rank)
         entries.append(entry)
     last = entries[-1]
-    if last.retweets is None or (last.arxiv_id is None and last.arxiv_problem):
+    if last.retweets is None or last.arxiv_id is None:
         problems.append(Problem(last.line, f"entry {last.rank}: post looks cut off here"))
     return Digest(post=post, entries=entries, problems=problems)
 
