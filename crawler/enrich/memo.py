@@ -31,9 +31,9 @@ class Memo(Generic[V]):
             return False
         return self.state is None or not self.state.is_fresh(self.kind, key)
 
-    def start(self, key: str, fetch: asyncio.Future[V] | None = None) -> asyncio.Future[V]:
-        """Register ``key`` as in flight (``fetch`` resolves it, or :meth:`finish` does)."""
-        future = fetch if fetch is not None else asyncio.get_running_loop().create_future()
+    def start(self, key: str) -> asyncio.Future[V]:
+        """Register ``key`` as in flight; :meth:`finish` resolves it."""
+        future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
         self._pending[key] = future
         return future
 
