@@ -87,3 +87,19 @@ def test_digests_read_over_http(tmp_path: Path, standin: StandIn, digest_server:
     assert {r["post"]["source"] for r in crawl.records} == set(urls[:2])
     assert f"{digest_server}/gone.md: cannot read:" in crawl.log
     assert crawl.returncode == 2
+
+
+def test_bad_settings_are_refused_in_one_line_each(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"previous": true}\n')
+    crawl = run_crawl(
+        out, None,
+        settings={"ARXIV_DELAY": "x", "OEMBED_CONCURRENCY": 0, "STATE_TTL_DAYS": '{"arxiv/ok": "soon"}'},
+    )  # fmt: skip
+    assert crawl.returncode == 1
+    assert crawl.log.splitlines() == [
+        "error: ARXIV_DELAY must be a number, not 'x'",
+        "error: OEMBED_CONCURRENCY must be at least 1, not 0",
+        "error: STATE_TTL_DAYS needs numbers of days >= 0; wrong: arxiv/ok",
+    ]
+    assert out.read_text() == '{"previous": true}\n'

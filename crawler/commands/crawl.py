@@ -11,14 +11,48 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from scrapy import signals
 from scrapy.commands.crawl import Command as ScrapyCrawl
 from scrapy.crawler import Crawler
+from scrapy.settings import BaseSettings
 
 EXIT_SOURCE_UNREADABLE = 2
 EXIT_INVALID_RECORDS = 3
+
+
+# Our numeric settings and their lowest sensible value.
+_NUMBERS: dict[str, tuple[type, float]] = {
+    "ARXIV_DELAY": (float, 0), "ARXIV_DELAY_MARGIN": (float, 0), "ARXIV_BATCH_SIZE": (int, 1),
+    "ARXIV_BATCH_WAIT": (float, 0), "ARXIV_SLOWDOWN_MAX": (float, 0),
+    "OEMBED_CONCURRENCY": (int, 1), "OEMBED_DELAY": (float, 0), "RETRY_TIMES": (int, 0),
+    "RETRY_BACKOFF_BASE": (float, 0), "RETRY_BACKOFF_MAX": (float, 0),
+    "RETRY_AFTER_MAX": (float, 0), "RETRY_UNREACHABLE_AFTER": (int, 0),
+    "PROGRESS_INTERVAL": (float, -1),
+}  # fmt: skip
+
+
+def settings_problems(settings: BaseSettings) -> list[str]:
+    """One line per setting a crawl cannot run with (checked before anything starts)."""
+    problems = []
+    for name, (kind, lowest) in _NUMBERS.items():
+        try:
+            value = (settings.getint if kind is int else settings.getfloat)(name)
+        except (TypeError, ValueError):
+            problems.append(f"{name} must be a number, not {settings.get(name)!r}")
+            continue
+        if value < lowest:
+            problems.append(f"{name} must be at least {lowest}, not {value}")
+    try:
+        ttl = settings.getdict("STATE_TTL_DAYS")
+        bad = [k for k, v in ttl.items() if not isinstance(v, int | float) or v < 0]
+    except (TypeError, ValueError):
+        bad = ["(not a JSON object)"]
+    if bad:
+        problems.append(f"STATE_TTL_DAYS needs numbers of days >= 0; wrong: {', '.join(bad)}")
+    return problems
 
 
 def exit_status(stats: dict[str, Any], reason: str) -> int:
@@ -46,6 +80,14 @@ class Command(ScrapyCrawl):
 
         crawler.signals.connect(keep_stats, signal=signals.spider_closed, weak=False)
         return crawler
+
+    def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
+        super().process_options(args, opts)
+        assert self.settings is not None
+        if problems := settings_problems(self.settings):
+            for problem in problems:
+                print(f"error: {problem}", file=sys.stderr)
+            raise SystemExit(1)
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         super().run(args, opts)
