@@ -137,11 +137,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
                 self.gate.slow_down(service, self.arxiv_delay)
             elif reason is None:
                 self.gate.recover(service)
-            # The next arXiv request starts ARXIV_DELAY after this answer arrived, so arXiv sees
-            # at least ARXIV_DELAY between two starts whatever the connection set-up took.
-            self.gate.hold_until(
-                service, now + self.arxiv_delay + self.gate.extra.get(service, 0.0)
-            )
+            self._hold_arxiv(now)
         if reason is None:
             return response
         return await self._retry_later(request, service, reason, retry_after) or response
