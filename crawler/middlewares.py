@@ -118,7 +118,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
     async def process_response(self, request: Request, response: Response) -> Request | Response:
         service = request.meta.get("service")
         if not service or request.meta.get("dont_retry", False):
-            return await self._plain(request, response)
+            return self._plain(request, response)
         self._failures_in_a_row[service] = 0  # it answered: reachable
         now = time.monotonic()
         retry_after = retry_after_seconds(response.headers.get(b"Retry-After"))
@@ -148,7 +148,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
         set-up took: the previous request cannot have started after its own answer."""
         self.gate.hold_until("arxiv", now + self.arxiv_delay + self.gate.extra.get("arxiv", 0.0))
 
-    async def _plain(self, request: Request, response: Response) -> Request | Response:
+    def _plain(self, request: Request, response: Response) -> Request | Response:
         if response.status in self.retry_http_codes and not request.meta.get("dont_retry"):
             return self._retry(request, f"HTTP {response.status}") or response
         return response

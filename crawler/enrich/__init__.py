@@ -1,5 +1,9 @@
 """Enrichment pipelines: arXiv metadata and tweet embeds."""
 
+# Request meta key: an answer as the retry middleware's check parsed it, so the pipeline does not
+# parse the same body twice. Each check clears it first: a retry copies the meta of its original.
+PARSED = "parsed_answer"
+
 
 def failure_text(exc: BaseException) -> str:
     """A download failure as one short line for a record's ``error`` (no request dump)."""

@@ -20,7 +20,7 @@ from scrapy.http import Response
 from twisted.internet.error import TimeoutError as TxTimeoutError
 
 from crawler import signals
-from crawler.enrich import failure_text
+from crawler.enrich import PARSED, failure_text
 from crawler.enrich.memo import Memo
 from crawler.items import ArxivMeta, DigestEntry
 from crawler.parsing.arxiv_feed import ApiError, FeedError, FeedPage, parse_feed
@@ -111,12 +111,14 @@ def match_results(ids: list[str], results: list[arxiv.Result]) -> dict[str, Arxi
 
 def answer_problem(request: Request, response: Response) -> str | None:
     """Why a 200 answer cannot be used (worth a retry), or None. arXiv's 400 feed is not ours."""
+    request.meta.pop(PARSED, None)
     try:
         page = parse_feed(response.body)
     except ApiError:
         return None
     except FeedError as exc:
         return str(exc)
+    request.meta[PARSED] = page  # the pipeline reuses it instead of parsing the body again
     return page_problem(request.meta.get("ids") or [], page)
 
 
@@ -230,7 +232,7 @@ class ArxivPipeline:
         if response.status not in (200, 400):
             return _all_error(ids, f"arXiv answered HTTP {response.status}")
         try:
-            page = parse_feed(response.body)
+            page = response.meta.get(PARSED) or parse_feed(response.body)
         except ApiError as exc:
             if len(ids) > 1:
                 # Something in this batch is refused: split it so the rest are still enriched.

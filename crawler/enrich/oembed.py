@@ -11,7 +11,7 @@ from scrapy.crawler import Crawler
 from scrapy.http import Response
 
 from crawler import signals
-from crawler.enrich import failure_text
+from crawler.enrich import PARSED, failure_text
 from crawler.enrich.memo import Memo
 from crawler.items import DigestEntry, Embed, Tweet
 from crawler.parsing.oembed import EmbedError, parse_oembed
@@ -34,8 +34,9 @@ def build_request(oembed_url: str, tweet: Tweet) -> Request:
 
 def answer_problem(request: Request, response: Response) -> str | None:
     """Why a 200 answer cannot be used (worth a retry), or None."""
+    request.meta.pop(PARSED, None)
     try:
-        parse_oembed(response.body)
+        request.meta[PARSED] = parse_oembed(response.body)
     except EmbedError as exc:
         return str(exc)
     return None
@@ -95,7 +96,7 @@ class TweetEmbedPipeline:
         if response.status != 200:
             return Embed(status="error", error=f"oEmbed answered HTTP {response.status}")
         try:
-            return parse_oembed(response.body)
+            return response.meta.get(PARSED) or parse_oembed(response.body)
         except EmbedError as exc:
             return Embed(status="error", error=str(exc))
 

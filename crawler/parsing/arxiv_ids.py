@@ -24,11 +24,6 @@ class ArxivId:
     base: str
     version: int | None = None
 
-    @property
-    def query(self) -> str:
-        """The ID as sent to the API: with the version when the post named one."""
-        return f"{self.base}v{self.version}" if self.version else self.base
-
 
 class MalformedArxivId(ValueError):
     """The text is not an arXiv identifier arXiv would accept."""
