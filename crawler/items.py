@@ -1,7 +1,8 @@
 """Items: plain data classes, filled in stages.
 
-The spider yields a :class:`DigestEntry` holding what the post says; the enrichment pipelines fill
-``arxiv`` and each tweet's ``embed``; the record pipeline turns the result into the output record.
+The spider yields a :class:`DigestEntry` holding what the post says; enrichment fills ``arxiv``,
+``impact`` and each tweet's ``embed`` and ``details``; the record layer turns the result into the
+output record. Every enrichment value carries a ``status`` so an entry is never silently bare.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from typing import Literal
 
 ArxivStatus = Literal["ok", "not_found", "error"]
 EmbedStatus = Literal["ok", "deleted", "protected", "error"]
+# "disabled": the service is turned off by a setting (TWEET_DETAILS, SEMANTIC_SCHOLAR).
+DetailsStatus = Literal["ok", "not_found", "tombstone", "error", "disabled"]
+ImpactStatus = Literal["ok", "not_found", "error", "disabled"]
 
 
 @dataclass(slots=True)
@@ -36,6 +40,45 @@ class Embed:
 
 
 @dataclass(slots=True)
+class TweetDetails:
+    """What the syndication endpoint says about a tweet (see README, ``tweets[].details``)."""
+
+    status: DetailsStatus
+    error: str | None = None  # not_found, error
+    reason: str | None = None  # tombstone: the tombstone's text
+    created_at: str | None = None  # ISO 8601 UTC with milliseconds
+    favorite_count: int | None = None
+    reply_count: int | None = None  # the answer's conversation_count
+    lang: str | None = None
+    text: str | None = None
+    author: dict[str, object] | None = None  # {id, handle, name, blue_verified}
+    urls: list[dict[str, str]] = field(default_factory=list)  # [{url, expanded_url}]
+    media: list[dict[str, object]] = field(default_factory=list)  # [{type, url, video_url, alt_text}]
+    quoted_tweet_id: str | None = None
+    in_reply_to_id: str | None = None
+    possibly_sensitive: bool | None = None
+    # [{observed_at, favorite_count, reply_count}], oldest first; kept across runs by the state
+    history: list[dict[str, object]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Impact:
+    """A paper's citation signals from Semantic Scholar."""
+
+    status: ImpactStatus
+    error: str | None = None
+    semantic_scholar_id: str | None = None
+    citation_count: int | None = None
+    influential_citation_count: int | None = None
+    reference_count: int | None = None
+    venue: str | None = None
+    year: int | None = None
+    publication_date: str | None = None  # YYYY-MM-DD
+    tldr: str | None = None
+    open_access_pdf: str | None = None
+
+
+@dataclass(slots=True)
 class Tweet:
     id: str  # a 64-bit snowflake: kept as a string so no JSON reader loses precision
     url: str
@@ -45,6 +88,7 @@ class Tweet:
     date_text: str | None
     text: str
     embed: Embed | None = None
+    details: TweetDetails | None = None
 
 
 @dataclass(slots=True)
@@ -86,6 +130,7 @@ class DigestEntry:
     arxiv_problem: str | None  # why arxiv_id is None, when it is
     tweets: list[Tweet] = field(default_factory=list)
     arxiv: ArxivMeta | None = None
+    impact: Impact | None = None
 
     @property
     def arxiv_query(self) -> str | None:

@@ -7,6 +7,7 @@ and the embed's copy of a tweet.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 from lxml import etree, html
 
@@ -96,3 +97,21 @@ def parse_blockquote(markup: str) -> Tweet:
         date_text=(link.text or "").strip() or None,
         text=text,
     )
+
+
+TWITTER_EPOCH_MS = 1288834974657  # snowflake IDs count milliseconds from here (2010-11-04)
+FIRST_SNOWFLAKE_ID = 29700859247  # IDs below this predate snowflakes and carry no time
+
+
+def snowflake_created_at(tweet_id: str) -> str | None:
+    """When a tweet was posted, from its ID alone: ISO 8601 UTC with milliseconds.
+
+    ``(id >> 22) + 1288834974657`` is milliseconds since the Unix epoch. Older (sequential) IDs
+    carry no time, so they give None rather than a made-up date.
+    """
+    if not tweet_id.isdigit() or int(tweet_id) < FIRST_SNOWFLAKE_ID:
+        return None
+    ms = (int(tweet_id) >> 22) + TWITTER_EPOCH_MS
+    seconds, millis = divmod(ms, 1000)
+    stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{millis:03d}Z"

@@ -1,7 +1,9 @@
 """The output contract: a :class:`DigestEntry` -> one JSON-ready record, checked against the schema.
 
-The shape is documented in README ("Output") and fixed by ``crawler/schema/record.schema.json``;
-bump ``SCHEMA_VERSION`` with any change a downstream reader could notice.
+The shape is documented in README ("Output") and fixed by ``crawler/record/record.schema.json``;
+bump ``SCHEMA_VERSION`` with any change a downstream reader could notice. Derived fields
+(``code_urls``, ``tweets[].created_at``, ``linked_arxiv_ids``, ``links_paper``) are computed here
+from what enrichment found, so they never disagree with it.
 """
 
 from __future__ import annotations
@@ -15,16 +17,25 @@ from typing import Any
 import fastjsonschema
 from jsonschema import Draft7Validator
 
-from crawler.items import ArxivMeta, DigestEntry, Embed, Tweet
+from crawler.items import ArxivMeta, DigestEntry, Embed, Impact, Tweet, TweetDetails
+from crawler.parsing.links import code_urls, linked_arxiv_ids
+from crawler.parsing.tweets import snowflake_created_at
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+Value = ArxivMeta | Embed | TweetDetails | Impact
 
 
-def _status_block(obj: ArxivMeta | Embed | None, fields: tuple[str, ...]) -> dict[str, Any]:
+def _status_block(obj: Value | None, fields: tuple[str, ...]) -> dict[str, Any]:
     if obj is None:
         return {"status": "error", "error": "not enriched (pipeline disabled?)"}
+    if obj.status == "disabled":
+        return {"status": "disabled"}
+    if obj.status == "tombstone":
+        assert isinstance(obj, TweetDetails)
+        return {"status": "tombstone", "reason": obj.reason or ""}
     if obj.status != "ok":
-        return {"status": obj.status, "error": obj.error}
+        return {"status": obj.status, "error": obj.error or obj.status}
     data = asdict(obj)
     return {"status": "ok", **{name: data[name] for name in fields}}
 
@@ -34,9 +45,28 @@ ARXIV_FIELDS = (
     "categories", "comment", "journal_ref", "doi", "abs_url", "pdf_url",
 )  # fmt: skip
 EMBED_FIELDS = ("text", "html", "author_name", "author_url", "url")
+DETAILS_FIELDS = (
+    "created_at", "favorite_count", "reply_count", "lang", "text", "author", "urls", "media",
+    "quoted_tweet_id", "in_reply_to_id", "possibly_sensitive", "history",
+)  # fmt: skip
+IMPACT_FIELDS = (
+    "semantic_scholar_id", "citation_count", "influential_citation_count", "reference_count",
+    "venue", "year", "publication_date", "tldr", "open_access_pdf",
+)  # fmt: skip
 
 
-def _tweet(tweet: Tweet) -> dict[str, Any]:
+def _expanded_urls(details: TweetDetails | None) -> list[str | None]:
+    if details is None or details.status != "ok":
+        return []
+    return [u.get("expanded_url") for u in details.urls]
+
+
+def _tweet(tweet: Tweet, paper: str | None) -> dict[str, Any]:
+    linked = (
+        linked_arxiv_ids(_expanded_urls(tweet.details))
+        if tweet.details is not None and tweet.details.status == "ok"
+        else None
+    )
     return {
         "id": tweet.id,
         "url": tweet.url,
@@ -45,8 +75,22 @@ def _tweet(tweet: Tweet) -> dict[str, Any]:
         "lang": tweet.lang,
         "date_text": tweet.date_text,
         "text": tweet.text,
+        "created_at": snowflake_created_at(tweet.id),
         "embed": _status_block(tweet.embed, EMBED_FIELDS),
+        "details": _status_block(tweet.details, DETAILS_FIELDS),
+        "linked_arxiv_ids": linked,
+        "links_paper": None if linked is None else (paper is not None and paper in linked),
     }
+
+
+def _code_urls(entry: DigestEntry) -> list[str]:
+    """Code links, first seen first: arXiv abstract, arXiv comment, digest abstract, tweets."""
+    meta = entry.arxiv if entry.arxiv is not None and entry.arxiv.status == "ok" else None
+    texts: list[str | None] = [meta.summary, meta.comment] if meta else []
+    texts.append(entry.abstract)
+    for tweet in entry.tweets:
+        texts.extend(_expanded_urls(tweet.details))
+    return code_urls(texts)
 
 
 def build_record(entry: DigestEntry) -> dict[str, Any]:
@@ -76,13 +120,15 @@ def build_record(entry: DigestEntry) -> dict[str, Any]:
             "arxiv_version": entry.arxiv_version,
         },
         "arxiv": _status_block(entry.arxiv, ARXIV_FIELDS),
-        "tweets": [_tweet(t) for t in entry.tweets],
+        "impact": _status_block(entry.impact, IMPACT_FIELDS),
+        "code_urls": _code_urls(entry),
+        "tweets": [_tweet(t, entry.arxiv_id) for t in entry.tweets],
     }
 
 
 @cache
 def schema() -> dict[str, Any]:
-    text = resources.files("crawler").joinpath("schema/record.schema.json").read_text("utf-8")
+    text = resources.files("crawler").joinpath("record/record.schema.json").read_text("utf-8")
     return json.loads(text)
 
 
