@@ -1,6 +1,7 @@
 """Scrapy settings: the one configuration surface. Every knob is documented in README.
 
-Override any of them with ``-s NAME=value``.
+Override any of them with ``-s NAME=value``. Each service module (``crawler/services/``) reads
+and checks its own settings; their defaults are here, grouped by service.
 """
 
 from crawler import __version__
@@ -9,23 +10,28 @@ BOT_NAME = "hot_papers"
 SPIDER_MODULES = ["spiders"]
 NEWSPIDER_MODULE = "spiders"
 
-# --- The two upstream services ----------------------------------------------------------------
+# --- arXiv export API (crawler/services/arxiv.py) ---------------------------------------------
 ARXIV_API_URL = "https://export.arxiv.org/api/query"
-OEMBED_URL = "https://publish.twitter.com/oembed"
 # Seconds between the starts of two arXiv requests (arXiv asks for >= 3). Never randomised.
 ARXIV_DELAY = 3.0
 # Extra seconds added to the slot's start-to-start delay. Not needed for politeness (the next
-# arXiv request waits ARXIV_DELAY after the previous answer, see crawler/middlewares.py).
+# arXiv request waits ARXIV_DELAY after the previous answer, see crawler/downloader/middleware.py).
 ARXIV_DELAY_MARGIN = 0.0
 # IDs per arXiv request (the API answers at most 2000 entries at once).
 ARXIV_BATCH_SIZE = 100
 # Seconds without a new ID before a partial batch is sent while digests are still being read.
 ARXIV_BATCH_WAIT = 2.0
-# Parallel oEmbed requests, and seconds between their starts.
+ARXIV_SLOWDOWN_MAX = 60.0  # cap of the extra arXiv delay added after 429/503 answers
+
+# --- Twitter oEmbed (crawler/services/oembed.py) ---------------------------------------------
+OEMBED_URL = "https://publish.twitter.com/oembed"
+# Parallel oEmbed requests to start with, the most it may adapt up to while answers stay fast
+# and clean (0: no adaptation), and seconds between their starts.
 OEMBED_CONCURRENCY = 4
+OEMBED_CONCURRENCY_MAX = 16
 OEMBED_DELAY = 0.0
 
-# --- Retries (see crawler/middlewares.py) ----------------------------------------------------
+# --- Retries (crawler/downloader/middleware.py) -----------------------------------------------
 RETRY_TIMES = 4  # retries after the first attempt: 5 tries in all
 RETRY_HTTP_CODES = [408, 429, 500, 502, 503, 504]
 RETRY_BACKOFF_BASE = 1.0  # seconds: first retry waits ~1-2 s, then 2-3 s, 4-5 s, ...
@@ -34,10 +40,9 @@ RETRY_AFTER_MAX = 600.0  # a Retry-After longer than this gives up instead of wa
 # Connection-level failures in a row, with no answer at all, after which a service's requests
 # are no longer retried (until it answers again); 0 disables the breaker.
 RETRY_UNREACHABLE_AFTER = 10
-ARXIV_SLOWDOWN_MAX = 60.0  # cap of the extra arXiv delay added after 429/503 answers
 DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
-    "crawler.middlewares.BackoffRetryMiddleware": 550,
+    "crawler.downloader.middleware.BackoffRetryMiddleware": 550,
 }
 
 USER_AGENT = (
@@ -56,43 +61,43 @@ DOWNLOAD_MAXSIZE = 32 * 1024 * 1024  # the largest arXiv answer (2000 entries) i
 DOWNLOAD_WARNSIZE = 8 * 1024 * 1024
 
 ITEM_PIPELINES = {
-    "crawler.pipelines.ArxivPipeline": 100,
-    "crawler.pipelines.TweetEmbedPipeline": 200,
-    "crawler.pipelines.RecordPipeline": 900,
+    "crawler.enrich.pipeline.EnrichmentPipeline": 100,
+    "crawler.record.pipeline.RecordPipeline": 900,
 }
+# Entries read from one digest at most; the rest of an absurd file is skipped with an error.
+MAX_ENTRIES_PER_DIGEST = 1000
 
 # --- Output -------------------------------------------------------------------------------------
 FEED_STORAGES = {
-    "": "crawler.feedstorage.AtomicFileFeedStorage",
-    "file": "crawler.feedstorage.AtomicFileFeedStorage",
+    "": "crawler.export.feedstorage.AtomicFileFeedStorage",
+    "file": "crawler.export.feedstorage.AtomicFileFeedStorage",
 }
 # Where records go when no feed is given (-o/-O or FEEDS); an empty string disables it. Not put in
 # FEEDS directly because Scrapy merges FEEDS with -O, which would write both files.
 DEFAULT_FEED = "output/digests.jsonl"
 FEED_EXPORT_ENCODING = "utf-8"
 
-# --- State between runs (crawler/state.py) ----------------------------------------------------
+# --- State between runs (crawler/state/) ------------------------------------------------------
 STATE_DB = "output/state.sqlite3"  # empty string: no state, every run fetches everything
-# How long a stored fetch stays good, in days, per kind/status. Errors are always re-tried.
-STATE_TTL_DAYS = {
-    "arxiv/ok": 7,  # new versions and journal references appear over time
-    "arxiv/not_found": 1,  # perhaps announced since
-    "embed/ok": 30,
-    "embed/deleted": 180,  # rarely comes back
-    "embed/protected": 30,
-}
+# Overrides of how long a stored value stays good, in days, by "kind/status" (e.g. "arxiv/ok").
+# Each service module holds its defaults (README lists them); errors are always fetched again.
+STATE_TTL_DAYS: dict[str, float] = {}
+# Observations of a tweet's engagement kept per tweet (oldest dropped first).
+DETAILS_HISTORY_MAX = 365
+# What `-a refresh=...` fetches again even when fresh (set by the spider from its argument).
+REFRESH = "none"
 
 FEED_EXPORTERS = {
-    "jsonlines": "crawler.exporters.SortedJsonLinesExporter",
-    "jsonl": "crawler.exporters.SortedJsonLinesExporter",
+    "jsonlines": "crawler.export.jsonlines.SortedJsonLinesExporter",
+    "jsonl": "crawler.export.jsonlines.SortedJsonLinesExporter",
 }
 
 # --- Reporting ----------------------------------------------------------------------------------
 EXTENSIONS = {
-    "crawler.feedstorage.FinishReason": -100,  # before the FeedExporter (0)
-    "crawler.state.State": 100,
-    "crawler.extensions.CrawlReport": 500,
-    "crawler.runfiles.RunFiles": 600,
+    "crawler.outcome.Outcome": -100,  # first: the others look it up; before the FeedExporter (0)
+    "crawler.state.extension.State": 100,
+    "crawler.progress.CrawlReport": 500,
+    "crawler.export.runfiles.RunFiles": 600,
 }
 PROGRESS_INTERVAL = 10.0  # seconds between progress lines; 0 turns them off
 LOGSTATS_INTERVAL = 0  # Scrapy's pages/items-per-minute line says nothing useful here

@@ -10,6 +10,7 @@ import atexit
 import glob
 import os
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass
 from functools import cache
@@ -48,12 +49,42 @@ def sample_dir() -> Path:
     return folder
 
 
+class SourceRefused(OSError):
+    """A local source that must not be read (its message names why)."""
+
+
+def check_local_source(path: str, maxsize: int = 0) -> None:
+    """Raise :class:`SourceRefused` unless ``path`` is a regular file within ``maxsize``."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise SourceRefused("no such file or folder") from None
+    except OSError as exc:
+        raise SourceRefused(exc.strerror or str(exc)) from None
+    if stat.S_ISDIR(info.st_mode):
+        raise SourceRefused("is a folder, not a file")
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device or socket"
+        raise SourceRefused(f"is {kind}, not a regular file")
+    if maxsize and info.st_size > maxsize:
+        raise SourceRefused(
+            f"file is {info.st_size:,} bytes, over DOWNLOAD_MAXSIZE ({maxsize:,} bytes)"
+        )
+
+
+def printable_path(path: str) -> str:
+    """A path as records and messages can carry it: a file name that is not UTF-8 keeps its
+    undecodable bytes as ``\\xNN`` instead of breaking every line that mentions it."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def _display(path: Path) -> str:
     """Paths under the working directory stay relative, so records do not depend on it."""
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+        shown = str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
-        return str(path.resolve())
+        shown = str(path.resolve())
+    return printable_path(shown)
 
 
 def _file(path: Path) -> Source:
@@ -66,52 +97,55 @@ def _digests_in(folder: Path) -> list[Path]:
     )
 
 
-def expand_sources(spec: str | None) -> Expanded:
-    """Comma-separated files, folders, globs and http(s) URLs; none means the bundled samples."""
-    if not spec or not spec.strip():
-        samples = sample_dir()
-        if samples.is_relative_to(Path(str(resources.files("crawler")))):
-            return Expanded([_file(p) for p in _digests_in(samples)], [])
-        # Copied out of an egg: name them as in the source tree, so records stay byte-stable.
-        return Expanded(
-            [
-                Source(p.resolve().as_uri(), f"{SAMPLES_NAME}/{p.name}")
-                for p in _digests_in(samples)
-            ],
-            [],
+def _samples() -> Expanded:
+    samples = sample_dir()
+    if samples.is_relative_to(Path(str(resources.files("crawler")))):
+        return Expanded([_file(p) for p in _digests_in(samples)], [])
+    # Copied out of an egg: name them as in the source tree, so records stay byte-stable.
+    return Expanded(
+        [Source(p.resolve().as_uri(), f"{SAMPLES_NAME}/{p.name}") for p in _digests_in(samples)],
+        [],
+    )
+
+
+def _expand_one(item: str) -> tuple[list[Source], str | None]:
+    """One comma-separated piece of ``source``: its sources, or why it names none."""
+    if item.lower().startswith(("http://", "https://")):
+        return [Source(url=item, name=item)], None
+    path = Path(os.path.expanduser(item))
+    if path.is_dir():
+        found = _digests_in(path)
+        return [_file(p) for p in found], None if found else (
+            f"{item}: folder has no .md, .markdown or .txt files"
         )
-    sources: list[Source] = []
+    if glob.has_magic(item):
+        matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(item), recursive=True))
+        files = [m for m in matches if m.is_file()]
+        return [_file(p) for p in files], None if files else f"{item}: pattern matches no file"
+    try:
+        check_local_source(str(path))
+    except SourceRefused as exc:
+        return [], f"{printable_path(item)}: {exc}"
+    return [_file(path)], None
+
+
+def expand_sources(spec: str | None) -> Expanded:
+    """Comma-separated files, folders, globs and http(s) URLs; None means the bundled samples.
+
+    A given but empty spec (an unset shell variable, ``,,,``) names nothing and says so: it
+    must not quietly crawl the samples into a production snapshot.
+    """
+    if spec is None:
+        return _samples()
+    items = [raw.strip() for raw in spec.split(",") if raw.strip()]
+    if not items:
+        return Expanded([], [f"source {spec!r} names no file, folder, pattern or URL"])
+    sources: dict[str, Source] = {}
     problems: list[str] = []
-    seen: set[str] = set()
-
-    def add(source: Source) -> None:
-        if source.url not in seen:
-            seen.add(source.url)
-            sources.append(source)
-
-    for raw in spec.split(","):
-        item = raw.strip()
-        if not item:
-            continue
-        if item.lower().startswith(("http://", "https://")):
-            add(Source(url=item, name=item))
-            continue
-        path = Path(os.path.expanduser(item))
-        if path.is_dir():
-            found = _digests_in(path)
-            if not found:
-                problems.append(f"{item}: folder has no .md, .markdown or .txt files")
-            for p in found:
-                add(_file(p))
-        elif glob.has_magic(item):
-            matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(item), recursive=True))
-            files = [m for m in matches if m.is_file()]
-            if not files:
-                problems.append(f"{item}: pattern matches no file")
-            for p in files:
-                add(_file(p))
-        elif path.is_file():
-            add(_file(path))
-        else:
-            problems.append(f"{item}: no such file or folder")
-    return Expanded(sources, problems)
+    for item in items:
+        found, problem = _expand_one(item)
+        for source in found:
+            sources.setdefault(source.url, source)
+        if problem:
+            problems.append(problem)
+    return Expanded(list(sources.values()), problems)

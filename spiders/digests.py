@@ -1,52 +1,93 @@
 """The ``digests`` spider: read digests, announce their entries, yield them to the pipelines.
 
-Thin on purpose: parsing is :func:`crawler.parsing.digest.parse_digest_bytes`, enrichment and the
-output record are item pipelines. The spider's one extra duty is bookkeeping of its sources, so
-it can tell the pipelines when no more entries will come.
+Thin on purpose: parsing is :func:`crawler.parsing.digest.parse_digest_bytes` (run in a thread,
+so a huge digest never freezes the crawl or a Ctrl-C), enrichment and the output record are item
+pipelines. The spider's one extra duty is bookkeeping of its sources, so it can tell the
+pipelines when no more entries will come.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import scrapy
-from scrapy.exceptions import CloseSpider
+from scrapy.crawler import Crawler
 from scrapy.http import Response
+from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
 
 from crawler import signals
 from crawler.items import DigestEntry
-from crawler.parsing.digest import DigestError, parse_digest_bytes
+from crawler.outcome import (
+    DIGESTS_EMPTY,
+    DIGESTS_MISSING,
+    DIGESTS_READ,
+    DIGESTS_TOTAL,
+    DIGESTS_UNREADABLE,
+    ENTRIES_PARSED,
+)
+from crawler.parsing.digest import Digest, DigestError, parse_digest_bytes
+from crawler.services.registry import SERVICES
 from crawler.sources import expand_sources
-from crawler.state import REFRESH_CHOICES
+from crawler.state.freshness import refresh_choices
 
 logger = logging.getLogger(__name__)
+
+ARGUMENTS = ("source", "refresh")
 
 
 class DigestsSpider(scrapy.Spider):
     name = "digests"
 
+    @classmethod
+    def argument_problems(cls, args: dict[str, Any]) -> list[str]:
+        """One line per argument the spider cannot run with (a typo must not crawl the
+        samples into a production snapshot)."""
+        problems = [
+            f"unknown spider argument {name!r} (known: {', '.join(ARGUMENTS)})"
+            for name in args
+            if name not in ARGUMENTS and not name.startswith("_")  # Scrapyd passes _job
+        ]
+        source = args.get("source")
+        if source is not None and not any(p.strip() for p in str(source).split(",")):
+            problems.append(f"source={source!r} names no file, folder, pattern or URL")
+        refresh = args.get("refresh", "none")
+        if refresh not in (choices := refresh_choices(SERVICES)):
+            problems.append(f"refresh={refresh}: must be one of {', '.join(choices)}")
+        return problems
+
     def __init__(
         self, source: str | None = None, refresh: str | None = None, **kwargs: Any
     ) -> None:
+        args = {name: value for name, value in kwargs.items() if name != "name"}
+        args["refresh"] = refresh or "none"
+        if source is not None:
+            args["source"] = source
+        if problems := self.argument_problems(args):
+            raise ValueError("; ".join(problems))
         super().__init__(**kwargs)
         self.source = source
         self.refresh = refresh or "none"
         self._unread = 0
 
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> DigestsSpider:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        # Handed over once, as a setting, to the state extension built next.
+        crawler.settings.set("REFRESH", spider.refresh, priority="spider")
+        return spider  # type: ignore[no-any-return]
+
     async def start(self) -> AsyncIterator[scrapy.Request]:
-        if self.refresh not in REFRESH_CHOICES:
-            logger.error("refresh=%s: must be one of %s", self.refresh, ", ".join(REFRESH_CHOICES))
-            self.crawler.stats.inc_value("arguments/invalid")
-            raise CloseSpider("invalid_argument")
+        stats = self.crawler.stats
         expanded = expand_sources(self.source)
         for problem in expanded.problems:
             logger.error("source %s", problem)
-            self.crawler.stats.inc_value("digests/missing")
+            stats.inc_value(DIGESTS_MISSING)
         self._unread = len(expanded.sources)
-        self.crawler.stats.set_value("digests/total", len(expanded.sources))
+        stats.set_value(DIGESTS_TOTAL, len(expanded.sources))
         if not expanded.sources:
             self._announce_exhausted()
         for source in expanded.sources:
@@ -58,39 +99,49 @@ class DigestsSpider(scrapy.Spider):
                 dont_filter=True,
             )
 
-    def parse_digest(self, response: Response, name: str) -> Iterator[DigestEntry]:
+    async def _parse(self, response: Response, name: str) -> Digest | None:
+        try:
+            return await asyncio.to_thread(parse_digest_bytes, response.body, name)
+        except DigestError as exc:
+            logger.error("%s: unreadable digest: %s", name, exc)
+        except Exception as exc:  # a parser bug: say where, keep crawling the rest
+            logger.error(
+                "%s: digest could not be parsed (%s: %s); please report this file",
+                name, type(exc).__name__, exc,
+            )  # fmt: skip
+        self.crawler.stats.inc_value(DIGESTS_UNREADABLE)
+        return None
+
+    async def parse_digest(self, response: Response, name: str) -> AsyncIterator[DigestEntry]:
         stats = self.crawler.stats
         try:
-            try:
-                digest = parse_digest_bytes(response.body, name)
-            except DigestError as exc:
-                logger.error("%s: unreadable digest: %s", name, exc)
-                stats.inc_value("digests/unreadable")
+            digest = await self._parse(response, name)
+            if digest is None:
                 return
-            except Exception as exc:  # a parser bug: say where, keep crawling the rest
-                logger.error(
-                    "%s: digest could not be parsed (%s: %s); please report this file",
-                    name, type(exc).__name__, exc,
-                )  # fmt: skip
-                stats.inc_value("digests/unreadable")
-                return
-            stats.inc_value("digests/read")
+            stats.inc_value(DIGESTS_READ)
+            if not digest.entries:
+                stats.inc_value(DIGESTS_EMPTY)
             for problem in digest.problems:
                 where = f"{name}:{problem.line}" if problem.line else name
                 log = logger.error if problem.severity == "error" else logger.warning
                 log("%s: %s", where, problem.message)
                 stats.inc_value(f"digests/problems/{problem.severity}")
             for entry in digest.entries:
-                stats.inc_value("entries/parsed")
+                stats.inc_value(ENTRIES_PARSED)
                 self.crawler.signals.send_catch_log(signals.entry_parsed, entry=entry)
                 yield entry
         finally:
             self._source_done()
 
     def source_failed(self, failure: Failure) -> None:
-        name = failure.request.cb_kwargs.get("name", failure.request.url)
-        logger.error("%s: cannot read: %s", name, failure.getErrorMessage())
-        self.crawler.stats.inc_value("digests/unreadable")
+        request = failure.request  # type: ignore[attr-defined]
+        name = request.cb_kwargs.get("name", request.url)
+        if failure.check(HttpError):
+            reason = f"HTTP {failure.value.response.status}"
+        else:
+            reason = failure.getErrorMessage() or failure.type.__name__  # type: ignore[union-attr]
+        logger.error("%s: cannot read: %s", name, reason)
+        self.crawler.stats.inc_value(DIGESTS_UNREADABLE)
         self._source_done()
 
     def _source_done(self) -> None:

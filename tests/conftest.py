@@ -38,8 +38,11 @@ def run_crawl(
     *args: str,
     settings: dict[str, object] | None = None,
     timeout: float = 300,
+    default_feed: bool = False,
 ) -> Crawl:
-    cmd = [sys.executable, "-m", "scrapy", "crawl", "digests", "-O", str(out)]
+    """``scrapy crawl digests -O out`` (or ``-s DEFAULT_FEED=out``) as a user runs it."""
+    cmd = [sys.executable, "-m", "scrapy", "crawl", "digests"]
+    cmd += ["-s", f"DEFAULT_FEED={out}"] if default_feed else ["-O", str(out)]
     # Each crawl gets its own state next to its output unless a test shares one on purpose.
     merged: dict[str, object] = {"LOG_LEVEL": "INFO", "STATE_DB": out.parent / "state.sqlite3"}
     if standin is not None:

@@ -110,10 +110,12 @@ def test_requests_are_minimal_and_polite(crawl: tuple[Crawl, StandIn]) -> None:
 def test_default_feed_and_atomic_write(tmp_path: Path, standin: StandIn) -> None:
     out = tmp_path / "out.jsonl"
     out.write_text("previous snapshot\n")
-    result = run_crawl(out, standin, settings={"ARXIV_DELAY": 0.2})
+    result = run_crawl(out, standin, settings={"ARXIV_DELAY": 0.2}, default_feed=True)
     assert len(result.records) == 103
-    # Beside it only the run report and the state; no temporary file is left behind.
+    # Beside it only the run report, the state and the locks; no temporary file is left.
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".out.jsonl.lock",
+        ".state.sqlite3.lock",
         "out.jsonl",
         "out.run.json",
         "state.sqlite3",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 
-from crawler.exporters import SortedJsonLinesExporter
+from crawler.export.jsonlines import SortedJsonLinesExporter
 
 
 def _record(date: str, slug: str, rank: int, title: str = "t") -> dict:

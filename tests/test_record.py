@@ -44,6 +44,8 @@ def test_record_shape_and_validity() -> None:
         "arxiv_id",
         "digest",
         "arxiv",
+        "impact",
+        "code_urls",
         "tweets",
     ]
     assert record["arxiv"]["id"] == "2012.15180v2" and record["arxiv"]["status"] == "ok"

@@ -102,7 +102,7 @@ def test_unchanged_refresh_costs_nothing_and_is_byte_identical(
     assert report["records"] == 103 and report["exit_status"] == 0
     assert report["changed_records"] == 0 and report["changes_file"] is None
     assert report["stats"]["state/arxiv/reused"] == 103
-    assert all(r["schema_version"] == 1 and "run_id" not in r for r in second.records)
+    assert all(r["schema_version"] == 2 and "run_id" not in r for r in second.records)
 
 
 def test_a_new_digest_costs_one_arxiv_request_and_its_new_tweets(
@@ -161,7 +161,7 @@ def test_stale_and_failed_fetches_are_asked_again(
         assert server.log == []
         assert out.read_bytes() == snapshot  # a refused run never replaces the snapshot
     assert bad.returncode == 1
-    assert "refresh=sometimes: must be one of none, all, arxiv, tweets, errors" in bad.log
+    assert "refresh=sometimes: must be one of none, all, errors, arxiv, tweets" in bad.log
     assert "Traceback" not in bad.log
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from scrapy import Spider
 from scrapy.downloadermiddlewares.offsite import OffsiteMiddleware
+from scrapy.settings import Settings
 from scrapy.utils.test import get_crawler
 
-from crawler.enrich import arxiv, oembed
-from crawler.items import Tweet
+from crawler.services.registry import SERVICES
 from crawler.sources import expand_sources
 from tests.conftest import SAMPLES, run_crawl
 from tests.standin import StandIn
@@ -46,17 +46,16 @@ def test_default_is_the_bundled_samples() -> None:
 
 
 @pytest.mark.parametrize(
-    "request_",
-    [
-        arxiv.build_request("https://arxiv-mirror.example.net/api/query", ["2106.09685"]),
-        oembed.build_request(
-            "https://embed.example.net/oembed",
-            Tweet(id="1", url="https://twitter.com/a/status/1", author_handle="a",
-                  author_name=None, lang=None, date_text=None, text=""),
-        ),
-    ],
-)  # fmt: skip
-def test_configured_endpoints_are_never_offsite(request_) -> None:
+    ("service", "url_setting", "keys"),
+    [(cls, cls.url_setting, ["1405891519249207298"]) for cls in SERVICES],
+)
+def test_configured_endpoints_are_never_offsite(service, url_setting, keys) -> None:
+    settings = Settings()
+    settings.setmodule("crawler.settings")
+    settings.set(url_setting, "https://mirror.example.net/endpoint")
+    if service.name == "arxiv":
+        keys = ["2106.09685"]
+    request_ = service(settings).build_request(keys, {})
     crawler = get_crawler(Spider)
     spider = Spider("s", allowed_domains=["example.org"])
     crawler.spider = spider
@@ -98,8 +97,8 @@ def test_bad_settings_are_refused_in_one_line_each(tmp_path: Path) -> None:
     )  # fmt: skip
     assert crawl.returncode == 1
     assert crawl.log.splitlines() == [
+        "error: STATE_TTL_DAYS needs finite numbers of days >= 0; wrong: arxiv/ok",
         "error: ARXIV_DELAY must be a number, not 'x'",
         "error: OEMBED_CONCURRENCY must be at least 1, not 0",
-        "error: STATE_TTL_DAYS needs numbers of days >= 0; wrong: arxiv/ok",
     ]
     assert out.read_text() == '{"previous": true}\n'

@@ -1,101 +1,154 @@
-"""The state database and the in-crawl memo on top of it."""
+"""The state database, the freshness rules and the extension on top of them, in-process."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import sqlite3
 from pathlib import Path
 
 import pytest
-from scrapy import Spider
-from scrapy.utils.test import get_crawler
+from scrapy.crawler import Crawler
 
 from crawler.enrich.memo import Memo
 from crawler.items import ArxivMeta, Embed
-from crawler.state import DAY, Freshness, State, StateStore, Stored
+from crawler.services.arxiv import Arxiv
+from crawler.services.base import DAY
+from crawler.services.oembed import OEmbed
+from crawler.state.extension import State
+from crawler.state.freshness import Freshness
+from crawler.state.store import FORMAT, Row, StateError, StateStore, Write
+from tests.helpers import project_crawler, project_settings
 
 TTL = {"arxiv/ok": 7, "arxiv/not_found": 1, "embed/ok": 30, "embed/deleted": 180}
 
 
-def _state(tmp_path: Path) -> State:
-    crawler = get_crawler(Spider, {"STATE_DB": str(tmp_path / "s.sqlite3"), "STATE_TTL_DAYS": TTL})
-    return State.from_crawler(crawler)
+def _crawler(tmp_path: Path, **settings: object) -> Crawler:
+    return project_crawler(STATE_DB=str(tmp_path / "s.sqlite3"), STATE_TTL_DAYS=TTL, **settings)
 
 
-def test_store_round_trip_and_wal(tmp_path: Path) -> None:
-    store = StateStore(tmp_path / "s.sqlite3")
-    meta = ArxivMeta(
-        status="ok", id="2106.09685v2", version=2, authors=[{"name": "A", "affiliations": ["X"]}]
-    )
-    store.put_many("arxiv", [("2106.09685", meta)], now=100.0)
-    store.put_many(
-        "embed", [("1", Embed(status="deleted", error="oEmbed answered HTTP 404"))], now=5.0
-    )
-    assert store.get("arxiv", "2106.09685") == Stored(meta, 100.0)
-    assert store.get("embed", "1").value.status == "deleted"
+def _state(crawler: Crawler) -> State:
+    state = crawler.get_extension(State)
+    assert state is not None
+    return state
+
+
+def test_store_round_trip_wal_history_and_changes(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "s.sqlite3", history_max=2)
+    meta = {"status": "ok", "id": "2106.09685v2", "version": 2}
+    store.write("arxiv", [Write("2106.09685", meta, status="ok", change=({"v": 1}, {"v": 2}))],
+                now=100.0, run_id="r1")  # fmt: skip
+    for day in ("01", "02", "03"):
+        point = (f"2021-06-{day}T00:00:00Z", {"favorite_count": int(day)})
+        store.write("details", [Write("7", {"status": "ok"}, "ok", observation=point)], 5.0, "r1")
+    assert store.get("arxiv", "2106.09685") == Row("ok", meta, 100.0, "r1")
     assert store.get("arxiv", "nope") is None
+    assert [p["favorite_count"] for p in store.history("details", "7")] == [2, 3]  # capped at 2
+    (change,) = store.pending_changes()
+    assert change[1:] == ("r1", "arxiv", "2106.09685", {"v": 1}, {"v": 2})
+    store.drop_changes([change[0]])
+    assert store.pending_changes() == []
+    store.write("arxiv", [Write("2106.09685", None)], now=200.0, run_id="r2")  # mark stale
+    assert store.get("arxiv", "2106.09685") == Row("ok", meta, 0.0, "r2")
     assert store.db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     store.close()
     with sqlite3.connect(tmp_path / "s.sqlite3") as db:
-        assert db.execute("SELECT COUNT(*) FROM fetched").fetchone() == (2,)
+        assert db.execute("PRAGMA user_version").fetchone() == (FORMAT,)
 
 
 @pytest.mark.parametrize(
-    ("kind", "status", "age_days", "refresh", "fresh"),
+    ("service", "status", "age_days", "refresh", "fresh"),
     [
-        ("arxiv", "ok", 6.9, "none", True),
-        ("arxiv", "ok", 7.1, "none", False),
-        ("arxiv", "not_found", 0.5, "none", True),
-        ("arxiv", "error", 0.0, "none", False),  # errors are always re-tried
-        ("embed", "deleted", 100, "none", True),
-        ("embed", "protected", 1, "none", False),  # not in the TTL dict: always re-checked
-        ("arxiv", "ok", 0.1, "all", False),
-        ("arxiv", "ok", 0.1, "arxiv", False),
-        ("embed", "ok", 0.1, "arxiv", True),
-        ("embed", "ok", 0.1, "tweets", False),
+        (Arxiv, "ok", 6.9, "none", True),
+        (Arxiv, "ok", 7.1, "none", False),
+        (Arxiv, "not_found", 0.5, "none", True),
+        (Arxiv, "error", 0.0, "none", False),  # errors are always fetched again
+        (OEmbed, "deleted", 100, "none", True),
+        (OEmbed, "protected", 1, "none", True),  # the service's default: 30 days
+        (Arxiv, "ok", 0.1, "all", False),
+        (Arxiv, "ok", 0.1, "arxiv", False),
+        (OEmbed, "ok", 0.1, "arxiv", True),
+        (OEmbed, "ok", 0.1, "tweets", False),
     ],
 )
-def test_freshness(kind: str, status: str, age_days: float, refresh: str, fresh: bool) -> None:
+def test_freshness(service: type, status: str, age_days: float, refresh: str, fresh: bool) -> None:
     now = 1_000_000_000.0
-    value = ArxivMeta(status=status) if kind == "arxiv" else Embed(status=status)  # type: ignore[arg-type]
-    stored = Stored(value, now - age_days * DAY)
-    assert Freshness(TTL, refresh).is_fresh(kind, stored, now) is fresh  # type: ignore[arg-type]
+    settings = project_settings(STATE_TTL_DAYS=TTL)
+    svc = service(settings)
+    row = Row(status, {}, now - age_days * DAY, "earlier run")
+    value = svc.value_type(status=status)
+    assert Freshness(refresh).is_fresh(svc, row, value, now, "this run") is fresh
+    # Whatever the age or status, a value this very run fetched is never fetched again.
+    this_run = dataclasses.replace(row, fetched_at=0.0, run_id="this run")
+    assert Freshness(refresh).is_fresh(svc, this_run, value, now, "this run")
 
 
-def test_state_notes_changes_and_keeps_good_values_through_errors(tmp_path: Path) -> None:
-    state = _state(tmp_path)
-    first = [("a", ArxivMeta(status="ok", version=1)), ("b", ArxivMeta(status="ok", version=1))]
-    assert state.save("arxiv", first) == [v for _, v in first]
-    assert state.changed == {}  # new values are not changes
-    kept = state.save(
-        "arxiv", [("a", ArxivMeta(status="ok", version=2)), ("b", ArxivMeta(status="error"))]
-    )
-    assert [v.version for v in kept] == [2, 1]  # b keeps its last good value...
-    assert not state.is_fresh("arxiv", "b")  # ...but is asked again next run
-    assert list(state.changed) == [("arxiv", "a")]
-    before, after = state.changed[("arxiv", "a")]
-    assert (before["version"], after["version"]) == (1, 2)
-    state.save("arxiv", [("b", ArxivMeta(status="ok", version=3))])
-    assert state.changed[("arxiv", "b")][0]["version"] == 1  # compared with the last good one
-    assert state.is_fresh("arxiv", "b")
-    assert state.save("arxiv", [("c", ArxivMeta(status="error"))])[0].status == "error"
+def test_state_keeps_good_values_through_errors_and_queues_changes(tmp_path: Path) -> None:
+    crawler = _crawler(tmp_path)
+    state, arxiv = _state(crawler), Arxiv(crawler.settings)
+    first = {"a": ArxivMeta(status="ok", version=1), "b": ArxivMeta(status="ok", version=1)}
+    assert state.save(arxiv, first) == first
+    assert state.store.pending_changes() == []  # new values are not changes
+    kept = state.save(arxiv, {"a": ArxivMeta(status="ok", version=2),
+                              "b": ArxivMeta(status="error", error="x")})  # fmt: skip
+    assert (kept["a"].version, kept["b"].version, kept["b"].status) == (2, 1, "ok")
+    row = state.store.get("arxiv", "b")
+    assert row is not None and row.fetched_at == 0.0  # b is asked again next run
+    [(_, run_id, kind, key, before, after)] = state.store.pending_changes()
+    assert (run_id, kind, key, before["version"], after["version"]) == (
+        state.run_id, "arxiv", "a", 1, 2,
+    )  # fmt: skip
+    held = state.save(arxiv, {"a": ArxivMeta(status="not_found", error="gone")}, held={"a"})
+    assert held["a"].version == 2  # an incident keeps the good value
+    assert state.save(arxiv, {"c": ArxivMeta(status="error", error="e")})["c"].status == "error"
 
 
-def test_memo_with_state_keeps_nothing_but_keys(tmp_path: Path) -> None:
-    state = _state(tmp_path)
-    memo: Memo[ArxivMeta] = Memo("arxiv", state)
+def test_values_written_by_another_version_are_fetched_again(tmp_path: Path) -> None:
+    crawler = _crawler(tmp_path)
+    state, oembed = _state(crawler), OEmbed(crawler.settings)
+    newer = {"status": "ok", "text": "hi", "added_later": [1, 2]}
+    state.store.write("embed", [Write("1", newer, "ok")], 1e10, "x")
+    assert state.stored(oembed, "1") == Embed(status="ok", text="hi")  # unknown field ignored
+    state.store.db.execute("UPDATE fetched SET value = '[1]' WHERE key = '1'")
+    with pytest.raises(StateError, match="stored value for embed 1 is not JSON"):
+        state.stored(oembed, "1")
+
+
+def test_unusable_databases_are_one_line_errors(tmp_path: Path) -> None:
+    folder = tmp_path / "folder.sqlite3"
+    folder.mkdir()
+    with pytest.raises(StateError, match=r"^STATE_DB .*folder.sqlite3 is a folder"):
+        StateStore(folder)
+    garbage = tmp_path / "garbage.sqlite3"
+    garbage.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StateError, match="is corrupt") as info:
+        StateStore(garbage)
+    assert "\n" not in str(info.value)
+    newer = tmp_path / "newer.sqlite3"
+    with sqlite3.connect(newer) as db:
+        db.execute(f"PRAGMA user_version={FORMAT + 1}")
+    with pytest.raises(StateError, match="written by a newer version"):
+        StateStore(newer)
+
+
+def test_memo_with_state_keeps_nothing_in_memory(tmp_path: Path) -> None:
+    crawler = _crawler(tmp_path)
+    state, arxiv = _state(crawler), Arxiv(crawler.settings)
+    memo: Memo[ArxivMeta] = Memo(arxiv, state)
 
     async def scenario() -> None:
         assert memo.needs_fetch("x")
-        future = memo.start("x")
+        memo.start("x")
         assert not memo.needs_fetch("x")  # in flight
         waiter = asyncio.ensure_future(memo.value("x"))
         value = ArxivMeta(status="error", error="arXiv answered HTTP 503")
-        state.save("arxiv", [("x", value)])
+        state.save(arxiv, {"x": value})
         memo.finish("x", value)
-        assert await waiter == value and future.result() == value
-        # Gone from memory, read back from the database, even though errors are never "fresh".
-        assert memo._pending == {} and memo._kept == {}
+        assert await waiter == value
+        # Gone from memory, read back from the database: an error is not fresh, but this run
+        # fetched it, so it is not fetched twice in one crawl.
+        assert memo.pending == {} and memo._kept == {}
         assert not memo.needs_fetch("x")
         assert await memo.value("x") == value
 
@@ -103,13 +156,20 @@ def test_memo_with_state_keeps_nothing_but_keys(tmp_path: Path) -> None:
 
 
 def test_memo_without_state_keeps_values() -> None:
-    memo: Memo[Embed] = Memo("embed", None)
+    memo: Memo[Embed] = Memo(OEmbed(project_settings()), None)
 
     async def scenario() -> None:
         memo.start("t")
         memo.finish("t", Embed(status="ok", text="hi"))
-        assert memo._kept["t"].text == "hi"
-        assert (await memo.value("t")).text == "hi"
+        assert (await memo.value("t")) == Embed(status="ok", text="hi")
         assert await memo.value("unknown") is None
 
     asyncio.run(scenario())
+
+
+def test_stored_values_keep_their_key_order(tmp_path: Path) -> None:
+    # Records are built from stored values: reordered keys would change the snapshot's bytes.
+    store = StateStore(tmp_path / "s.sqlite3")
+    store.write("embed", [Write("1", {"b": {"z": 1, "y": 2}, "a": 2}, "ok")], 1.0, "r")
+    (raw,) = store.db.execute("SELECT value FROM fetched").fetchone()
+    assert raw == json.dumps({"b": {"z": 1, "y": 2}, "a": 2})

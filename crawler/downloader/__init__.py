@@ -1,0 +1,1 @@
+"""Downloader layer: retries, politeness gates and download handlers, generic over services."""

@@ -1,0 +1,78 @@
+"""What a service request tells the downloader layer, through its ``meta``.
+
+The downloader knows no service and no pipeline: a request to an upstream carries its service's
+name, its politeness rules and the check that says whether a 200 answer is usable. Service
+modules build such requests with :func:`service_meta`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from scrapy import Request
+from scrapy.http import Response
+
+SERVICE = "service"  # the service's name: stats keys retry/<name>/..., gates, slots
+POLITENESS = "politeness"  # a Politeness
+# Callable[[Request, Response], Any]: the parsed answer, or AnswerUnusable
+ANSWER_CHECK = "answer_check"
+PARSED = "parsed_answer"  # what ANSWER_CHECK returned for the final answer, parsed once
+
+
+class AnswerUnusable(ValueError):
+    """A 200 answer that is not what the endpoint returns (HTML page, cut feed, wrong shape):
+    retried like a 503, since the next answer is usually fine."""
+
+
+@dataclass(frozen=True, slots=True)
+class Politeness:
+    """How hard a service may be asked. Slots enforce ``concurrency`` and ``delay``; the retry
+    middleware enforces the rest for every attempt, retries included."""
+
+    concurrency: int = 1  # requests in flight at once (the starting point when adaptive)
+    delay: float = 0.0  # seconds between two starts, never randomised
+    # The next request starts at least this long after the previous answer or failure arrived:
+    # the server then sees starts at least that far apart, whatever connection set-up took.
+    hold_after_answer: float = 0.0
+    slow_down_on_throttle: bool = False  # 429/503 add a doubling extra pause (arXiv's rule)
+    slow_down_max: float = 60.0
+    concurrency_max: int = 0  # > concurrency: adapt between them (AIMD on throttling, latency)
+    max_answer_bytes: int = 32 * 1024 * 1024  # answers (decompressed) larger than this fail
+
+    @property
+    def adaptive(self) -> bool:
+        return self.concurrency_max > self.concurrency
+
+    @property
+    def slot_concurrency(self) -> int:
+        return max(self.concurrency, self.concurrency_max)
+
+
+def service_meta(
+    name: str, politeness: Politeness, check: Callable[[Request, Response], Any], **extra: Any
+) -> dict[str, Any]:
+    """Meta for a request to an upstream service: its own downloader slot, never off-site,
+    redirects handled by the retry middleware (same host only), the answer size capped."""
+    return {
+        SERVICE: name,
+        POLITENESS: politeness,
+        ANSWER_CHECK: check,
+        "download_slot": name,
+        "allow_offsite": True,
+        "dont_redirect": True,
+        "download_maxsize": politeness.max_answer_bytes,
+        "download_warnsize": 0,
+        **extra,
+    }
+
+
+def service_of(request: Request) -> str | None:
+    name = request.meta.get(SERVICE)
+    return name if isinstance(name, str) else None
+
+
+def short_url(url: str, limit: int = 120) -> str:
+    """URLs in messages: a 100-ID arXiv query is 2 KB, which buries the line it is in."""
+    return url if len(url) <= limit else f"{url[: limit - 25]}…({len(url)} chars)"

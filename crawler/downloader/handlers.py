@@ -1,0 +1,56 @@
+"""Download handlers: Scrapy's, with two guarantees its defaults do not give.
+
+- HTTP: Twisted's connection pool silently re-sends an idempotent request that fails on a
+  reused keep-alive connection. arXiv would see two requests milliseconds apart, whatever host
+  or port it shares with other services, so automatic re-sends are off for every request; the
+  retry middleware retries instead, counted, gated and with backoff.
+- Files: Scrapy reads a local file whole, whatever its size, and calls a FIFO or device "no such
+  file". Here a source is refused with a clear reason before it is read: not a regular file, or
+  larger than ``DOWNLOAD_MAXSIZE`` (the same cap as for URLs).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from scrapy.core.downloader.handlers.file import FileDownloadHandler
+from scrapy.core.downloader.handlers.http11 import HTTP11DownloadHandler
+from scrapy.crawler import Crawler
+from scrapy.responsetypes import responsetypes
+from scrapy.utils.asyncio import run_in_thread
+from w3lib.url import file_uri_to_path
+
+from crawler.sources import SourceRefused, check_local_source
+
+if TYPE_CHECKING:
+    from scrapy import Request
+    from scrapy.http import Response
+
+
+class NoResendHTTPDownloadHandler(HTTP11DownloadHandler):
+    def __init__(self, crawler: Crawler) -> None:
+        super().__init__(crawler)
+        self._pool.retryAutomatically = False
+
+
+def read_capped(path: str, maxsize: int) -> bytes:
+    """The file's bytes, checked first and read no further than the cap (it may grow)."""
+    check_local_source(path, maxsize)
+    with open(path, "rb") as f:
+        data = f.read(maxsize + 1) if maxsize else f.read()
+    if maxsize and len(data) > maxsize:
+        raise SourceRefused(f"file grew over DOWNLOAD_MAXSIZE ({maxsize:,} bytes)")
+    return data
+
+
+class CappedFileDownloadHandler(FileDownloadHandler):
+    def __init__(self, crawler: Crawler) -> None:
+        super().__init__(crawler)
+        self.maxsize = crawler.settings.getint("DOWNLOAD_MAXSIZE")
+
+    async def download_request(self, request: Request) -> Response:
+        path = file_uri_to_path(request.url)
+        maxsize = request.meta.get("download_maxsize", self.maxsize)
+        body = await run_in_thread(read_capped, path, maxsize)
+        respcls = responsetypes.from_args(filename=path, body=body)
+        return respcls(url=request.url, body=body)

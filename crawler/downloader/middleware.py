@@ -1,0 +1,327 @@
+"""Retries with backoff, Retry-After, politeness gates and answers that only look fine.
+
+Replaces Scrapy's RetryMiddleware for requests to upstream services (same settings, stats
+under ``retry/<service>/``); other requests (digests over HTTP) keep Scrapy's behaviour. What it
+knows about a service comes from the request (:mod:`crawler.downloader.contract`):
+
+- the wait before a retry is tenacity's ``wait_exponential_jitter`` capped by
+  ``RETRY_BACKOFF_MAX``, never shorter than the ``Retry-After`` of a 429/503; tenacity drives the
+  waits through its public ``AsyncRetrying`` iterator, one per original request;
+- a 200 whose body the service's check refuses (an HTML maintenance page, a cut-off feed, a
+  payload of the wrong shape) is retried like a 503;
+- a ``Retry-After`` gates the whole service, not just the request that got it;
+- a service may ask that its next request start only some time after the previous answer
+  (arXiv: ``ARXIV_DELAY``), and that 429/503 add a doubling extra pause;
+- in-flight requests per service are limited, adaptively where the service allows it;
+- redirects are followed only to the endpoint's own host;
+- after ``RETRY_UNREACHABLE_AFTER`` connection failures in a row without any answer, a
+  service's requests are no longer retried until it answers again (circuit breaker);
+- every wait ends at once when the crawl is stopping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+from scrapy import Request
+from scrapy.crawler import Crawler
+from scrapy.downloadermiddlewares.retry import RetryMiddleware, get_retry_request
+from scrapy.exceptions import IgnoreRequest
+from scrapy.http import Response
+from tenacity import AsyncRetrying, AttemptManager, RetryCallState, wait_exponential_jitter
+from tenacity.wait import wait_base
+
+from crawler.downloader.contract import (
+    ANSWER_CHECK,
+    PARSED,
+    POLITENESS,
+    AnswerUnusable,
+    Politeness,
+    service_of,
+    short_url,
+)
+from crawler.downloader.gate import ConcurrencyLimit, ServiceGate
+from crawler.outcome import Outcome
+
+logger = logging.getLogger(__name__)
+
+THROTTLE_CODES = frozenset({429, 503})  # the only answers whose Retry-After is honoured
+REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 3
+LONG_WAIT = 30.0  # seconds: a wait this long is worth a log line
+_RETRIES = "_tenacity_attempts"  # meta: the tenacity iterator shared by a request's retries
+_ATTEMPT = "_tenacity_attempt"  # meta: the current AttemptManager
+_PERMIT = "_service_permit"  # meta: this attempt holds a place in the service's limit
+_STARTED = "_attempt_started"
+
+
+def retry_after_seconds(value: bytes | str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` in either form (seconds, or an HTTP date) -> seconds from now."""
+    if not value:
+        return None
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    text = text.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class Retryable(Exception):
+    """One failed attempt, as tenacity sees it."""
+
+    def __init__(self, reason: str, retry_after: float | None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class wait_backoff_or_retry_after(wait_base):
+    """Exponential backoff with jitter, never shorter than the server's Retry-After."""
+
+    def __init__(self, base: float, cap: float) -> None:
+        self.backoff = wait_exponential_jitter(initial=base, max=cap, jitter=base)
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        wait = self.backoff(retry_state)
+        outcome = retry_state.outcome
+        failure = outcome.exception() if outcome is not None and outcome.failed else None
+        if isinstance(failure, Retryable) and failure.retry_after is not None:
+            wait = max(wait, failure.retry_after)
+        return wait
+
+
+class _ShortUrls:
+    """Scrapy's retry helper logs whole requests; a 100-ID query would fill the line."""
+
+    def debug(self, msg: str, args: dict[str, Any], **kw: Any) -> None:
+        logger.debug(msg, self._short(args), **kw)
+
+    def error(self, msg: str, args: dict[str, Any], **kw: Any) -> None:
+        logger.error(msg, self._short(args), **kw)
+
+    def log(self, level: int, msg: str, args: dict[str, Any], **kw: Any) -> None:
+        logger.log(level, msg, self._short(args), **kw)
+
+    @staticmethod
+    def _short(args: dict[str, Any]) -> dict[str, Any]:
+        request = args.get("request")
+        if isinstance(request, Request):
+            args = {**args, "request": f"<{request.method} {short_url(request.url)}>"}
+        return args
+
+
+class BackoffRetryMiddleware(RetryMiddleware):
+    def __init__(self, crawler: Crawler) -> None:
+        super().__init__(crawler.settings)
+        self.crawler = crawler
+        s = crawler.settings
+        self.stats = crawler.stats
+        self.wait = wait_backoff_or_retry_after(
+            s.getfloat("RETRY_BACKOFF_BASE"), s.getfloat("RETRY_BACKOFF_MAX")
+        )
+        self.retry_after_max = s.getfloat("RETRY_AFTER_MAX")
+        self.unreachable_after = s.getint("RETRY_UNREACHABLE_AFTER")
+        self.stopping = Outcome.of(crawler).stopping
+        self.gate = ServiceGate()
+        self.limits: dict[str, ConcurrencyLimit] = {}
+        self._failures_in_a_row: dict[str, int] = {}
+        self._log = _ShortUrls()
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> BackoffRetryMiddleware:
+        return cls(crawler)
+
+    # -- waiting ------------------------------------------------------------------------------
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, unless the crawl stops first: then the request is dropped at once."""
+        if seconds > 0:
+            try:
+                await asyncio.wait_for(self.stopping.wait(), seconds)
+            except TimeoutError:
+                return
+        if self.stopping.is_set():
+            raise IgnoreRequest("the crawl is stopping")
+
+    def limit_for(self, service: str, politeness: Politeness) -> ConcurrencyLimit:
+        if service not in self.limits:
+            self.limits[service] = ConcurrencyLimit(
+                politeness.concurrency, politeness.concurrency_max or politeness.concurrency
+            )
+        return self.limits[service]
+
+    async def process_request(self, request: Request) -> None:
+        service = service_of(request)
+        if service is None:
+            return
+        if self.stopping.is_set():
+            raise IgnoreRequest("the crawl is stopping")
+        limit = self.limit_for(service, request.meta[POLITENESS])
+        await limit.acquire()
+        request.meta[_PERMIT] = True
+        try:
+            # Re-checked after each sleep: a parallel answer may have brought a longer wait.
+            while (wait := self.gate.wait_for(service, time.monotonic())) > 0:
+                self.stats.inc_value(f"retry/{service}/gated")
+                await self._sleep(wait)
+            await self._sleep(0)
+        except BaseException:
+            self._release(request, service)
+            raise
+        request.meta[_STARTED] = time.monotonic()
+        self.stats.inc_value(f"service/{service}/requests")
+
+    def _release(self, request: Request, service: str) -> None:
+        if request.meta.pop(_PERMIT, False):
+            self.limits[service].release()
+
+    # -- answers ------------------------------------------------------------------------------
+    async def process_response(self, request: Request, response: Response) -> Request | Response:
+        service = service_of(request)
+        if service is None:
+            return super().process_response(request, response)
+        self._release(request, service)
+        now = time.monotonic()
+        politeness: Politeness = request.meta[POLITENESS]
+        throttled = response.status in THROTTLE_CODES
+        self.limits[service].answered(now - request.meta.get(_STARTED, now), throttled, now)
+        if throttled:
+            self.stats.inc_value(f"service/{service}/throttled")
+        self._failures_in_a_row[service] = 0  # it answered: reachable
+        if response.status in REDIRECT_CODES:
+            return self._redirect(request, response, service)
+        retry_after = (
+            retry_after_seconds(response.headers.get(b"Retry-After")) if throttled else None
+        )
+        if retry_after is not None:
+            self.gate.hold_until(service, now + min(retry_after, self.retry_after_max))
+        reason = self._problem(request, response)
+        if politeness.slow_down_on_throttle:
+            if throttled:
+                self.gate.slow_down(service, politeness.hold_after_answer, politeness.slow_down_max)
+            elif reason is None:
+                self.gate.recover(service)
+        self._hold(service, politeness, now)
+        if reason is None or request.meta.get("dont_retry", False):
+            return response
+        return await self._retry_later(request, service, reason, retry_after) or response
+
+    def _problem(self, request: Request, response: Response) -> str | None:
+        """Why this answer is worth another try, or None. A usable 200 is parsed once here."""
+        request.meta.pop(PARSED, None)  # a retry copies its original's meta
+        if response.status in self.retry_http_codes:
+            return f"HTTP {response.status}"
+        if response.status != 200:
+            return None
+        try:
+            request.meta[PARSED] = request.meta[ANSWER_CHECK](request, response)
+        except AnswerUnusable as exc:
+            return str(exc)
+        except Exception as exc:  # an answer nobody foresaw must not crash the download
+            logger.warning("%s: unexpected answer: %r", short_url(request.url), exc)
+            return f"unexpected answer ({type(exc).__name__})"
+        return None
+
+    def _hold(self, service: str, politeness: Politeness, now: float) -> None:
+        if politeness.hold_after_answer:
+            extra = self.gate.extra.get(service, 0.0)
+            self.gate.hold_until(service, now + politeness.hold_after_answer + extra)
+
+    def _redirect(self, request: Request, response: Response, service: str) -> Request:
+        """Follow a redirect only to the endpoint's own host: a service request must never be
+        sent (and trusted) elsewhere."""
+        location = response.headers.get(b"Location", b"").decode("latin-1")
+        target = urljoin(request.url, location)
+        hops = request.meta.get("redirect_times", 0)
+        if not location or urlsplit(target).hostname != urlsplit(request.url).hostname:
+            self.stats.inc_value(f"service/{service}/redirect_refused")
+            raise IgnoreRequest(
+                f"HTTP {response.status} redirect to another host refused: {short_url(target)}"
+            )
+        if hops >= MAX_REDIRECTS:
+            raise IgnoreRequest(f"more than {MAX_REDIRECTS} redirects")
+        redirected = request.replace(url=target, dont_filter=True)
+        redirected.meta["redirect_times"] = hops + 1
+        if response.status == 303 or (response.status in (301, 302) and request.method == "POST"):
+            redirected = redirected.replace(method="GET", body=b"")
+        return redirected
+
+    # -- failures -----------------------------------------------------------------------------
+    async def process_exception(self, request: Request, exception: Exception) -> Request | None:
+        service = service_of(request)
+        if service is None:
+            return super().process_exception(request, exception)
+        self._release(request, service)
+        if isinstance(exception, IgnoreRequest) or request.meta.get("dont_retry"):
+            return None
+        self._hold(service, request.meta[POLITENESS], time.monotonic())
+        if not isinstance(exception, self.exceptions_to_retry):
+            return None
+        failures = self._failures_in_a_row.get(service, 0) + 1
+        self._failures_in_a_row[service] = failures
+        if self.unreachable_after and failures > self.unreachable_after:
+            self.stats.inc_value(f"retry/{service}/unreachable")
+            if failures == self.unreachable_after + 1:
+                logger.error(
+                    "%s: %d failures in a row without any answer; not retrying its requests "
+                    "until it answers again (RETRY_UNREACHABLE_AFTER)", service, failures - 1,
+                )  # fmt: skip
+            return None
+        return await self._retry_later(request, service, type(exception).__name__, None)
+
+    async def _retry_later(
+        self, request: Request, service: str, reason: str, retry_after: float | None
+    ) -> Request | None:
+        if retry_after is not None and retry_after > self.retry_after_max:
+            logger.error(
+                "Gave up %s: the server asks to retry after %.0f s (RETRY_AFTER_MAX is %.0f s)",
+                short_url(request.url), retry_after, self.retry_after_max,
+            )  # fmt: skip
+            self.stats.inc_value(f"retry/{service}/max_reached")
+            return None
+        assert self.crawler.spider is not None
+        retry = get_retry_request(
+            request,
+            spider=self.crawler.spider,
+            reason=reason.split(" (", 1)[0],  # stats keys: the kind of failure, not its detail
+            max_retry_times=request.meta.get("max_retry_times", self.max_retry_times),
+            logger=self._log,  # type: ignore[arg-type]
+            give_up_log_level=request.meta.get("give_up_log_level", self.give_up_log_level),
+            stats_base_key=f"retry/{service}",
+        )
+        if retry is None:
+            return None
+        retry.meta["retry_reason"] = reason
+        retry.meta[_ATTEMPT] = await self._wait_next(request, reason, retry_after, service)
+        return retry
+
+    async def _wait_next(
+        self, request: Request, reason: str, retry_after: float | None, service: str
+    ) -> AttemptManager:
+        """Record the failed attempt with tenacity, which waits (backoff or Retry-After) and
+        hands out the next attempt."""
+        attempts = request.meta.get(_RETRIES)
+        if attempts is None:
+            attempts = aiter(AsyncRetrying(sleep=self._sleep_logged(service), wait=self.wait))
+            request.meta[_RETRIES] = attempts
+            request.meta[_ATTEMPT] = await anext(attempts)
+        with request.meta[_ATTEMPT]:
+            raise Retryable(reason, retry_after)
+        return await anext(attempts)  # type: ignore[no-any-return]
+
+    def _sleep_logged(self, service: str) -> Any:
+        async def sleep(seconds: float) -> None:
+            if seconds >= LONG_WAIT:
+                logger.warning("%s: waiting %.0f s before the next try", service, seconds)
+            await self._sleep(seconds)
+
+        return sleep

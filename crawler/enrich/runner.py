@@ -1,0 +1,274 @@
+"""One service's enrichment during a crawl: collect keys, batch them, ask, judge, store.
+
+Generic over services. Keys arrive as the spider announces entries; full batches go at once;
+a partial batch goes when input ends, or when no key arrived for ``batch_wait`` seconds and no
+request of this service is under way (so a backfill sends no partial batch while keys still
+flow). All HTTP goes through Scrapy's downloader (``engine.download_async``): slots, the retry
+middleware's gates and backoff, stats.
+
+An answer that turns a stored good value into "not found" is believed only when the service has
+shown it answers correctly: within the same answer for batch services, within the crawl (or by
+probing one stored-good key) for per-key ones. Otherwise it is an incident: the good values are
+kept, asked again next run, and the run's exit status says enrichment was incomplete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Generic, TypeVar
+
+from scrapy.crawler import Crawler
+from scrapy.exceptions import IgnoreRequest
+
+from crawler.downloader.contract import AnswerUnusable
+from crawler.enrich.memo import Memo
+from crawler.items import DigestEntry
+from crawler.outcome import Outcome, failed_key
+from crawler.services.base import BatchRefused, Service
+from crawler.state.extension import State, utc_now_text
+from crawler.state.store import StateError
+
+logger = logging.getLogger(__name__)
+
+V = TypeVar("V")
+
+
+def failure_text(exc: BaseException) -> str:
+    """A download failure as one short line for a record's ``error`` (no request dump)."""
+    message = str(exc).split(" in request <", 1)[0].strip()
+    if len(message) > 200:
+        message = message[:199] + "…"
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def _status(value: Any) -> str:
+    return str(getattr(value, "status", "error"))
+
+
+class ServiceRunner(Generic[V]):
+    def __init__(
+        self, service: Service[V], crawler: Crawler, state: State | None, outcome: Outcome
+    ) -> None:
+        self.service = service
+        self.crawler = crawler
+        self.stats = crawler.stats
+        self.state = state
+        self.outcome = outcome
+        self.memo: Memo[V] = Memo(service, state)
+        self.prefix = service.name
+        self._queue: list[str] = []
+        self._hints: dict[str, str | None] = {}
+        self._requests = 0  # this service's requests under way (split halves included)
+        self._input_done = False
+        self._last_key = time.monotonic()
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Requests handed to the downloader at once; the retry middleware's limit does the
+        # fine control (adaptive for the tweet services), this only bounds the queue there.
+        self._permits = asyncio.Semaphore(service.politeness.slot_concurrency)
+        self._seen_ok = False
+        self._probe: asyncio.Future[bool] | None = None
+        self._incident_logged = False
+
+    # -- collecting ---------------------------------------------------------------------------
+    def want(self, entry: DigestEntry) -> None:
+        for key in self.service.keys(entry):
+            if key in self.memo.pending or not self._new(key):
+                continue
+            self.memo.start(key)
+            self.stats.inc_value(f"{self.prefix}/keys_wanted")
+            self._queue.append(key)
+            self._hints.setdefault(key, self.service.hint(entry, key))
+            self._last_key = time.monotonic()
+        self._flush()
+
+    def _new(self, key: str) -> bool:
+        refused = self.service.refused_key(key)
+        if refused is not None:
+            self.memo.remember(key, refused)
+            return False
+        try:
+            return self.memo.needs_fetch(key)
+        except StateError as exc:
+            self.outcome.stop_because(str(exc), reason="state_error")
+            self.memo.remember(key, self.service.error("state database unusable"))
+            return False
+
+    def input_done(self) -> None:
+        self._input_done = True
+        self._flush()
+
+    def _flush(self) -> None:
+        size = self.service.batch_size
+        while len(self._queue) >= size:
+            self._send(self._queue[:size])
+            del self._queue[:size]
+        if not self._queue:
+            return
+        if self._input_done:
+            self._send(self._queue[:])
+            self._queue.clear()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(
+                self.service.batch_wait, self._on_timer
+            )
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        idle = time.monotonic() - self._last_key >= self.service.batch_wait
+        if self._queue and idle and not self._requests:
+            # Input has stalled (backpressure, a slow source): what waits goes now.
+            self._send(self._queue[:])
+            self._queue.clear()
+        self._flush()
+
+    # -- fetching -----------------------------------------------------------------------------
+    def _send(self, keys: list[str]) -> None:
+        self._requests += 1
+        task = asyncio.get_running_loop().create_task(self._fetch(keys))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _fetch(self, keys: list[str]) -> None:
+        hints = {key: self._hints.pop(key, None) for key in keys}
+        self.stats.inc_value(f"{self.prefix}/batches")
+        self.stats.inc_value(f"{self.prefix}/keys_requested", len(keys))
+        values: dict[str, V] | None
+        try:
+            async with self._permits:
+                values = await self._ask(keys, hints)
+            if values is not None:
+                values = await self._settle(keys, values)
+        except asyncio.CancelledError:
+            values = self._all(keys, f"{self.service.label} request not completed: crawl stopped")
+        except StateError as exc:
+            self.outcome.stop_because(str(exc), reason="state_error")
+            values = self._all(keys, "state database unusable")
+        except Exception as exc:  # a bug must not leave entries waiting forever
+            logger.error(
+                "%s: batch failed unexpectedly: %s", self.service.label, failure_text(exc),
+                exc_info=exc,
+            )  # fmt: skip
+            values = self._all(keys, f"internal error: {failure_text(exc)}")
+        finally:
+            self._requests -= 1
+        if values is None:
+            return  # split: the halves resolve these keys
+        for key in keys:
+            self.stats.inc_value(f"{self.prefix}/values/{_status(values[key])}")
+            self.memo.finish(key, values[key])
+        if not self._requests:
+            self._flush()
+
+    def _all(self, keys: list[str], message: str) -> dict[str, V]:
+        return {key: self.service.error(message) for key in keys}
+
+    async def _ask(self, keys: list[str], hints: dict[str, str | None]) -> dict[str, V] | None:
+        label = self.service.label
+        request = self.service.build_request(keys, hints)
+        try:
+            response = await self.crawler.engine.download_async(request)  # type: ignore[union-attr]
+        except IgnoreRequest as exc:
+            return self._all(keys, f"{label} request dropped: {exc}")
+        except Exception as exc:  # connection errors, timeouts, cut bodies, oversized answers
+            return self._all(keys, f"{label} request failed: {failure_text(exc)}")
+        try:
+            return self.service.values(keys, response)
+        except BatchRefused as exc:
+            if len(keys) == 1:
+                return self._all(keys, f"{label} refused {keys[0]}: {exc}")
+            # Something in this batch is refused: split it so the rest are still enriched.
+            self.stats.inc_value(f"{self.prefix}/batch_splits")
+            half = len(keys) // 2
+            for part in (keys[:half], keys[half:]):
+                self._hints.update({key: hints.get(key) for key in part})
+                self._send(part)
+            return None
+        except AnswerUnusable as exc:
+            return self._all(keys, f"{label} answer unusable: {exc}")
+
+    # -- judging and storing ------------------------------------------------------------------
+    async def _settle(self, keys: list[str], values: dict[str, V]) -> dict[str, V]:
+        if any(_status(v) == "ok" for v in values.values()):
+            self._seen_ok = True
+        held = await self._held(keys, values)
+        failed = sum(1 for key in keys if _status(values[key]) == "error" or key in held)
+        if failed:
+            self.stats.inc_value(failed_key(self.service.name), failed)
+        if self.state is None:
+            now = utc_now_text(time.time())
+            return {key: self._one_point(value, now) for key, value in values.items()}
+        return self.state.save(self.service, values, held)
+
+    def _one_point(self, value: V, observed_at: str) -> V:
+        point = self.service.observation(value, observed_at)
+        return value if point is None else self.service.with_history(value, [point])
+
+    async def _held(self, keys: list[str], values: dict[str, V]) -> set[str]:
+        """Keys whose answer downgrades a stored good value without proof that the service is
+        answering correctly."""
+        if self.state is None:
+            return set()
+        stored = {key: self.state.stored(self.service, key) for key in keys}
+        good = {key for key, value in stored.items() if _status(value) == "ok"}
+        downgraded = {key for key in good if _status(values[key]) in self.service.downgrades}
+        if not downgraded or await self._trusted(keys, values, good):
+            return set()
+        self.stats.inc_value(f"{self.prefix}/incidents", len(downgraded))
+        if not self._incident_logged:
+            self._incident_logged = True
+            example = next(iter(downgraded))
+            logger.warning(
+                "%s answers contradict stored good values (e.g. %s is now '%s') and the service "
+                "shows no sign of answering correctly; keeping the stored values and asking "
+                "again next run", self.service.label, example, _status(values[example]),
+            )  # fmt: skip
+        return downgraded
+
+    async def _trusted(self, keys: list[str], values: dict[str, V], good: set[str]) -> bool:
+        if self.service.judge_per_answer:
+            return any(_status(values[key]) == "ok" for key in good)
+        if self._seen_ok:
+            return True
+        if self._probe is None:
+            self._probe = asyncio.ensure_future(self._probe_control(set(keys)))
+        return await asyncio.shield(self._probe)
+
+    async def _probe_control(self, exclude: set[str]) -> bool:
+        """Ask once for a key stored as good: if the service still finds it, it is healthy."""
+        assert self.state is not None
+        control = self.state.control_key(self.service, exclude)
+        if control is None:
+            return False
+        self.stats.inc_value(f"{self.prefix}/probes")
+        answer = await self._ask([control], {})
+        healthy = answer is not None and _status(answer.get(control)) == "ok"
+        self._seen_ok = self._seen_ok or healthy
+        return healthy
+
+    # -- filling entries ----------------------------------------------------------------------
+    async def fill(self, entry: DigestEntry) -> None:
+        values: dict[str, V] = {}
+        for key in self.service.keys(entry):
+            if key in values:
+                continue
+            value = await self.memo.value(key)
+            if value is None:  # not announced by the spider, or stale since
+                self.want(entry)
+                value = await self.memo.value(key)
+            values[key] = value if value is not None else self.service.error("not fetched")
+        self.service.attach(entry, values)
+
+    def stop(self) -> None:
+        """The crawl is stopping: nothing waits for a batch that will never go."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        queued, self._queue = self._queue, []
+        for key in queued:
+            message = f"{self.service.label} request not sent: crawl stopped"
+            self.memo.finish(key, self.service.error(message))
+        for task in list(self._tasks):
+            task.cancel()

@@ -1,0 +1,220 @@
+"""Files beside the snapshot: a run report (``NAME.run.json``) and a change feed per run.
+
+Per-run facts (times, stats) stay out of the records so the snapshot itself is byte-stable. The
+change feed (``NAME.changes/<run id>.jsonl``) lists the records whose enrichment differs from
+what an earlier run stored: a new arXiv version, a journal reference added, a tweet deleted.
+Changes wait in the state database (written in the same transaction as the new value) until a
+snapshot carrying them has replaced the old one; only then is the change file written and the
+changes dropped from the state. A run killed or stopped at any point therefore loses none: the
+next complete run writes them. Both files are written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import suppress
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from scrapy import signals
+from scrapy.crawler import Crawler
+from scrapy.exceptions import NotConfigured
+
+from crawler.export.jsonlines import sort_key
+from crawler.outcome import Outcome
+from crawler.state.extension import State
+from crawler.state.store import StateError
+
+logger = logging.getLogger(__name__)
+
+_WHAT = {"arxiv": "arxiv", "embed": "embed", "details": "details", "impact": "impact"}
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def feed_path(feeds: dict[str, Any]) -> Path | None:
+    """The first feed that is a local file, if any."""
+    for uri in feeds:
+        parsed = urlparse(str(uri))
+        if parsed.scheme in ("", "file") and "%(" not in str(uri):
+            return Path(parsed.path if parsed.scheme == "file" else str(uri))
+    return None
+
+
+def record_keys(record: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """The (kind, key) pairs of the values a record carries."""
+    arxiv_id = record.get("arxiv_id")
+    if arxiv_id:
+        version = (record.get("digest") or {}).get("arxiv_version")
+        yield "arxiv", f"{arxiv_id}v{version}" if version else arxiv_id
+        yield "impact", arxiv_id
+    for tweet in record.get("tweets") or []:
+        yield "embed", tweet["id"]
+        yield "details", tweet["id"]
+
+
+def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: {"before": before.get(k), "after": after.get(k)}
+        for k in sorted(set(before) | set(after))
+        if before.get(k) != after.get(k)
+    }
+
+
+class RunFiles:
+    def __init__(self, crawler: Crawler) -> None:
+        self.path = feed_path(crawler.settings.getdict("FEEDS"))
+        if self.path is None:
+            raise NotConfigured
+        self.crawler = crawler
+        self.state: State | None = None  # extensions are looked up once all exist
+        self._pending: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
+        self._ids: list[int] = []
+        self._hits: Any = None  # temporary file: one line per record that carries a change
+        self.changed_records = 0
+        crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
+        crawler.signals.connect(self.item_scraped, signal=signals.item_scraped)
+        crawler.signals.connect(self.finish, signal=signals.feed_exporter_closed)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> RunFiles:
+        return cls(crawler)
+
+    @property
+    def outcome(self) -> Outcome:
+        return Outcome.of(self.crawler)
+
+    @property
+    def run_id(self) -> str:
+        return self.outcome.run_id
+
+    def spider_opened(self, spider: Any) -> None:
+        self.state = self.crawler.get_extension(State)
+        self._hits = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
+
+    def _load_pending(self) -> None:
+        """Changes stored by this run and by earlier runs whose snapshot never landed."""
+        self._pending.clear()
+        self._ids.clear()
+        if self.state is None:
+            return
+        for change_id, _run, kind, key, before, after in self.state.store.pending_changes():
+            first = self._pending.get((kind, key))
+            self._pending[(kind, key)] = (first[0] if first else before, after)
+            self._ids.append(change_id)
+
+    def item_scraped(self, item: Any, **_: Any) -> None:
+        if self.state is None or self._hits is None or not isinstance(item, dict):
+            return
+        post = item["post"]
+        line = {
+            "run_id": self.run_id, "slug": post["slug"], "date": post["date"],
+            "source": post["source"], "rank": item["rank"], "arxiv_id": item["arxiv_id"],
+            "keys": list(dict.fromkeys(record_keys(item))), "_k": sort_key(item),
+        }  # fmt: skip
+        self._hits.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+    def _change_lines(self) -> list[dict[str, Any]]:
+        assert self._hits is not None
+        self._hits.seek(0)
+        lines = []
+        for raw in self._hits:
+            line = json.loads(raw)
+            found = [
+                {"what": _WHAT[kind], "key": key, "fields": _diff(*self._pending[(kind, key)])}
+                for kind, key in map(tuple, line.pop("keys"))
+                if (kind, key) in self._pending
+            ]
+            if found:
+                lines.append({**line, "changes": found})
+        lines.sort(key=lambda c: (c.pop("_k"), json.dumps(c, sort_keys=True)))
+        return lines
+
+    def _write_changes(self) -> Path | None:
+        """The change file, if the snapshot landed and something changed; then the state
+        forgets the changes it carries."""
+        assert self.path is not None
+        if not self.replaced():
+            return None
+        self._load_pending()
+        if not self._pending:
+            return None
+        lines = self._change_lines()
+        self.changed_records = len(lines)
+        changes_file = None
+        if lines:
+            changes_file = self.path.with_name(f"{self.path.stem}.changes") / f"{self.run_id}.jsonl"
+            atomic_write(
+                changes_file,
+                b"".join(json.dumps(c, ensure_ascii=False).encode() + b"\n" for c in lines),
+            )
+        assert self.state is not None
+        self.state.store.drop_changes(self._ids)
+        return changes_file
+
+    def replaced(self) -> bool:
+        """Did this run's snapshot replace the previous one?"""
+        return self.outcome.snapshots.get(str(self.path.resolve()), False)
+
+    def finish(self) -> None:
+        assert self.path is not None
+        changes_file: Path | None = None
+        try:
+            changes_file = self._write_changes()
+        except (OSError, StateError) as exc:
+            self.outcome.output_failed(f"change feed beside {self.path} not written: {exc}")
+        finally:
+            if self._hits is not None:
+                self._hits.close()
+        self.write_report(changes_file)
+
+    def report(self, changes_file: Path | None) -> dict[str, Any]:
+        stats = self.crawler.stats.get_stats()
+        return {
+            "run_id": self.run_id,
+            "started_at": self.outcome.started.isoformat(),
+            "finished_at": datetime.now(UTC).isoformat(),
+            "finish_reason": self.outcome.reason,
+            "exit_status": int(self.outcome.exit_status()),
+            "snapshot": str(self.path),
+            "snapshot_replaced": self.replaced(),
+            "problems": self.outcome.output_problems
+            + ([self.outcome.stop_problem] if self.outcome.stop_problem else []),
+            "records": stats.get("records/written", 0),
+            "changed_records": self.changed_records,
+            "incomplete_services": self.outcome.incomplete_services(),
+            "changes_file": str(changes_file) if changes_file else None,
+            "stats": {
+                k: v if isinstance(v, int | float | str) else str(v)
+                for k, v in sorted(stats.items())
+            },
+        }
+
+    def write_report(self, changes_file: Path | None) -> None:
+        assert self.path is not None
+        path = self.path.with_name(f"{self.path.stem}.run.json")
+        try:
+            report = self.report(changes_file)
+            atomic_write(path, json.dumps(report, indent=2, ensure_ascii=False).encode() + b"\n")
+        except OSError as exc:
+            self.outcome.output_failed(f"run report {path} not written: {exc.strerror or exc}")

@@ -1,0 +1,196 @@
+"""What a service module provides: everything about one upstream, nothing about Scrapy's flow.
+
+A service says which keys an entry needs (arXiv IDs, tweet IDs), how to ask for a batch of them,
+whether a 200 answer is usable, how an answer maps to values (dataclasses with a ``status``),
+how those values go into the entry, how polite to be and how long a value stays fresh. The
+generic machinery (``crawler.enrich``, ``crawler.downloader``, ``crawler.state``) does the rest.
+Adding a service is one module plus one line in :mod:`crawler.services.registry`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar, Generic, TypeVar
+
+from scrapy import Request
+from scrapy.http import Response
+from scrapy.settings import BaseSettings
+
+from crawler.downloader.contract import PARSED, Politeness
+from crawler.items import DigestEntry
+
+V = TypeVar("V")
+
+DAY = 86400.0
+
+
+class BatchRefused(ValueError):
+    """The service refused the request as a whole for something in it (arXiv's 400 error
+    feed): a batch of several keys is split so one bad key costs only itself."""
+
+
+class SettingsProblem(ValueError):
+    """Settings a crawl cannot run with; one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def number_problems(settings: BaseSettings, spec: Mapping[str, tuple[type, float]]) -> list[str]:
+    """One line per setting in ``spec`` that is not a finite number at least its lowest value.
+
+    NaN and infinity are refused: ``ARXIV_DELAY=nan`` would send requests back to back, and an
+    infinite delay would hang the crawl.
+    """
+    problems = []
+    for name, (kind, lowest) in spec.items():
+        try:
+            value = (settings.getint if kind is int else settings.getfloat)(name)
+        except (TypeError, ValueError):
+            problems.append(f"{name} must be a number, not {settings.get(name)!r}")
+            continue
+        if not math.isfinite(value):
+            problems.append(f"{name} must be a finite number, not {settings.get(name)!r}")
+        elif value < lowest:
+            problems.append(f"{name} must be at least {lowest}, not {value}")
+    return problems
+
+
+def url_problems(settings: BaseSettings, name: str) -> list[str]:
+    value = settings.get(name)
+    if not isinstance(value, str) or not value.lower().startswith(("http://", "https://")):
+        return [f"{name} must be an http(s) URL, not {value!r}"]
+    return []
+
+
+class Service(ABC, Generic[V]):
+    name: ClassVar[str]  # downloader slot, stats keys, request meta
+    label: ClassVar[str]  # how messages name it
+    kind: ClassVar[str]  # what it fills: state kind and record field ("arxiv", "embed", ...)
+    value_type: ClassVar[type[Any]]  # a dataclass with ``status`` and ``error``
+    url_setting: ClassVar[str]
+    enabled_setting: ClassVar[str | None] = None  # a bool setting that turns it off
+    refresh_names: ClassVar[tuple[str, ...]] = ()  # `-a refresh=<name>` fetches it again
+    ttl_days: ClassVar[dict[str, float]] = {}  # default days a stored value stays good, by status
+    # Statuses that, replacing a stored "ok", are believed only once the service has shown it
+    # answers correctly (a mistyped URL gives 404 for everything; an incident, empty feeds).
+    downgrades: ClassVar[frozenset[str]] = frozenset({"not_found"})
+    # Batch services judge a downgrade within one answer (some stored-ok key must stay ok);
+    # per-key services within the crawl (some answer must have been ok, or a probe).
+    judge_per_answer: ClassVar[bool] = False
+    numbers: ClassVar[dict[str, tuple[type, float]]] = {}  # settings checked as numbers
+
+    batch_size: int = 1
+    batch_wait: float = 0.0
+    politeness: Politeness
+
+    def __init__(self, settings: BaseSettings) -> None:
+        if problems := self.settings_problems(settings):
+            raise SettingsProblem(problems)
+        self.url = settings.get(self.url_setting)
+        overrides = settings.getdict("STATE_TTL_DAYS")
+        self.ttl_by_status = {
+            **self.ttl_days,
+            **{
+                name.split("/", 1)[1]: float(days)
+                for name, days in overrides.items()
+                if name.startswith(f"{self.kind}/")
+            },
+        }
+
+    @classmethod
+    def settings_problems(cls, settings: BaseSettings) -> list[str]:
+        return url_problems(settings, cls.url_setting) + number_problems(settings, cls.numbers)
+
+    @classmethod
+    def enabled(cls, settings: BaseSettings) -> bool:
+        return cls.enabled_setting is None or settings.getbool(cls.enabled_setting)
+
+    # -- what an entry needs, and how to ask -----------------------------------------------
+    @abstractmethod
+    def keys(self, entry: DigestEntry) -> list[str]:
+        """The keys this entry needs values for, in entry order (may repeat)."""
+
+    def refused_key(self, key: str) -> V | None:
+        """A value for a key that must never be sent (it would fail a whole batch)."""
+        return None
+
+    def hint(self, entry: DigestEntry, key: str) -> str | None:
+        """Something the request for ``key`` should carry from the entry that first wanted it
+        (oEmbed: the tweet URL as linked)."""
+        return None
+
+    @abstractmethod
+    def build_request(self, keys: list[str], hints: Mapping[str, str | None]) -> Request: ...
+
+    @abstractmethod
+    def check(self, request: Request, response: Response) -> Any:
+        """Parse a 200 answer, or raise ``AnswerUnusable`` (retried)."""
+
+    def parsed(self, response: Response) -> Any:
+        """The answer as :meth:`check` parsed it in the downloader, or parsed now."""
+        parsed = response.meta.get(PARSED)
+        return parsed if parsed is not None else self.check(response.request, response)
+
+    @abstractmethod
+    def values(self, keys: list[str], response: Response) -> dict[str, V]:
+        """One value per key from an answer of any status; raises :class:`BatchRefused` or
+        ``AnswerUnusable``."""
+
+    # -- values -----------------------------------------------------------------------------
+    def error(self, message: str) -> V:
+        return self.value_type(status="error", error=message)  # type: ignore[no-any-return]
+
+    def disabled(self) -> V:
+        return self.value_type(status="disabled")  # type: ignore[no-any-return]
+
+    @abstractmethod
+    def attach(self, entry: DigestEntry, values: Mapping[str, V]) -> None:
+        """Put the values for :meth:`keys` into the entry."""
+
+    def comparable(self, value: V) -> dict[str, Any]:
+        """The fields whose change goes into the change feed."""
+        return dataclasses.asdict(value)  # type: ignore[call-overload, no-any-return]
+
+    def observation(self, value: V, observed_at: str) -> dict[str, Any] | None:
+        """A point of the value's history, kept across runs (None: no history)."""
+        return None
+
+    def with_history(self, value: V, history: list[dict[str, Any]]) -> V:
+        return value
+
+    def ttl(self, value: V, now: float) -> float:
+        """Seconds a stored value stays good (0: always fetched again)."""
+        return self.ttl_by_status.get(getattr(value, "status", "error"), 0.0) * DAY
+
+    def decode(self, data: dict[str, Any]) -> V:
+        """A stored value back from JSON; fields a newer version added are ignored."""
+        known = {f.name for f in dataclasses.fields(self.value_type)}
+        return self.value_type(**{k: v for k, v in data.items() if k in known})  # type: ignore[no-any-return]
+
+
+def default_ttls(services: list[type[Service[Any]]]) -> dict[str, float]:
+    return {
+        f"{service.kind}/{status}": days
+        for service in services
+        for status, days in service.ttl_days.items()
+    }
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_str(value: object) -> str | None:
+    """A JSON string as the record may carry it: None stays None, anything not a string is a
+    shape error (ValueError), and lone surrogates (``"\\ud800"`` in JSON) become U+FFFD, since
+    they cannot be written as UTF-8."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {type(value).__name__}")
+    return _SURROGATE.sub("\ufffd", value)

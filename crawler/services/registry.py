@@ -1,0 +1,14 @@
+"""The services a crawl enriches with, in record order. Adding one is one line here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crawler.services.arxiv import Arxiv
+from crawler.services.base import Service
+from crawler.services.oembed import OEmbed
+
+SERVICES: tuple[type[Service[Any]], ...] = (
+    Arxiv,
+    OEmbed,
+)

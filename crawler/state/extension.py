@@ -1,0 +1,153 @@
+"""The state between runs, as a Scrapy extension: the only reader and writer of ``STATE_DB``.
+
+A refresh asks upstream only for what is missing or stale. A failure never replaces a good value
+fetched before: the records keep the last good value, and the row is marked stale so the next
+run asks again. A value that differs from the previous good one is queued as a change in the
+same transaction, so the change feed survives a kill.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from scrapy import signals
+from scrapy.crawler import Crawler
+from scrapy.exceptions import NotConfigured
+
+from crawler.outcome import Outcome
+from crawler.services.base import Service
+from crawler.state.freshness import Freshness
+from crawler.state.store import Row, StateError, StateStore, Write
+
+logger = logging.getLogger(__name__)
+
+V = TypeVar("V")
+
+
+def utc_now_text(now: float) -> str:
+    return datetime.fromtimestamp(now, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class State:
+    """Disabled (``NotConfigured``) when ``STATE_DB`` is empty; a database that cannot be used
+    stops the crawl before it starts, with one line naming the file."""
+
+    def __init__(self, crawler: Crawler) -> None:
+        settings = crawler.settings
+        path = settings.get("STATE_DB")
+        if not path:
+            raise NotConfigured
+        self.crawler = crawler
+        self.store = StateStore(path, history_max=max(1, settings.getint("DETAILS_HISTORY_MAX")))
+        # `-a refresh=...`, handed over by the spider as this setting before extensions exist.
+        self.freshness = Freshness(settings.get("REFRESH") or "none")
+        self.stats = crawler.stats
+        self._warned: set[str] = set()
+        crawler.signals.connect(self.close, signal=signals.engine_stopped)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> State:
+        return cls(crawler)
+
+    @property
+    def run_id(self) -> str:
+        return Outcome.of(self.crawler).run_id
+
+    # -- reading ------------------------------------------------------------------------------
+    def _decode(self, service: Service[V], key: str, row: Row) -> V | None:
+        try:
+            return service.decode(row.value)
+        except (TypeError, ValueError) as exc:
+            # Written by another version, or damaged: fetch it again rather than drop records.
+            self.stats.inc_value(f"state/{service.kind}/undecodable")
+            if service.kind not in self._warned:
+                self._warned.add(service.kind)
+                logger.warning(
+                    "STATE_DB %s: stored %s values that cannot be read are fetched again "
+                    "(first: %s: %s)", self.store.path, service.kind, key, exc,
+                )  # fmt: skip
+            return None
+
+    def _with_history(self, service: Service[V], key: str, value: V) -> V:
+        if getattr(value, "status", None) != "ok" or service.observation(value, "") is None:
+            return value
+        return service.with_history(value, self.store.history(service.kind, key))
+
+    def fresh(self, service: Service[V], key: str, *, count: bool = True) -> V | None:
+        """The stored value if it is still good (or this run fetched it), else None."""
+        row = self.store.get(service.kind, key)
+        if row is None:
+            return None
+        value = self._decode(service, key, row)
+        if value is None:
+            return None
+        if not self.freshness.is_fresh(service, row, value, time.time(), self.run_id):
+            if count:
+                self.stats.inc_value(f"state/{service.kind}/stale")
+            return None
+        if count and row.run_id != self.run_id:
+            self.stats.inc_value(f"state/{service.kind}/reused")
+        return self._with_history(service, key, value) if count else value
+
+    def stored(self, service: Service[V], key: str) -> V | None:
+        """What is stored, fresh or not."""
+        row = self.store.get(service.kind, key)
+        return self._decode(service, key, row) if row is not None else None
+
+    def control_key(self, service: Service[Any], exclude: set[str]) -> str | None:
+        return self.store.some_key_with_status(service.kind, "ok", exclude)
+
+    # -- writing ------------------------------------------------------------------------------
+    def save(
+        self,
+        service: Service[V],
+        fetched: dict[str, V],
+        held: set[str] = frozenset(),  # type: ignore[assignment]
+    ) -> dict[str, V]:
+        """Store a fetch's values; return what the records should carry.
+
+        ``held`` keys contradict a good stored value without proof that the service answers
+        correctly: like failures, they keep the stored value and are asked again next run.
+        """
+        now = time.time()
+        observed_at = utc_now_text(now)
+        writes: list[Write] = []
+        keep: dict[str, V] = {}
+        for key, value in fetched.items():
+            old = self.stored(service, key)
+            good_before = old is not None and getattr(old, "status", "error") != "error"
+            failed = getattr(value, "status", "error") == "error"
+            if good_before and (failed or key in held):
+                assert old is not None
+                keep[key] = old
+                writes.append(Write(key, None))
+                self.stats.inc_value(f"state/{service.kind}/kept")
+                continue
+            change = None
+            if good_before and not failed:
+                before, after = service.comparable(old), service.comparable(value)  # type: ignore[arg-type]
+                if before != after:
+                    change = (before, after)
+            point = service.observation(value, observed_at)
+            writes.append(
+                Write(
+                    key,
+                    dataclasses.asdict(value),  # type: ignore[call-overload]
+                    status=getattr(value, "status", "error"),
+                    observation=(observed_at, point) if point is not None else None,
+                    change=change,
+                )
+            )
+            keep[key] = value
+        self.store.write(service.kind, writes, now, self.run_id)
+        self.stats.inc_value(f"state/{service.kind}/saved", len(writes))
+        return {key: self._with_history(service, key, value) for key, value in keep.items()}
+
+    def close(self) -> None:
+        with contextlib.suppress(StateError):
+            self.store.close()

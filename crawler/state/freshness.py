@@ -1,0 +1,38 @@
+"""Whether a stored value is still good enough, or must be fetched again.
+
+The service decides how long a value lasts (``Service.ttl``: per status from ``STATE_TTL_DAYS``,
+and for tweet details by the tweet's age); the ``refresh`` argument forces kinds to be fetched
+again; errors are always fetched again; a value this run already fetched never is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from crawler.services.base import Service
+from crawler.state.store import Row
+
+FIXED_CHOICES = ("none", "all", "errors")
+
+
+def refresh_choices(services: Iterable[type[Service[Any]]]) -> tuple[str, ...]:
+    names = [name for service in services for name in service.refresh_names]
+    return FIXED_CHOICES + tuple(dict.fromkeys(names))
+
+
+class Freshness:
+    def __init__(self, refresh: str) -> None:
+        self.refresh = refresh  # checked by the spider and the crawl command
+
+    def forced(self, service: Service[Any]) -> bool:
+        return self.refresh == "all" or self.refresh in service.refresh_names
+
+    def is_fresh(
+        self, service: Service[Any], row: Row, value: Any, now: float, run_id: str
+    ) -> bool:
+        if row.run_id == run_id:
+            return True  # fetched (or tried) by this very run: once per crawl
+        if self.forced(service) or row.status == "error":
+            return False
+        return now - row.fetched_at < service.ttl(value, now)

@@ -1,0 +1,214 @@
+"""The state database: one SQLite file (``STATE_DB``) in WAL mode.
+
+Each write is one transaction, so a kill -9 at any moment leaves either the old rows or the new
+ones, never half of either: a fetched value, its history point and its pending change go in
+together. Every SQLite failure becomes one :class:`StateError` line naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+FORMAT = 2  # PRAGMA user_version; a newer file is refused rather than misread
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS fetched (
+    kind       TEXT NOT NULL,          -- what the value fills: arxiv, embed, details, impact
+    key        TEXT NOT NULL,          -- arXiv ID as asked, tweet ID
+    status     TEXT NOT NULL,
+    value      TEXT NOT NULL,          -- JSON of the value dataclass
+    fetched_at REAL NOT NULL,          -- Unix time; 0 = stale, ask again
+    run_id     TEXT NOT NULL DEFAULT '', -- the run that last asked upstream for it
+    PRIMARY KEY (kind, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS observations (  -- history points (tweet engagement over time)
+    kind        TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    observed_at TEXT NOT NULL,
+    data        TEXT NOT NULL,
+    PRIMARY KEY (kind, key, observed_at)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS changes (    -- the change feed, until a snapshot carries it out
+    id      INTEGER PRIMARY KEY,
+    run_id  TEXT NOT NULL,
+    kind    TEXT NOT NULL,
+    key     TEXT NOT NULL,
+    before  TEXT NOT NULL,
+    after   TEXT NOT NULL
+);
+"""
+
+
+class StateError(Exception):
+    """The state database cannot be used; the message is one line naming the file."""
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    status: str
+    value: dict[str, Any]
+    fetched_at: float
+    run_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One key's outcome of a fetch: a new value to store, or only a mark (kept, stale)."""
+
+    key: str
+    value: dict[str, Any] | None  # None: keep the stored value, mark it stale
+    status: str = ""
+    observation: tuple[str, dict[str, Any]] | None = None  # (observed_at, data)
+    change: tuple[dict[str, Any], dict[str, Any]] | None = None  # (before, after)
+
+
+class StateStore:
+    def __init__(self, path: str | Path, history_max: int = 365) -> None:
+        self.path = Path(path)
+        self.history_max = history_max
+        if self.path.is_dir():
+            raise StateError(f"STATE_DB {self.path} is a folder, not a database file")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise StateError(f"STATE_DB {self.path} cannot be opened: {exc}") from None
+        with self._errors("cannot be opened"):
+            # A short busy timeout: a lock held by another program fails in seconds, with a
+            # message, instead of freezing the crawl (our own runs exclude each other).
+            self.db.execute("PRAGMA busy_timeout=2000")
+            self._check_readable()
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable per transaction
+            self._migrate()
+
+    @contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            message = str(exc)
+            if "not a database" in message or "malformed" in message:
+                doing = "is corrupt (move it away to start afresh, or restore a backup)"
+            raise StateError(f"STATE_DB {self.path} {doing}: {message}") from None
+
+    def _check_readable(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > FORMAT:
+            raise StateError(
+                f"STATE_DB {self.path} was written by a newer version of the crawler "
+                f"(format {version}, this one reads {FORMAT}); use another STATE_DB or upgrade"
+            )
+        result = self.db.execute("PRAGMA quick_check(1)").fetchone()[0]
+        if result != "ok":
+            raise sqlite3.DatabaseError(f"database disk image is malformed ({result})")
+
+    def _migrate(self) -> None:
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master")}
+        self.db.executescript(_SCHEMA)
+        if "fetched" in tables:
+            columns = {r[1] for r in self.db.execute("PRAGMA table_info(fetched)")}
+            if "run_id" not in columns:  # format 1
+                self.db.execute("ALTER TABLE fetched ADD COLUMN run_id TEXT NOT NULL DEFAULT ''")
+        self.db.execute(f"PRAGMA user_version={FORMAT}")
+
+    # -- reading ------------------------------------------------------------------------------
+    def get(self, kind: str, key: str) -> Row | None:
+        with self._errors("cannot be read"):
+            row = self.db.execute(
+                "SELECT status, value, fetched_at, run_id FROM fetched WHERE kind = ? AND key = ?",
+                (kind, key),
+            ).fetchone()
+        if row is None:
+            return None
+        try:
+            value = json.loads(row[1])
+        except ValueError:
+            value = None
+        if not isinstance(value, dict):
+            raise StateError(f"STATE_DB {self.path}: stored value for {kind} {key} is not JSON")
+        return Row(row[0], value, row[2], row[3])
+
+    def history(self, kind: str, key: str) -> list[dict[str, Any]]:
+        with self._errors("cannot be read"):
+            rows = self.db.execute(
+                "SELECT data FROM observations WHERE kind = ? AND key = ? ORDER BY observed_at",
+                (kind, key),
+            ).fetchall()
+        return [json.loads(data) for (data,) in rows]
+
+    def some_key_with_status(self, kind: str, status: str, exclude: set[str]) -> str | None:
+        """A key whose stored value has ``status`` (a control for probing a service)."""
+        with self._errors("cannot be read"):
+            rows = self.db.execute(
+                "SELECT key FROM fetched WHERE kind = ? AND status = ? LIMIT ?",
+                (kind, status, len(exclude) + 1),
+            ).fetchall()
+        return next((key for (key,) in rows if key not in exclude), None)
+
+    def pending_changes(self) -> list[tuple[int, str, str, str, dict[str, Any], dict[str, Any]]]:
+        """(id, run_id, kind, key, before, after), oldest first."""
+        with self._errors("cannot be read"):
+            rows = self.db.execute(
+                "SELECT id, run_id, kind, key, before, after FROM changes ORDER BY id"
+            ).fetchall()
+        return [(i, r, k, key, json.loads(b), json.loads(a)) for i, r, k, key, b, a in rows]
+
+    # -- writing ------------------------------------------------------------------------------
+    def write(self, kind: str, writes: list[Write], now: float, run_id: str) -> None:
+        """All of a fetch's outcomes in one transaction."""
+        with self._errors("cannot be written"), self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            for w in writes:
+                self._write_one(kind, w, now, run_id)
+
+    def _write_one(self, kind: str, w: Write, now: float, run_id: str) -> None:
+        if w.value is None:
+            self.db.execute(
+                "UPDATE fetched SET fetched_at = 0, run_id = ? WHERE kind = ? AND key = ?",
+                (run_id, kind, w.key),
+            )
+            return
+        self.db.execute(
+            "INSERT INTO fetched (kind, key, status, value, fetched_at, run_id) "
+            "VALUES (?,?,?,?,?,?) ON CONFLICT (kind, key) DO UPDATE SET status = excluded.status, "
+            "value = excluded.value, fetched_at = excluded.fetched_at, run_id = excluded.run_id",
+            (kind, w.key, w.status, _dumps(w.value), now, run_id),
+        )
+        if w.observation is not None:
+            observed_at, data = w.observation
+            self.db.execute(
+                "INSERT OR REPLACE INTO observations VALUES (?,?,?,?)",
+                (kind, w.key, observed_at, _dumps(data)),
+            )
+            self.db.execute(
+                "DELETE FROM observations WHERE kind = ? AND key = ? AND observed_at NOT IN "
+                "(SELECT observed_at FROM observations WHERE kind = ? AND key = ? "
+                "ORDER BY observed_at DESC LIMIT ?)",
+                (kind, w.key, kind, w.key, self.history_max),
+            )
+        if w.change is not None:
+            before, after = w.change
+            self.db.execute(
+                "INSERT INTO changes (run_id, kind, key, before, after) VALUES (?,?,?,?,?)",
+                (run_id, kind, w.key, _dumps(before), _dumps(after)),
+            )
+
+    def drop_changes(self, ids: list[int]) -> None:
+        """The change feed carrying these is on disk: they are no longer pending."""
+        with self._errors("cannot be written"), self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("DELETE FROM changes WHERE id = ?", [(i,) for i in ids])
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)  # key order kept: records are byte-stable
