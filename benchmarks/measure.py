@@ -23,6 +23,7 @@ import psutil
 from benchmarks import corpus
 from benchmarks.facts import bound, corpus_facts
 from benchmarks.model import ROOT, Config, Row
+from benchmarks.services import service_figures
 
 if TYPE_CHECKING:
     from tests.standin import StandIn
@@ -208,17 +209,15 @@ def _crawl(row: Row, cfg: Config, folder: Path, work: Path, standin: StandIn) ->
     step = max(1, len(m.rss_samples) // 60)
     row.crawler_rss_timeline = m.rss_samples[::step] + m.rss_samples[-1:]
     row.crawler_records = count_lines(out)
+    row.crawler_services = service_figures(standin.log)
     row.crawler_arxiv_requests = len(standin.requests_for("arxiv"))
     row.crawler_oembed_requests = len(standin.requests_for("oembed"))
     stats = scrapy_stats(logs.read_text("utf-8", "replace"))
     keep = ("elapsed_time_seconds", "arxiv/batches", "oembed/tweets_requested")
     row.crawler_stats = {k: v for k, v in stats.items() if k in keep or k.startswith("records")}
     row.crawler_stats["min_arxiv_gap_s"] = round(standin.min_start_gap("arxiv"), 3)
-    for service in ("arxiv", "oembed"):
-        reqs = standin.requests_for(service)
-        if reqs:  # first start to last end, as the service saw the crawl
-            span = max(r.end for r in reqs) - reqs[0].start
-            row.crawler_stats[f"{service}_span_s"] = round(span, 3)
+    for name, figures in row.crawler_services.items():
+        row.crawler_stats[f"{name}_span_s"] = figures["span_s"]
     if m.returncode:
         log(f"  !! crawler exited {m.returncode}; see {logs}")
     with contextlib.suppress(OSError):
@@ -228,6 +227,12 @@ def _crawl(row: Row, cfg: Config, folder: Path, work: Path, standin: StandIn) ->
         f"{row.crawler_records} records, {row.crawler_arxiv_requests} arXiv + "
         f"{row.crawler_oembed_requests} oEmbed requests, peak RSS {m.peak_rss_mb:.0f} MB"
     )
+    for name, f in row.crawler_services.items():
+        log(
+            f"    {name}: {f['requests']} requests, {f['throttled']} throttled, "
+            f"peak concurrency {f['peak_concurrency']}, mean latency "
+            + (f"{f['mean_latency_s'] * 1000:.0f} ms" if f["mean_latency_s"] is not None else "-")
+        )
 
 
 def _peer(row: Row, cfg: Config, folder: Path, work: Path, standin: StandIn) -> None:

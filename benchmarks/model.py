@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.services import ServiceFigures
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 BATCH_SIZE = 100  # crawler.settings.ARXIV_BATCH_SIZE
@@ -55,6 +57,9 @@ class Row:
     crawler_oembed_requests: int = 0
     crawler_stats: dict[str, Any] = field(default_factory=dict)
     crawler_rss_timeline: list[tuple[float, float]] = field(default_factory=list)
+    # Per service name found in the stand-in's log during the crawl (issue 14). Empty in rows
+    # measured before the harness recorded it; the report shows those as "—".
+    crawler_services: dict[str, ServiceFigures] = field(default_factory=dict)
     peer_posts: int = 0
     peer_entries: int = 0
     peer_wall_measured_s: float = 0.0

@@ -17,6 +17,9 @@ from typing import Any
 
 from benchmarks.model import RESULTS, ROOT, Row, ordered, row_key
 from benchmarks.plot import plot
+from benchmarks.services import THROTTLE_STATUSES, ServiceFigures
+
+MISSING = "—"  # a figure the row's harness did not record
 
 
 # --- results.json -------------------------------------------------------------------------------
@@ -93,6 +96,7 @@ def markdown(rows: list[Row], meta: dict[str, Any], profile: dict[str, Any] | No
     short = [r for r in rows if r.crawler_records != r.entries]
     lines += ["", "Records written = entries in every row." if not short else "Short rows:"]
     lines += [f"- {r.mode} {r.posts}: {r.crawler_records} of {r.entries} records" for r in short]
+    lines += services_markdown(rows)
     parse = meta.get("parse")
     if parse:
         lines += [
@@ -170,6 +174,35 @@ def _main_line(r: Row) -> str:
         f"| {r.crawler_records / r.crawler_wall_s:,.0f} | {r.crawler_rss_mb:.0f} "
         f"({f'{r.peer_rss_mb:.0f}' if r.peer_rss_mb else '-'}) |"
     )
+
+
+def services_markdown(rows: list[Row]) -> list[str]:
+    """Per-service figures of the crawl, one column per service any row saw (issue 14)."""
+    names = sorted({name for r in rows for name in r.crawler_services})
+    throttles = ", ".join(str(s) for s in sorted(THROTTLE_STATUSES))
+    if not names:
+        return ["", f"**Per service**: {MISSING} (no row has per-service figures; re-run to add)."]
+    lines = [
+        "",
+        "**Per service** (the crawl as the stand-in logged it). Each cell: requests / throttled "
+        f"answers ({throttles}) / peak concurrency / mean latency ms; {MISSING}: not recorded "
+        "(row from an older harness, or the service was not called).",
+        "",
+        "| mode | posts | " + " | ".join(names) + " |",
+        "|" + "---|" * (2 + len(names)),
+    ]
+    for r in rows:
+        cells = [_service_cell(r.crawler_services.get(name)) for name in names]
+        lines.append(f"| {r.mode} | {r.posts:,} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _service_cell(f: ServiceFigures | None) -> str:
+    if not f:
+        return MISSING
+    latency = f.get("mean_latency_s")
+    ms = MISSING if latency is None else f"{latency * 1000:.{1 if latency < 0.01 else 0}f}"
+    return f"{f['requests']:,} / {f['throttled']:,} / {f['peak_concurrency']} / {ms}"
 
 
 def profile_markdown(p: dict[str, Any]) -> list[str]:

@@ -28,8 +28,9 @@ Plus a parse-speed micro benchmark (entries/s of ``parse_digest_bytes`` on one c
 cProfile of a crawl with near-zero latencies, summarised by phase.
 
 This module is only the command line. The work is in ``benchmarks.measure`` (runs and their
-figures), ``benchmarks.facts`` (corpus counts, parse speed, the bound), ``benchmarks.profiling``
-(cProfile by phase), ``benchmarks.report`` (results.json and results.md; also a CLI that
+figures), ``benchmarks.facts`` (corpus counts, parse speed, the bound),
+``benchmarks.profiling`` (cProfile by phase), ``benchmarks.services`` (per-service figures from
+the stand-in's log), ``benchmarks.report`` (results.json and results.md; also a CLI that
 rebuilds the table from the JSON alone) and ``benchmarks.plot`` (scale.png).
 """
 
