@@ -264,6 +264,29 @@ class Generator:
             self.recent.popleft()
 
         n_entries = rng.randint(*ENTRIES_PER_POST)
+        chosen = self._choose_papers(day, n_entries)
+        date_s = day.strftime("%Y-%m-%d")
+        slug = f"hot-papers-{date_s}" + (f"-{nth + 1}" if nth else "")
+        front = (
+            f"---\ntitle: Hot Papers {date_s}\ndate: {published.strftime('%Y-%m-%dT%H:%M:%S')}.Z\n"
+            f'template: "post"\ndraft: false\nslug: "{slug}"\ncategory: "arXiv"\ntags:\n'
+            '  - "arXiv"\n  - "Twitter"\n  - "Machine Learning"\n  - "Computer Science"\n'
+            f'description: "Hot papers {date_s}"\n'
+            'socialImage: "/media/flying-marine.jpg"\n\n---\n\n'
+        )
+        counts_at = published.strftime("%m/%d/%Y %H:%M:%S")
+        parts = [front]
+        ranked = sorted(((rng.paretovariate(1.2) * 40, p) for p in chosen), key=lambda x: -x[0])
+        for rank, (score, paper) in enumerate(ranked, 1):
+            parts.append(self._entry(rank, score, paper, day, counts_at))
+        self.stats["posts"] += 1
+        self.stats["entries"] += n_entries
+        h = hashlib.sha1(f"{self.seed}:{index}".encode()).hexdigest()[:16]
+        return f"{index:05d}_{h}.txt", "".join(parts)
+
+    def _choose_papers(self, day: datetime, n_entries: int) -> list[Paper]:
+        """The post's papers: some featured again from the last weeks, the rest new."""
+        rng = self.rng
         chosen: list[Paper] = []
         in_post: set[str] = set()
         candidates = [p for _, p in self.recent]
@@ -279,43 +302,30 @@ class Generator:
                 self.recent.append((day, paper))
             in_post.add(paper.arxiv_id)
             chosen.append(paper)
+        return chosen
 
-        date_s = day.strftime("%Y-%m-%d")
-        slug = f"hot-papers-{date_s}" + (f"-{nth + 1}" if nth else "")
-        front = (
-            f"---\ntitle: Hot Papers {date_s}\ndate: {published.strftime('%Y-%m-%dT%H:%M:%S')}.Z\n"
-            f'template: "post"\ndraft: false\nslug: "{slug}"\ncategory: "arXiv"\ntags:\n'
-            '  - "arXiv"\n  - "Twitter"\n  - "Machine Learning"\n  - "Computer Science"\n'
-            f'description: "Hot papers {date_s}"\n'
-            'socialImage: "/media/flying-marine.jpg"\n\n---\n\n'
+    def _entry(self, rank: int, score: float, paper: Paper, day: datetime, counts_at: str) -> str:
+        """One ``# N.`` entry with its tweets (a repeated paper may re-embed an earlier one)."""
+        rng = self.rng
+        n_tweets = rng.choices(TWEET_COUNTS, weights=TWEET_WEIGHTS)[0]
+        tweets: list[Tweet] = []
+        if paper.tweets and rng.random() < REUSE_TWEET and n_tweets:
+            tweets.append(rng.choice(paper.tweets))
+        while len(tweets) < n_tweets:
+            tweets.append(self._tweet(day))
+        for t in tweets:
+            if t not in paper.tweets:
+                paper.tweets.append(t)
+        aid = paper.arxiv_id
+        self.stats["tweet_embeds"] += len(tweets)
+        return (
+            f"# {rank}. {paper.title}\n\n{paper.authors}\n\n"
+            f"- retweets: {int(score * 10)}, favorites: {rng.randint(0, 300)} ({counts_at})\n\n"
+            f"- links: [abs](https://arxiv.org/abs/{aid}) | [pdf](https://arxiv.org/pdf/{aid})\n"
+            f"{paper.categories}\n\n{paper.abstract}\n\n"
+            + "".join(t.blockquote() for t in tweets)
+            + "\n\n\n\n"
         )
-        counts_at = published.strftime("%m/%d/%Y %H:%M:%S")
-        parts = [front]
-        ranked = sorted(((rng.paretovariate(1.2) * 40, p) for p in chosen), key=lambda x: -x[0])
-        for rank, (score, paper) in enumerate(ranked, 1):
-            n_tweets = rng.choices(TWEET_COUNTS, weights=TWEET_WEIGHTS)[0]
-            tweets: list[Tweet] = []
-            if paper.tweets and rng.random() < REUSE_TWEET and n_tweets:
-                tweets.append(rng.choice(paper.tweets))
-            while len(tweets) < n_tweets:
-                tweets.append(self._tweet(day))
-            for t in tweets:
-                if t not in paper.tweets:
-                    paper.tweets.append(t)
-            aid = paper.arxiv_id
-            parts.append(
-                f"# {rank}. {paper.title}\n\n{paper.authors}\n\n"
-                f"- retweets: {int(score * 10)}, favorites: {rng.randint(0, 300)} ({counts_at})\n\n"
-                f"- links: [abs](https://arxiv.org/abs/{aid}) | [pdf](https://arxiv.org/pdf/{aid})\n"
-                f"{paper.categories}\n\n{paper.abstract}\n\n"
-                + "".join(t.blockquote() for t in tweets)
-                + "\n\n\n\n"
-            )
-            self.stats["tweet_embeds"] += len(tweets)
-        self.stats["posts"] += 1
-        self.stats["entries"] += n_entries
-        h = hashlib.sha1(f"{self.seed}:{index}".encode()).hexdigest()[:16]
-        return f"{index:05d}_{h}.txt", "".join(parts)
 
 
 def generate(posts: int, out: Path, seed: int = 0) -> dict[str, int]:

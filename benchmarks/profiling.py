@@ -1,0 +1,139 @@
+"""Where the crawler's CPU goes: a crawl under cProfile, its self time summed by phase.
+
+Phases are named by module so that the table reads as the crawler's architecture (parse,
+enrich, build, validate, export, engine) rather than as a list of thousands of functions.
+"""
+
+from __future__ import annotations
+
+import pstats
+from pathlib import Path
+from typing import Any
+
+from benchmarks.facts import corpus_facts
+from benchmarks.measure import (
+    child_env,
+    count_lines,
+    crawl_cmd,
+    endpoint_settings,
+    fresh,
+    log,
+    measure,
+    work_corpus,
+)
+
+# --- profile ------------------------------------------------------------------------------------
+PHASES = (
+    # (phase, substrings of "file:function"), first match wins; self time (tottime) is summed
+    ("idle: waiting on sockets/timers", ("select.epoll", "selectors.py:select")),
+    ("parse digests", ("crawler/parsing/digest", "crawler/parsing/tweets", "crawler/parsing/text",
+                       "frontmatter", "/yaml/", "ftfy")),
+    ("arXiv feed parse + match", ("crawler/parsing/arxiv_feed", "crawler/parsing/arxiv_ids",
+                                  "crawler/enrich/arxiv", "/arxiv/", "feedparser", "sgmllib")),
+    ("oEmbed parse", ("crawler/parsing/oembed", "crawler/enrich/oembed", "json/decoder")),
+    ("record build", ("crawler/record.py:build_record", "crawler/record.py:_tweet",
+                      "crawler/record.py:_status_block", "dataclasses.py")),
+    ("schema validation", ("jsonschema", "referencing", "rpds", "crawler/record.py:schema_errors")),
+    ("export (JSON lines)", ("scrapy/exporters", "json/encoder", "crawler/feedstorage",
+                             "crawler/exporters", "crawler/runfiles",
+                             "scrapy/extensions/feedexport")),
+    ("state database (dedupe, refresh)", ("crawler/state", "crawler/enrich/memo")),
+    ("HTTP + engine (Scrapy/Twisted/asyncio, signals)", ("scrapy/", "twisted/", "asyncio/",
+        "selectors", "http/", "socket", "ssl", "pydispatch", "logging/", "crawler/extensions",
+        "spiders/digests")),
+)  # fmt: skip
+KEY_FUNCTIONS = (
+    ("crawler/parsing/digest.py", "parse_digest_bytes"),
+    ("crawler/parsing/arxiv_feed.py", "parse_feed"),
+    ("crawler/enrich/arxiv.py", "match_results"),
+    ("crawler/parsing/oembed.py", "parse_oembed"),
+    ("crawler/record.py", "build_record"),
+    ("crawler/record.py", "schema_errors"),
+    ("scrapy/exporters.py", "export_item"),
+)
+
+
+def _direct_phase(key: tuple[str, int, str]) -> str | None:
+    where = f"{key[0]}:{key[2]}"
+    for name, needles in PHASES:
+        if any(n in where for n in needles):
+            return name
+    return None
+
+
+def summarise_profile(path: Path) -> dict[str, Any]:
+    """Self time per phase. Functions outside every phase (built-ins, lxml, itemadapter, ...)
+    are charged to their callers' phases, in proportion, up to three levels up."""
+    st = pstats.Stats(str(path))
+    raw = st.stats  # type: ignore[attr-defined]
+    total = sum(v[2] for v in raw.values())
+    other = "other (start-up, imports, misc)"
+
+    def shares(key: tuple[str, int, str], depth: int) -> dict[str, float]:
+        direct = _direct_phase(key)
+        if direct:
+            return {direct: 1.0}
+        callers = raw.get(key, (0, 0, 0, 0, {}))[4]
+        weight = sum(v[2] for v in callers.values())
+        if depth == 0 or not callers or weight <= 0:
+            return {other: 1.0}
+        out: dict[str, float] = {}
+        for ckey, cval in callers.items():
+            for phase, frac in shares(ckey, depth - 1).items():
+                out[phase] = out.get(phase, 0.0) + frac * cval[2] / weight
+        return out
+
+    phases: dict[str, float] = {name: 0.0 for name, _ in PHASES} | {other: 0.0}
+    key: dict[str, float] = {}
+    for fkey, (_cc, _nc, tt, ct, _callers) in raw.items():
+        for phase, frac in shares(fkey, 3).items():
+            phases[phase] += tt * frac
+        filename, _line, func = fkey
+        for kf, kn in KEY_FUNCTIONS:
+            if filename.endswith(kf) and func == kn:
+                key[f"{kn} ({kf.split('/')[-1]})"] = max(key.get(kn, 0.0), ct)
+    top = sorted(raw.items(), key=lambda kv: -kv[1][2])[:15]
+    return {
+        "total_cpu_s": total,
+        "phases_self_s": phases,
+        "key_cumulative_s": key,
+        "top_self": [
+            {"where": f"{Path(f).name}:{ln}:{fn}", "self_s": round(v[2], 3), "calls": v[1]}
+            for (f, ln, fn), v in top
+        ],
+    }
+
+
+def run_profile(posts: int, work: Path, *, seed: int) -> dict[str, Any]:
+    """A crawl with zero latencies and delay under cProfile, summarised by phase."""
+    from tests.standin import Catalogue, StandIn
+
+    folder = work_corpus(work, posts, seed)
+    facts = corpus_facts(folder)
+    catalogue = Catalogue.from_digests(sorted(folder.glob("*.txt")), seed=seed)
+    with StandIn(catalogue, latency={"arxiv": 0.0, "oembed": 0.0}) as standin:
+        prof = work / "crawl.prof"
+        settings = endpoint_settings(standin) | {
+            "ARXIV_DELAY": 0,
+            "ARXIV_DELAY_MARGIN": 0,
+            "LOG_LEVEL": "INFO",
+            "STATE_DB": fresh(work / "state-profile.sqlite3"),
+        }
+        out = work / "profile.jsonl"
+        m = measure(
+            crawl_cmd(folder, out, settings, profile=prof),
+            env=child_env(),
+            stdout=work / "profile.stdout",
+            stderr=work / "profile.log",
+        )
+    summary = summarise_profile(prof)
+    summary |= {
+        "posts": posts,
+        "entries": facts["entries"],
+        "distinct_tweets": facts["distinct_tweets"],
+        "wall_s": m.wall_s,
+        "records": count_lines(out),
+        "peak_rss_mb": m.peak_rss_mb,
+    }
+    log(f"  profile: {m.wall_s:.1f}s wall, {summary['total_cpu_s']:.1f}s CPU in Python")
+    return summary
