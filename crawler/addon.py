@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from scrapy.settings import BaseSettings
 
+from crawler import logredact
 from crawler.services.registry import SERVICES
 
 
 class ServiceSlotsAddon:
     def update_settings(self, settings: BaseSettings) -> None:
+        logredact.install()  # before Scrapy logs the overridden settings (an API key)
         slots = settings.getdict("DOWNLOAD_SLOTS")
         for cls in SERVICES:
             if not cls.enabled(settings):

@@ -31,6 +31,26 @@ OEMBED_CONCURRENCY = 4
 OEMBED_CONCURRENCY_MAX = 16
 OEMBED_DELAY = 0.0
 
+# --- Twitter syndication: tweet details (crawler/services/syndication.py) -------------------
+SYNDICATION_URL = "https://cdn.syndication.twimg.com/tweet-result"
+TWEET_DETAILS = True  # False skips tweet details entirely (details.status "disabled")
+SYNDICATION_CONCURRENCY = 4  # parallel requests to start with
+SYNDICATION_CONCURRENCY_MAX = 16  # the most it adapts up to (0: no adaptation)
+SYNDICATION_DELAY = 0.0
+# How long a tweet's details stay fresh, by the tweet's age: [[age up to N days, TTL days], ...].
+# Young tweets gather attention fast, old ones barely move. Older than the last row:
+# STATE_TTL_DAYS "details/ok" (default 90).
+DETAILS_TTL_BY_AGE = [[7, 1], [30, 3], [90, 7], [365, 30]]
+
+# --- Semantic Scholar: citations (crawler/services/semantic_scholar.py) ----------------------
+SEMANTIC_SCHOLAR_URL = "https://api.semanticscholar.org/graph/v1/paper/batch"
+SEMANTIC_SCHOLAR = True  # False skips it entirely (impact.status "disabled")
+# Sent as x-api-key; never logged. Empty: the environment variable S2_API_KEY, else keyless.
+SEMANTIC_SCHOLAR_API_KEY = ""
+S2_BATCH_SIZE = 500  # IDs per request (the API's maximum)
+S2_BATCH_WAIT = 2.0  # like ARXIV_BATCH_WAIT
+S2_DELAY = 1.0  # seconds between starts, retries included (the keyed rate: 1 request/s)
+
 # --- Retries (crawler/downloader/middleware.py) -----------------------------------------------
 RETRY_TIMES = 4  # retries after the first attempt: 5 tries in all
 RETRY_HTTP_CODES = [408, 429, 500, 502, 503, 504]
