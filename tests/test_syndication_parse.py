@@ -60,6 +60,10 @@ def test_token_refuses_what_is_not_a_tweet_id(bad: str) -> None:
         (0.9999999999999999, 36, "0.zzzzzzzzzza"),
         (35.99999999999999, 36, "z.zzzzzzzzz"),
         (2.0**60, 36, "8rc4kbdvss00"),
+        # A last digit exactly half way: rounded to an even digit (5), up from an odd one (3).
+        (2.0**51 + 0.5, 5, "4330121442004300411443.2"),
+        (2.0**51 + 0.5, 3, "101221021221221220201002022002122.2"),
+        (2.0**51 + 1.5, 7, "1245210111363416532.4"),
         (1e300, 36, "fhgyjdfcg7s" + "0" * 182),
         (5e-324, 36, "0." + "0" * 207 + "3"),
         (0.0, 36, "0"),
@@ -105,6 +109,9 @@ def _random_doubles(count: int) -> list[tuple[float, int]]:
         if value == value:  # not NaN
             values.append((value, rng.choice(radixes)))
         values.append((rng.uniform(0, 40000), 36))  # where tokens live
+        # Few significant bits at coarse precision: last digits exactly half way (ties).
+        short = rng.getrandbits(rng.randint(1, 53)) / 2.0 ** rng.randint(0, 8)
+        values.append((short * 2.0 ** rng.randint(0, 52), rng.choice(radixes)))
     return values
 
 
