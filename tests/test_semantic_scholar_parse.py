@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from typing import Any
 
 import pytest
@@ -275,7 +276,7 @@ def paper_like(draw: st.DrawFn) -> object:
     if draw(st.booleans()):
         return draw(JSON_VALUES)
     data = dict(PAPER)
-    for key in draw(st.lists(st.sampled_from(sorted(PAPER)), unique=True)):
+    for key in draw(st.lists(st.sampled_from(sorted(PAPER)), unique=True, max_size=3)):
         data[key] = draw(JSON_VALUES)
     return data
 
@@ -291,6 +292,40 @@ def _check(body: bytes) -> None:
     assert list(result) == IDS
     for impact in result.values():
         assert _record_errors(impact) == []
+
+
+ANY_TEXT = st.none() | st.text(st.characters(exclude_categories=()), max_size=20)
+COUNT = st.none() | st.integers(0, 2**64)
+
+
+def _optional(**fields: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries({}, optional=fields)
+
+
+WELL_TYPED = st.fixed_dictionaries(
+    {"paperId": st.text(st.characters(exclude_categories=()), min_size=1, max_size=40)},
+    optional={
+        "externalIds": st.none() | _optional(ArXiv=st.sampled_from(["2106.09685", "2106.09685v2"]), DOI=ANY_TEXT),
+        "venue": ANY_TEXT, "year": st.none() | st.integers(-(2**64), 2**64),
+        "citationCount": COUNT, "influentialCitationCount": COUNT, "referenceCount": COUNT,
+        "publicationDate": st.none() | st.dates().map(date.isoformat),
+        "openAccessPdf": st.none() | _optional(url=ANY_TEXT, status=ANY_TEXT),
+        "tldr": st.none() | _optional(model=ANY_TEXT, text=ANY_TEXT),
+        "title": ANY_TEXT,
+    },
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(WELL_TYPED)
+def test_well_typed_elements_are_ok_and_valid(element: dict[str, Any]) -> None:
+    impact = _one(element)
+    assert impact.status == "ok"
+    assert _record_errors(impact) == []
+    assert (impact.citation_count, impact.year, impact.publication_date) == (
+        element.get("citationCount"), element.get("year"), element.get("publicationDate"),
+    )  # fmt: skip
+    assert impact.venue == (element.get("venue") or None) or "\ufffd" in str(impact.venue)
 
 
 @settings(max_examples=300, deadline=None)

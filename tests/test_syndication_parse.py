@@ -8,6 +8,7 @@ import shutil
 import struct
 import subprocess
 from dataclasses import asdict
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -556,29 +557,61 @@ TWEET_KEYS = [
 ]  # fmt: skip
 
 
-def _shaped(value: object) -> st.SearchStrategy[object]:
-    """``value`` or something near it: its own type with other content, or JSON of any kind."""
-    return st.just(value) | JSON_VALUES
-
-
 @st.composite
 def tweet_like(draw: st.DrawFn) -> dict[str, object]:
-    """FULL with some fields (nested ones too) swapped for arbitrary JSON."""
+    """FULL with a few fields (nested ones too) swapped for arbitrary JSON."""
     data = json.loads(json.dumps(FULL))
-    for key in draw(st.lists(st.sampled_from(TWEET_KEYS), unique=True)):
+    for key in draw(st.lists(st.sampled_from(TWEET_KEYS), unique=True, max_size=3)):
         data[key] = draw(JSON_VALUES)
     user = data.get("user")
+    user_keys = ["id_str", "name", "screen_name", "is_blue_verified"]
     if isinstance(user, dict):
-        for key in draw(
-            st.lists(
-                st.sampled_from(["id_str", "name", "screen_name", "is_blue_verified"]), unique=True
-            )
-        ):
+        for key in draw(st.lists(st.sampled_from(user_keys), unique=True, max_size=2)):
             user[key] = draw(JSON_VALUES)
     media = data.get("mediaDetails")
-    if isinstance(media, list) and media and isinstance(media[-1], dict):
-        media[-1]["video_info"] = draw(_shaped(media[-1].get("video_info")))
+    if isinstance(media, list) and media and isinstance(media[-1], dict) and draw(st.booleans()):
+        media[-1]["video_info"] = draw(JSON_VALUES)
     return data
+
+
+# Well-typed answers with arbitrary content: each must come out "ok" and valid.
+ANY_TEXT = st.none() | st.text(st.characters(exclude_categories=()), max_size=20)
+COUNT = st.none() | st.integers(0, 2**64)
+SNOWFLAKE = st.none() | st.from_regex(r"[0-9]{1,20}", fullmatch=True)
+ZONE = st.integers(-23 * 60, 23 * 60).map(lambda minutes: timezone(timedelta(minutes=minutes)))
+TIME = st.datetimes(datetime(1000, 1, 2), datetime(9999, 12, 30), timezones=ZONE)
+
+
+def _optional(**fields: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries({}, optional=fields)
+
+
+VARIANT = _optional(
+    bitrate=COUNT,
+    content_type=st.sampled_from(["video/mp4", "application/x-mpegURL"]) | ANY_TEXT,
+    url=ANY_TEXT,
+)
+MEDIA = _optional(
+    type=ANY_TEXT, media_url_https=ANY_TEXT, ext_alt_text=ANY_TEXT,
+    video_info=st.none() | _optional(variants=st.none() | st.lists(VARIANT, max_size=4)),
+)  # fmt: skip
+WELL_TYPED = st.fixed_dictionaries(
+    {"__typename": st.just("Tweet")},
+    optional={
+        "id_str": SNOWFLAKE, "created_at": st.none() | TIME.map(datetime.isoformat),
+        "favorite_count": COUNT, "conversation_count": COUNT, "lang": ANY_TEXT, "text": ANY_TEXT,
+        "possibly_sensitive": st.none() | st.booleans(), "in_reply_to_status_id_str": SNOWFLAKE,
+        "quoted_tweet": st.none() | _optional(id_str=SNOWFLAKE, favorite_count=COUNT),
+        "user": st.none() | _optional(
+            id_str=SNOWFLAKE, name=ANY_TEXT, screen_name=ANY_TEXT,
+            is_blue_verified=st.none() | st.booleans(),
+        ),
+        "entities": st.none() | _optional(
+            urls=st.none() | st.lists(_optional(url=ANY_TEXT, expanded_url=ANY_TEXT), max_size=3)
+        ),
+        "mediaDetails": st.none() | st.lists(MEDIA, max_size=3),
+    },
+)  # fmt: skip
 
 
 def _check(body: bytes, status: int = 200) -> None:
@@ -605,6 +638,21 @@ def test_arbitrary_json_gives_details_or_unusable(data: object) -> None:
 @given(tweet_like())
 def test_tweet_shaped_json_gives_valid_details_or_unusable(data: dict[str, object]) -> None:
     _check(json.dumps(data).encode())
+
+
+@settings(max_examples=300, deadline=None)
+@given(WELL_TYPED)
+def test_well_typed_answers_are_ok_and_valid(data: dict[str, Any]) -> None:
+    details = parse_details(json.dumps(data).encode())
+    assert details.status == "ok"
+    assert _record_errors(details) == []
+    assert (details.favorite_count, details.reply_count, details.in_reply_to_id) == (
+        data.get("favorite_count"), data.get("conversation_count"),
+        data.get("in_reply_to_status_id_str"),
+    )  # fmt: skip
+    if data.get("created_at"):
+        moment = datetime.fromisoformat(data["created_at"]).astimezone(UTC)
+        assert details.created_at == moment.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 @settings(max_examples=100, deadline=None)
