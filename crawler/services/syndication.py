@@ -52,11 +52,10 @@ def token(tweet_id: str) -> str:
 def js_radix_string(value: float, radix: int = 36) -> str:
     """``Number.prototype.toString(radix)`` as V8 prints it (shortest round-trip fraction).
 
-    Radix 10 is refused: JavaScript prints decimals by another algorithm (exponent notation).
-
     Fraction digits stop once the digits printed so far already identify the double (the
     remainder is within half the gap to its neighbours); the last digit is rounded, carrying
-    into earlier digits or the integer part. All arithmetic is IEEE double, as in V8.
+    into earlier digits or the integer part. All arithmetic is IEEE double, as in V8. Radix 10
+    is refused: JavaScript prints decimals by another algorithm (with exponents).
     """
     if not 2 <= radix <= 36 or radix == 10:
         raise ValueError(f"radix must be 2..36 but not 10, not {radix}")
