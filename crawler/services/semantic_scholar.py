@@ -1,0 +1,210 @@
+"""Semantic Scholar's paper batch endpoint: citation signals for up to 500 arXiv papers at once.
+
+One answer covers many papers, so only a broken answer as a whole is refused
+(:class:`ImpactUnusable`); one odd element costs just its own paper an ``error``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date
+from typing import Any
+
+from crawler.items import Impact
+from crawler.parsing.arxiv_ids import MalformedArxivId, parse_arxiv_id
+
+# --- answers ---
+
+# What the crawler asks for, in the order of the documentation.
+FIELDS = (
+    "externalIds,venue,year,citationCount,influentialCitationCount,referenceCount,"
+    "publicationDate,openAccessPdf,tldr"
+)
+MAX_BATCH = 500  # the endpoint refuses larger batches with 400
+# Statuses worth asking again: keyless clients share a pool and often get 429; the rest is
+# overload. Any other non-200 (400 for a bad request) is final for the batch.
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class ImpactUnusable(ValueError):
+    """The answer as a whole cannot be used (not JSON, not a list, wrong length): ask again."""
+
+
+class _WrongShape(ValueError):
+    """One element is not shaped like a paper: an error for that paper only."""
+
+
+def batch_ids(arxiv_ids: list[str]) -> list[str]:
+    """The IDs a batch asks for: without version, each once, in order.
+
+    Raises :class:`~crawler.parsing.arxiv_ids.MalformedArxivId` for an ID arXiv would not know.
+    :func:`batch_body` and :func:`parse_batch` both use it, so they agree on the answer's length.
+    """
+    seen: dict[str, None] = {}
+    for arxiv_id in arxiv_ids:
+        seen.setdefault(parse_arxiv_id(arxiv_id).base, None)
+    return list(seen)
+
+
+def batch_body(arxiv_ids: list[str]) -> bytes:
+    """The POST body ``{"ids": ["ARXIV:<id>", …]}``; raises ValueError for an empty or too large
+    batch, or a malformed ID."""
+    ids = batch_ids(arxiv_ids)
+    if not 1 <= len(ids) <= MAX_BATCH:
+        raise ValueError(f"a batch holds 1 to {MAX_BATCH} IDs, not {len(ids)}")
+    return json.dumps({"ids": [f"ARXIV:{i}" for i in ids]}).encode()
+
+
+def parse_batch(body: bytes, arxiv_ids: list[str]) -> dict[str, Impact]:
+    """A 200 answer -> ``{base arXiv ID: Impact}`` for the IDs :func:`batch_body` was given.
+
+    Keys are IDs without version (as :func:`batch_ids` makes them). Raises
+    :class:`ImpactUnusable` when the answer as a whole cannot be used.
+    """
+    asked = batch_ids(arxiv_ids)
+    try:
+        data = json.loads(body, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, NaN
+        raise ImpactUnusable(f"answer is not JSON ({_short(str(exc))})") from exc
+    if not isinstance(data, list):
+        raise ImpactUnusable(f"answer is not a JSON list ({parse_error_body(body)})")
+    if len(data) != len(asked):
+        raise ImpactUnusable(f"answer has {len(data)} elements for {len(asked)} IDs")
+    return {
+        arxiv_id: _impact(element, arxiv_id) for arxiv_id, element in zip(asked, data, strict=True)
+    }
+
+
+def parse_error_body(body: bytes) -> str:
+    """A short message from an error answer (``{"error": …}``, ``{"message": …, "code": …}``
+    or plain text), for logs and a record's ``error``."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        data = None
+    if isinstance(data, dict):
+        for key in ("error", "message"):
+            value = data.get(key)
+            if isinstance(value, str) and value.strip():
+                code = data.get("code")
+                has_code = isinstance(code, str | int) and not isinstance(code, bool)
+                return _short(f"{value} (code {code})" if has_code else value)
+    return _short(body.decode("utf-8", "replace")) or "empty answer"
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(_clean(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _clean(text: str) -> str:
+    """Valid Unicode: JSON's lone ``\\ud800``-style escapes become U+FFFD (no UTF-8 writer takes
+    a lone surrogate, and the rest of the text is sound)."""
+    if _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def _impact(element: object, arxiv_id: str) -> Impact:
+    if element is None:
+        return Impact(status="not_found", error=f"Semantic Scholar does not know arXiv:{arxiv_id}")
+    if not isinstance(element, dict):
+        return Impact(status="error", error="answer element is not an object")
+    try:
+        return _paper(element, arxiv_id)
+    except _WrongShape as exc:
+        return Impact(status="error", error=f"unusable answer element: {exc}")
+
+
+def _paper(data: dict[str, Any], arxiv_id: str) -> Impact:
+    paper_id = data.get("paperId")
+    if not isinstance(paper_id, str) or not paper_id:
+        raise _WrongShape("paperId is missing or not a string")
+    _check_same_paper(data.get("externalIds"), arxiv_id)
+    return Impact(
+        status="ok",
+        semantic_scholar_id=_clean(paper_id),
+        citation_count=_count(data, "citationCount"),
+        influential_citation_count=_count(data, "influentialCitationCount"),
+        reference_count=_count(data, "referenceCount"),
+        venue=_text(data, "venue"),
+        year=_year(data.get("year")),
+        publication_date=_date(data.get("publicationDate")),
+        tldr=_text(_object(data, "tldr"), "text", "tldr."),
+        open_access_pdf=_text(_object(data, "openAccessPdf"), "url", "openAccessPdf."),
+    )
+
+
+def _check_same_paper(external_ids: object, arxiv_id: str) -> None:
+    """An answer whose own arXiv ID is another one is about another paper."""
+    if external_ids is None:
+        return
+    if not isinstance(external_ids, dict):
+        raise _WrongShape("externalIds is not an object")
+    theirs = external_ids.get("ArXiv")
+    if theirs is None:
+        return
+    if not isinstance(theirs, str):
+        raise _WrongShape("externalIds.ArXiv is not a string")
+    try:
+        base = parse_arxiv_id(theirs).base
+    except MalformedArxivId:
+        base = theirs
+    if base != arxiv_id:
+        raise _WrongShape(f"answer is about arXiv:{_short(theirs, 40)}, not arXiv:{arxiv_id}")
+
+
+def _object(data: dict[str, Any], key: str) -> dict[str, Any]:
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _WrongShape(f"{key} is not an object")
+    return value
+
+
+def _text(data: dict[str, Any], key: str, where: str = "") -> str | None:
+    """A string field; empty counts as absent (S2 sends ``"url": ""`` for closed papers)."""
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _WrongShape(f"{where}{key} is not a string")
+    return _clean(value) or None
+
+
+def _count(data: dict[str, Any], key: str) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise _WrongShape(f"{key} is not a non-negative integer")
+    return value
+
+
+def _year(value: object) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _WrongShape("year is not an integer")
+    return value
+
+
+def _date(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _DATE.fullmatch(value):
+        raise _WrongShape("publicationDate is not YYYY-MM-DD")
+    try:
+        date.fromisoformat(value)
+    except ValueError as exc:
+        raise _WrongShape("publicationDate is not a calendar date") from exc
+    return value
