@@ -52,7 +52,7 @@ class TweetDetails:
     lang: str | None = None
     text: str | None = None
     author: dict[str, object] | None = None  # {id, handle, name, blue_verified}
-    urls: list[dict[str, str]] = field(default_factory=list)  # [{url, expanded_url}]
+    urls: list[dict[str, str | None]] = field(default_factory=list)  # [{url, expanded_url}]
     media: list[dict[str, object]] = field(default_factory=list)  # [{type, url, video_url, …}]
     quoted_tweet_id: str | None = None
     in_reply_to_id: str | None = None

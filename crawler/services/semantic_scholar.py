@@ -6,13 +6,23 @@ One answer covers many papers, so only a broken answer as a whole is refused
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import re
+from collections.abc import Mapping
 from datetime import date
-from typing import Any
+from typing import Any, ClassVar
+from urllib.parse import urlencode
 
-from crawler.items import Impact
+from scrapy import Request
+from scrapy.http import Response
+from scrapy.settings import BaseSettings
+
+from crawler.downloader.contract import AnswerUnusable, Politeness, service_meta
+from crawler.items import DigestEntry, Impact
 from crawler.parsing.arxiv_ids import MalformedArxivId, parse_arxiv_id
+from crawler.services.base import Service
 
 # --- answers ---
 
@@ -208,3 +218,96 @@ def _date(value: object) -> str | None:
     except ValueError as exc:
         raise _WrongShape("publicationDate is not a calendar date") from exc
     return value
+
+
+# --- the service -----------------------------------------------------------------------------
+class SemanticScholar(Service[Impact]):
+    """Citation signals, up to ``S2_BATCH_SIZE`` papers per POST, one request at a time."""
+
+    name = "semantic_scholar"
+    label = "Semantic Scholar"
+    kind = "impact"
+    value_type = Impact
+    url_setting = "SEMANTIC_SCHOLAR_URL"
+    enabled_setting = "SEMANTIC_SCHOLAR"
+    refresh_names = ("impact",)
+    ttl_days: ClassVar[dict[str, float]] = {"ok": 7, "not_found": 7}
+    judge_per_answer = True
+    numbers: ClassVar[dict[str, tuple[type, float]]] = {
+        "S2_BATCH_SIZE": (int, 1), "S2_BATCH_WAIT": (float, 0), "S2_DELAY": (float, 0),
+    }  # fmt: skip
+
+    def __init__(self, settings: BaseSettings) -> None:
+        super().__init__(settings)
+        delay = settings.getfloat("S2_DELAY")
+        self.batch_size = min(settings.getint("S2_BATCH_SIZE"), MAX_BATCH)
+        self.batch_wait = settings.getfloat("S2_BATCH_WAIT")
+        # Keyless clients share a pool that is often throttled: slow down like for arXiv.
+        self.politeness = Politeness(
+            concurrency=1,
+            delay=delay,
+            hold_after_answer=delay,
+            slow_down_on_throttle=True,
+            slow_down_max=60.0,
+            max_answer_bytes=16 * 1024 * 1024,  # 500 papers with TLDRs: ~1 MB
+        )
+        self.api_key = settings.get("SEMANTIC_SCHOLAR_API_KEY") or os.environ.get("S2_API_KEY")
+
+    @classmethod
+    def settings_problems(cls, settings: BaseSettings) -> list[str]:
+        problems = super().settings_problems(settings)
+        size = settings.get("S2_BATCH_SIZE")
+        if not problems and settings.getint("S2_BATCH_SIZE") > MAX_BATCH:
+            problems.append(f"S2_BATCH_SIZE must be at most {MAX_BATCH}, not {size}")
+        return problems
+
+    def keys(self, entry: DigestEntry) -> list[str]:
+        return [entry.arxiv_id] if entry.arxiv_id else []
+
+    def refused_key(self, key: str) -> Impact | None:
+        try:
+            parse_arxiv_id(key)
+        except MalformedArxivId as exc:
+            return Impact(status="error", error=str(exc))
+        return None
+
+    def build_request(self, keys: list[str], hints: Mapping[str, str | None]) -> Request:
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["x-api-key"] = self.api_key
+        return Request(
+            f"{self.url}?{urlencode({'fields': FIELDS})}",
+            method="POST",
+            body=batch_body(keys),
+            headers=headers,
+            meta=service_meta(self.name, self.politeness, self.check, keys=keys),
+            dont_filter=True,
+        )
+
+    def check(self, request: Request, response: Response) -> dict[str, Impact]:
+        try:
+            return parse_batch(response.body, request.meta["keys"])
+        except ImpactUnusable as exc:
+            raise AnswerUnusable(str(exc)) from exc
+
+    def values(self, keys: list[str], response: Response) -> dict[str, Impact]:
+        if response.status != 200:
+            said = f"Semantic Scholar answered HTTP {response.status}"
+            return {k: self.error(f"{said}: {parse_error_body(response.body)}") for k in keys}
+        try:
+            return self.parsed(response)  # type: ignore[no-any-return]
+        except AnswerUnusable as exc:
+            return {key: self.error(f"Semantic Scholar answer unusable: {exc}") for key in keys}
+
+    def attach(self, entry: DigestEntry, values: Mapping[str, Impact]) -> None:
+        if entry.arxiv_id is None:
+            entry.impact = Impact(status="error", error=entry.arxiv_problem or "no arXiv ID")
+        else:
+            entry.impact = values[entry.arxiv_id]
+
+    def comparable(self, value: Impact) -> dict[str, Any]:
+        """Venue, year, TLDR, open access are changes; counts move daily and are not."""
+        data = dataclasses.asdict(value)
+        for volatile in ("citation_count", "influential_citation_count", "reference_count"):
+            data.pop(volatile)
+        return data

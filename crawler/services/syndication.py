@@ -7,13 +7,22 @@ an explicit error (which the state never stores over a good value), not as a wro
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
+from urllib.parse import urlencode
 
-from crawler.items import TweetDetails
+from scrapy import Request
+from scrapy.http import Response
+from scrapy.settings import BaseSettings
+
+from crawler.downloader.contract import AnswerUnusable, Politeness, service_meta
+from crawler.items import DigestEntry, TweetDetails
+from crawler.services.base import DAY, Service
 
 # --- answers ---
 
@@ -327,7 +336,7 @@ def _urls(items: list[_Fields]) -> list[dict[str, str]]:
         url, expanded = item.string("url"), item.string("expanded_url")
         if url is not None:
             # items.TweetDetails.urls says dict[str, str]; the schema allows a null expanded_url
-            urls.append({"url": url, "expanded_url": expanded})  # type: ignore[dict-item]
+            urls.append({"url": url, "expanded_url": expanded})
     return urls
 
 
@@ -356,3 +365,126 @@ def _best_mp4(variants: list[_Fields]) -> str | None:
         if content_type == "video/mp4" and url is not None and (best is None or rank > best[0]):
             best = (rank, url)
     return None if best is None else best[1]
+
+
+# --- the service -----------------------------------------------------------------------------
+class Syndication(Service[TweetDetails]):
+    """Tweet details: one GET per distinct tweet, token computed as react-tweet does.
+
+    A refusal of the wrong token (``200 {}``) looks like a missing tweet; a stored good value is
+    therefore only downgraded to ``not_found`` once the service has shown it answers correctly
+    (crawler/enrich/runner.py), so a token regression cannot wipe the stored details.
+    """
+
+    name = "syndication"
+    label = "Tweet details"
+    kind = "details"
+    value_type = TweetDetails
+    url_setting = "SYNDICATION_URL"
+    enabled_setting = "TWEET_DETAILS"
+    refresh_names = ("tweets", "details")
+    ttl_days: ClassVar[dict[str, float]] = {"ok": 90, "not_found": 30, "tombstone": 30}
+    downgrades = frozenset({"not_found"})
+    numbers: ClassVar[dict[str, tuple[type, float]]] = {
+        "SYNDICATION_CONCURRENCY": (int, 1), "SYNDICATION_CONCURRENCY_MAX": (int, 0),
+        "SYNDICATION_DELAY": (float, 0),
+    }  # fmt: skip
+
+    def __init__(self, settings: BaseSettings) -> None:
+        super().__init__(settings)
+        self.politeness = Politeness(
+            concurrency=settings.getint("SYNDICATION_CONCURRENCY"),
+            concurrency_max=settings.getint("SYNDICATION_CONCURRENCY_MAX"),
+            delay=settings.getfloat("SYNDICATION_DELAY"),
+            max_answer_bytes=1024 * 1024,  # answers are a few KB, with media a few tens
+        )
+        self.ttl_by_age = sorted(
+            (float(age), float(days)) for age, days in settings.getlist("DETAILS_TTL_BY_AGE")
+        )
+
+    @classmethod
+    def settings_problems(cls, settings: BaseSettings) -> list[str]:
+        problems = super().settings_problems(settings)
+        try:
+            rows = [
+                (float(age), float(days)) for age, days in settings.getlist("DETAILS_TTL_BY_AGE")
+            ]
+        except (TypeError, ValueError):
+            return [*problems, "DETAILS_TTL_BY_AGE must be a list of [age days, TTL days] pairs"]
+        if any(not (math.isfinite(a) and math.isfinite(d) and a >= 0 and d >= 0) for a, d in rows):
+            problems.append("DETAILS_TTL_BY_AGE needs finite numbers of days >= 0")
+        return problems
+
+    def keys(self, entry: DigestEntry) -> list[str]:
+        return [tweet.id for tweet in entry.tweets]
+
+    def build_request(self, keys: list[str], hints: Mapping[str, str | None]) -> Request:
+        (tweet_id,) = keys
+        query = urlencode({"id": tweet_id, "lang": "en", "token": token(tweet_id)})
+        meta = service_meta(self.name, self.politeness, self.check, keys=keys)
+        return Request(f"{self.url}?{query}", meta=meta, dont_filter=True)
+
+    def check(self, request: Request, response: Response) -> TweetDetails:
+        try:
+            return parse_details(response.body, tweet_id=request.meta["keys"][0])
+        except DetailsUnusable as exc:
+            raise AnswerUnusable(str(exc)) from exc
+
+    def values(self, keys: list[str], response: Response) -> dict[str, TweetDetails]:
+        (key,) = keys
+        try:
+            if response.status == 200:
+                return {key: self.parsed(response)}
+            return {key: parse_details(response.body, status=response.status, tweet_id=key)}
+        except (AnswerUnusable, DetailsUnusable) as exc:
+            return {key: self.error(f"tweet details unusable: {exc}")}
+
+    def attach(self, entry: DigestEntry, values: Mapping[str, TweetDetails]) -> None:
+        for tweet in entry.tweets:
+            tweet.details = values[tweet.id]
+
+    def comparable(self, value: TweetDetails) -> dict[str, Any]:
+        """Status changes and text edits are changes; counts are not (they are the history)."""
+        data = dataclasses.asdict(value)
+        for volatile in ("favorite_count", "reply_count", "history"):
+            data.pop(volatile)
+        return data
+
+    def observation(self, value: TweetDetails, observed_at: str) -> dict[str, Any] | None:
+        if value.status != "ok":
+            return None
+        return {
+            "observed_at": observed_at,
+            "favorite_count": value.favorite_count,
+            "reply_count": value.reply_count,
+        }
+
+    def with_history(self, value: TweetDetails, history: list[dict[str, Any]]) -> TweetDetails:
+        return dataclasses.replace(value, history=history)
+
+    def ttl(self, value: TweetDetails, now: float) -> float:
+        """Young tweets go stale fast, old ones slowly (``DETAILS_TTL_BY_AGE``)."""
+        created = _timestamp(value.created_at) if value.status == "ok" else None
+        if created is not None:
+            age_days = (now - created) / DAY
+            for max_age, days in self.ttl_by_age:
+                if age_days <= max_age:
+                    return days * DAY
+        return super().ttl(value, now)
+
+
+def age_table(settings: BaseSettings) -> list[tuple[float, float]]:
+    """``DETAILS_TTL_BY_AGE`` as sorted (max age, TTL) pairs in days; given with ``-s`` it is
+    JSON text."""
+    raw = settings.get("DETAILS_TTL_BY_AGE")
+    rows = json.loads(raw) if isinstance(raw, str) else raw
+    return sorted((float(age), float(days)) for age, days in rows)
+
+
+def _timestamp(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
