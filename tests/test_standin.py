@@ -1046,7 +1046,7 @@ def test_in_flight_cap_for_every_service(standin: StandIn) -> None:
         gate = standin.hold(service)
         held = threading.Thread(target=call, args=(standin, service))
         held.start()
-        assert standin.wait_for(lambda s=service: standin.in_flight(s) == 1)  # type: ignore[misc]
+        assert standin.wait_for(lambda s=service: standin.in_flight(s) == 1)
         assert call(standin, service).status == 429
         gate.set()
         held.join()

@@ -39,7 +39,8 @@ class StandIn:
     many requests may be served at once; one more gets 429 at once (with ``Retry-After`` if
     ``refusal_retry_after`` is set). ``min_interval``: per service, a request that starts less
     than this many seconds after the previous one started gets 429 (Semantic Scholar: 1.0 by
-    default, as its API key allows one request per second). All three can be changed while the
+    default, as its API key allows one request per second); refused requests count as the
+    previous one too, so hammering never gets through. All three can be changed while the
     stand-in runs.
     """
 
@@ -160,6 +161,7 @@ class StandIn:
         return sorted((r for r in self.log if r.service == service), key=lambda r: r.start)
 
     def reset_log(self) -> None:
+        """Forget every request, including the last start the rate limit compares with."""
         with self._lock:
             self._log.clear()
             self._last_start.clear()
