@@ -1,14 +1,26 @@
-"""The stand-in must behave like the real services, or tests against it prove nothing."""
+"""The stand-in must behave like the real services, or tests against it prove nothing.
+
+Everything goes over real HTTP on 127.0.0.1 with urllib/http.client; nothing sleeps: tests that
+need requests in flight pin them with ``StandIn.hold`` and wait on ``StandIn.wait_for``.
+"""
 
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -18,7 +30,20 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from tests.standin import Author, Catalogue, Fault, Paper, StandIn, Tweet, tweet_id_from_url
+from tests.standin import (
+    SHAPE_KINDS,
+    Author,
+    Catalogue,
+    Fault,
+    Paper,
+    StandIn,
+    Tweet,
+    js_radix_string,
+    request_key,
+    syndication_token,
+    tweet_id_from_url,
+)
+from tests.standin.__main__ import build, crawl_command, parser
 from tests.standin.faults import DEFAULT_MIXED_KINDS
 
 NS = {
@@ -84,7 +109,11 @@ def server(catalogue: Catalogue) -> Iterator[StandIn]:
 def standin(server: StandIn) -> StandIn:
     server.faults.clear()
     server.reset_log()
-    server.latency.update(arxiv=0.0, oembed=0.0)
+    server.latency.update(arxiv=0.0, oembed=0.0, syndication=0.0, semantic_scholar=0.0)
+    server.max_in_flight.clear()
+    server.min_interval.clear()  # the 1 s Semantic Scholar spacing has its own tests
+    server.refusal_retry_after = None
+    server.release()
     return server
 
 
@@ -454,30 +483,40 @@ def test_mixed_mode_is_deterministic(standin: StandIn, catalogue: Catalogue) -> 
 
 
 def test_log_concurrency_and_gaps(standin: StandIn) -> None:
-    standin.latency["arxiv"] = 0.3
+    gate = standin.hold("arxiv")  # pin all three in flight instead of hoping latency overlaps
     threads = [
         threading.Thread(target=fetch, args=(standin.arxiv_url, {"id_list": i})) for i in IDS[:3]
     ]
     for t in threads:
         t.start()
+    assert standin.wait_for(lambda: standin.in_flight("arxiv") == 3)
+    gate.set()
     for t in threads:
         t.join()
-    assert standin.max_concurrency("arxiv") == 3
-    assert sorted(r.concurrent for r in standin.requests_for("arxiv")) == [1, 2, 3]
-    assert standin.min_start_gap("arxiv") < 0.3
+    arxiv = standin.requests_for("arxiv")
+    assert standin.max_concurrency("arxiv") == 3 == standin.peak_admitted("arxiv")
+    assert sorted(r.concurrent for r in arxiv) == [1, 2, 3]
+    assert max(r.start for r in arxiv) < min(r.end for r in arxiv)  # all overlapped
+    assert standin.min_start_gap("arxiv") == min(
+        b.start - a.start for a, b in itertools.pairwise(arxiv)
+    )
     assert standin.max_concurrency("oembed") == 0
     assert standin.min_start_gap("oembed") == float("inf")
 
     standin.reset_log()
-    standin.latency["arxiv"] = 0.0
+    standin.release()
     for i in IDS[:3]:
         fetch(standin.arxiv_url, {"id_list": i})
-        time.sleep(0.15)
+    arxiv = standin.requests_for("arxiv")
     assert standin.max_concurrency("arxiv") == 1
-    assert 0.15 <= standin.min_start_gap("arxiv") < 1.0
-    rec = standin.requests_for("arxiv")[0]
+    assert all(b.start >= a.end for a, b in itertools.pairwise(arxiv))  # one after the other
+    assert standin.min_start_gap("arxiv") == min(
+        b.start - a.start for a, b in itertools.pairwise(arxiv)
+    )
+    rec = arxiv[0]
     assert (rec.service, rec.method, rec.path, rec.status) == ("arxiv", "GET", "/api/query", 200)
     assert rec.params == {"id_list": [IDS[0]]} and rec.end >= rec.start
+    assert rec.ids == (IDS[0],) and rec.key == f"arxiv:{IDS[0]}" and rec.ok
 
 
 # -- catalogue from the sample digests --------------------------------------------------------
@@ -516,3 +555,790 @@ def test_catalogue_from_digests_is_deterministic_and_served() -> None:
         r = fetch(s.oembed_url, {"url": f"https://twitter.com/{old_handle}/status/{tid}"})
         assert r.json() == cat.tweets[tid].oembed(omit_script=False)
         assert r.json()["author_url"] != f"https://twitter.com/{old_handle}"
+
+
+# == tweet details (syndication) ================================================================
+
+TOKEN_VECTORS = [  # from upstreams.md, computed with node
+    ("1405891519249207298", "3eoql1zpe9q"),
+    ("1345396247016976390", "39eoqb2qprb"),
+    ("1399536327260086281", "3e4rtv5brqf"),
+    ("1183130393224417281", "2v8ww7zsmc"),
+    ("20", "6dq1a2xwd93"),
+]
+# An independent reader of the arXiv link forms, to cross-check what the catalogue claims.
+ARXIV_LINK = re.compile(
+    r"^https?://(?:www\.|export\.)?(?:arxiv\.org/(?:abs|pdf|html)|huggingface\.co/papers"
+    r"|alphaxiv\.org/abs)/(?P<id>\d{4}\.\d{4,5}|[a-z-]+(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?"
+    r"(?:\.pdf)?/?(?:\?.*)?$"
+)
+CODE_HOSTS = {"github.com", "gitlab.com", "bitbucket.org", "huggingface.co"}
+
+
+def snowflake_iso(tweet_id: str) -> str:
+    ms = (int(tweet_id) >> 22) + 1288834974657
+    return f"{datetime.fromtimestamp(ms // 1000, UTC):%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+
+
+def code_repo(url: str) -> str | None:
+    """The repository a URL names, read independently of the stand-in, or None."""
+    parts = urllib.parse.urlsplit(url)
+    host = (parts.hostname or "").removeprefix("www.")
+    segs = [s for s in parts.path.split("/") if s]
+    if host not in CODE_HOSTS or len(segs) < 2 or segs[0] == "papers":
+        return None
+    n = 3 if host == "huggingface.co" and segs[0] in ("spaces", "datasets") else 2
+    return f"https://{host}/" + "/".join([*segs[: n - 1], segs[n - 1].removesuffix(".git")])
+
+
+def tweet_result(standin: StandIn, tweet_id: str, token: str | None = "auto") -> Reply:
+    params = {"id": tweet_id, "lang": "en"}
+    if token is not None:
+        params["token"] = syndication_token(tweet_id) if token == "auto" else token
+    return fetch(standin.syndication_url, params)
+
+
+def s2_batch(
+    standin: StandIn,
+    ids: Any,
+    fields: str | None = "title,citationCount",
+    *,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> Reply:
+    url = standin.semantic_scholar_url
+    if fields is not None:
+        url += "?" + urllib.parse.urlencode({"fields": fields})
+    body = raw if raw is not None else json.dumps({"ids": ids}).encode()
+    request = urllib.request.Request(url, data=body, headers=headers or {}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as r:
+            return Reply(r.status, r.headers, r.read())
+    except urllib.error.HTTPError as e:
+        return Reply(e.code, e.headers, e.read())
+
+
+@pytest.fixture(scope="module")
+def samples() -> Catalogue:
+    if not SAMPLES:
+        pytest.skip("no sample digests")
+    return Catalogue.from_digests(SAMPLES, seed=0)
+
+
+@pytest.fixture(scope="module")
+def sample_server(samples: Catalogue) -> Iterator[StandIn]:
+    with StandIn(samples, min_interval={"semantic_scholar": 0.0}) as s:
+        yield s
+
+
+@pytest.mark.parametrize(("tweet_id", "token"), TOKEN_VECTORS)
+def test_token_vectors(tweet_id: str, token: str) -> None:
+    assert syndication_token(tweet_id) == token
+    assert syndication_token(int(tweet_id)) == token
+
+
+def test_js_radix_string_prints_like_javascript() -> None:
+    # Expected values printed by node's Number.prototype.toString.
+    assert js_radix_string(0.5) == "0.i"
+    assert js_radix_string(1 / 3) == "0.c"
+    assert js_radix_string(0.1) == "0.3lllllllllm"  # last digit rounded, not truncated
+    assert js_radix_string(35.99999999999999) == "z.zzzzzzzzz"
+    assert js_radix_string(123456789.123) == "21i3v9.4feor"
+    assert js_radix_string(-2.75) == "-2.r"
+    assert js_radix_string(1e21) == "5v1j4f4ds7c000"  # digits past the precision print as 0
+    assert js_radix_string(2.0**53 + 2) == "2gosa7pa2gy"
+    assert js_radix_string(5e-324) == "0." + "0" * 207 + "3"
+    assert js_radix_string(0.1, 2).startswith("0.0001100110011")
+    with pytest.raises(ValueError):
+        js_radix_string(float("nan"))
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_token_matches_node_for_random_ids(tmp_path: Path) -> None:
+    rng = random.Random(20210601)
+    ids = [str(rng.randrange(1, 2**64)) for _ in range(3000)]
+    ids += [str(rng.randrange(1, 10 ** rng.randint(1, 19))) for _ in range(1000)]
+    ids += [t for t, _ in TOKEN_VECTORS] + ["1", str(2**53), str(2**53 + 1), str(2**64 - 1)]
+    (tmp_path / "ids.txt").write_text("\n".join(ids))
+    script = (
+        "const ids = require('fs').readFileSync(process.argv[1], 'utf8').split('\\n');"
+        "console.log(ids.map(id => ((Number(id) / 1e15) * Math.PI).toString(36)"
+        ".replace(/(0+|\\.)/g, '')).join('\\n'));"
+    )
+    node = subprocess.run(
+        ["node", "-e", script, str(tmp_path / "ids.txt")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    expected = node.stdout.split("\n")[: len(ids)]
+    assert [syndication_token(i) for i in ids] == expected
+
+
+def test_syndication_tweet_format(sample_server: StandIn, samples: Catalogue) -> None:
+    tid = "1345396247016976390"  # has a link and a media attachment in the digest
+    details = samples.details[tid]
+    r = tweet_result(sample_server, tid)
+    assert r.status == 200 and r.headers["Content-Type"].startswith("application/json")
+    data = r.json()
+    assert data["__typename"] == "Tweet" and data["id_str"] == tid
+    assert data["created_at"] == snowflake_iso(tid) == "2021-01-02T15:47:16.199Z"
+    assert data["lang"] == "en" and data["favorite_count"] == details.favorite_count
+    assert data["conversation_count"] == details.conversation_count
+    assert data["text"].startswith("Do SotA natural language understanding models care")
+    assert data["user"] == {
+        "id_str": details.user.id_str,
+        "name": "Anh Nguyen",
+        "screen_name": "anh_ng8",
+        "profile_image_url_https": details.user.profile_image_url_https,
+        "verified": details.user.verified,
+        "is_blue_verified": details.user.is_blue_verified,
+        "profile_image_shape": "Circle",
+    }
+    urls = data["entities"]["urls"]
+    assert [u["url"] for u in urls] == ["https://t.co/Kr3i3SBNXb"]
+    for u in urls:
+        start, end = u["indices"]
+        assert data["text"][start:end] == u["url"]
+        assert u["expanded_url"].startswith("http") and "t.co" not in u["expanded_url"]
+    (media,) = data["entities"]["media"]
+    assert data["text"][media["indices"][0] : media["indices"][1]] == "https://t.co/IY6naG0onV"
+    assert data["display_text_range"] == [0, len(data["text"][: media["indices"][0]].rstrip())]
+    assert {"hashtags", "user_mentions", "symbols"} <= set(data["entities"])
+    assert data["mediaDetails"][0]["type"] in ("photo", "video", "animated_gif")
+    assert data["edit_control"]["edit_tweet_ids"][-1] == tid and data["isEdited"] is False
+    assert isinstance(data["possibly_sensitive"], bool)
+    assert "retweet_count" not in data  # only quoted tweets carry one
+
+
+def test_every_sample_tweet_is_served_as_the_catalogue_says(
+    sample_server: StandIn, samples: Catalogue
+) -> None:
+    outcomes: Counter[str] = Counter()
+    missing_entities = 0
+    for tid, details in samples.details.items():
+        r = tweet_result(sample_server, tid)
+        outcomes[details.outcome] += 1
+        if details.outcome == "missing":
+            assert r.status == 404
+            continue
+        assert r.status == 200
+        data = r.json()
+        if details.outcome == "empty":
+            assert data == {}
+        elif details.outcome == "tombstone":
+            assert data["__typename"] == "TweetTombstone"
+            assert data["tombstone"]["text"]["text"] == details.tombstone_text
+        else:
+            assert data["__typename"] == "Tweet" and data["created_at"] == snowflake_iso(tid)
+            served = [u["expanded_url"] for u in data.get("entities", {}).get("urls", [])]
+            missing_entities += "entities" not in data
+            ids = [m["id"] for u in served if (m := ARXIV_LINK.match(u))]
+            assert list(dict.fromkeys(ids)) == samples.linked_arxiv_ids(tid)
+            repos = [c for u in served if (c := code_repo(u))]
+            assert list(dict.fromkeys(repos)) == samples.code_urls(tid)
+            assert details.links_paper == (details.paper_id in ids)
+    assert outcomes["tweet"] > 100 and outcomes["tombstone"] == 6
+    assert outcomes["missing"] + outcomes["empty"] == 6 and outcomes["empty"] > 0
+    assert missing_entities > 0  # "entities" is sometimes absent altogether
+    statuses = {t.status for t in samples.tweets.values()}
+    assert statuses == {"ok", "deleted", "protected"}
+    for tid, tweet in samples.tweets.items():  # oEmbed and syndication agree on the gone ones
+        if tweet.status == "protected":
+            assert samples.details[tid].tombstone_text == (
+                "You’re unable to view this Post because this account owner limits who can "
+                "view their Posts. Learn more"
+            )
+        elif tweet.status == "deleted":
+            assert samples.details[tid].status == "not_found"
+    assert all(r.token_ok for r in sample_server.requests_for("syndication"))
+
+
+def test_links_cover_the_real_forms(samples: Catalogue) -> None:
+    links = [lk for d in samples.details.values() for lk in d.links]
+    forms = {kind: {lk.form for lk in links if lk.kind == kind} for kind in ("paper", "code")}
+    assert {
+        "abs",
+        "abs_versioned",
+        "pdf",
+        "pdf_versioned_ext",
+        "html_versioned",
+        "export_abs",
+        "huggingface_papers",
+        "alphaxiv",
+        "www_abs",
+        "http_abs",
+    } <= forms["paper"]
+    assert {"github", "github_git", "github_slash", "github_utm", "gitlab"} <= forms["code"]
+    assert {"hf_space", "hf_dataset", "hf_model"} <= forms["code"]
+    for lk in links:
+        m = ARXIV_LINK.match(lk.expanded_url)
+        assert (m["id"] if m else None) == lk.arxiv_id, lk
+        assert code_repo(lk.expanded_url) == lk.code_url, lk
+        assert lk.display_url in (lk.expanded_url.split("//", 1)[1].removeprefix("www."),) or (
+            lk.display_url.endswith("…")
+        )
+    kinds = Counter(lk.kind for lk in links)
+    assert min(kinds.values()) > 5 and set(kinds) == {"paper", "other_paper", "code", "other"}
+    own = [(d, lk) for d in samples.details.values() for lk in d.links if lk.kind == "paper"]
+    assert all(lk.arxiv_id == d.paper_id for d, lk in own)
+    others = [lk for lk in links if lk.kind == "other"]
+    assert any("github.io" in lk.expanded_url for lk in others)  # a project page is not code
+    assert any("arxiv.org/list/" in lk.expanded_url for lk in others)  # arXiv, but no paper
+
+
+def test_media_details(sample_server: StandIn, samples: Catalogue) -> None:
+    by_type: dict[str, list[tuple[str, Any]]] = {}
+    for tid, details in samples.details.items():
+        if details.outcome == "tweet" and details.media:
+            data = tweet_result(sample_server, tid).json()
+            for item, m in zip(data["mediaDetails"], details.media, strict=True):
+                by_type.setdefault(item["type"], []).append((item, m))
+    assert set(by_type) == {"photo", "video", "animated_gif"}
+    photos = [item for item, _ in by_type["photo"]]
+    assert any("ext_alt_text" in p for p in photos) and any("ext_alt_text" not in p for p in photos)
+    assert all(p["media_url_https"].startswith("https://pbs.twimg.com/media/") for p in photos)
+    for item, m in by_type["video"]:
+        variants = item["video_info"]["variants"]
+        playlist = [v for v in variants if v["content_type"] == "application/x-mpegURL"]
+        assert len(playlist) == 1 and "bitrate" not in playlist[0]
+        assert playlist[0]["url"].split("?")[0].endswith(".m3u8")
+        mp4 = [v for v in variants if v["content_type"] == "video/mp4"]
+        assert max(mp4, key=lambda v: v["bitrate"])["url"] == m.video_url
+    for item, m in by_type["animated_gif"]:
+        (variant,) = item["video_info"]["variants"]
+        assert variant == {"bitrate": 0, "content_type": "video/mp4", "url": m.video_url}
+
+
+def test_quotes_and_replies(sample_server: StandIn, samples: Catalogue) -> None:
+    quoting = [d for d in samples.details.values() if d.quoted_tweet_id and d.outcome == "tweet"]
+    assert quoting
+    for d in quoting:
+        quoted = tweet_result(sample_server, d.tweet_id).json()["quoted_tweet"]
+        inner = samples.details[d.quoted_tweet_id]
+        assert quoted["id_str"] == d.quoted_tweet_id and quoted["text"] == inner.text
+        assert quoted["favorite_count"] == inner.favorite_count
+        assert quoted["reply_count"] == inner.conversation_count
+        assert isinstance(quoted["retweet_count"], int)
+    reply = next(d for d in samples.details.values() if d.in_reply_to_status_id)
+    data = tweet_result(sample_server, reply.tweet_id).json()
+    if reply.outcome == "tweet":
+        assert data["in_reply_to_status_id_str"] == reply.in_reply_to_status_id
+        assert int(data["in_reply_to_status_id_str"]) < int(reply.tweet_id)
+
+
+@pytest.mark.parametrize("token", [None, "", "3eoql1zpe9", "wrong"])
+def test_syndication_bad_or_missing_token_gets_empty_object(
+    standin: StandIn, token: str | None
+) -> None:
+    tid = "1400000000000000001"
+    bad = tweet_result(standin, tid, token=token)
+    good = tweet_result(standin, tid)
+    assert (bad.status, bad.json()) == (200, {})
+    assert good.status == 200 and good.json()["id_str"] == tid
+    assert [(r.token_ok, r.ok) for r in standin.requests_for("syndication")] == [
+        (False, False),
+        (True, True),
+    ]
+    assert not any(r.token_ok is not None for r in standin.requests_for("oembed"))
+
+
+def test_syndication_unknown_and_malformed_ids(standin: StandIn) -> None:
+    assert tweet_result(standin, "1999999999999999999").status == 404
+    assert tweet_result(standin, "1400000000000000002").status in (200, 404)  # deleted
+    bad = fetch(standin.syndication_url, {"id": "abc", "token": "x"})
+    assert bad.status == 400 and "error" in bad.json()
+
+
+def test_hand_built_tweets_get_details(catalogue: Catalogue) -> None:
+    details = catalogue.details["1400000000000000001"]
+    assert details.outcome == "tweet" and details.text == "Hello https://t.co/x"
+    assert [lk.url for lk in details.links] == ["https://t.co/x"]
+    assert catalogue.details["1400000000000000002"].status == "not_found"
+    assert catalogue.details["1400000000000000003"].outcome == "tombstone"
+    cat = Catalogue()
+    cat.add_paper(_paper("2101.00001", 0))
+    cat.add_tweet(_tweet("1400000000000000009"), paper_id="2101.00001")
+    assert cat.details["1400000000000000009"].paper_id == "2101.00001"
+    assert "2101.00001" in cat.citations
+
+
+def test_counts_move_on_a_later_day(samples: Catalogue) -> None:
+    cat = samples.copy()
+    tid = next(t for t, d in cat.details.items() if d.outcome == "tweet")
+    arxiv_id = next(iter(cat.citations))
+    with StandIn(cat, min_interval={"semantic_scholar": 0.0}) as s:
+        before = tweet_result(s, tid).json()
+        cites = s2_batch(s, [f"ARXIV:{arxiv_id}"]).json()[0]["citationCount"]
+        cat.advance_day()
+        after = tweet_result(s, tid).json()
+        assert cat.day == 1
+        assert after["favorite_count"] == before["favorite_count"] + cat.details[tid].likes_per_day
+        assert after["favorite_count"] > before["favorite_count"]
+        assert after["conversation_count"] >= before["conversation_count"]
+        later = s2_batch(s, [f"ARXIV:{arxiv_id}"]).json()[0]["citationCount"]
+        assert later == cites + cat.citations[arxiv_id].citations_per_day > cites
+        cat.details[tid].favorite_count = 7  # or set a count directly
+        assert tweet_result(s, tid).json()["favorite_count"] == 7
+    assert samples.details[tid].favorite_count == before["favorite_count"]  # copy was independent
+
+
+# == Semantic Scholar =============================================================================
+
+
+def test_s2_batch_in_request_order_with_nulls(sample_server: StandIn, samples: Catalogue) -> None:
+    known = sorted(samples.citations)[:3]
+    unknown_to_s2 = sorted(set(samples.papers) - set(samples.citations))[0]
+    ids = [
+        f"ARXIV:{known[2]}",
+        "ARXIV:2199.99999",
+        f"ARXIV:{known[0]}",
+        f"ARXIV:{unknown_to_s2}",
+        f"arXiv:{known[1]}",
+        f"ARXIV:{next(iter(samples.absent))}",
+    ]
+    fields = "externalIds,title,venue,year,citationCount,influentialCitationCount"
+    fields += ",referenceCount,publicationDate,openAccessPdf,tldr"
+    r = s2_batch(sample_server, ids, fields)
+    assert r.status == 200 and r.headers["Content-Type"].startswith("application/json")
+    data = r.json()
+    assert [None if d is None else d["externalIds"]["ArXiv"] for d in data] == [
+        known[2],
+        None,
+        known[0],
+        None,
+        known[1],
+        None,
+    ]
+    for d in filter(None, data):
+        full = samples.citations[d["externalIds"]["ArXiv"]].fields()
+        assert list(d) == ["paperId", *fields.split(",")]
+        assert d == {k: full[k] for k in d}
+        assert re.fullmatch(r"[0-9a-f]{40}", d["paperId"])
+        assert d["publicationDate"] is None or re.fullmatch(
+            r"\d{4}-\d\d-\d\d", d["publicationDate"]
+        )
+        assert d["openAccessPdf"] is None or set(d["openAccessPdf"]) == {"url", "status"}
+        assert d["tldr"] is None or set(d["tldr"]) == {"model", "text"}
+        assert isinstance(d["citationCount"], int) and isinstance(d["externalIds"]["CorpusId"], int)
+    rec = sample_server.requests_for("semantic_scholar")[-1]
+    assert rec.ids == tuple(ids) and rec.method == "POST"
+
+
+def test_s2_only_the_fields_asked_for(sample_server: StandIn, samples: Catalogue) -> None:
+    arxiv_id = sorted(samples.citations)[0]
+    citation = samples.citations[arxiv_id]
+    (only_id,) = s2_batch(sample_server, [f"ARXIV:{arxiv_id}"], "paperId").json()
+    assert only_id == {"paperId": citation.paper_id}
+    (default,) = s2_batch(sample_server, [f"ARXIV:{arxiv_id}"], None).json()
+    assert default == {"paperId": citation.paper_id, "title": citation.title}
+    (by_doi_or_corpus,) = s2_batch(
+        sample_server, [f"CorpusId:{citation.corpus_id}"], "citationCount"
+    ).json()
+    assert by_doi_or_corpus == {
+        "paperId": citation.paper_id,
+        "citationCount": citation.citation_count,
+    }
+    assert s2_batch(sample_server, [f"ARXIV:{arxiv_id}v1"]).json() == [None]  # no versions
+    kinds = Counter((c.open_access_pdf is None, c.tldr is None) for c in samples.citations.values())
+    assert len(kinds) == 4  # null and non-null openAccessPdf and tldr both occur
+
+
+@pytest.mark.parametrize(
+    ("body", "fields", "message"),
+    [
+        (json.dumps({"ids": [f"ARXIV:2101.{i:05d}" for i in range(501)]}).encode(), "title", "500"),
+        (b"not json", "title", "JSON"),
+        (b'["ARXIV:2101.00001"]', "title", "ids"),
+        (b'{"ids": "ARXIV:2101.00001"}', "title", "ids"),
+        (b'{"ids": [1, 2]}', "title", "strings"),
+        (b'{"ids": ["ARXIV:2101.00001"]}', "title,nonsense", "nonsense"),
+    ],
+)
+def test_s2_bad_requests_get_400(standin: StandIn, body: bytes, fields: str, message: str) -> None:
+    r = s2_batch(standin, None, fields, raw=body)
+    assert r.status == 400
+    assert set(r.json()) == {"error"} and message in r.json()["error"]
+
+
+def test_s2_accepts_exactly_500_ids(standin: StandIn) -> None:
+    ids = [f"ARXIV:{i}" for i in IDS] + [f"ARXIV:2102.{i:05d}" for i in range(500 - len(IDS))]
+    data = s2_batch(standin, ids).json()
+    cites = [standin.catalogue.citations[i] for i in IDS]
+    assert len(data) == 500 and data[: len(IDS)] == [
+        {"paperId": c.paper_id, "title": c.title, "citationCount": c.citation_count} for c in cites
+    ]
+    assert data[len(IDS) :] == [None] * (500 - len(IDS))
+    assert s2_batch(standin, []).json() == []
+    get = fetch(standin.semantic_scholar_url, {"fields": "title"})
+    assert get.status == 405
+
+
+def test_s2_requests_closer_than_the_interval_get_429(standin: StandIn) -> None:
+    assert StandIn().min_interval == {"semantic_scholar": 1.0}  # the API key's one per second
+    standin.min_interval["semantic_scholar"] = 3600.0  # so "too soon" never depends on timing
+    first, second, third = (s2_batch(standin, [f"ARXIV:{IDS[0]}"]) for _ in range(3))
+    tweet = tweet_result(standin, "1400000000000000001")  # other services are not paced
+    assert [first.status, second.status, third.status, tweet.status] == [200, 429, 429, 200]
+    assert second.json() == {
+        "message": "Too Many Requests. Please wait and try again or apply for a key for higher "
+        "rate limits. https://www.semanticscholar.org/product/api#api-key-form",
+        "code": "429",
+    }
+    log = standin.requests_for("semantic_scholar")
+    assert [(r.status, r.refused, r.fault) for r in log] == [
+        (200, None, None),
+        (429, "rate_limit", None),
+        (429, "rate_limit", None),
+    ]
+    assert all(b.start - a.start < 3600.0 for a, b in itertools.pairwise(log))
+    assert standin.throttled_share("semantic_scholar") == pytest.approx(2 / 3)
+    standin.min_interval["semantic_scholar"] = 0.0
+    assert s2_batch(standin, [f"ARXIV:{IDS[0]}"]).status == 200
+
+
+def test_s2_api_key_is_logged_but_never_printed(standin: StandIn) -> None:
+    s2_batch(standin, [f"ARXIV:{IDS[0]}"], headers={"x-api-key": "s3cr3t-key"})
+    s2_batch(standin, [f"ARXIV:{IDS[0]}"])
+    with_key, without = standin.requests_for("semantic_scholar")
+    assert (with_key.api_key, without.api_key) == ("s3cr3t-key", None)
+    assert "s3cr3t" not in repr(with_key) and "s3cr3t" not in repr(standin.log)
+
+
+# == in-flight caps ===============================================================================
+
+
+def test_requests_over_the_in_flight_cap_get_429_at_once(standin: StandIn) -> None:
+    standin.max_in_flight["oembed"] = 2
+    standin.refusal_retry_after = 5
+    gate = standin.hold("oembed")
+    url = {"url": "https://twitter.com/a/status/1400000000000000001"}
+    replies: list[Reply] = []
+
+    def ask() -> None:
+        replies.append(fetch(standin.oembed_url, url))
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for t in threads:
+        t.start()
+    assert standin.wait_for(lambda: standin.in_flight("oembed") == 2)
+    over = fetch(standin.oembed_url, url)  # answered while the other two are still held
+    flowing = tweet_result(standin, "1400000000000000001")  # the cap is per service
+    assert (over.status, over.headers["Retry-After"]) == (429, "5")
+    assert "errors" in over.json() and flowing.status == 200
+    gate.set()
+    for t in threads:
+        t.join()
+    assert sorted(r.status for r in replies) == [200, 200]
+    log = standin.requests_for("oembed")
+    assert [(r.status, r.refused, r.admitted) for r in log if r.refused] == [
+        (429, "max_in_flight", 0)
+    ]
+    assert standin.peak_admitted("oembed") == 2 and standin.max_concurrency("oembed") == 3
+    assert standin.throttled_share("oembed") == pytest.approx(1 / 3)
+    assert all(r.throttled == (r.refused is not None) for r in log)
+
+
+def test_in_flight_cap_for_every_service(standin: StandIn) -> None:
+    for service in ("arxiv", "syndication", "semantic_scholar"):
+        standin.max_in_flight[service] = 1
+        gate = standin.hold(service)
+        held = threading.Thread(target=call, args=(standin, service))
+        held.start()
+        assert standin.wait_for(lambda s=service: standin.in_flight(s) == 1)
+        assert call(standin, service).status == 429
+        gate.set()
+        held.join()
+        assert [r.status for r in standin.requests_for(service)] == [200, 429]  # by start
+
+
+# == faults on every service ======================================================================
+
+
+def call(standin: StandIn, service: str) -> Reply:
+    """One ordinary, successful request to ``service``."""
+    if service == "arxiv":
+        return fetch(standin.arxiv_url, {"id_list": ",".join(IDS[:3])})
+    if service == "oembed":
+        return fetch(standin.oembed_url, {"url": "https://x.com/a/status/1400000000000000001"})
+    if service == "syndication":
+        return tweet_result(standin, "1400000000000000001")
+    return s2_batch(standin, [f"ARXIV:{i}" for i in IDS[:3]] + ["ARXIV:2199.00001"])
+
+
+SERVICE_NAMES = ["arxiv", "oembed", "syndication", "semantic_scholar"]
+
+
+@pytest.mark.parametrize("service", SERVICE_NAMES)
+def test_connection_faults_on_every_service(standin: StandIn, service: str) -> None:
+    standin.faults.add(Fault("drop", service))
+    with pytest.raises(http.client.RemoteDisconnected):
+        call(standin, service)
+    standin.faults.add(Fault("reset", service))
+    with pytest.raises(ConnectionResetError) as info:
+        call(standin, service)
+    assert not isinstance(info.value, http.client.RemoteDisconnected)
+    standin.faults.add(Fault("cut", service))
+    with pytest.raises(http.client.IncompleteRead):
+        call(standin, service)
+    assert call(standin, service).status == 200
+    assert [(r.status, r.fault) for r in standin.requests_for(service)] == [
+        (None, "drop"),
+        (None, "reset"),
+        (200, "cut"),
+        (200, None),
+    ]
+
+
+@pytest.mark.parametrize("service", SERVICE_NAMES)
+def test_body_faults_on_every_service(standin: StandIn, service: str) -> None:
+    normal = call(standin, service).body
+    standin.faults.add(Fault("html", service))
+    page = call(standin, service)
+    assert page.status == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert page.body.lstrip().lower().startswith((b"<!doctype html", b"<html"))
+    standin.faults.add(Fault("truncated", service))
+    half = call(standin, service)
+    assert half.status == 200 and half.body == normal[: len(normal) // 2]
+    standin.faults.add(Fault("bad_json", service))
+    standin.faults.add(Fault("empty", service))
+    broken, empty = call(standin, service), call(standin, service)
+    if service == "arxiv":
+        assert total(empty.feed()) == 0 and entry_ids(empty.feed()) == []
+    else:
+        assert empty.body == b""
+        with pytest.raises(json.JSONDecodeError):
+            broken.json()
+        with pytest.raises(json.JSONDecodeError):
+            half.json()
+
+
+@pytest.mark.parametrize(
+    ("service", "code", "body_check"),
+    [
+        ("arxiv", 429, lambda r: r.body == b"Rate exceeded."),
+        ("arxiv", 503, lambda r: r.body == b"HTTP 503\n"),
+        ("oembed", 503, lambda r: r.json()["errors"][0]["code"] == 503),
+        ("syndication", 429, lambda r: r.json() == {"error": "HTTP 429"}),
+        ("syndication", 500, lambda r: r.json() == {"error": "HTTP 500"}),
+        (
+            "semantic_scholar",
+            429,
+            lambda r: r.json()["code"] == "429" and "Too Many" in r.json()["message"],
+        ),
+        ("semantic_scholar", 504, lambda r: r.json()["code"] == "504"),
+    ],
+)
+def test_status_faults_speak_each_service(
+    standin: StandIn, service: str, code: int, body_check: Any
+) -> None:
+    standin.faults.add(Fault(f"status:{code}", service, retry_after=3))
+    standin.faults.add(Fault(f"status:{code}", service))
+    with_header, without = call(standin, service), call(standin, service)
+    assert (with_header.status, with_header.headers["Retry-After"]) == (code, "3")
+    assert (without.status, without.headers["Retry-After"]) == (code, None)
+    assert body_check(with_header)
+    assert call(standin, service).status == 200
+
+
+@pytest.mark.parametrize("service", SERVICE_NAMES)
+def test_slow_answers_and_latency_per_service(standin: StandIn, service: str) -> None:
+    standin.latency[service] = 0.1
+    standin.faults.add(Fault("slow", service, delay=0.2))
+    assert call(standin, service).status == 200
+    (rec,) = standin.requests_for(service)
+    assert rec.fault == "slow" and rec.end - rec.start >= 0.3
+    other = next(s for s in SERVICE_NAMES if s != service)
+    assert standin.latency[other] == 0.0
+
+
+def test_shape_faults_oembed(standin: StandIn) -> None:
+    standin.faults.script("oembed", ["shape:author_name_number", "shape:html_missing"])
+    number, no_html = call(standin, "oembed").json(), call(standin, "oembed").json()
+    assert isinstance(number["author_name"], int) and number["html"].startswith("<blockquote")
+    assert "html" not in no_html and no_html["author_name"] == "Alice & Co"
+
+
+def test_shape_faults_syndication(standin: StandIn) -> None:
+    standin.faults.script("syndication", ["shape:favorite_count_string", "shape:user_list"])
+    count, users = call(standin, "syndication").json(), call(standin, "syndication").json()
+    details = standin.catalogue.details["1400000000000000001"]
+    assert count["favorite_count"] == str(details.favorite_count)
+    assert isinstance(users["user"], list) and users["user"][0]["screen_name"] == "alice"
+    assert call(standin, "syndication").json()["favorite_count"] == details.favorite_count
+
+
+def test_shape_faults_semantic_scholar(standin: StandIn) -> None:
+    standin.faults.script("semantic_scholar", ["shape:wrong_length", "shape:object"])
+    short, wrapped, normal = (call(standin, "semantic_scholar").json() for _ in range(3))
+    assert len(normal) == 4 and normal[3] is None
+    assert short == normal[:3]
+    assert wrapped == {"data": normal}
+
+
+def test_shape_faults_arxiv(standin: StandIn) -> None:
+    kinds = ["shape:unasked_ids", "shape:unversioned_id", "shape:v0", "shape:year_0999"]
+    standin.faults.script("arxiv", kinds)
+    unasked, unversioned, v0, old = (call(standin, "arxiv").feed() for _ in kinds)
+    normal = call(standin, "arxiv").feed()
+    asked = entry_ids(normal)
+    assert entry_ids(unasked)[:3] == asked and len(entry_ids(unasked)) == 4
+    assert entry_ids(unasked)[3].rsplit("/", 1)[1].split("v")[0] not in IDS[:3]
+    assert total(unasked) == 4
+    assert entry_ids(unversioned) == [asked[0].rsplit("v", 1)[0], *asked[1:]]
+    assert entry_ids(v0) == [asked[0].rsplit("v", 1)[0] + "v0", *asked[1:]]
+    first_links = v0.find("a:entry", NS).findall("a:link", NS)
+    hrefs = {ln.get("href") for ln in first_links if ln.get("title") != "doi"}
+    assert hrefs == {"http://arxiv.org/abs/2101.00001v0", "http://arxiv.org/pdf/2101.00001v0"}
+    published = [e.findtext("a:published", namespaces=NS) for e in old.findall("a:entry", NS)]
+    assert published[0].startswith("0999-") and not published[1].startswith("0999")
+    assert [as_record(e) for e in old.findall("a:entry", NS)][1:] == [
+        as_record(e) for e in normal.findall("a:entry", NS)
+    ][1:]
+
+
+def test_shape_faults_belong_to_one_service() -> None:
+    assert Fault("shape:v0").service == "arxiv"
+    assert Fault("shape:user_list", "syndication").service == "syndication"
+    with pytest.raises(ValueError):
+        Fault("shape:v0", "oembed")
+    with pytest.raises(ValueError):
+        Fault("drop", "twitter")
+    assert set(SHAPE_KINDS.values()) == set(SERVICE_NAMES)
+    with pytest.raises(ValueError):
+        StandIn().faults.script("arxiv", ["shape:user_list"])
+
+
+def test_script_arxiv_503_then_reset_then_fine_while_oembed_flows(standin: StandIn) -> None:
+    script = standin.faults.script(
+        "arxiv", [Fault("status:503", retry_after=2), "reset", "ok"], match=IDS[0]
+    )
+    outcomes: list[object] = []
+    for _ in range(4):
+        try:
+            outcomes.append(fetch(standin.arxiv_url, {"id_list": IDS[0]}).status)
+        except ConnectionResetError:
+            outcomes.append("reset")
+        assert call(standin, "oembed").status == 200  # same port, unaffected
+    assert outcomes == [503, "reset", 200, 200] and script.done
+    assert [r.fault for r in standin.requests_for("arxiv")] == ["status:503", "reset", None, None]
+    assert all(r.ok for r in standin.requests_for("oembed"))
+
+
+def test_script_by_request_key(standin: StandIn) -> None:
+    key, ids = request_key("syndication", {"id": ["1500000000000000001"]})
+    assert (key, ids) == ("syndication:1500000000000000001", ("1500000000000000001",))
+    standin.faults.script("syndication", ["status:429", "status:503"], key=key)
+    assert tweet_result(standin, "1500000000000000002").status == 200  # another key
+    assert [tweet_result(standin, "1500000000000000001").status for _ in range(3)] == [
+        429,
+        503,
+        200,
+    ]
+    batch = s2_batch(standin, ["ARXIV:2101.00002", "ARXIV:2101.00001"])
+    assert standin.requests_for("semantic_scholar")[0].key == (
+        "semantic_scholar:ARXIV:2101.00001,ARXIV:2101.00002"
+    )
+    assert batch.status == 200
+
+
+def test_mixed_mode_covers_every_service_and_keeps_shapes_at_home(standin: StandIn) -> None:
+    standin.faults.mixed(share=1.0, repeat=2, kinds=["shape:v0", "shape:user_list", "status:503"])
+    for service in SERVICE_NAMES:
+        for _ in range(3):
+            call(standin, service)
+    faults = {s: [r.fault for r in standin.requests_for(s)] for s in SERVICE_NAMES}
+    assert all(f[2] is None and f[0] and f[1] for f in faults.values())  # fail twice, then fine
+    assert set(faults["arxiv"][:2]) <= {"shape:v0", "status:503"}
+    assert set(faults["syndication"][:2]) <= {"shape:user_list", "status:503"}
+    assert faults["oembed"][:2] == faults["semantic_scholar"][:2] == ["status:503"] * 2
+
+
+# == the command line =============================================================================
+
+
+def test_command_line_prints_all_four_settings() -> None:
+    flags = ["--port", "0", "--syndication-latency", "0.05", "--syndication-max-in-flight", "8"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.standin", *flags, "--semantic-scholar-interval", "0"],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        while not lines or lines[-1] != "Ctrl-C to stop.":
+            line = proc.stdout.readline()
+            assert line, "the stand-in exited early"
+            lines.append(line.rstrip("\n"))
+        command = next(x.strip() for x in lines if x.strip().startswith("scrapy crawl digests"))
+        settings = dict(re.findall(r"-s (\w+)=(\S+)", command))
+        assert set(settings) == {
+            "ARXIV_API_URL",
+            "OEMBED_URL",
+            "SYNDICATION_URL",
+            "SEMANTIC_SCHOLAR_URL",
+        }
+        assert settings["SYNDICATION_URL"].endswith("/tweet-result")
+        assert settings["SEMANTIC_SCHOLAR_URL"].endswith("/graph/v1/paper/batch")
+        tid = "1345396247016976390"
+        r = fetch(settings["SYNDICATION_URL"], {"id": tid, "token": syndication_token(tid)})
+        assert r.json()["id_str"] == tid
+        req = urllib.request.Request(
+            settings["SEMANTIC_SCHOLAR_URL"], data=b'{"ids": ["ARXIV:2012.15180"]}'
+        )
+        with urllib.request.urlopen(req, timeout=5) as answer:
+            assert json.loads(answer.read())[0]["title"].startswith("Out of Order")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
+
+
+def test_command_line_flags_configure_the_stand_in() -> None:
+    argv = "--port 0 --syndication-latency 0.25 --semantic-scholar-latency 0.5"
+    argv += " --oembed-max-in-flight 8 --syndication-max-in-flight 4"
+    argv += " --semantic-scholar-interval 2.5 --fault-share 0.3 --fault-repeat 2"
+    args = parser().parse_args(argv.split())
+    standin, paths = build(args)
+    assert paths == SAMPLES and len(standin.catalogue.details) == len(standin.catalogue.tweets)
+    assert standin.latency == {
+        "arxiv": 0.0,
+        "oembed": 0.0,
+        "syndication": 0.25,
+        "semantic_scholar": 0.5,
+    }
+    assert standin.max_in_flight == {"oembed": 8, "syndication": 4}
+    assert standin.min_interval == {"semantic_scholar": 2.5}
+    mixed = standin.faults.mixed_mode
+    assert mixed is not None and (mixed.share, mixed.repeat) == (0.3, 2)
+    assert set(mixed.services) == set(SERVICE_NAMES)
+    default, _ = build(parser().parse_args([]))
+    assert default.max_in_flight == {} and default.min_interval == {"semantic_scholar": 1.0}
+    assert default.faults.mixed_mode is None
+
+
+def test_settings_property_and_crawl_command() -> None:
+    s = StandIn(port=1234)
+    assert s.syndication_url == "http://127.0.0.1:1234/tweet-result"
+    assert s.semantic_scholar_url == "http://127.0.0.1:1234/graph/v1/paper/batch"
+    assert crawl_command(s) == (
+        "scrapy crawl digests -s ARXIV_API_URL=http://127.0.0.1:1234/api/query "
+        "-s OEMBED_URL=http://127.0.0.1:1234/oembed "
+        "-s SYNDICATION_URL=http://127.0.0.1:1234/tweet-result "
+        "-s SEMANTIC_SCHOLAR_URL=http://127.0.0.1:1234/graph/v1/paper/batch"
+    )
+
+
+def test_sample_catalogue_is_deterministic_with_details_and_citations(samples: Catalogue) -> None:
+    again = Catalogue.from_digests(SAMPLES, seed=0)
+    other = Catalogue.from_digests(SAMPLES, seed=1)
+    assert again == samples and again.details == samples.details
+    assert other.details != samples.details and other.citations != samples.citations
+    assert set(samples.details) == set(samples.tweets)
+    assert set(samples.citations) < set(samples.papers)
+    assert len(samples.papers) - len(samples.citations) == round(0.1 * len(samples.papers))
+    tid = "1345396247016976390"
+    assert samples.details[tid].paper_id == "2012.15180"  # the entry that quoted it

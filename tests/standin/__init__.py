@@ -1,17 +1,33 @@
-"""Local stand-in for the arXiv export API and Twitter oEmbed, for tests and offline crawls."""
+"""Local stand-in for arXiv, Twitter oEmbed and syndication, and Semantic Scholar (tests, offline)."""
 
 from .catalogue import Author, Catalogue, Paper, Tweet
-from .faults import Fault, FaultSet
-from .server import RequestRecord, StandIn, tweet_id_from_url
+from .citations import Citation
+from .details import Media, TweetDetails, User
+from .faults import DEFAULT_MIXED_KINDS, SHAPE_KINDS, Fault, FaultSet, Script
+from .links import Link
+from .requestlog import RequestRecord
+from .server import StandIn, request_key, tweet_id_from_url
+from .token import js_radix_string, syndication_token
 
 __all__ = [
+    "DEFAULT_MIXED_KINDS",
+    "SHAPE_KINDS",
     "Author",
     "Catalogue",
+    "Citation",
     "Fault",
     "FaultSet",
+    "Link",
+    "Media",
     "Paper",
     "RequestRecord",
+    "Script",
     "StandIn",
     "Tweet",
+    "TweetDetails",
+    "User",
+    "js_radix_string",
+    "request_key",
+    "syndication_token",
     "tweet_id_from_url",
 ]

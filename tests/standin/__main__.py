@@ -9,76 +9,116 @@ import time
 from pathlib import Path
 
 from .catalogue import Catalogue
+from .common import SERVICES
 from .server import StandIn
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DIGESTS = REPO_ROOT / "crawler" / "samples"
+FLAG = {s: s.replace("_", "-") for s in SERVICES}  # semantic_scholar -> --semantic-scholar-…
 
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
         prog="python -m tests.standin",
-        description="Local stand-in for the arXiv export API and Twitter oEmbed.",
+        description=(
+            "Local stand-in for the arXiv export API, Twitter oEmbed and syndication, and "
+            "Semantic Scholar's paper batch endpoint, all on one port."
+        ),
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument(
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    p.add_argument(
         "--digests",
         nargs="+",
         type=Path,
         metavar="PATH",
         help="digest files or directories (default: crawler/samples/*.txt)",
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--arxiv-latency", type=float, default=0.0, metavar="S")
-    parser.add_argument("--oembed-latency", type=float, default=0.0, metavar="S")
-    parser.add_argument(
+    p.add_argument("--seed", type=int, default=0)
+    for flag in FLAG.values():
+        p.add_argument(f"--{flag}-latency", type=float, default=0.0, metavar="S")
+    for service, flag in FLAG.items():
+        p.add_argument(
+            f"--{flag}-max-in-flight",
+            type=int,
+            metavar="N",
+            help=f"answer 429 at once to {service} requests beyond N in flight",
+        )
+    p.add_argument(
+        "--semantic-scholar-interval",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="answer 429 to a Semantic Scholar request starting sooner after the previous one",
+    )
+    p.add_argument(
         "--fault-share",
         type=float,
         default=0.0,
         help="share of request keys that fail before succeeding (e.g. 0.33)",
     )
-    parser.add_argument(
+    p.add_argument(
         "--fault-repeat", type=int, default=3, help="how many attempts of a faulty key fail"
     )
-    parser.add_argument("--verbose", action="store_true", help="print one line per request")
-    args = parser.parse_args(argv)
+    p.add_argument("--verbose", action="store_true", help="print one line per request")
+    return p
 
+
+def crawl_command(standin: StandIn) -> str:
+    """The crawl command pointing every service at ``standin``."""
+    settings = " ".join(f"-s {name}={url}" for name, url in standin.settings.items())
+    return f"scrapy crawl digests {settings}"
+
+
+def build(args: argparse.Namespace) -> tuple[StandIn, list[Path]]:
+    """The (not yet started) stand-in the arguments describe, and the digests it serves."""
     paths: list[Path] = []
     for p in args.digests or [DEFAULT_DIGESTS]:
         paths.extend(sorted(p.glob("*.txt")) if p.is_dir() else [p])
     if not paths:
-        parser.error("no digest files found")
-    catalogue = Catalogue.from_digests(paths, seed=args.seed)
+        parser().error("no digest files found")
+    options = vars(args)
     standin = StandIn(
-        catalogue,
+        Catalogue.from_digests(paths, seed=args.seed),
         host=args.host,
         port=args.port,
         quiet=not args.verbose,
-        latency={"arxiv": args.arxiv_latency, "oembed": args.oembed_latency},
+        latency={s: options[f"{s}_latency"] for s in SERVICES},
+        max_in_flight={
+            s: options[f"{s}_max_in_flight"]
+            for s in SERVICES
+            if options[f"{s}_max_in_flight"] is not None
+        },
+        min_interval={"semantic_scholar": args.semantic_scholar_interval},
     )
     if args.fault_share > 0:
         standin.faults.mixed(share=args.fault_share, repeat=args.fault_repeat, seed=args.seed)
+    return standin, paths
 
+
+def main(argv: list[str] | None = None) -> int:
+    standin, paths = build(parser().parse_args(argv))
+    catalogue = standin.catalogue
     signal.signal(signal.SIGTERM, _interrupt)  # stop as cleanly as on Ctrl-C
     with standin:
         n_bad = sum(t.status != "ok" for t in catalogue.tweets.values())
+        n_hidden = sum(d.status != "ok" for d in catalogue.details.values())
         print(
             f"{len(paths)} digests: {len(catalogue.papers)} papers served "
-            f"({len(catalogue.absent)} withheld), {len(catalogue.tweets)} tweets "
-            f"({n_bad} deleted/protected)"
+            f"({len(catalogue.absent)} withheld, {len(catalogue.citations)} known to Semantic "
+            f"Scholar), {len(catalogue.tweets)} tweets ({n_bad} deleted/protected, "
+            f"{n_hidden} without details)"
         )
-        print(f"arXiv API:  {standin.arxiv_url}")
-        print(f"oEmbed:     {standin.oembed_url}")
+        print(f"arXiv API:        {standin.arxiv_url}")
+        print(f"oEmbed:           {standin.oembed_url}")
+        print(f"Syndication:      {standin.syndication_url}")
+        print(f"Semantic Scholar: {standin.semantic_scholar_url}")
         print("Try:")
-        print(
-            f"  scrapy crawl digests -s ARXIV_API_URL={standin.arxiv_url} "
-            f"-s OEMBED_URL={standin.oembed_url}"
-        )
+        print(f"  {crawl_command(standin)}")
         print("Ctrl-C to stop.", flush=True)
         try:
             while True:
