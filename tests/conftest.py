@@ -46,7 +46,7 @@ def run_crawl(
     # Each crawl gets its own state next to its output unless a test shares one on purpose.
     merged: dict[str, object] = {"LOG_LEVEL": "INFO", "STATE_DB": out.parent / "state.sqlite3"}
     if standin is not None:
-        merged |= {"ARXIV_API_URL": standin.arxiv_url, "OEMBED_URL": standin.oembed_url}
+        merged |= standin.settings
     merged |= settings or {}
     for name, value in merged.items():
         cmd += ["-s", f"{name}={value}"]

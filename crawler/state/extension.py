@@ -30,7 +30,9 @@ V = TypeVar("V")
 
 
 def utc_now_text(now: float) -> str:
-    return datetime.fromtimestamp(now, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """ISO 8601 UTC with milliseconds: two observations never share a timestamp."""
+    stamp = datetime.fromtimestamp(now, tz=UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
 
 
 class State:
