@@ -90,7 +90,7 @@ def test_unchanged_refresh_costs_nothing_and_is_byte_identical(
     out = tmp_path / "snapshot.jsonl"
     with StandIn(catalogue) as server:
         first = run_crawl(out, server, *_source(digests), settings=FAST)
-        assert len(server.log) == 2 + 125
+        assert len(server.log) == 2 + 1 + 125 + 125  # arXiv, S2, oEmbed, details
         server.reset_log()
         second = run_crawl(out, server, *_source(digests), settings=FAST)
         assert server.log == []
