@@ -237,7 +237,9 @@ def synthetic_records(count: int, *, per_post: int = 24, seed: int = 0) -> Itera
         size = min(count - made, rng.randint(per_post // 2, per_post * 3 // 2))
         the_post = post(f"hot-papers-{when:%Y-%m-%d}", iso(when))
         for rank in range(1, size + 1):
-            yield record(_synthetic_entry(rng, the_post, rank, when, pool))
+            the_entry = _synthetic_entry(rng, the_post, rank, when, pool)
+            code = [f"https://github.com/lab{len(pool) % 89}/{the_entry.arxiv_id}"]
+            yield record(the_entry, code_urls=code if rng.random() < 0.3 else ())
         made += size
         when += timedelta(days=2 if rng.random() < 0.1 else 1)
 
