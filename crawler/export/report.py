@@ -1,0 +1,615 @@
+"""``NAME.report.html``: one self-contained page about the dataset and the run that wrote it.
+
+Figures are drawn with matplotlib's Agg canvas (no pyplot, no display) and embedded as base64
+PNG, styles are inline, and nothing points outside the file: it can be mailed, archived or
+opened offline, and it shows the same thing wherever it is. For that reason paper and code links
+are shown as text rather than as outbound ``href`` links. Numbers come from the dataset's
+Parquet files through DuckDB, so the page agrees with what a reader of the tables sees.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import tempfile
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, timedelta
+from html import escape
+from io import BytesIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import matplotlib
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
+from matplotlib.figure import Figure
+
+from crawler.export.tables import TABLE_NAMES
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
+SERVICES = ("arxiv", "oembed", "syndication", "semantic_scholar")
+SERVICE_LABELS = {
+    "arxiv": "arXiv API",
+    "oembed": "oEmbed",
+    "syndication": "Tweet details",
+    "semantic_scholar": "Semantic Scholar",
+}
+TOP_PAPERS = 15
+CHANGES_SHOWN = 25
+STATUS_COLORS = {
+    "ok": "#2a9d8f",
+    "not_found": "#e9c46a",
+    "deleted": "#f4a261",
+    "protected": "#e76f51",
+    "tombstone": "#b5838d",
+    "error": "#c1121f",
+    "disabled": "#adb5bd",
+}
+PALETTE = ["#264653", "#2a9d8f", "#e9c46a", "#f4a261", "#e76f51", "#8ab17d", "#6d597a", "#adb5bd"]
+_STYLE: dict[RcKeyType, Any] = {
+    "font.size": 10,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "axes.grid.axis": "y",
+    "grid.color": "#e5e5e5",
+    "axes.edgecolor": "#999999",
+    "axes.titleweight": "bold",
+    "legend.frameon": False,
+    "axes.axisbelow": True,
+}
+
+CSS = """
+:root { color-scheme: light; }
+body { margin: 0; background: #f4f5f7; color: #1d2330;
+       font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; }
+main { max-width: 980px; margin: 0 auto; padding: 28px 24px 48px; }
+header h1 { margin: 0 0 4px; font-size: 28px; }
+.period { margin: 0; color: #4a5263; font-size: 16px; }
+.stats { display: flex; flex-wrap: wrap; gap: 12px; margin: 18px 0 8px; padding: 0; }
+.stats li { list-style: none; background: #fff; border-radius: 8px; padding: 10px 16px;
+            box-shadow: 0 1px 2px rgba(0,0,0,.08); min-width: 110px; }
+.stats b { display: block; font-size: 22px; }
+.stats span { color: #4a5263; font-size: 13px; }
+nav { margin: 12px 0 0; font-size: 14px; }
+nav a { color: #1d6fa5; margin-right: 14px; text-decoration: none; }
+section { background: #fff; border-radius: 10px; margin: 22px 0; padding: 18px 22px;
+          box-shadow: 0 1px 3px rgba(0,0,0,.08); }
+h2 { margin: 0 0 10px; font-size: 20px; }
+h3 { margin: 18px 0 6px; font-size: 16px; }
+figure { margin: 0; }
+figure img { display: block; width: 100%; height: auto; }
+figcaption, .note { color: #4a5263; font-size: 13.5px; margin-top: 6px; }
+.nodata { background: #f4f5f7; border-radius: 6px; padding: 18px; color: #4a5263;
+          text-align: center; font-style: italic; }
+table { border-collapse: collapse; width: 100%; font-size: 13.5px; }
+th, td { text-align: left; padding: 6px 8px; border-bottom: 1px solid #e8e9ec;
+         vertical-align: top; }
+th { background: #f4f5f7; font-weight: 600; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+code, .mono { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12.5px;
+              color: #4a5263; overflow-wrap: anywhere; }
+.bad { color: #c1121f; font-weight: 600; }
+.good { color: #2a7d6f; font-weight: 600; }
+dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; margin: 0; }
+dl.facts dt { color: #4a5263; }
+dl.facts dd { margin: 0; }
+"""
+
+
+def _connect(dataset: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")  # days are UTC days, as in the records
+    for name in TABLE_NAMES:
+        source = "'" + str(dataset / f"{name}.parquet").replace("'", "''") + "'"
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({source})")
+    return con
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[Any, ...]]:
+    return con.sql(sql).fetchall()
+
+
+def _figure(height: float = 3.0) -> Figure:
+    fig = Figure(figsize=(9.0, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _img(fig: Figure, alt: str) -> str:
+    buf = BytesIO()
+    fig.savefig(buf, format="png", dpi=120, metadata={"Software": None}, facecolor="white")
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return f'<img class="plot" src="data:image/png;base64,{data}" alt="{escape(alt)}">'
+
+
+def _figure_html(fig: Figure | None, alt: str, caption: str, empty: str) -> str:
+    if fig is None:
+        return f'<p class="nodata">No data: {escape(empty)}</p>'
+    return f"<figure>{_img(fig, alt)}<figcaption>{escape(caption)}</figcaption></figure>"
+
+
+def _date_axis(ax: Any) -> None:
+    locator = AutoDateLocator(maxticks=10)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+# -- plots -----------------------------------------------------------------------------------
+
+
+def _daily(rows: Sequence[tuple[date, int]]) -> tuple[list[date], list[int]]:
+    """Every day from the first to the last, zero where no digest appeared."""
+    by_day = dict(rows)
+    first, last = rows[0][0], rows[-1][0]
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    return days, [by_day.get(d, 0) for d in days]
+
+
+def _entries_per_day(con: duckdb.DuckDBPyConnection) -> Figure | None:
+    rows = _rows(
+        con,
+        "SELECT post_date::DATE, count(*) FROM entries WHERE post_date IS NOT NULL "
+        "GROUP BY 1 ORDER BY 1",
+    )
+    if not rows:
+        return None
+    days, counts = _daily(rows)
+    fig = _figure()
+    ax = fig.add_subplot()
+    edges = date2num([*days, days[-1] + timedelta(days=1)])
+    ax.stairs(counts, edges, fill=True, color="#9ec5d8", label="entries")
+    if len(days) >= 14:
+        # trailing 7-day mean (fewer days at the very start)
+        mean = [sum(counts[max(0, i - 6) : i + 1]) / min(7, i + 1) for i in range(len(days))]
+        middays = date2num(days) + 0.5
+        ax.plot(middays, mean, color="#264653", linewidth=1.8, label="7-day mean")
+    ax.set_ylabel("entries")
+    ax.set_ylim(bottom=0)
+    fig.legend(loc="outside upper right", ncol=2)
+    _date_axis(ax)
+    return fig
+
+
+def _bucket(first: date, last: date) -> str:
+    span = (last - first).days
+    return "month" if span > 120 else "week" if span > 21 else "day"
+
+
+def _categories(con: duckdb.DuckDBPyConnection, bucket: str) -> Figure | None:
+    rows = _rows(
+        con,
+        f"SELECT date_trunc('{bucket}', post_date)::DATE AS b, "
+        "coalesce(primary_category, digest_categories[1], 'unknown') AS c, count(*) "
+        "FROM entries WHERE post_date IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    if not rows:
+        return None
+    totals: Counter[str] = Counter()
+    for _, category, n in rows:
+        totals[category] += n
+    top = [c for c, _ in totals.most_common(7)]
+    buckets = sorted({b for b, _, _ in rows})
+    series: dict[str, dict[date, int]] = defaultdict(lambda: defaultdict(int))
+    for b, category, n in rows:
+        series[category if category in top else "other"][b] += n
+    fig = _figure(3.4)
+    ax = fig.add_subplot()
+    width = {"month": 24, "week": 5.5, "day": 0.85}[bucket]
+    bottom = [0] * len(buckets)
+    for i, category in enumerate([*top, "other"] if "other" in series else top):
+        values = [series[category].get(b, 0) for b in buckets]
+        ax.bar(buckets, values, width=width, bottom=bottom, label=category,
+               color=PALETTE[i % len(PALETTE)], align="edge")  # fmt: skip
+        bottom = [a + v for a, v in zip(bottom, values, strict=True)]
+    ax.set_ylabel(f"entries per {bucket}")
+    handles, labels = ax.get_legend_handles_labels()  # listed top to bottom, as stacked
+    ax.legend(handles[::-1], labels[::-1], loc="center left", bbox_to_anchor=(1.0, 0.5))
+    _date_axis(ax)
+    return fig
+
+
+def _status_rows(con: duckdb.DuckDBPyConnection) -> list[tuple[str, dict[str, int]]]:
+    sources = (
+        ("arXiv metadata\n(entries)", "arxiv_status", "entries"),
+        ("Semantic Scholar\n(entries)", "impact_status", "entries"),
+        ("oEmbed\n(tweets)", "embed_status", "tweets"),
+        ("Tweet details\n(tweets)", "details_status", "tweets"),
+    )
+    out = []
+    for label, column, table in sources:
+        counts = dict(_rows(con, f"SELECT {column}, count(*) FROM {table} GROUP BY 1"))
+        if counts:
+            out.append((label, counts))
+    return out
+
+
+def _status_order(statuses: Iterable[str]) -> list[str]:
+    """ok first, then the known failures in a fixed order, unknown ones last."""
+    known = list(STATUS_COLORS)
+    return sorted(statuses, key=lambda s: (known.index(s) if s in known else len(known), s))
+
+
+def _label_bars(ax: Any, bars: Any, shares: Sequence[float]) -> None:
+    for bar, share in zip(bars, shares, strict=True):
+        if share >= 7:  # narrower segments have no room for a label
+            x = bar.get_x() + bar.get_width() / 2
+            y = bar.get_y() + bar.get_height() / 2
+            ax.text(x, y, f"{share:.0f}%", ha="center", va="center", color="white", fontsize=9)
+
+
+def _statuses(con: duckdb.DuckDBPyConnection) -> Figure | None:
+    rows = _status_rows(con)
+    if not rows:
+        return None
+    fig = _figure(0.75 * len(rows) + 1.0)
+    ax = fig.add_subplot()
+    ax.grid(False)
+    statuses = _status_order({s for _, c in rows for s in c})
+    labels = [label for label, _ in rows][::-1]
+    left = [0.0] * len(rows)
+    for status in statuses:
+        shares = [100 * c.get(status, 0) / sum(c.values()) for _, c in rows][::-1]
+        color = STATUS_COLORS.get(status, "#6d597a")
+        label = status.replace("_", " ")
+        bars = ax.barh(labels, shares, left=left, color=color, label=label, height=0.6)
+        _label_bars(ax, bars, shares)
+        left = [a + s for a, s in zip(left, shares, strict=True)]
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("share (%)")
+    fig.legend(loc="outside lower center", ncol=len(statuses))
+    return fig
+
+
+def _attention(con: duckdb.DuckDBPyConnection) -> tuple[Figure | None, int]:
+    rows = _rows(
+        con,
+        "SELECT favorites, citation_count FROM papers "
+        "WHERE favorites IS NOT NULL AND citation_count IS NOT NULL",
+    )
+    if not rows:
+        return None, 0
+    likes, citations = zip(*rows, strict=True)
+    fig = _figure(3.6)
+    ax = fig.add_subplot()
+    ax.grid(True, axis="both")
+    ax.scatter(likes, citations, s=14, alpha=0.45, color="#264653", edgecolors="none")
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_yscale("symlog", linthresh=1)
+    ax.set_xlabel("likes in the digest (symmetric log scale)")
+    ax.set_ylabel("citations (symmetric log scale)")
+    return fig, len(rows)
+
+
+def _service_counts(stats: Mapping[str, Any]) -> dict[str, dict[str, int]]:
+    names = list(SERVICES)
+    for key in stats:
+        parts = key.split("/")
+        if len(parts) == 3 and parts[0] in ("service", "retry") and parts[1] not in names:
+            names.append(parts[1])
+    out = {}
+    for name in names:
+        counts = {
+            "requests": stats.get(f"service/{name}/requests"),
+            "throttled": stats.get(f"service/{name}/throttled"),
+            "retries": stats.get(f"retry/{name}/count"),
+            "gave up": stats.get(f"retry/{name}/max_reached"),
+        }
+        if any(v is not None for v in counts.values()):
+            out[name] = {k: int(v or 0) for k, v in counts.items()}
+    return out
+
+
+def _health(services: Mapping[str, Mapping[str, int]]) -> Figure | None:
+    if not services or not any(any(c.values()) for c in services.values()):
+        return None
+    kinds = ("requests", "throttled", "retries", "gave up")
+    colors = ("#9ec5d8", "#f4a261", "#e9c46a", "#c1121f")
+    names = list(services)[::-1]  # the first service on top, as in the table below
+    fig = _figure(0.55 * len(names) + 1.2)
+    ax = fig.add_subplot()
+    ax.grid(True, axis="x")
+    ax.grid(False, axis="y")
+    height = 0.8 / len(kinds)
+    for i, (kind, color) in enumerate(zip(kinds, colors, strict=True)):
+        ys = [n + (1.5 - i) * height for n in range(len(names))]
+        ax.barh(ys, [services[n][kind] for n in names], height=height, color=color, label=kind)
+    ax.set_yticks(range(len(names)), [SERVICE_LABELS.get(n, n) for n in names])
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlabel("count (symmetric log scale)")
+    fig.legend(loc="outside lower center", ncol=4)
+    return fig
+
+
+# -- sections --------------------------------------------------------------------------------
+
+
+def _overview(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    ((posts, first, last),) = _rows(
+        con, "SELECT count(*), min(post_date)::DATE, max(post_date)::DATE FROM posts"
+    )
+    counts = {name: _rows(con, f"SELECT count(*) FROM {name}")[0][0] for name in TABLE_NAMES}
+    return {"posts": posts, "first": first, "last": last, "counts": counts}
+
+
+def _day(d: date) -> str:
+    return f"{d.day} {d:%B %Y}"
+
+
+def _header(dataset: Path, info: Mapping[str, Any]) -> str:
+    first, last = info["first"], info["last"]
+    period = f"{_day(first)} – {_day(last)}" if first else "no dated digest"
+    counts = info["counts"]
+    tiles = (
+        ("digests", counts["posts"]),
+        ("entries", counts["entries"]),
+        ("papers", counts["papers"]),
+        ("tweets", counts["tweets"]),
+    )
+    items = "".join(f"<li><b>{n:,}</b><span>{escape(label)}</span></li>" for label, n in tiles)
+    anchors = (
+        ("activity", "Activity"), ("categories", "Categories"), ("enrichment", "Enrichment"),
+        ("attention", "Attention"), ("top-papers", "Top papers"), ("run", "This run"),
+    )  # fmt: skip
+    nav = "".join(f'<a href="#{a}">{escape(t)}</a>' for a, t in anchors)
+    return (
+        f"<header><h1>Hot Papers dataset report</h1>"
+        f'<p class="period">{escape(period)} · <code>{escape(dataset.name)}</code></p>'
+        f'<ul class="stats">{items}</ul><nav>{nav}</nav></header>'
+    )
+
+
+def _table(head: str, body: str) -> str:
+    return f"<table><thead>{head}</thead><tbody>{body}</tbody></table>"
+
+
+def _section(anchor: str, title: str, body: str) -> str:
+    return f'<section id="{anchor}"><h2>{escape(title)}</h2>{body}</section>'
+
+
+def _plots(con: duckdb.DuckDBPyConnection, info: Mapping[str, Any]) -> list[str]:
+    bucket = _bucket(info["first"], info["last"]) if info["first"] else "month"
+    attention, plotted = _attention(con)
+    return [
+        _section("activity", "Entries per day", _figure_html(
+            _entries_per_day(con), "Bar chart of digest entries per day",
+            "Digest entries per day (shaded) and their trailing 7-day mean.",
+            "no dated entries.")),
+        _section("categories", "Categories over time", _figure_html(
+            _categories(con, bucket), f"Stacked bars of entries per {bucket} by category",
+            f"Entries per {bucket} by arXiv primary category (the digest's first category when "
+            "arXiv had no metadata); the seven most frequent shown, the rest as “other”.",
+            "no dated entries.")),
+        _section("enrichment", "Enrichment status", _figure_html(
+            _statuses(con), "Stacked bars of enrichment statuses",
+            "Share of entries (arXiv, Semantic Scholar) and of distinct tweets (oEmbed, tweet "
+            "details) by the status their enrichment ended with.",
+            "no entries and no tweets.")),
+        _section("attention", "Attention and citations", _figure_html(
+            attention, "Scatter plot of likes against citations",
+            f"{plotted:,} papers: the most likes any digest reported for the paper against its "
+            "citation count from Semantic Scholar. Both axes are logarithmic above 1 and "
+            "linear below, so papers with no citations still show.",
+            "no paper has both a like count and a citation count (is Semantic Scholar off?).")),
+    ]  # fmt: skip
+
+
+def _code_cell(urls: Sequence[str] | None) -> str:
+    if not urls:
+        return "–"
+    more = f" <span class='note'>+{len(urls) - 1} more</span>" if len(urls) > 1 else ""
+    return f'<span class="mono">{escape(urls[0])}</span>{more}'
+
+
+def _top_papers(con: duckdb.DuckDBPyConnection) -> str:
+    rows = _rows(
+        con,
+        "SELECT arxiv_id, coalesce(arxiv_title, digest_title), first_seen::DATE, appearances, "
+        "best_rank, favorites, citation_count, code_urls FROM papers "
+        "ORDER BY appearances DESC, best_rank, favorites DESC NULLS LAST, arxiv_id "
+        f"LIMIT {TOP_PAPERS}",
+    )
+    if not rows:
+        return _section("top-papers", "Top papers", '<p class="nodata">No data: no papers.</p>')
+    head = (
+        "<tr><th class='num'>#</th><th>Paper</th><th>First listed</th>"
+        "<th class='num'>Listings</th><th class='num'>Best rank</th><th class='num'>Likes</th>"
+        "<th class='num'>Citations</th><th>Code</th></tr>"
+    )
+    body = []
+    for n, (paper, title, first, listings, best, likes, cites, code) in enumerate(rows, 1):
+        body.append(
+            f"<tr><td class='num'>{n}</td><td>{escape(title or '')}<br>"
+            f"<span class='mono'>arXiv:{escape(paper)}</span></td>"
+            f"<td>{_fmt(first)}</td><td class='num'>{_fmt(listings)}</td>"
+            f"<td class='num'>{_fmt(best)}</td><td class='num'>{_fmt(likes)}</td>"
+            f"<td class='num'>{_fmt(cites)}</td><td>{_code_cell(code)}</td></tr>"
+        )
+    note = (
+        "<p class='note'>Ordered by the number of digests that listed the paper, then its best "
+        "rank and likes. Papers are at <span class='mono'>https://arxiv.org/abs/&lt;ID&gt;</span>"
+        " (shown as text: this page links to nothing outside itself).</p>"
+    )
+    table = _table(head, "".join(body))
+    return _section("top-papers", "Top papers", table + note)
+
+
+def _facts(run: Mapping[str, Any]) -> str:
+    labels = (
+        ("run_id", "Run"), ("started_at", "Started"), ("finished_at", "Finished"),
+        ("exit_status", "Exit status"), ("records", "Records written"),
+        ("changed_records", "Records changed"),
+    )  # fmt: skip
+    items = []
+    for key, label in labels:
+        value = run.get(key)
+        css = ""
+        if key == "exit_status" and value is not None:
+            css = ' class="good"' if value == 0 else ' class="bad"'
+        items.append(f"<dt>{escape(label)}</dt><dd{css}>{escape(_fmt(value))}</dd>")
+    return f'<dl class="facts">{"".join(items)}</dl>'
+
+
+def _service_table(services: Mapping[str, Mapping[str, int]]) -> str:
+    if not services:
+        return '<p class="nodata">No data: the run report has no per-service counts.</p>'
+    kinds = ("requests", "throttled", "retries", "gave up")
+    head = "<tr><th>Service</th>" + "".join(f"<th class='num'>{k}</th>" for k in kinds) + "</tr>"
+    body = "".join(
+        f"<tr><td>{escape(SERVICE_LABELS.get(name, name))}</td>"
+        + "".join(
+            f"<td class='num{' bad' if k == 'gave up' and c[k] else ''}'>{c[k]:,}</td>"
+            for k in kinds
+        )
+        + "</tr>"
+        for name, c in services.items()
+    )
+    return _table(head, body)
+
+
+def _record_statuses(stats: Mapping[str, Any]) -> str:
+    fields: dict[str, dict[str, int]] = defaultdict(dict)
+    for key, value in stats.items():
+        parts = key.split("/")
+        if len(parts) == 3 and parts[0] == "records" and isinstance(value, int):
+            field = "embed" if parts[1] == "embeds" else parts[1]  # schema-1 crawls said embeds
+            fields[field][parts[2]] = fields[field].get(parts[2], 0) + value
+    if not fields:
+        return ""
+    rows = "".join(
+        f"<tr><td>{escape(field)}</td><td>"
+        + ", ".join(f"{escape(s.replace('_', ' '))} {n:,}" for s, n in sorted(counts.items()))
+        + "</td></tr>"
+        for field, counts in sorted(fields.items())
+    )
+    return "<h3>Record statuses</h3>" + _table("<tr><th>Field</th><th>Statuses</th></tr>", rows)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = "null" if value is None else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _change_rows(changes: Sequence[Mapping[str, Any]]) -> Iterable[str]:
+    for line in changes[:CHANGES_SHOWN]:
+        for change in line.get("changes") or ():
+            fields = change.get("fields") or {}
+            what = "; ".join(
+                f"{name}: {_short(v.get('before'))} → {_short(v.get('after'))}"
+                for name, v in fields.items()
+            )
+            yield (
+                f"<tr><td>{escape(str(line.get('date') or '')[:10])}</td>"
+                f"<td>{escape(str(line.get('slug', '')))} #{_fmt(line.get('rank'))}</td>"
+                f"<td>{escape(str(change.get('what', '')))} "
+                f"<span class='mono'>{escape(str(change.get('key', '')))}</span></td>"
+                f"<td>{escape(what) or '–'}</td></tr>"
+            )
+
+
+def _changes(changes: Sequence[Mapping[str, Any]] | None) -> str:
+    if changes is None:
+        return "<h3>What changed</h3><p class='note'>No change feed was given.</p>"
+    if not changes:
+        return "<h3>What changed</h3><p class='note'>Nothing changed since the previous run.</p>"
+    every = [c for line in changes for c in line.get("changes") or ()]
+    names = Counter(name for c in every for name in c.get("fields") or {})
+    kinds = Counter(c.get("what", "?") for c in every)
+    summary = ", ".join(f"{n:,} {escape(str(k))}" for k, n in kinds.most_common())
+    fields = ", ".join(f"{escape(k)} ({n:,})" for k, n in names.most_common(8))
+    head = "<tr><th>Date</th><th>Entry</th><th>What</th><th>Fields (before → after)</th></tr>"
+    shown = (
+        f"All {len(changes):,} changed records."
+        if len(changes) <= CHANGES_SHOWN
+        else f"The first {CHANGES_SHOWN:,} of {len(changes):,} changed records."
+    )
+    return (
+        f"<h3>What changed</h3><p>{len(changes):,} records changed: {summary}. "
+        f"Fields most often changed: {fields or '–'}.</p>"
+        f"{_table(head, ''.join(_change_rows(changes)))}"
+        f"<p class='note'>{shown}</p>"
+    )
+
+
+def _run(run_report: Mapping[str, Any] | None, changes: Sequence[Mapping[str, Any]] | None) -> str:
+    if run_report is None:
+        body = "<p class='nodata'>No data: no run report was given.</p>" + _changes(changes)
+        return _section("run", "This run", body)
+    stats = run_report.get("stats") or {}
+    services = _service_counts(stats)
+    figure = _figure_html(
+        _health(services), "Bar chart of requests, retries and failures per service",
+        "Requests, retries, throttled answers and requests given up, per upstream service.",
+        "no requests were counted in this run.",
+    )  # fmt: skip
+    body = (
+        _facts(run_report) + "<h3>Upstream services</h3>" + figure + _service_table(services)
+        + _record_statuses(stats) + _changes(changes)
+    )  # fmt: skip
+    return _section("run", "This run", body)
+
+
+def render_report(
+    dataset: Path,
+    *,
+    run_report: Mapping[str, Any] | None = None,
+    changes: Sequence[Mapping[str, Any]] | None = None,
+) -> str:
+    """The report page as a string (what :func:`write_report` writes)."""
+    con = _connect(dataset)
+    try:
+        info = _overview(con)
+        with matplotlib.rc_context(_STYLE):
+            parts = [*_plots(con, info), _top_papers(con), _run(run_report, changes)]
+    finally:
+        con.close()
+    first, last = info["first"], info["last"]
+    title = f"Hot Papers {first} – {last}" if first else "Hot Papers"
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{CSS}</style></head>"
+        f"<body><main>{_header(Path(dataset), info)}{''.join(parts)}"
+        f"<footer class='note'>Tables: <code>{escape(Path(dataset).name)}</code> "
+        "(Parquet and DuckDB).</footer></main></body></html>\n"
+    )
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_report(
+    path: Path,
+    dataset: Path,
+    *,
+    run_report: dict[str, Any] | None,
+    changes: list[dict[str, Any]] | None,
+) -> None:
+    """Render the report for ``dataset`` and replace ``path`` with it in one rename."""
+    path = Path(path)
+    page = render_report(Path(dataset), run_report=run_report, changes=changes)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, page.encode("utf-8"))

@@ -1,0 +1,507 @@
+"""The dataset's tables, with column types derived from the record JSON schema.
+
+Every leaf of ``crawler/record/record.schema.json`` becomes a column whose type is read off the
+schema (``string`` -> string, ``integer`` -> int64, ``boolean`` -> bool, arrays -> lists, the
+``utc``/``utc_ms`` definitions -> timestamp[ms, UTC], ``date`` -> date32), nullable when the
+schema allows null or a status branch may leave it out. Types therefore never depend on what a
+run happened to see: a column that no record fills keeps its type, and a schema change shows up
+here as a column change (or a :class:`SchemaMappingError`) instead of drifting silently.
+
+Column names are the record's leaf names. Fields of ``post`` are always ``post_*`` (they are the
+join keys); other nested fields drop their block name (``digest.retweets`` -> ``retweets``)
+unless two would clash, then they keep it (``digest_title``, ``arxiv_title``, ``embed_status``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from functools import partial
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from crawler.record import schema as record_schema
+
+STRING = pa.string()
+INT = pa.int64()
+TIMESTAMP = pa.timestamp("ms", tz="UTC")
+DATE = pa.date32()
+ITEM = "*"  # a path step into the items of an array
+
+TABLE_NAMES = ("entries", "papers", "tweets", "entry_tweets", "tweet_history", "posts")
+
+_JSON_TYPES: dict[str, pa.DataType] = {
+    "string": STRING,
+    "integer": INT,
+    "boolean": pa.bool_(),
+    "number": pa.float64(),
+}
+# Definitions whose strings are instants or days: typed by name, so every use agrees.
+_REF_TYPES: dict[str, pa.DataType] = {"utc": TIMESTAMP, "utc_ms": TIMESTAMP, "date": DATE}
+# Arrays of objects that are tables of their own rather than list<struct> columns.
+_EXPLODED: dict[tuple[str, ...], str] = {
+    ("tweets",): "tweets",
+    ("tweets", ITEM, "details", "history"): "tweet_history",
+}
+# Facts about an embedding (this tweet in this entry), not about the tweet.
+_MOVED: dict[tuple[str, ...], str] = {("tweets", ITEM, "links_paper"): "entry_tweets"}
+_ROOTS: dict[str, tuple[str, ...]] = {
+    "entries": (),
+    "tweets": ("tweets", ITEM),
+    "entry_tweets": ("tweets", ITEM),
+    "tweet_history": ("tweets", ITEM, "details", "history", ITEM),
+}
+# A bare ``id`` says nothing in a table full of IDs.
+_RENAMED: dict[tuple[str, ...], str] = {
+    ("tweets", ITEM, "id"): "tweet_id",
+    ("arxiv", "id"): "versioned_id",
+}
+_ALWAYS_PREFIXED = frozenset({"post"})
+_KEY_FIRST = ("post_slug", "post_date", "rank", "arxiv_id")
+# The record blocks a paper's metadata comes from (the most recent record where they are ok).
+PAPER_BLOCKS = ("arxiv", "impact")
+
+TABLE_DOCS = {
+    "entries": "One row per digest entry (record), flattened.",
+    "papers": "One row per distinct arXiv ID: latest metadata, when and how it was listed.",
+    "tweets": "One row per distinct tweet: embed and details as last fetched.",
+    "entry_tweets": "One row per tweet embedded in an entry, in post order (position from 1).",
+    "tweet_history": "One row per observation of a tweet's like and reply counts.",
+    "posts": "One row per digest post.",
+}
+
+
+class SchemaMappingError(ValueError):
+    """The record schema has a shape that no column type is defined for."""
+
+
+@dataclass
+class _Shape:
+    """A JSON schema node reduced to what a column needs: kind, type and nullability."""
+
+    kind: str  # "scalar", "list", "object" or "null"
+    nullable: bool = False
+    type: pa.DataType | None = None
+    item: _Shape | None = None
+    props: dict[str, tuple[_Shape, bool]] = field(default_factory=dict)  # name -> (shape, optional)
+
+
+def _dotted(path: tuple[str, ...]) -> str:
+    return ".".join(path) or "<record>"
+
+
+def _type_of(value: Any, path: tuple[str, ...]) -> str:
+    for kind, cls in (("boolean", bool), ("integer", int), ("number", float), ("string", str)):
+        if isinstance(value, cls):
+            return kind
+    if value is None:
+        return "null"
+    raise SchemaMappingError(f"{_dotted(path)}: no column type for constant {value!r}")
+
+
+def _json_types(node: Mapping[str, Any], path: tuple[str, ...]) -> list[str]:
+    if "type" in node:
+        kind = node["type"]
+        return [kind] if isinstance(kind, str) else list(kind)
+    if "const" in node:
+        return [_type_of(node["const"], path)]
+    if "enum" in node:
+        return sorted({_type_of(v, path) for v in node["enum"]})
+    if "properties" in node:
+        return ["object"]
+    raise SchemaMappingError(f"{_dotted(path)}: the schema gives no type")
+
+
+def _union(shapes: list[_Shape], path: tuple[str, ...]) -> _Shape:
+    """oneOf/anyOf: one column holds every alternative, so they must agree on the type."""
+    nullable = any(s.nullable for s in shapes)
+    real = [s for s in shapes if s.kind != "null"]
+    if not real:
+        return _Shape("null", nullable=True)
+    kinds = {s.kind for s in real}
+    if len(kinds) > 1:
+        raise SchemaMappingError(f"{_dotted(path)}: alternatives of kinds {sorted(kinds)}")
+    first = real[0]
+    if first.kind == "scalar":
+        if len({str(s.type) for s in real}) > 1:
+            types = sorted({str(s.type) for s in real})
+            raise SchemaMappingError(f"{_dotted(path)}: alternatives typed {types}")
+        return _Shape("scalar", nullable, type=first.type)
+    if first.kind == "list":
+        items = [s.item for s in real if s.item is not None]
+        return _Shape("list", nullable, item=_union(items, (*path, ITEM)))
+    props: dict[str, tuple[_Shape, bool]] = {}
+    for name in dict.fromkeys(n for s in real for n in s.props):
+        present = [s.props[name] for s in real if name in s.props]
+        # absent from an alternative (an error has no title) or optional in one: may be missing
+        optional = len(present) < len(real) or any(opt for _, opt in present)
+        props[name] = (_union([sh for sh, _ in present], (*path, name)), optional)
+    return _Shape("object", nullable, props=props)
+
+
+def _intersection(shapes: list[_Shape], path: tuple[str, ...]) -> _Shape:
+    """allOf: every part applies, so properties add up and one part's requirement holds."""
+    if len(shapes) == 1:
+        return shapes[0]
+    if any(s.kind != "object" for s in shapes):
+        raise SchemaMappingError(f"{_dotted(path)}: allOf is only mapped for objects")
+    props: dict[str, tuple[_Shape, bool]] = {}
+    for name in dict.fromkeys(n for s in shapes for n in s.props):
+        present = [s.props[name] for s in shapes if name in s.props]
+        merged = _union([sh for sh, _ in present], (*path, name))
+        merged.nullable = all(sh.nullable for sh, _ in present)
+        props[name] = (merged, all(opt for _, opt in present))
+    return _Shape("object", all(s.nullable for s in shapes), props=props)
+
+
+class _Walker:
+    def __init__(self, schema: Mapping[str, Any]) -> None:
+        self.definitions: Mapping[str, Any] = schema.get("definitions", {})
+
+    def shape(self, node: Mapping[str, Any], path: tuple[str, ...]) -> _Shape:
+        if "$ref" in node:
+            return self._ref(str(node["$ref"]), path)
+        for key in ("oneOf", "anyOf"):
+            if key in node:
+                return _union([self.shape(b, path) for b in node[key]], path)
+        if "allOf" in node:
+            return _intersection([self.shape(b, path) for b in node["allOf"]], path)
+        return self._typed(node, path)
+
+    def _ref(self, ref: str, path: tuple[str, ...]) -> _Shape:
+        name = ref.rsplit("/", 1)[-1]
+        if name in _REF_TYPES:
+            return _Shape("scalar", type=_REF_TYPES[name])
+        if name not in self.definitions:
+            raise SchemaMappingError(f"{_dotted(path)}: unknown $ref {ref}")
+        return self.shape(self.definitions[name], path)
+
+    def _typed(self, node: Mapping[str, Any], path: tuple[str, ...]) -> _Shape:
+        types = _json_types(node, path)
+        nullable = "null" in types
+        kinds = [t for t in types if t != "null"]
+        if not kinds:
+            return _Shape("null", nullable=True)
+        if len(kinds) > 1:
+            raise SchemaMappingError(f"{_dotted(path)}: one column cannot hold {kinds}")
+        kind = kinds[0]
+        if kind == "object":
+            required = set(node.get("required", ()))
+            props = {
+                name: (self.shape(sub, (*path, name)), name not in required)
+                for name, sub in node.get("properties", {}).items()
+            }
+            return _Shape("object", nullable, props=props)
+        if kind == "array":
+            if "items" not in node:
+                raise SchemaMappingError(f"{_dotted(path)}: an array without items")
+            return _Shape("list", nullable, item=self.shape(node["items"], (*path, ITEM)))
+        if kind in _JSON_TYPES:
+            return _Shape("scalar", nullable, type=_JSON_TYPES[kind])
+        raise SchemaMappingError(f"{_dotted(path)}: no column type for JSON type {kind!r}")
+
+
+def _arrow(shape: _Shape, path: tuple[str, ...]) -> pa.DataType:
+    if shape.kind == "scalar" and shape.type is not None:
+        return shape.type
+    if shape.kind == "list" and shape.item is not None:
+        item = shape.item
+        return pa.list_(pa.field("item", _arrow(item, (*path, ITEM)), nullable=item.nullable))
+    if shape.kind == "object" and shape.props:
+        return pa.struct(
+            pa.field(name, _arrow(sub, (*path, name)), nullable=sub.nullable or optional)
+            for name, (sub, optional) in shape.props.items()
+        )
+    raise SchemaMappingError(f"{_dotted(path)}: no column type for a {shape.kind} value")
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One leaf of the record and the column it lands in."""
+
+    path: tuple[str, ...]  # from the record's root; ITEM steps into array items
+    table: str
+    column: str
+    type: pa.DataType
+    nullable: bool
+
+    @property
+    def rel(self) -> tuple[str, ...]:
+        """The path below the table's row object (the record, a tweet, a history item)."""
+        return self.path[len(_ROOTS[self.table]) :]
+
+    @property
+    def field(self) -> pa.Field:
+        return pa.field(self.column, self.type, nullable=self.nullable)
+
+
+_Raw = tuple[tuple[str, ...], str, pa.DataType, bool]
+
+
+def _flatten(shape: _Shape, path: tuple[str, ...], table: str, nullable: bool) -> list[_Raw]:
+    if shape.kind == "object":
+        if not shape.props:
+            raise SchemaMappingError(f"{_dotted(path)}: an object without properties")
+        out: list[_Raw] = []
+        for name, (sub, optional) in shape.props.items():
+            child = (*path, name)
+            inner = nullable or shape.nullable or optional
+            out += _flatten(sub, child, _MOVED.get(child, table), inner)
+        return out
+    if path in _EXPLODED and shape.kind == "list" and shape.item is not None:
+        # one row per item, in a table of its own: the row exists, so nothing is inherited
+        return _flatten(shape.item, (*path, ITEM), _EXPLODED[path], False)
+    return [(path, table, _arrow(shape, path), nullable or shape.nullable)]
+
+
+def _candidate(path: tuple[str, ...], rel: tuple[str, ...]) -> str:
+    if path in _RENAMED:
+        return _RENAMED[path]
+    if len(rel) == 1 or rel[0] in _ALWAYS_PREFIXED:
+        return "_".join(rel)
+    return "_".join(rel[1:])
+
+
+def _name(raw: list[_Raw]) -> list[Leaf]:
+    rels = [path[len(_ROOTS[table]) :] for path, table, _, _ in raw]
+    names = [_candidate(path, rel) for (path, _, _, _), rel in zip(raw, rels, strict=True)]
+    seen = Counter(zip((t for _, t, _, _ in raw), names, strict=True))
+    leaves = []
+    for (path, table, kind, nullable), rel, name in zip(raw, rels, names, strict=True):
+        if seen[table, name] > 1 and len(rel) > 1 and path not in _RENAMED:
+            name = "_".join(rel)  # two leaves would share the name: keep the block's name
+        leaves.append(Leaf(path, table, name, kind, nullable))
+    dupes = Counter((leaf.table, leaf.column) for leaf in leaves)
+    for (table, column), count in dupes.items():
+        if count > 1:
+            raise SchemaMappingError(f"{table}.{column}: {count} leaves would share this column")
+    return leaves
+
+
+def record_leaves(schema: Mapping[str, Any] | None = None) -> list[Leaf]:
+    """Every leaf of the record schema with its table, column name and type."""
+    schema = record_schema() if schema is None else schema
+    shape = _Walker(schema).shape(schema, ())
+    if shape.kind != "object":
+        raise SchemaMappingError("<record>: the record is not an object")
+    return _name(_flatten(shape, (), "entries", False))
+
+
+def _column(fields: Mapping[str, pa.Field], name: str, *, nullable: bool | None = None) -> pa.Field:
+    f = fields[name]
+    return f if nullable is None else f.with_nullable(nullable)
+
+
+def _derived_schemas(leaves: list[Leaf]) -> dict[str, list[pa.Field]]:
+    """Tables built from leaves plus aggregates; copied columns keep their leaf's type."""
+    entries = {leaf.column: leaf.field for leaf in leaves if leaf.table == "entries"}
+    tweets = {leaf.column: leaf.field for leaf in leaves if leaf.table == "tweets"}
+    when = _column(entries, "post_date", nullable=True)
+    rank = _column(entries, "rank", nullable=False)
+    count = partial(pa.field, type=INT, nullable=False)
+    metadata = [
+        f.with_nullable(True)
+        for leaf, f in ((leaf, leaf.field) for leaf in leaves if leaf.table == "entries")
+        if leaf.path[0] in PAPER_BLOCKS
+    ]
+    ranks = pa.struct([when, rank])
+    papers = [
+        _column(entries, "arxiv_id", nullable=False),
+        when.with_name("first_seen"),
+        when.with_name("last_seen"),
+        count("appearances"),
+        rank.with_name("best_rank"),
+        pa.field("ranks", pa.list_(pa.field("item", ranks, nullable=False)), nullable=False),
+        _column(entries, "digest_title", nullable=True),
+        *metadata,
+        _column(entries, "favorites", nullable=True),
+        _column(entries, "retweets", nullable=True),
+        count("tweet_count"),
+        pa.field("linking_tweet_count", INT),
+        _column(tweets, "favorite_count", nullable=True).with_name("tweet_likes"),
+        _column(entries, "code_urls", nullable=False),
+    ]
+    posts = [f for leaf, f in ((x, x.field) for x in leaves) if leaf.path[:1] == ("post",)]
+    return {
+        "papers": papers,
+        "posts": [*posts, count("entries"), count("embedded_tweets")],
+        "tweets": [when.with_name("first_seen"), when.with_name("last_seen"), count("appearances")],
+        "entries": [count("tweet_count")],
+        "entry_tweets_keys": [
+            *(_column(entries, n) for n in _KEY_FIRST),
+            count("position"),
+            _column(tweets, "tweet_id"),
+        ],
+        "tweet_history_keys": [_column(tweets, "tweet_id")],
+    }
+
+
+def _check_unique(name: str, fields: list[pa.Field]) -> pa.Schema:
+    dupes = [n for n, c in Counter(f.name for f in fields).items() if c > 1]
+    if dupes:
+        raise SchemaMappingError(f"{name}: columns {dupes} are defined twice")
+    return pa.schema(fields)
+
+
+def table_schemas(schema: Mapping[str, Any] | None = None) -> dict[str, pa.Schema]:
+    """The Arrow schema of every table, in :data:`TABLE_NAMES` order."""
+    leaves = record_leaves(schema)
+    by_table = {t: [leaf.field for leaf in leaves if leaf.table == t] for t in _ROOTS}
+    derived = _derived_schemas(leaves)
+    entries = sorted(by_table["entries"], key=lambda f: (f.name not in _KEY_FIRST, _key_pos(f)))
+    fields = {
+        "entries": [*entries, *derived["entries"]],
+        "papers": derived["papers"],
+        "tweets": [*by_table["tweets"], *derived["tweets"]],
+        "entry_tweets": [*derived["entry_tweets_keys"], *by_table["entry_tweets"]],
+        "tweet_history": [*derived["tweet_history_keys"], *by_table["tweet_history"]],
+        "posts": derived["posts"],
+    }
+    return {name: _check_unique(name, fields[name]) for name in TABLE_NAMES}
+
+
+def _key_pos(f: pa.Field) -> int:
+    return _KEY_FIRST.index(f.name) if f.name in _KEY_FIRST else 0
+
+
+class Layout:
+    """Leaves and table schemas for one record schema, with the row extraction they imply."""
+
+    def __init__(self, leaves: tuple[Leaf, ...], schemas: Mapping[str, pa.Schema]) -> None:
+        self.leaves = leaves
+        self.schemas = schemas
+        self._by_table = {t: tuple(x for x in leaves if x.table == t) for t in _ROOTS}
+        self._paths = {t: [(x.column, x.rel) for x in self._by_table[t]] for t in _ROOTS}
+
+    def leaves_of(self, table: str) -> tuple[Leaf, ...]:
+        return self._by_table.get(table, ())
+
+    def extract(self, table: str, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """The leaf columns of ``table`` from ``obj``, the object one row of it stands for."""
+        return {column: _get(obj, rel) for column, rel in self._paths[table]}
+
+
+def _get(obj: Any, path: tuple[str, ...]) -> Any:
+    for step in path:
+        if not isinstance(obj, dict):  # dict, not Mapping: this runs a million times a run
+            return None
+        obj = obj.get(step)
+    return obj
+
+
+def layout(schema: Mapping[str, Any] | None = None) -> Layout:
+    if schema is None:
+        return LAYOUT
+    return Layout(tuple(record_leaves(schema)), table_schemas(schema))
+
+
+def _instant(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)  # "Z" ok
+
+
+def _day(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(value)
+
+
+def _each(convert: Callable[[Any], Any], values: list[Any]) -> list[Any]:
+    return [None if v is None else convert(v) for v in values]
+
+
+def _fields(converts: dict[str, Callable[[Any], Any] | None], value: Mapping[str, Any]) -> Any:
+    return {
+        k: value.get(k) if c is None or value.get(k) is None else c(value[k])
+        for k, c in converts.items()
+    }
+
+
+def _converter(kind: pa.DataType) -> Callable[[Any], Any] | None:
+    """How a JSON value becomes what pyarrow takes for ``kind``; None when it already is."""
+    if pa.types.is_timestamp(kind):
+        return _instant
+    if pa.types.is_date32(kind):
+        return _day
+    if pa.types.is_list(kind):
+        inner = _converter(kind.value_type)
+        return None if inner is None else partial(_each, inner)
+    if pa.types.is_struct(kind):
+        converts = {f.name: _converter(f.type) for f in kind}
+        return None if not any(converts.values()) else partial(_fields, converts)
+    return None
+
+
+class Rows:
+    """Column buffers for one table: dict rows in, typed RecordBatches out.
+
+    Rows must carry exactly the table's columns, so a misspelt derived column fails loudly
+    instead of writing a column of nulls.
+    """
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.schema = schema
+        self._converts = [(f.name, _converter(f.type)) for f in schema]
+        self._columns: dict[str, list[Any]] = {f.name: [] for f in schema}
+        self._names = set(self._columns)
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        if row.keys() != self._names:
+            missing = sorted(self._names - set(row))
+            extra = sorted(set(row) - self._names)
+            raise ValueError(f"row does not fit the table: missing {missing}, unknown {extra}")
+        for name, convert in self._converts:
+            value = row[name]
+            if convert is not None and value is not None:
+                value = convert(value)
+            self._columns[name].append(value)
+        self._count += 1
+
+    def take(self) -> pa.RecordBatch:
+        """The buffered rows as one batch; the buffer starts over."""
+        arrays = [pa.array(self._columns[f.name], type=f.type) for f in self.schema]
+        batch = pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+        self._columns = {f.name: [] for f in self.schema}
+        self._count = 0
+        return batch
+
+
+class TableWriter:
+    """One table's Parquet file, written a batch (one row group) at a time: memory stays flat."""
+
+    def __init__(self, where: Any, schema: pa.Schema, *, batch_rows: int = 4096) -> None:
+        self.rows = Rows(schema)
+        self.batch_rows = batch_rows
+        self.written = 0
+        self._writer = pq.ParquetWriter(where, schema, compression="zstd")
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= self.batch_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if len(self.rows):
+            self.written += len(self.rows)
+            self._writer.write_batch(self.rows.take())
+
+    def close(self) -> None:
+        """Write what is buffered and the file's footer; the file is complete afterwards."""
+        self.flush()
+        self._writer.close()
+
+
+def entry_row(record: Mapping[str, Any], lay: Layout | None = None) -> dict[str, Any]:
+    """One ``entries`` row from one record (shared by the dataset and the Parquet feed)."""
+    lay = lay or LAYOUT
+    return {**lay.extract("entries", record), "tweet_count": len(record.get("tweets") or ())}
+
+
+LAYOUT = Layout(tuple(record_leaves()), table_schemas())
+SCHEMAS: Mapping[str, pa.Schema] = LAYOUT.schemas
+ENTRIES: pa.Schema = SCHEMAS["entries"]
