@@ -103,7 +103,7 @@ def crawl_cmd(
 
 def endpoint_settings(standin: StandIn) -> dict[str, object]:
     """Point every upstream the crawler calls at the stand-in (one line per new service)."""
-    return {"ARXIV_API_URL": standin.arxiv_url, "OEMBED_URL": standin.oembed_url}
+    return dict(standin.settings)
 
 
 _STAT = re.compile(r"'(?P<k>[a-z_/]+(?:/[a-z_]+)*)': (?P<v>[0-9.]+)")

@@ -110,7 +110,14 @@ REFRESH = "none"
 FEED_EXPORTERS = {
     "jsonlines": "crawler.export.jsonlines.SortedJsonLinesExporter",
     "jsonl": "crawler.export.jsonlines.SortedJsonLinesExporter",
+    "parquet": "crawler.export.parquet.ParquetItemExporter",
 }
+# After a run that replaced the snapshot: typed Parquet tables and a DuckDB file in a folder,
+# and a self-contained HTML report ("{name}" is the snapshot's path without its suffix: the
+# defaults sit beside output/digests.jsonl). Empty turns either off; the report needs the
+# dataset.
+DATASET_DIR = "{name}.dataset"
+REPORT_FILE = "{name}.report.html"
 
 # --- Reporting ----------------------------------------------------------------------------------
 EXTENSIONS = {

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from crawler.exporters import dumps, sort_key
+from crawler.export.jsonlines import dumps, sort_key
 from crawler.items import ArxivMeta, DigestEntry, Embed, Impact, Post, Tweet, TweetDetails
 from crawler.record import build_record, schema_errors
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import duckdb
 
+from crawler.export.jsonlines import sort_key
 from crawler.export.tables import (
     LAYOUT,
     PAPER_BLOCKS,
@@ -36,7 +37,6 @@ from crawler.export.tables import (
     TableWriter,
     entry_row,
 )
-from crawler.exporters import sort_key
 from crawler.record import SCHEMA_VERSION, schema_errors
 
 BATCH_ROWS = 4096  # rows per Parquet row group and per staging write

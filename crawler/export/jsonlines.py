@@ -15,6 +15,7 @@ import logging
 import os
 import sqlite3
 import tempfile
+from collections.abc import Iterator
 from typing import IO, Any
 
 from itemadapter import ItemAdapter
@@ -46,9 +47,14 @@ def mark_failed(file: Any, reason: str) -> None:
             setattr(file, EXPORT_FAILED, reason)
 
 
-class SortedJsonLinesExporter(BaseItemExporter):
-    def __init__(self, file: IO[bytes], **kwargs: Any) -> None:
-        super().__init__(dont_fail=True, **kwargs)
+class RecordPark:
+    """Records parked in a temporary SQLite file beside the output, read back sorted.
+
+    Shared by the JSONL and Parquet exporters: the same order, identical records collapsed
+    once, and a count of what was accounted for, or the reason it failed, on the feed file.
+    """
+
+    def __init__(self, file: Any) -> None:
         self.file = file
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._db: sqlite3.Connection | None = None
@@ -61,7 +67,7 @@ class SortedJsonLinesExporter(BaseItemExporter):
         name = getattr(self.file, "name", None)
         return os.path.dirname(name) if isinstance(name, str) and os.path.isabs(name) else None
 
-    def start_exporting(self) -> None:
+    def open(self) -> None:
         try:
             self._tmp = tempfile.TemporaryDirectory(
                 prefix=".hot-papers-sort-", dir=self._work_dir()
@@ -75,13 +81,13 @@ class SortedJsonLinesExporter(BaseItemExporter):
                 "CREATE TABLE r (k TEXT, line BLOB, PRIMARY KEY (k, line)) WITHOUT ROWID"
             )
         except (OSError, sqlite3.Error) as exc:
-            self._fail(f"cannot park records for sorting: {exc}")
+            self.fail(f"cannot park records for sorting: {exc}")
 
-    def _fail(self, reason: str) -> None:
+    def fail(self, reason: str) -> None:
         self.failed = True
         mark_failed(self.file, reason)
 
-    def export_item(self, item: Any) -> None:
+    def add(self, item: Any) -> None:
         self.received += 1
         if self.failed:
             return
@@ -89,7 +95,7 @@ class SortedJsonLinesExporter(BaseItemExporter):
         try:
             self._rows.append((sort_key(record), dumps(record)))
         except (TypeError, ValueError) as exc:  # not JSON, or text that is not UTF-8
-            self._fail(f"record {self.received} cannot be written as JSON: {exc}")
+            self.fail(f"record {self.received} cannot be written as JSON: {exc}")
             return
         if len(self._rows) >= 500:
             self._insert()
@@ -101,25 +107,53 @@ class SortedJsonLinesExporter(BaseItemExporter):
             inserted = self._db.executemany("INSERT OR IGNORE INTO r VALUES (?, ?)", self._rows)
             self.collapsed += len(self._rows) - inserted.rowcount
         except sqlite3.Error as exc:
-            self._fail(f"cannot park records for sorting: {exc}")
+            self.fail(f"cannot park records for sorting: {exc}")
         self._rows.clear()
 
-    def finish_exporting(self) -> None:
+    def sorted_lines(self) -> Iterator[bytes]:
+        """The parked records as JSON lines, in snapshot order (nothing if the park failed).
+
+        Equal keys (two entries with one rank in a damaged post) sort by content, so the order
+        never depends on timing.
+        """
         self._insert()
-        written = 0
+        if self._db is None or self.failed:
+            return
         try:
-            if self._db is not None and not self.failed:
-                # Equal keys (two entries with one rank in a damaged post) sort by content, so
-                # the order never depends on timing.
-                for (line,) in self._db.execute("SELECT line FROM r ORDER BY k, line"):
-                    self.file.write(line)
-                    written += 1
-        except (OSError, sqlite3.Error) as exc:
-            self._fail(f"cannot write the sorted records: {exc}")
-        finally:
-            if self._db is not None:
-                self._db.close()
-            if self._tmp is not None:
-                self._tmp.cleanup()
+            for (line,) in self._db.execute("SELECT line FROM r ORDER BY k, line"):
+                yield line
+        except sqlite3.Error as exc:
+            self.fail(f"cannot read the parked records back: {exc}")
+
+    def close(self, written: int) -> None:
+        """Tell the feed storage how many records the file accounts for."""
+        if self._db is not None:
+            self._db.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
         if not self.failed:
             setattr(self.file, RECORDS_IN_FILE, written + self.collapsed)
+
+
+class SortedJsonLinesExporter(BaseItemExporter):
+    def __init__(self, file: IO[bytes], **kwargs: Any) -> None:
+        super().__init__(dont_fail=True, **kwargs)
+        self.file = file
+        self.park = RecordPark(file)
+
+    def start_exporting(self) -> None:
+        self.park.open()
+
+    def export_item(self, item: Any) -> None:
+        self.park.add(item)
+
+    def finish_exporting(self) -> None:
+        written = 0
+        try:
+            for line in self.park.sorted_lines():
+                self.file.write(line)
+                written += 1
+        except OSError as exc:
+            self.park.fail(f"cannot write the sorted records: {exc}")
+        finally:
+            self.park.close(written)

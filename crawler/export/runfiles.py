@@ -26,7 +26,9 @@ from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 
+from crawler.export.dataset import DatasetError, write_dataset
 from crawler.export.jsonlines import sort_key
+from crawler.export.report import write_report
 from crawler.outcome import Outcome
 from crawler.state.extension import State
 from crawler.state.store import StateError
@@ -61,6 +63,12 @@ def feed_path(feeds: dict[str, Any]) -> Path | None:
     return None
 
 
+def _beside(template: str | None, name: str) -> Path | None:
+    """``{name}.dataset`` -> ``output/digests.dataset`` for the snapshot output/digests.jsonl;
+    empty turns the output off."""
+    return Path(template.replace("{name}", name)) if template else None
+
+
 def record_keys(record: dict[str, Any]) -> Iterator[tuple[str, str]]:
     """The (kind, key) pairs of the values a record carries."""
     arxiv_id = record.get("arxiv_id")
@@ -92,6 +100,10 @@ class RunFiles:
         self._ids: list[int] = []
         self._hits: Any = None  # temporary file: one line per record that carries a change
         self.changed_records = 0
+        self.changes: list[dict[str, Any]] = []  # this run's change lines, for the HTML report
+        name = str(self.path.with_suffix(""))
+        self.dataset_dir = _beside(crawler.settings.get("DATASET_DIR"), name)
+        self.report_file = _beside(crawler.settings.get("REPORT_FILE"), name)
         crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(self.item_scraped, signal=signals.item_scraped)
         crawler.signals.connect(self.finish, signal=signals.feed_exporter_closed)
@@ -159,7 +171,7 @@ class RunFiles:
         self._load_pending()
         if not self._pending:
             return None
-        lines = self._change_lines()
+        lines = self.changes = self._change_lines()
         self.changed_records = len(lines)
         changes_file = None
         if lines:
@@ -186,7 +198,27 @@ class RunFiles:
         finally:
             if self._hits is not None:
                 self._hits.close()
+        if self.replaced():
+            self.write_analysis(self.report(changes_file))
         self.write_report(changes_file)
+
+    def write_analysis(self, run_report: dict[str, Any]) -> None:
+        """The dataset folder and the HTML report, replaced like the snapshot, only when the
+        snapshot was: a run that keeps the previous snapshot keeps the previous dataset."""
+        assert self.path is not None
+        if self.dataset_dir is None:
+            return
+        if self.path.suffix.lower() not in (".jsonl", ".jsonlines", ".json"):
+            logger.info("no dataset: the snapshot %s is not JSON Lines", self.path)
+            return
+        try:
+            write_dataset(self.path, self.dataset_dir, run_report=run_report)
+            if self.report_file is not None:
+                write_report(
+                    self.report_file, self.dataset_dir, run_report=run_report, changes=self.changes
+                )
+        except (DatasetError, OSError, ValueError) as exc:
+            self.outcome.output_failed(str(exc).splitlines()[0])
 
     def report(self, changes_file: Path | None) -> dict[str, Any]:
         stats = self.crawler.stats.get_stats()
