@@ -58,6 +58,16 @@ def run_crawl(
     return Crawl(records, raw, proc.stderr.decode("utf-8", "replace"), proc.returncode)
 
 
+def unobserved(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records without the times their tweets were observed: two crawls from scratch differ
+    in nothing else."""
+    records = json.loads(json.dumps(records))
+    for tweet in (t for r in records for t in r["tweets"]):
+        for point in tweet["details"].get("history", []):
+            point.pop("observed_at")
+    return records
+
+
 @pytest.fixture(scope="session")
 def catalogue() -> Catalogue:
     return Catalogue.from_digests(SAMPLES, seed=0)

@@ -112,11 +112,17 @@ def test_default_feed_and_atomic_write(tmp_path: Path, standin: StandIn) -> None
     out.write_text("previous snapshot\n")
     result = run_crawl(out, standin, settings={"ARXIV_DELAY": 0.2}, default_feed=True)
     assert len(result.records) == 103
-    # Beside it only the run report, the state and the locks; no temporary file is left.
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
+    # Beside it only the run report, the dataset (a link to its folder), the HTML report, the
+    # state and the locks; no temporary file is left.
+    names = sorted(p.name for p in tmp_path.iterdir())
+    (folder,) = [n for n in names if n.startswith(".out.dataset-")]
+    assert (tmp_path / "out.dataset").resolve() == (tmp_path / folder).resolve()
+    assert [n for n in names if n != folder] == [
         ".out.jsonl.lock",
         ".state.sqlite3.lock",
+        "out.dataset",
         "out.jsonl",
+        "out.report.html",
         "out.run.json",
         "state.sqlite3",
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -10,14 +11,15 @@ from pathlib import Path
 import pytest
 
 from crawler.downloader.middleware import retry_after_seconds
-from tests.conftest import Crawl, run_crawl
+from tests.conftest import Crawl, run_crawl, unobserved
 from tests.standin import Catalogue, Fault, StandIn
 
 FAST = {"ARXIV_DELAY": 0.3, "RETRY_BACKOFF_BASE": 0.05, "PROGRESS_INTERVAL": 1}
 
 
 def _sorted_lines(crawl: Crawl) -> list[bytes]:
-    return sorted(crawl.raw.splitlines())
+    """The output regardless of order and of when tweets were observed."""
+    return sorted(json.dumps(r).encode() for r in unobserved(crawl.records))
 
 
 @pytest.fixture(scope="module")

@@ -186,9 +186,9 @@ def schedule(
 ) -> str:
     """Schedule a crawl against the stand-in with its feed at ``out``; wait; return the job id."""
     settings = {
-        "ARXIV_API_URL": standin.arxiv_url,
-        "OEMBED_URL": standin.oembed_url,
+        **standin.settings,
         "ARXIV_DELAY": "0.1",
+        "S2_DELAY": "0.1",
         "DEFAULT_FEED": str(out),
         "STATE_DB": str(out.parent / "state.sqlite3"),  # a fresh state: every ID is fetched
         "PROGRESS_INTERVAL": "0",
