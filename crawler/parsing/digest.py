@@ -111,20 +111,23 @@ def _slug_from_source(source: str) -> str:
 # --- front matter -----------------------------------------------------------------------------
 
 
+# libyaml when present: the front matter is read twice (events, then values), both in C.
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 class _AliasError(yaml.YAMLError):
     def __init__(self, mark: Any) -> None:
         super().__init__("front matter uses YAML aliases")
         self.problem_mark = mark
 
 
-class _FrontMatterLoader(yaml.SafeLoader):  # type: ignore[misc]
-    """SafeLoader that refuses aliases: 40 KB of nested aliases expand into gigabytes, and no
-    digest needs them."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            raise _AliasError(self.peek_event().start_mark)
-        return super().compose_node(parent, index)
+def _safe_load(raw: str) -> Any:
+    """Load YAML with a safe loader, refusing alias events before anything is built: 40 KB of
+    nested aliases expand into gigabytes, and no digest needs them."""
+    for event in yaml.parse(raw, Loader=_SAFE_LOADER):
+        if isinstance(event, yaml.AliasEvent):
+            raise _AliasError(event.start_mark)
+    return yaml.load(raw, Loader=_SAFE_LOADER)
 
 
 @dataclass(slots=True)
@@ -137,7 +140,7 @@ class _FrontMatter:
 def _load_yaml(raw: str, first_line: int, problems: list[Problem]) -> dict[Any, Any] | None:
     """The front matter as a mapping; None (and one problem) if it cannot be used."""
     try:
-        meta = yaml.load(raw, Loader=_FrontMatterLoader)
+        meta = _safe_load(raw)
     except _AliasError as exc:
         problems.append(Problem(first_line + exc.problem_mark.line, f"{exc}; ignored"))
         return None
@@ -448,17 +451,15 @@ def parse_digest(
     text = text.removeprefix("\ufeff")
     front = _front_matter(text, front_matter_max, problems)
     post = _post(front.meta, source, encoding, problems)
-    headings, overflow = _headings(text, front.body_start, max(0, max_entries))
+    limit = max(0, max_entries)
+    headings, overflow = _headings(text, front.body_start, limit)
     if overflow:
         line, skipped = overflow
-        problems.append(
-            Problem(
-                line,
-                f"digest has more than {max_entries} entries; the {skipped} from here on are "
-                "skipped (MAX_ENTRIES_PER_DIGEST)",
-                "error",
-            )
+        message = (
+            f"digest has more than {limit} entries; the {skipped} from here on are skipped "
+            "(MAX_ENTRIES_PER_DIGEST)"
         )
+        problems.append(Problem(line, message, "error"))
     elif not headings:
         if not front.valid:
             raise DigestError("no entries ('# N. Title' headings) found")

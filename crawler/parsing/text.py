@@ -121,12 +121,13 @@ def _repair_run(run: str, codec: str) -> tuple[list[tuple[int, int, str]], int]:
     return repairs, repaired
 
 
-def _pieces(run: str, repairs: list[tuple[int, int, str]]) -> list[_Piece]:
-    """The run with its repairs applied and the sequences a byte short in between marked."""
+def _pieces(run: str, shorts: list[int], repairs: list[tuple[int, int, str]]) -> list[_Piece]:
+    """The run with its repairs applied and the sequences a byte short in between marked
+    (``shorts``: :func:`_short_sequences` of the run)."""
     out: list[_Piece] = []
     at = 0
     for start, end, char in [*repairs, (len(run), len(run), "")]:
-        out += _split_gaps(run, at, start)
+        out += _split_gaps(run, shorts, at, start)
         if char:
             out.append(_Repaired(char))
         at = end
@@ -153,7 +154,8 @@ def _score(pieces: list[_Piece], repaired: int, table: dict[str, int], lossy: bo
 
 def _fix_run(match: re.Match[str]) -> list[_Piece]:
     run = match.group(0)
-    plain = _pieces(run, [])
+    shorts = _short_sequences(run)
+    plain = _pieces(run, shorts, [])
     best, best_score, best_repairs = plain, _score(plain, 0, _LOSSY, lossy=True), []
     for codec, table in _BYTES.items():
         # Mojibake of one charset consists only of that charset's characters; a charset that
@@ -161,11 +163,13 @@ def _fix_run(match: re.Match[str]) -> list[_Piece]:
         if not all(c in table for c in run):
             continue
         repairs, count = _repair_run(run, codec)
-        pieces = _pieces(run, repairs)
+        if not count:
+            continue
+        pieces = _pieces(run, shorts, repairs)
         # The reading that explains the run best wins, so cp1252 damage with lost bytes is not
         # outvoted by accidental Mac Roman sequences in it ("‚ãã" is not ⋋).
         score = _score(pieces, count, table, lossy=codec in _DROPPED)
-        if count and score > best_score:
+        if score > best_score:
             best, best_score, best_repairs = pieces, score, repairs
     if len(best_repairs) == 1 and not _plausible_pair(match, *best_repairs[0]):
         return plain
@@ -243,28 +247,37 @@ def _candidates(raw: str) -> frozenset[str]:
     return frozenset(found)
 
 
-def _short_sequence(run: str, i: int, stop: int) -> int:
-    """Length of a UTF-8 sequence exactly one byte short at ``run[i]``, ending by ``stop``.
+_LEADS = frozenset(c for c, b in _LOSSY.items() if _seq_len(b))
 
-    The character after it, wherever it belongs, must not continue it: then it is not short.
+
+def _short_sequence(run: str, i: int) -> int:
+    """Length of a UTF-8 sequence exactly one byte short at ``run[i]``, else 0.
+
+    The character after it, whatever it turns out to be, must not continue it: then it is not
+    short.
     """
     for codec in _DROPPED:
         table = _BYTES[codec]
         n = _seq_len(table.get(run[i], 0))
         end = i + n - 1
-        if not n or end > stop or (end < len(run) and _is_continuation(table, run[end])):
+        if not n or end > len(run) or (end < len(run) and _is_continuation(table, run[end])):
             continue
         if all(_is_continuation(table, c) for c in run[i + 1 : end]) and _candidates(run[i:end]):
             return n - 1
     return 0
 
 
-def _split_gaps(run: str, start: int, stop: int) -> list[_Piece]:
+def _short_sequences(run: str) -> list[int]:
+    """:func:`_short_sequence` at every position of the run (all readings share them)."""
+    return [_short_sequence(run, i) if c in _LEADS else 0 for i, c in enumerate(run)]
+
+
+def _split_gaps(run: str, shorts: list[int], start: int, stop: int) -> list[_Piece]:
     """``run[start:stop]`` (left as it is) with its sequences a byte short marked as gaps."""
     out: list[_Piece] = []
     i = start
     while i < stop:
-        length = _short_sequence(run, i, stop)
+        length = shorts[i] if i + shorts[i] <= stop else 0
         if not length:
             i += 1
             continue
@@ -292,9 +305,8 @@ class _Side:
     nearest: str | None  # script of the nearest clean letter on that side
 
 
-def _sides(pieces: Iterable[_Piece], near_end: Callable[[str], str]) -> list[_Side]:
-    """For each piece, the clean letters before it (``near_end`` orders a piece's characters
-    from the end facing the next piece)."""
+def _sides(pieces: Iterable[_Piece], backwards: bool) -> list[_Side]:
+    """For each piece, the clean letters before it (after it, scanning ``backwards``)."""
     sides: list[_Side] = []
     touching = nearest = None
     for piece in pieces:
@@ -303,9 +315,8 @@ def _sides(pieces: Iterable[_Piece], near_end: Callable[[str], str]) -> list[_Si
             touching = None
             continue
         repaired = isinstance(piece, _Repaired)
-        chars = near_end(piece)
-        touching = _clean_script(chars[0], repaired)
-        for char in chars:
+        touching = _clean_script(piece[0] if backwards else piece[-1], repaired)
+        for char in piece if backwards else reversed(piece):
             script = _clean_script(char, repaired)
             if script:
                 nearest = script
@@ -431,14 +442,14 @@ def _mend_gaps(pieces: list[_Piece]) -> None:
         view: list[_Piece] = [
             _Repaired(p.fixed) if isinstance(p, _Gap) and p.fixed else p for p in pieces
         ]
-        if not _mend_round(view):
+        if not _mend_round(view) or not any(isinstance(p, _Gap) and not p.fixed for p in pieces):
             return
 
 
 def _mend_round(pieces: list[_Piece]) -> bool:
     """One round over the runs of gaps still open; True if it mended any."""
-    lefts = _sides(pieces, lambda p: p[::-1])
-    rights = _sides(reversed(pieces), lambda p: p)[::-1]
+    lefts = _sides(pieces, backwards=False)
+    rights = _sides(reversed(pieces), backwards=True)[::-1]
     palette_memo: list[set[str]] = []
 
     def palette() -> set[str]:
