@@ -13,7 +13,8 @@ from dataclasses import dataclass
 # archive[.SUBJECT]/YYMMNNN, e.g. hep-th/9901001, math.GT/0309136.
 _NEW = r"(?P<new>\d{2}(?:0[1-9]|1[0-2])\.\d{4,5})"
 _OLD = r"(?P<old>[a-z]+(?:-[a-z]+)*(?:\.[A-Z]{2})?/\d{2}(?:0[1-9]|1[0-2])\d{3})"
-_ID_RE = re.compile(rf"(?:{_NEW}|{_OLD})(?:v(?P<version>[1-9]\d*))?")
+# arXiv versions are small; more than four digits is damage (downstream stores them as int64).
+_ID_RE = re.compile(rf"(?:{_NEW}|{_OLD})(?:v(?P<version>[1-9]\d{{0,3}}))?")
 
 # What follows /abs/ or /pdf/ in a link, up to the end of the URL.
 _LINK_RE = re.compile(r"https?://(?:www\.|export\.)?arxiv\.org/(?:abs|pdf)/(?P<rest>[^\s?#)]+)")
@@ -29,13 +30,18 @@ class MalformedArxivId(ValueError):
     """The text is not an arXiv identifier arXiv would accept."""
 
 
+def _shown(text: str, limit: int = 40) -> str:
+    """``text`` quoted for a message, cut short: a link may hold thousands of characters."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "…"
+
+
 def parse_arxiv_id(text: str) -> ArxivId:
     text = text.strip()
     if text.endswith(".pdf"):
         text = text[:-4]
     m = _ID_RE.fullmatch(text)
     if not m:
-        raise MalformedArxivId(f"malformed arXiv ID {text!r}")
+        raise MalformedArxivId(f"malformed arXiv ID {_shown(text)}")
     version = m.group("version")
     return ArxivId(m.group("new") or m.group("old"), int(version) if version else None)
 
@@ -44,7 +50,7 @@ def arxiv_id_from_url(url: str) -> ArxivId:
     """Take the ID from an abs or pdf link; raises :class:`MalformedArxivId`."""
     m = _LINK_RE.match(url.strip())
     if not m:
-        raise MalformedArxivId(f"not an arXiv abs/pdf link: {url!r}")
+        raise MalformedArxivId(f"not an arXiv abs/pdf link: {_shown(url)}")
     return parse_arxiv_id(m.group("rest"))
 
 

@@ -2,23 +2,29 @@
 
 Damage is reported, not fatal: every problem becomes a :class:`Problem` with a line number and
 parsing goes on with what can be read. Only input with nothing to read raises :class:`DigestError`.
+Every step is linear in the size of the input, so a hostile file costs time in proportion to its
+size, and ``max_entries`` bounds the work per digest.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import PurePosixPath
+from typing import Any
 from urllib.parse import urlparse
 
 import yaml
-from frontmatter.default_handlers import YAMLHandler
 
 from crawler.items import DigestEntry, Post, Tweet
-from crawler.parsing.arxiv_ids import MalformedArxivId, arxiv_id_from_url
+from crawler.parsing.arxiv_ids import ArxivId, MalformedArxivId, arxiv_id_from_url
 from crawler.parsing.text import DecodeError, decode_bytes, repair_mojibake, squash_ws
 from crawler.parsing.tweets import TweetParseError, parse_blockquote
+
+MAX_ENTRIES = 1000  # the real blog has 10 to 30 entries a digest
+FRONT_MATTER_MAX = 65536  # characters; the real front matter is about 300
 
 
 class DigestError(ValueError):
@@ -39,15 +45,27 @@ class Digest:
     problems: list[Problem] = field(default_factory=list)
 
 
-_YAML = YAMLHandler()
-_HEADER_RE = re.compile(r"^#[ \t]+(?P<rank>\d{1,9})\.[ \t]*(?P<title>.*?)[ \t]*$", re.M)
+# Characters that are invisible but would keep a line from starting with '#' or '-'.
+_INVISIBLE = "\ufeff\u200b\u200c\u200d\u2060"
+_STRIP = f" \t\r\f\v{_INVISIBLE}"
+_FENCE_RE = re.compile(r"^-{3,}[ \t\r]*$", re.M)
+# Harmless variants of '# N. Title' count as headings: leading blanks or invisible characters,
+# '##' and deeper, '# N)'. A heading that is not seen would merge two entries.
+_HEADING_RE = re.compile(
+    rf"^[ \t{_INVISIBLE}]*#{{1,6}}[ \t{_INVISIBLE}]*(?P<rank>\d{{1,9}})[.)](?P<title>[^\n]*)",
+    re.M,
+)
 _COUNTS_RE = re.compile(
     r"^-\s*retweets:\s*(?P<rt>\d{1,12})\s*,\s*favorites:\s*(?P<fav>\d{1,12})"
     r"(?:\s*\((?P<mo>\d{2})/(?P<d>\d{2})/(?P<y>\d{4})\s+(?P<t>\d{2}:\d{2}:\d{2})\))?"
 )
 _LINKS_RE = re.compile(r"^-\s*links:", re.I)
-_MD_LINK_RE = re.compile(r"\[(?P<label>[^\]]*)\]\((?P<url>[^)\s]*)\)")
-_CATEGORY_LINK_RE = re.compile(r"\[(?P<cat>[^\]]+)\]\(https?://(?:www\.)?arxiv\.org/list/[^)]*\)")
+# Labels hold no brackets and URLs no parentheses, so a line of '[' or '(' stays linear.
+_MD_LINK_RE = re.compile(r"\[(?P<label>[^\[\]\n]*)\]\((?P<url>[^()\s]*)\)")
+_CATEGORY_LINK_RE = re.compile(
+    r"\[(?P<cat>[^\[\]\n]{1,100})\]\(https?://(?:www\.)?arxiv\.org/list/[^()\s]{0,200}\)"
+)
+_ARXIV_LINK_RE = re.compile(r"https?://(?:www\.|export\.)?arxiv\.org/(?:abs|pdf)/[^\s?#()\[\]]+")
 # Opening tags are bounded ({0,500}) so hostile input ("<blockquote " repeated) stays linear.
 _BLOCKQUOTE_RE = re.compile(
     r"<blockquote\b(?P<attrs>[^>]{0,500})>.*?(?:</blockquote>|\Z)", re.S | re.I
@@ -57,6 +75,7 @@ _DATE_RE = re.compile(
     r"^(?P<d>\d{4}-\d{2}-\d{2})(?:[T ](?P<t>\d{2}:\d{2}(?::\d{2})?)(?:\.\d*)?"
     r"\s*(?P<tz>Z|[+-]\d{2}:?\d{2})?)?$"
 )
+_MISSING_HEADING = "is a '# N.' heading missing above it?"
 
 
 def iso_utc(value: object) -> str | None:
@@ -84,47 +103,85 @@ def iso_utc(value: object) -> str | None:
     return iso_utc(dt)
 
 
-def _line_at(text: str, pos: int) -> int:
-    return text.count("\n", 0, pos) + 1
-
-
 def _slug_from_source(source: str) -> str:
     path = urlparse(source).path if "://" in source else source
     return PurePosixPath(path.replace("\\", "/")).stem or "digest"
 
 
-def _front_matter(text: str, problems: list[Problem]) -> tuple[dict, int]:
-    """Metadata and the offset where the body starts."""
-    if not _YAML.detect(text):
-        problems.append(Problem(1, "no YAML front matter; post fields taken from the file name"))
-        return {}, 0
-    fences = list(_YAML.FM_BOUNDARY.finditer(text))  # type: ignore[union-attr]
-    if len(fences) < 2:
-        problems.append(Problem(1, "front matter is never closed by '---'"))
-        return {}, fences[0].end()
-    raw = text[fences[0].end() : fences[1].start()]
+# --- front matter -----------------------------------------------------------------------------
+
+
+# libyaml when present: the front matter is read twice (events, then values), both in C.
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _AliasError(yaml.YAMLError):
+    def __init__(self, mark: Any) -> None:
+        super().__init__("front matter uses YAML aliases")
+        self.problem_mark = mark
+
+
+def _safe_load(raw: str) -> Any:
+    """Load YAML with a safe loader, refusing alias events before anything is built: 40 KB of
+    nested aliases expand into gigabytes, and no digest needs them."""
+    for event in yaml.parse(raw, Loader=_SAFE_LOADER):
+        if isinstance(event, yaml.AliasEvent):
+            raise _AliasError(event.start_mark)
+    return yaml.load(raw, Loader=_SAFE_LOADER)
+
+
+@dataclass(slots=True)
+class _FrontMatter:
+    meta: dict[Any, Any]
+    body_start: int  # where the entries begin
+    valid: bool  # present, readable and a mapping: the file is a digest even without entries
+
+
+def _load_yaml(raw: str, first_line: int, problems: list[Problem]) -> dict[Any, Any] | None:
+    """The front matter as a mapping; None (and one problem) if it cannot be used."""
     try:
-        meta = _YAML.load(raw)
+        meta = _safe_load(raw)
+    except _AliasError as exc:
+        problems.append(Problem(first_line + exc.problem_mark.line, f"{exc}; ignored"))
+        return None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 2 if mark is not None else 1
+        line = first_line + mark.line if mark is not None else first_line
         reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         problems.append(Problem(line, f"invalid YAML front matter ({reason})"))
-        meta = {}
+        return None
     except (ValueError, OverflowError, RecursionError) as exc:  # e.g. date: 2021-13-45
-        problems.append(Problem(2, f"invalid YAML front matter ({exc})"))
-        meta = {}
+        problems.append(Problem(first_line, f"invalid YAML front matter ({exc})"))
+        return None
     if not isinstance(meta, dict):
-        problems.append(Problem(2, "front matter is not a mapping; ignored"))
-        meta = {}
-    return meta, fences[1].end()
+        problems.append(Problem(first_line, "front matter is not a mapping; ignored"))
+        return None
+    return meta
+
+
+def _front_matter(text: str, limit: int, problems: list[Problem]) -> _FrontMatter:
+    opening = _FENCE_RE.match(text)
+    if not opening:
+        problems.append(Problem(1, "no YAML front matter; post fields taken from the file name"))
+        return _FrontMatter({}, 0, valid=False)
+    closing = _FENCE_RE.search(text, opening.end())
+    if closing is None:
+        problems.append(Problem(1, "front matter is never closed by '---'"))
+        return _FrontMatter({}, opening.end(), valid=False)
+    raw = text[opening.end() : closing.start()]
+    if len(raw) > limit:
+        line = 1 + raw.count("\n", 0, limit)
+        problems.append(Problem(line, f"front matter is longer than {limit} characters; ignored"))
+        return _FrontMatter({}, closing.end(), valid=False)
+    meta = _load_yaml(raw, 1, problems)
+    return _FrontMatter(meta or {}, closing.end(), valid=bool(meta))
 
 
 def _str_or_none(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def _post(meta: dict, source: str, encoding: str, problems: list[Problem]) -> Post:
+def _post(meta: dict[Any, Any], source: str, encoding: str, problems: list[Problem]) -> Post:
     raw_tags = meta.get("tags") or []
     tags = [str(t) for t in raw_tags] if isinstance(raw_tags, list) else [str(raw_tags)]
     post_date = iso_utc(meta.get("date"))
@@ -142,93 +199,165 @@ def _post(meta: dict, source: str, encoding: str, problems: list[Problem]) -> Po
     )
 
 
-def _parse_entry(
-    post: Post, rank: int, title: str, block: str, line: int, problems: list[Problem]
-) -> DigestEntry:
-    def problem(offset_line: int, message: str, severity: str = "warning") -> None:
-        problems.append(Problem(line + offset_line, f"entry {rank}: {message}", severity))
+# --- one entry --------------------------------------------------------------------------------
 
+_Report = Callable[..., None]  # (relative line, message, severity="warning")
+
+
+def _tweets(block: str, report: _Report) -> tuple[list[Tweet], str]:
+    """Tweets of an entry's block, and the block without its blockquotes and scripts.
+
+    Removed markup leaves its newlines behind, so prose lines keep their line numbers.
+    """
     tweets: list[Tweet] = []
+    line = pos = 0
     for m in _BLOCKQUOTE_RE.finditer(block):
         if "twitter-tweet" not in m["attrs"]:
             continue
-        rel = block.count("\n", 0, m.start())
+        line += block.count("\n", pos, m.start())
+        pos = m.start()
         markup = m.group(0)
         if not markup.lower().rstrip().endswith("</blockquote>"):
-            problem(rel, "tweet blockquote is cut off")
+            report(line, "tweet blockquote is cut off")
         try:
             tweets.append(parse_blockquote(markup))
         except TweetParseError as exc:
-            problem(rel, str(exc), "error")
-    prose = _SCRIPT_RE.sub("", _BLOCKQUOTE_RE.sub("", block))
+            report(line, str(exc), "error")
 
-    authors_line: str | None = None
-    retweets = favorites = None
-    counts_at = abs_url = pdf_url = None
-    categories: list[str] = []
-    links_seen = False
-    abstract: list[str] = []
-    for rel, raw in enumerate(prose.split("\n")):
-        text = raw.strip()
-        if not text:
-            continue
-        if m := _COUNTS_RE.match(text):
-            retweets, favorites = int(m["rt"]), int(m["fav"])
-            if m["y"]:
-                counts_at = f"{m['y']}-{m['mo']}-{m['d']}T{m['t']}Z"
-        elif _LINKS_RE.match(text):
-            links_seen = True
-            for link in _MD_LINK_RE.finditer(text):
-                label = link["label"].strip().lower()
-                if label == "abs":
-                    abs_url = link["url"]
-                elif label == "pdf":
-                    pdf_url = link["url"]
-        elif text.startswith("-") and _CATEGORY_LINK_RE.search(text):
-            categories = [c["cat"].strip() for c in _CATEGORY_LINK_RE.finditer(text)]
-        elif authors_line is None and retweets is None and not links_seen:
-            authors_line = text
-        elif text.startswith("- ") and not abstract:
-            problem(rel, f"unrecognised line {text[:60]!r}")
+    def keep_lines(m: re.Match[str]) -> str:
+        return "\n" * m.group(0).count("\n")
+
+    return tweets, _SCRIPT_RE.sub(keep_lines, _BLOCKQUOTE_RE.sub(keep_lines, block))
+
+
+def _classify(text: str) -> str:
+    """What a stripped, non-empty line of an entry is."""
+    if _COUNTS_RE.match(text):
+        return "counts"
+    if _LINKS_RE.match(text):
+        return "links"
+    if text.startswith("-") and _CATEGORY_LINK_RE.search(text):
+        return "categories"
+    return "text"
+
+
+@dataclass(slots=True)
+class _Lines:
+    """What an entry's prose lines say. The first counts, links and category lines win: later
+    ones belong to an entry whose heading was not seen, and are reported, not absorbed."""
+
+    report: _Report
+    authors: str | None = None
+    counts: re.Match[str] | None = None
+    links_line: int | None = None
+    abs_url: str | None = None
+    pdf_url: str | None = None
+    categories: list[str] | None = None
+    abstract: list[str] = field(default_factory=list)
+    paper: str | None = None  # the first arXiv ID linked outside tweets
+    warned: bool = False
+
+    def read(self, prose: str) -> None:
+        for rel, raw in enumerate(prose.split("\n")):
+            text = raw.strip(_STRIP)
+            if text:
+                kind = _classify(text)
+                getattr(self, f"_{kind}")(rel, text)
+                self._papers(rel, text)
+
+    def _counts(self, rel: int, text: str) -> None:
+        self.counts = self.counts or _COUNTS_RE.match(text)
+
+    def _links(self, rel: int, text: str) -> None:
+        if self.links_line is not None:
+            self._warn(rel, "second links line here")
+            return
+        self.links_line = rel
+        for link in _MD_LINK_RE.finditer(text):
+            label = link["label"].strip().lower()
+            if label == "abs":
+                self.abs_url = link["url"]
+            elif label == "pdf":
+                self.pdf_url = link["url"]
+
+    def _categories(self, rel: int, text: str) -> None:
+        if self.categories is None:
+            self.categories = [c["cat"].strip() for c in _CATEGORY_LINK_RE.finditer(text)]
+
+    def _text(self, rel: int, text: str) -> None:
+        if self.authors is None and self.counts is None and self.links_line is None:
+            self.authors = text
+        elif text.startswith("- ") and not self.abstract:
+            self.report(rel, f"unrecognised line {text[:60]!r}")
         else:
-            abstract.append(text)
+            self.abstract.append(text)
 
-    arxiv_ref = None
-    arxiv_problem = None
-    link = abs_url or pdf_url
-    if not links_seen:
-        arxiv_problem = "entry has no links line"
-        problem(0, arxiv_problem, "error")
-    elif not link:
-        arxiv_problem = "links line has no abs or pdf link"
-        problem(0, arxiv_problem, "error")
-    else:
-        try:
-            arxiv_ref = arxiv_id_from_url(link)
-        except MalformedArxivId as exc:
-            arxiv_problem = str(exc)
-            problem(0, arxiv_problem, "error")
-    if retweets is None:
-        problem(0, "no retweets/favorites line")
+    def _papers(self, rel: int, text: str) -> None:
+        for url in _ARXIV_LINK_RE.findall(text):
+            try:
+                paper = arxiv_id_from_url(url).base
+            except MalformedArxivId:
+                continue
+            if self.paper is None:
+                self.paper = paper
+            elif paper != self.paper:
+                self._warn(rel, f"second arXiv paper {paper} here (after {self.paper})")
 
-    authors = (
-        [a for a in (squash_ws(x) for x in repair_mojibake(authors_line).split(",")) if a]
-        if authors_line
-        else []
-    )
+    def _warn(self, rel: int, what: str) -> None:
+        if not self.warned:  # one merge, one message
+            self.warned = True
+            self.report(rel, f"{what}; {_MISSING_HEADING}")
+
+
+def _arxiv_ref(lines: _Lines) -> tuple[ArxivId | None, str | None]:
+    """The entry's paper, or why it has none."""
+    if lines.links_line is None:
+        return None, "entry has no links line"
+    link = lines.abs_url or lines.pdf_url
+    if not link:
+        return None, "links line has no abs or pdf link"
+    try:
+        return arxiv_id_from_url(link), None
+    except MalformedArxivId as exc:
+        return None, str(exc)
+
+
+def _authors(line: str | None) -> list[str]:
+    if not line:
+        return []
+    return [a for a in (squash_ws(x) for x in repair_mojibake(line).split(",")) if a]
+
+
+def _parse_entry(
+    post: Post, rank: int, title: str, block: str, line: int, problems: list[Problem]
+) -> DigestEntry:
+    def report(rel: int, message: str, severity: str = "warning") -> None:
+        problems.append(Problem(line + rel, f"entry {rank}: {message}", severity))
+
+    tweets, prose = _tweets(block, report)
+    lines = _Lines(report)
+    lines.read(prose)
+    arxiv_ref, arxiv_problem = _arxiv_ref(lines)
+    if arxiv_problem:
+        report(0, arxiv_problem, "error")
+    counts = lines.counts
+    if counts is None:
+        report(0, "no retweets/favorites line")
     return DigestEntry(
         post=post,
         rank=rank,
         line=line,
         title=squash_ws(repair_mojibake(title)),
-        authors=authors,
-        retweets=retweets,
-        favorites=favorites,
-        counts_at=counts_at,
-        abs_url=abs_url,
-        pdf_url=pdf_url,
-        categories=categories,
-        abstract=squash_ws(repair_mojibake(" ".join(abstract))),
+        authors=_authors(lines.authors),
+        retweets=int(counts["rt"]) if counts else None,
+        favorites=int(counts["fav"]) if counts else None,
+        counts_at=f"{counts['y']}-{counts['mo']}-{counts['d']}T{counts['t']}Z"
+        if counts and counts["y"]
+        else None,
+        abs_url=lines.abs_url,
+        pdf_url=lines.pdf_url,
+        categories=lines.categories or [],
+        abstract=squash_ws(repair_mojibake(" ".join(lines.abstract))),
         arxiv_id=arxiv_ref.base if arxiv_ref else None,
         arxiv_version=arxiv_ref.version if arxiv_ref else None,
         arxiv_problem=arxiv_problem,
@@ -236,42 +365,129 @@ def _parse_entry(
     )
 
 
-def parse_digest(text: str, source: str, encoding: str = "utf-8") -> Digest:
-    """Parse a decoded digest. Raises :class:`DigestError` only when no entry can be found."""
-    problems: list[Problem] = []
-    meta, body_start = _front_matter(text, problems)
-    post = _post(meta, source, encoding, problems)
-    headers = list(_HEADER_RE.finditer(text, body_start))
-    if not headers:
-        raise DigestError("no entries ('# N. Title' headings) found")
-    entries = []
+# --- the whole digest -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Heading:
+    rank: int
+    title: str
+    line: int
+    start: int  # where the entry's block begins (end of the heading line)
+    end: int = -1  # where it ends (the next heading, or the end of the text)
+
+
+def _headings(text: str, start: int, limit: int) -> tuple[list[_Heading], tuple[int, int] | None]:
+    """The first ``limit`` entry headings after ``start``, and the line of the first heading
+    beyond the limit with how many there are (None if there are none).
+
+    Line numbers are counted as the scan goes, never from the start again (that was quadratic).
+    """
+    found: list[_Heading] = []
+    line, pos = 1 + text.count("\n", 0, start), start
+    matches = _HEADING_RE.finditer(text, start)
+    for m in matches:
+        line += text.count("\n", pos, m.start())
+        pos = m.start()
+        if found:
+            found[-1].end = m.start()
+        if len(found) == limit:
+            return found, (line, 1 + sum(1 for _ in matches))
+        found.append(_Heading(int(m["rank"]), m["title"].strip(_STRIP), line, m.end()))
+    if found:
+        found[-1].end = len(text)
+    return found, None
+
+
+def _without_nuls(text: str, problems: list[Problem]) -> str:
+    """Drop NUL characters (one stray NUL must not cost the file), naming the lines they were on."""
+    lines: list[int] = []
+    line, pos = 1, 0
+    while (at := text.find("\x00", pos)) >= 0:
+        line += text.count("\n", pos, at)
+        if not lines or lines[-1] != line:
+            lines.append(line)
+        pos = at + 1
+    more = f" (and on {len(lines) - 1} more lines)" if len(lines) > 1 else ""
+    problems.append(Problem(lines[0], f"NUL bytes removed{more}"))
+    return text.replace("\x00", "")
+
+
+def _check_entries(entries: list[DigestEntry], problems: list[Problem]) -> None:
     seen: dict[str, int] = {}
-    for i, header in enumerate(headers):
-        end = headers[i + 1].start() if i + 1 < len(headers) else len(text)
-        line = _line_at(text, header.start())
-        entry = _parse_entry(
-            post, int(header["rank"]), header["title"], text[header.end() : end], line, problems
-        )
-        if entry.arxiv_id is not None:
-            if entry.arxiv_id in seen:
-                problems.append(
-                    Problem(line, f"entry {entry.rank}: same paper as entry {seen[entry.arxiv_id]}")
+    for entry in entries:
+        if entry.arxiv_id is None:
+            continue
+        if entry.arxiv_id in seen:
+            problems.append(
+                Problem(
+                    entry.line, f"entry {entry.rank}: same paper as entry {seen[entry.arxiv_id]}"
                 )
-            seen.setdefault(entry.arxiv_id, entry.rank)
-        entries.append(entry)
+            )
+        seen.setdefault(entry.arxiv_id, entry.rank)
     last = entries[-1]
     if last.retweets is None or last.arxiv_id is None:
         problems.append(Problem(last.line, f"entry {last.rank}: post looks cut off here"))
+
+
+def parse_digest(
+    text: str,
+    source: str,
+    encoding: str = "utf-8",
+    *,
+    max_entries: int = MAX_ENTRIES,
+    front_matter_max: int = FRONT_MATTER_MAX,
+) -> Digest:
+    """Parse a decoded digest.
+
+    Entries beyond ``max_entries`` are skipped with one error; front matter longer than
+    ``front_matter_max`` characters is ignored. Raises :class:`DigestError` only when the text has
+    neither an entry nor valid front matter (a post with front matter and no entries is a digest
+    with nothing in it, as the real blog has).
+    """
+    problems: list[Problem] = []
+    if "\x00" in text:
+        text = _without_nuls(text, problems)
+    text = text.removeprefix("\ufeff")
+    front = _front_matter(text, front_matter_max, problems)
+    post = _post(front.meta, source, encoding, problems)
+    limit = max(0, max_entries)
+    headings, overflow = _headings(text, front.body_start, limit)
+    if overflow:
+        line, skipped = overflow
+        message = (
+            f"digest has more than {limit} entries; the {skipped} from here on are skipped "
+            "(MAX_ENTRIES_PER_DIGEST)"
+        )
+        problems.append(Problem(line, message, "error"))
+    elif not headings:
+        if not front.valid:
+            raise DigestError("no entries ('# N. Title' headings) found")
+        problems.append(Problem(None, "no entries ('# N. Title' headings) found"))
+    entries = [
+        _parse_entry(post, h.rank, h.title, text[h.start : h.end], h.line, problems)
+        for h in headings
+    ]
+    if entries:
+        _check_entries(entries, problems)
     return Digest(post=post, entries=entries, problems=problems)
 
 
-def parse_digest_bytes(data: bytes, source: str) -> Digest:
+def parse_digest_bytes(
+    data: bytes,
+    source: str,
+    *,
+    max_entries: int = MAX_ENTRIES,
+    front_matter_max: int = FRONT_MATTER_MAX,
+) -> Digest:
     """Decode (BOM, UTF-8, legacy charset) then parse; :class:`DigestError` if unreadable."""
     try:
         text, encoding = decode_bytes(data)
     except DecodeError as exc:
         raise DigestError(str(exc)) from exc
-    digest = parse_digest(text, source, encoding)
+    digest = parse_digest(
+        text, source, encoding, max_entries=max_entries, front_matter_max=front_matter_max
+    )
     if encoding not in ("utf-8", "utf-8-sig"):
         digest.problems.insert(0, Problem(None, f"not UTF-8; decoded as {encoding}"))
     return digest
