@@ -93,7 +93,7 @@ class StateStore:
         try:
             yield
         except sqlite3.DatabaseError as exc:
-            message = str(exc)
+            message = " ".join(str(exc).split())  # integrity reports span lines: one line
             if "not a database" in message or "malformed" in message:
                 doing = "is corrupt (move it away to start afresh, or restore a backup)"
             raise StateError(f"STATE_DB {self.path} {doing}: {message}") from None
