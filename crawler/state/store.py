@@ -116,7 +116,10 @@ class StateStore:
             columns = {r[1] for r in self.db.execute("PRAGMA table_info(fetched)")}
             if "run_id" not in columns:  # format 1
                 self.db.execute("ALTER TABLE fetched ADD COLUMN run_id TEXT NOT NULL DEFAULT ''")
-        self.db.execute(f"PRAGMA user_version={FORMAT}")
+        if self.db.execute("PRAGMA user_version").fetchone()[0] != FORMAT:
+            # Only when it changes: opening a current file writes nothing, so a run refused
+            # because another one holds the lock has not touched that run's database.
+            self.db.execute(f"PRAGMA user_version={FORMAT}")
 
     # -- reading ------------------------------------------------------------------------------
     def get(self, kind: str, key: str) -> Row | None:
