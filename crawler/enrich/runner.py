@@ -254,12 +254,19 @@ class ServiceRunner(Generic[V]):
         for key in self.service.keys(entry):
             if key in values:
                 continue
-            value = await self.memo.value(key)
+            value = await self._value(key)
             if value is None:  # not announced by the spider, or stale since
                 self.want(entry)
-                value = await self.memo.value(key)
+                value = await self._value(key)
             values[key] = value if value is not None else self.service.error("not fetched")
         self.service.attach(entry, values)
+
+    async def _value(self, key: str) -> V | None:
+        try:
+            return await self.memo.value(key)
+        except StateError as exc:  # the entry still becomes a record, saying why it is bare
+            self.outcome.stop_because(str(exc), reason="state_error")
+            return self.service.error("state database unusable")
 
     def stop(self) -> None:
         """The crawl is stopping: nothing waits for a batch that will never go."""
