@@ -90,11 +90,17 @@ class ServiceRunner(Generic[V]):
             self.memo.remember(key, refused)
             return False
         try:
-            return self.memo.needs_fetch(key)
+            needed = self.memo.needs_fetch(key)
         except StateError as exc:
             self.outcome.stop_because(str(exc), reason="state_error")
             self.memo.remember(key, self.service.error("state database unusable"))
             return False
+        if needed and self.outcome.stopping.is_set():
+            # Nothing new is asked for once the crawl is stopping: it would only be waited for.
+            message = f"{self.service.label} request not sent: crawl stopped"
+            self.memo.remember(key, self.service.error(message))
+            return False
+        return needed
 
     def input_done(self) -> None:
         self._input_done = True

@@ -72,6 +72,7 @@ class StateStore:
     def __init__(self, path: str | Path, history_max: int = 365) -> None:
         self.path = Path(path)
         self.history_max = history_max
+        self.failed: str | None = None  # the first failure; every later use fails at once
         if self.path.is_dir():
             raise StateError(f"STATE_DB {self.path} is a folder, not a database file")
         try:
@@ -90,13 +91,18 @@ class StateStore:
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
+        # Any failure stops the crawl; later uses fail at once instead of each waiting out the
+        # busy timeout on a database another program has locked (a stop must stay prompt).
+        if self.failed is not None:
+            raise StateError(self.failed)
         try:
             yield
         except sqlite3.DatabaseError as exc:
             message = " ".join(str(exc).split())  # integrity reports span lines: one line
             if "not a database" in message or "malformed" in message:
                 doing = "is corrupt (move it away to start afresh, or restore a backup)"
-            raise StateError(f"STATE_DB {self.path} {doing}: {message}") from None
+            self.failed = f"STATE_DB {self.path} {doing}: {message}"
+            raise StateError(self.failed) from None
 
     def _check_readable(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
