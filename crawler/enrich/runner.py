@@ -6,10 +6,11 @@ request of this service is under way (so a backfill sends no partial batch while
 flow). All HTTP goes through Scrapy's downloader (``engine.download_async``): slots, the retry
 middleware's gates and backoff, stats.
 
-An answer that turns a stored good value into "not found" is believed only when the service has
-shown it answers correctly: within the same answer for batch services, within the crawl (or by
-probing one stored-good key) for per-key ones. Otherwise it is an incident: the good values are
-kept, asked again next run, and the run's exit status says enrichment was incomplete.
+An answer that turns a stored final value into "not found" (or "deleted", "protected") is
+believed only when the service has shown it answers correctly: within the same answer for batch
+services, within the crawl (or by probing one stored-good key) for per-key ones. Otherwise it is
+an incident: the stored values are kept, asked again next run, and the run's exit status says
+enrichment was incomplete.
 """
 
 from __future__ import annotations
@@ -213,13 +214,20 @@ class ServiceRunner(Generic[V]):
         return value if point is None else self.service.with_history(value, [point])
 
     async def _held(self, keys: list[str], values: dict[str, V]) -> set[str]:
-        """Keys whose answer downgrades a stored good value without proof that the service is
+        """Keys whose answer downgrades a stored final value without proof that the service is
         answering correctly."""
         if self.state is None:
             return set()
         stored = {key: self.state.stored(self.service, key) for key in keys}
-        good = {key for key, value in stored.items() if _status(value) == "ok"}
-        downgraded = {key for key in good if _status(values[key]) in self.service.downgrades}
+        known = {key: _status(v) for key, v in stored.items() if _status(v) != "error"}
+        good = {key for key, status in known.items() if status == "ok"}
+        # Any stored final answer counts, not only "ok": a mistyped URL answering 404 for
+        # everything must not turn a tweet stored as protected into a deleted one either.
+        downgraded = {
+            key
+            for key, status in known.items()
+            if _status(values[key]) in self.service.downgrades and _status(values[key]) != status
+        }
         if not downgraded or await self._trusted(keys, values, good):
             return set()
         self.stats.inc_value(f"{self.prefix}/incidents", len(downgraded))
