@@ -6,7 +6,7 @@
   retry middleware retries instead, counted, gated and with backoff.
 - Files: Scrapy reads a local file whole, whatever its size, and calls a FIFO or device "no such
   file". Here a source is refused with a clear reason before it is read: not a regular file, or
-  larger than ``DOWNLOAD_MAXSIZE`` (the same cap as for URLs).
+  larger than ``DOWNLOAD_MAXSIZE`` (the same cap as for URLs). A refusal is final, not retried.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from scrapy.core.downloader.handlers.file import FileDownloadHandler
 from scrapy.core.downloader.handlers.http11 import HTTP11DownloadHandler
 from scrapy.crawler import Crawler
+from scrapy.exceptions import IgnoreRequest
 from scrapy.responsetypes import responsetypes
 from scrapy.utils.asyncio import run_in_thread
 from w3lib.url import file_uri_to_path
@@ -51,6 +52,11 @@ class CappedFileDownloadHandler(FileDownloadHandler):
     async def download_request(self, request: Request) -> Response:
         path = file_uri_to_path(request.url)
         maxsize = request.meta.get("download_maxsize", self.maxsize)
-        body = await run_in_thread(read_capped, path, maxsize)
+        try:
+            body = await run_in_thread(read_capped, path, maxsize)
+        except SourceRefused as exc:
+            # Final: an OSError would be retried by Scrapy's retry middleware, which then
+            # adds its own "Gave up retrying" error line to the one the spider writes.
+            raise IgnoreRequest(str(exc)) from None
         respcls = responsetypes.from_args(filename=path, body=body)
         return respcls(url=request.url, body=body)
