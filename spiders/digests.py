@@ -14,6 +14,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
+from urllib.parse import urljoin
 
 import scrapy
 from scrapy.crawler import Crawler
@@ -22,6 +23,7 @@ from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
 
 from crawler import signals
+from crawler.downloader.contract import short_url
 from crawler.items import DigestEntry
 from crawler.outcome import (
     DIGESTS_EMPTY,
@@ -186,7 +188,13 @@ class DigestsSpider(scrapy.Spider):
         request = failure.request  # type: ignore[attr-defined]
         name = request.cb_kwargs.get("name", request.url)
         if failure.check(HttpError):
-            reason = f"HTTP {failure.value.response.status}"
+            response = failure.value.response
+            reason = f"HTTP {response.status}"
+            location = response.headers.get(b"Location")
+            if 300 <= response.status < 400 and location:
+                # Scrapy follows redirects to http(s) only and hands anything else over as is.
+                target = urljoin(response.url, location.decode("latin-1"))
+                reason += f" redirect to {short_url(target)} not followed (only http and https)"
         else:
             reason = failure.getErrorMessage() or failure.type.__name__  # type: ignore[union-attr]
         logger.error("%s: cannot read: %s", name, reason)
