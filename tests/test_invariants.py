@@ -24,6 +24,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -130,8 +131,7 @@ def crawl(
     timeout: float = 300,
 ) -> Crawl:
     """A crawl run to its end; its log is kept out of the folders the tests inspect."""
-    log_dir = Path(os.environ.get("PYTEST_INVARIANT_LOGS", "/tmp"))
-    log_path = log_dir / f"hot-papers-crawl-{os.getpid()}-{time.monotonic_ns()}.log"
+    log_path = Path(tempfile.gettempdir()) / f"hot-papers-crawl-{time.monotonic_ns()}.log"
     running = start_crawl(
         out, urls, *args, settings=settings, state=state, env=env, log_path=log_path
     )
@@ -233,9 +233,6 @@ def fill(folder: Path, leave: int = 0) -> None:
 
 
 # --- a server of our own: the stand-in's answers, with behaviours it lacks ----------------------
-HANDLED = object()  # a hook's return value: it answered (or hung up) by itself
-
-
 @dataclass
 class Seen:
     service: str
@@ -254,9 +251,8 @@ Hook = Callable[["Upstream", BaseHTTPRequestHandler, str, dict[str, list[str]]],
 @dataclass
 class Upstream:
     """arXiv and oEmbed on one 127.0.0.1 port, answering from a stand-in's catalogue (its
-    answer functions, called in-process) unless ``hook`` answers first: an ``Answer``, or
-    ``HANDLED`` when the hook wrote to the socket itself. ``hold[service]``, when set to an
-    unset event, keeps that service's answers waiting until the test sets it."""
+    answer functions, called in-process) unless ``hook`` returns an ``Answer`` first.
+    ``hold[service]``, an unset event, keeps that service's answers waiting until it is set."""
 
     standin: StandIn
     hook: Hook | None = None
@@ -359,9 +355,8 @@ def _upstream_handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
                 answer = upstream.hook(upstream, self, service, params) if upstream.hook else None
                 if answer is None:
                     answer = upstream.normal(service, params)
-                if answer is not HANDLED:
-                    seen.status = answer.status
-                    send(self, answer)
+                seen.status = answer.status
+                send(self, answer)
             except OSError:
                 self.close_connection = True
             finally:
@@ -383,24 +378,23 @@ def copy_catalogue(catalogue: Catalogue) -> Catalogue:
     )
 
 
-@pytest.fixture(scope="module")
-def shared_standin(catalogue: Catalogue) -> Iterator[StandIn]:
+def standin_for_module(catalogue: Catalogue) -> Iterator[StandIn]:
+    """One stand-in per test module, on its own copy of the catalogue."""
     with StandIn(copy_catalogue(catalogue)) as server:
         yield server
 
 
-@pytest.fixture
-def server(shared_standin: StandIn) -> Iterator[StandIn]:
-    """The module's stand-in, clean for each test."""
+def clean(server: StandIn) -> Iterator[StandIn]:
+    """The module's stand-in without the faults, latency and log of the previous test."""
 
-    def clean() -> None:
-        shared_standin.faults.clear()
-        shared_standin.latency.update({"arxiv": 0.0, "oembed": 0.0})
-        shared_standin.reset_log()
+    def reset() -> None:
+        server.faults.clear()
+        server.latency.update({"arxiv": 0.0, "oembed": 0.0})
+        server.reset_log()
 
-    clean()
-    yield shared_standin
-    clean()
+    reset()
+    yield server
+    reset()
 
 
 @dataclass(frozen=True)
@@ -420,15 +414,28 @@ class Baseline:
         return out, state
 
 
-@pytest.fixture(scope="module")
-def baseline(tmp_path_factory: pytest.TempPathFactory, shared_standin: StandIn) -> Baseline:
-    folder = tmp_path_factory.mktemp("baseline")
+def good_run(folder: Path, server: StandIn) -> Baseline:
     out = folder / "snapshot.jsonl"
-    done = crawl(out, urls_of(shared_standin), settings=FAST)
+    done = crawl(out, urls_of(server), settings=FAST)
     assert done.returncode == 0 and len(done.records) == ALL_RECORDS, done.log[-3000:]
     state = folder / "state.sqlite3"
     assert not state.with_name("state.sqlite3-wal").exists()  # checkpointed on close
     return Baseline(done.raw, state.read_bytes(), done.records)
+
+
+@pytest.fixture(scope="module")
+def shared_standin(catalogue: Catalogue) -> Iterator[StandIn]:
+    yield from standin_for_module(catalogue)
+
+
+@pytest.fixture
+def server(shared_standin: StandIn) -> Iterator[StandIn]:
+    yield from clean(shared_standin)
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory: pytest.TempPathFactory, shared_standin: StandIn) -> Baseline:
+    return good_run(tmp_path_factory.mktemp("baseline"), shared_standin)
 
 
 def assert_complete(done: Crawl, out: Path, records: int = ALL_RECORDS) -> dict[str, Any]:
@@ -677,6 +684,60 @@ def test_no_network_at_all_is_exit_4_with_an_incomplete_line_per_service(
     assert report["exit_status"] == 4
     assert report["incomplete_services"] == {"arxiv": 103, "oembed": 125}
     assert_no_traceback(done.log)
+
+
+class BreakOneRecord:
+    """An item pipeline standing in for a bug of ours (loaded into the crawl by a setting):
+    entry 3 of the first sample gets a rank the schema refuses (the record's own part), or an
+    arXiv block of the wrong shape (an enrichment block, which can be repaired)."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    @classmethod
+    def from_crawler(cls, crawler: Any) -> BreakOneRecord:
+        return cls(crawler.settings.get("BREAK_RECORD"))
+
+    def process_item(self, item: Any) -> Any:
+        if item.rank == 3 and item.post.source.endswith(SAMPLES[0].name):
+            if self.what == "rank":
+                item.rank = -1
+            else:
+                item.arxiv = dataclasses.replace(item.arxiv, version="two")
+        return item
+
+
+@pytest.mark.parametrize(
+    ("what", "status"), [("rank", 3), ("arxiv", 4)], ids=["own-part", "enrichment-block"]
+)
+def test_a_record_that_breaks_the_schema(
+    tmp_path: Path, server: StandIn, baseline: Baseline, what: str, status: int
+) -> None:
+    out, _ = baseline.seed(tmp_path)
+    pipelines = {
+        "crawler.enrich.pipeline.EnrichmentPipeline": 100,
+        f"{__name__}.BreakOneRecord": 500,
+        "crawler.record.pipeline.RecordPipeline": 900,
+    }
+    settings = FAST | {"ITEM_PIPELINES": json.dumps(pipelines), "BREAK_RECORD": what}
+    done = crawl(out, urls_of(server), "-a", "refresh=all", settings=settings)
+    assert done.returncode == status, done.log[-3000:]
+    assert_no_traceback(done.log)
+    report = run_report(out)
+    assert report["exit_status"] == status
+    where = f"crawler/samples/{SAMPLES[0].name}:"
+    if what == "rank":  # dropped, and the snapshot that lost it does not replace the last one
+        assert "BUG: 1 records broke the schema and were dropped" in done.log
+        (drop,) = [e for e in done.log.splitlines() if "record breaks the schema" in e]
+        assert where in drop and "rank: -1 is less than the minimum of 0" in drop
+        assert out.read_bytes() == baseline.raw and report["snapshot_replaced"] is False
+        assert report["stats"]["records/invalid"] == 1
+    else:  # kept, its block replaced by an error saying why
+        assert len(done.records) == ALL_RECORDS and report["snapshot_replaced"] is True
+        (broken,) = [r for r in done.records if r["arxiv"]["status"] == "error"]
+        assert broken["rank"] == 3 and broken["post"]["source"].startswith(where[:-1])
+        assert broken["arxiv"]["error"].startswith("answer broke the output schema: ")
+        assert report["incomplete_services"] == {"arxiv": 1}
 
 
 # === 4. operator slips never replace a snapshot =================================================
