@@ -943,6 +943,27 @@ def test_a_second_run_on_the_same_state_or_snapshot_is_refused(
     assert done.raw == baseline.raw
 
 
+def test_the_run_lock_on_a_full_or_read_only_filesystem(tmp_path: Path) -> None:
+    # In-process: a crawl's pre-flight check refuses a full or read-only output folder before
+    # the lock is taken, so these paths of the lock itself are not reachable end to end.
+    from crawler.runlock import RunLock, RunLocked
+
+    with tmpfs(tmp_path / "full") as folder:
+        fill(folder)
+        target = folder / "snapshot.jsonl"
+        busy = r"is in use by another run \(holder unknown\)"
+        # No room to note who holds it: the lock holds all the same.
+        with RunLock([target]), pytest.raises(RunLocked, match=busy):
+            RunLock([target]).acquire()
+    with tmpfs(tmp_path / "ro") as folder:
+        remount_read_only(folder)
+        with pytest.raises(RunLocked) as refused:
+            RunLock([folder / "snapshot.jsonl"]).acquire()
+        assert str(refused.value) == (
+            f"cannot take the run lock {folder}/.snapshot.jsonl.lock: Read-only file system"
+        )
+
+
 # === 6. the change feed survives kill -9 ========================================================
 def _pending_changes(state: Path) -> int:
     with contextlib.closing(sqlite3.connect(f"file:{state}?mode=ro", uri=True)) as db:
