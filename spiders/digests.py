@@ -66,6 +66,7 @@ async def in_daemon_thread(stopping: asyncio.Event, func: Callable[..., T], *arg
             (result.set_exception if failed else result.set_result)(value)
 
     def work() -> None:
+        value: Any
         try:
             value, failed = func(*args), False
         except BaseException as exc:  # handed to the awaiting coroutine
@@ -75,8 +76,9 @@ async def in_daemon_thread(stopping: asyncio.Event, func: Callable[..., T], *arg
 
     threading.Thread(target=work, name="digest-parser", daemon=True).start()
     stopped = asyncio.ensure_future(stopping.wait())
+    either: set[asyncio.Future[Any]] = {result, stopped}
     try:
-        await asyncio.wait({result, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopped.cancel()
     if not result.done():
