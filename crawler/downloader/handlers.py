@@ -29,9 +29,29 @@ if TYPE_CHECKING:
 
 
 class NoResendHTTPDownloadHandler(HTTP11DownloadHandler):
-    def __init__(self, crawler: Crawler) -> None:
+    def __init__(self, crawler: Crawler, *, persistent: bool = True) -> None:
         super().__init__(crawler)
         self._pool.retryAutomatically = False
+        self._pool.persistent = persistent
+        # A request that asks for a fresh connection (``Connection: close``, arXiv's) goes
+        # through a pool that keeps none: the server closes that connection after its answer,
+        # and when the answer does not say so, Twisted would pool it; the next request on that
+        # host (an oEmbed one, on a shared host) then failed on the dead connection.
+        self._one_shot = None if not persistent else type(self)(crawler, persistent=False)
+
+    async def download_request(self, request: Request) -> Response:
+        if self._one_shot is not None and _asks_to_close(request):
+            return await self._one_shot.download_request(request)
+        return await super().download_request(request)
+
+    async def close(self) -> None:
+        if self._one_shot is not None:
+            await self._one_shot.close()
+        await super().close()
+
+
+def _asks_to_close(request: Request) -> bool:
+    return (request.headers.get(b"Connection") or b"").strip().lower() == b"close"
 
 
 def read_capped(path: str, maxsize: int) -> bytes:
