@@ -114,6 +114,26 @@ def test_arxiv_stays_polite_on_a_host_shared_with_oembed_through_503_and_resets(
     assert {r["arxiv"]["status"] for r in done.records} == {"ok", "not_found"}
 
 
+def test_arxiv_requests_never_share_a_connection(
+    tmp_path: Path, server: StandIn, baseline: Baseline
+) -> None:
+    # arXiv asks for a fresh connection each time. One pooled afterwards (the server closes it,
+    # and its answer need not say so) failed the next oEmbed request on the shared host.
+    with Upstream(server) as up:
+        out = tmp_path / "snapshot.jsonl"
+        done = crawl(out, urls_of(up), settings=FAST | {"ARXIV_BATCH_SIZE": 20})
+        seen = list(up.seen)
+    assert_complete(done, out)
+    retried = [k for k in run_report(out)["stats"] if re.fullmatch(r"retry/\w+/count", k)]
+    assert retried == []  # no request failed
+    arxiv = [s for s in seen if s.service == "arxiv"]
+    assert len(arxiv) == 6
+    for request in arxiv:
+        on_it = [s for s in seen if s.connection == request.connection]
+        assert on_it == [request]  # alone on its own connection
+    assert len(seen) == 6 + 125
+
+
 # === a deflate bomb =============================================================================
 BOMB_SIZE = 32 * 1024 * 1024
 

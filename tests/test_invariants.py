@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -243,6 +244,8 @@ class Seen:
     end: float = math.nan
     status: int | None = None
     concurrent: int = 1
+    connection: int = 0  # which TCP connection carried it (numbered as accepted)
+    nth: int = 0  # its place among that connection's requests (0: the first)
 
 
 Hook = Callable[["Upstream", BaseHTTPRequestHandler, str, dict[str, list[str]]], Any]
@@ -311,9 +314,15 @@ def send(handler: BaseHTTPRequestHandler, answer: Answer) -> None:
 
 
 def _upstream_handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
+    connections = itertools.count(1)
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True
+
+        def setup(self) -> None:
+            super().setup()
+            self.number, self.served = next(connections), 0
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
@@ -347,7 +356,10 @@ def _upstream_handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
                     params,
                     time.monotonic(),
                     concurrent=upstream._in_flight[service],
+                    connection=self.number,
+                    nth=self.served,
                 )
+                self.served += 1
                 upstream.seen.append(seen)
             try:
                 if (event := upstream.hold.get(service)) is not None:
