@@ -116,7 +116,7 @@ def start_crawl(
     if log_path is None:
         folder = Path(out).parent if out is not None else Path.cwd()
         log_path = folder.parent / f"{folder.name}-{time.monotonic_ns()}.log"
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT)} | (env or {})
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONFAULTHANDLER": "1"} | (env or {})
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL, stderr=log)
     return Running(proc, log_path, Path(out) if out is not None else None)
@@ -138,6 +138,10 @@ def crawl(
     )
     try:
         return running.wait(timeout)
+    except subprocess.TimeoutExpired:
+        running.proc.send_signal(signal.SIGABRT)  # faulthandler: every thread's stack, logged
+        running.proc.wait()
+        raise AssertionError(f"the crawl did not end:\n{running.log()[-12000:]}") from None
     finally:
         running.kill()
         log_path.unlink(missing_ok=True)
