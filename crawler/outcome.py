@@ -90,13 +90,15 @@ class Outcome:
         self._watch = asyncio.get_running_loop().create_task(self._watch_engine())
 
     async def _watch_engine(self) -> None:
-        # Scrapy has no signal for "a stop was requested": its engine just stops running. (The
-        # spider opens before the engine runs, so only a change from running counts.)
+        # Scrapy has no signal for "a stop was requested": Crawler.stop_async() (Ctrl-C,
+        # SIGTERM) clears crawler.crawling, and the engine stops running. (The spider opens
+        # before the engine runs, so only a change from running counts; a stop before the
+        # first look at the engine shows only in crawler.crawling.)
         engine = self.crawler.engine
         started = False
         while not self.stopping.is_set():
             running = engine is not None and engine.running
-            if started and not running:
+            if not self.crawler.crawling or (started and not running):
                 self.stopping.set()
                 return
             started = started or running

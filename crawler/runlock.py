@@ -9,6 +9,7 @@ the next run. The lock file says who holds it, for the message the second run pr
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -43,8 +44,11 @@ class RunLock:
 
     @staticmethod
     def _take(path: Path) -> int:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise RunLocked(f"cannot take the run lock {path}: {exc.strerror or exc}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -54,8 +58,9 @@ class RunLock:
                             "not starting") from None  # fmt: skip
         me = {"pid": os.getpid(), "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
               "command": " ".join(sys.argv)[:300]}  # fmt: skip
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(me).encode(), 0)
+        with contextlib.suppress(OSError):  # who holds it only informs; a full disk is fine
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(me).encode(), 0)
         return fd
 
     def release(self) -> None:

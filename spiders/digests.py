@@ -1,17 +1,20 @@
 """The ``digests`` spider: read digests, announce their entries, yield them to the pipelines.
 
-Thin on purpose: parsing is :func:`crawler.parsing.digest.parse_digest_bytes` (run in a thread,
-so a huge digest never freezes the crawl or a Ctrl-C), enrichment and the output record are item
-pipelines. The spider's one extra duty is bookkeeping of its sources, so it can tell the
-pipelines when no more entries will come.
+Thin on purpose: parsing is :func:`crawler.parsing.digest.parse_digest_bytes` (run in a daemon
+thread, so a huge digest never freezes the crawl or holds up a Ctrl-C), enrichment and the
+output record are item pipelines. The spider's one extra duty is bookkeeping of its sources, so
+it can tell the pipelines when no more entries will come.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
-from typing import Any
+import threading
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+from urllib.parse import urljoin
 
 import scrapy
 from scrapy.crawler import Crawler
@@ -20,6 +23,7 @@ from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
 
 from crawler import signals
+from crawler.downloader.contract import short_url
 from crawler.items import DigestEntry
 from crawler.outcome import (
     DIGESTS_EMPTY,
@@ -28,6 +32,7 @@ from crawler.outcome import (
     DIGESTS_TOTAL,
     DIGESTS_UNREADABLE,
     ENTRIES_PARSED,
+    Outcome,
 )
 from crawler.parsing.digest import Digest, DigestError, parse_digest_bytes
 from crawler.services.registry import SERVICES
@@ -37,6 +42,48 @@ from crawler.state.freshness import refresh_choices
 logger = logging.getLogger(__name__)
 
 ARGUMENTS = ("source", "refresh")
+
+T = TypeVar("T")
+
+
+class CrawlStopping(Exception):
+    """The crawl stopped while a digest was being parsed; its parse was abandoned."""
+
+
+async def in_daemon_thread(stopping: asyncio.Event, func: Callable[..., T], *args: Any) -> T:
+    """``func(*args)`` in a daemon thread, abandoned (:class:`CrawlStopping`) once the crawl
+    is stopping.
+
+    Not ``asyncio.to_thread``: the engine waits for this callback before it closes, and the
+    default executor's threads are joined at exit, so a digest that takes a minute to parse
+    held a Ctrl-C or SIGTERM for that minute. An abandoned daemon thread holds nothing.
+    """
+    loop = asyncio.get_running_loop()
+    result: asyncio.Future[T] = loop.create_future()
+
+    def settle(value: Any, failed: bool) -> None:
+        if not result.done():
+            (result.set_exception if failed else result.set_result)(value)
+
+    def work() -> None:
+        value: Any
+        try:
+            value, failed = func(*args), False
+        except BaseException as exc:  # handed to the awaiting coroutine
+            value, failed = exc, True
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, value, failed)
+
+    threading.Thread(target=work, name="digest-parser", daemon=True).start()
+    stopped = asyncio.ensure_future(stopping.wait())
+    either: set[asyncio.Future[Any]] = {result, stopped}
+    try:
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if not result.done():
+        raise CrawlStopping
+    return result.result()
 
 
 class DigestsSpider(scrapy.Spider):
@@ -100,8 +147,11 @@ class DigestsSpider(scrapy.Spider):
             )
 
     async def _parse(self, response: Response, name: str) -> Digest | None:
+        stopping = Outcome.of(self.crawler).stopping
         try:
-            return await asyncio.to_thread(parse_digest_bytes, response.body, name)
+            return await in_daemon_thread(stopping, parse_digest_bytes, response.body, name)
+        except CrawlStopping:
+            raise
         except DigestError as exc:
             logger.error("%s: unreadable digest: %s", name, exc)
         except Exception as exc:  # a parser bug: say where, keep crawling the rest
@@ -115,7 +165,10 @@ class DigestsSpider(scrapy.Spider):
     async def parse_digest(self, response: Response, name: str) -> AsyncIterator[DigestEntry]:
         stats = self.crawler.stats
         try:
-            digest = await self._parse(response, name)
+            try:
+                digest = await self._parse(response, name)
+            except CrawlStopping:
+                return
             if digest is None:
                 return
             stats.inc_value(DIGESTS_READ)
@@ -137,7 +190,13 @@ class DigestsSpider(scrapy.Spider):
         request = failure.request  # type: ignore[attr-defined]
         name = request.cb_kwargs.get("name", request.url)
         if failure.check(HttpError):
-            reason = f"HTTP {failure.value.response.status}"
+            response = failure.value.response
+            reason = f"HTTP {response.status}"
+            location = response.headers.get(b"Location")
+            if 300 <= response.status < 400 and location:
+                # Scrapy follows redirects to http(s) only and hands anything else over as is.
+                target = urljoin(response.url, location.decode("latin-1"))
+                reason += f" redirect to {short_url(target)} not followed (only http and https)"
         else:
             reason = failure.getErrorMessage() or failure.type.__name__  # type: ignore[union-attr]
         logger.error("%s: cannot read: %s", name, reason)

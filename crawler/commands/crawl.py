@@ -71,8 +71,9 @@ def output_problem(path: Path) -> str | None:
     folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
+        with tempfile.TemporaryFile(dir=folder) as probe:
+            probe.write(b"\n")  # a full filesystem creates files but cannot fill them
+            probe.flush()
     except OSError as exc:
         return f"output folder {folder} is not writable ({exc.strerror or exc})"
     return None

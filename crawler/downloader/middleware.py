@@ -28,7 +28,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from scrapy import Request
+from scrapy import Request, signals
 from scrapy.crawler import Crawler
 from scrapy.downloadermiddlewares.retry import RetryMiddleware, get_retry_request
 from scrapy.exceptions import IgnoreRequest
@@ -136,6 +136,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
         self.limits: dict[str, ConcurrencyLimit] = {}
         self._failures_in_a_row: dict[str, int] = {}
         self._log = _ShortUrls()
+        crawler.signals.connect(self._left_downloader, signal=signals.request_left_downloader)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> BackoffRetryMiddleware:
@@ -183,6 +184,16 @@ class BackoffRetryMiddleware(RetryMiddleware):
     def _release(self, request: Request, service: str) -> None:
         if request.meta.pop(_PERMIT, False):
             self.limits[service].release()
+
+    def _left_downloader(self, request: Request, **_: Any) -> None:
+        """The transfer is over, whatever becomes of its answer: a middleware closer to the
+        downloader may refuse it (a decompression bomb is IgnoreRequest in Scrapy's
+        HttpCompressionMiddleware), and then neither method below sees it. Its place in the
+        service's limit would leak, and once the limit was used up the crawl hung."""
+        service = service_of(request)
+        if service is not None:
+            self._release(request, service)
+            self._hold(service, request.meta[POLITENESS], time.monotonic())
 
     # -- answers ------------------------------------------------------------------------------
     async def process_response(self, request: Request, response: Response) -> Request | Response:

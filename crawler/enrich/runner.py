@@ -6,10 +6,11 @@ request of this service is under way (so a backfill sends no partial batch while
 flow). All HTTP goes through Scrapy's downloader (``engine.download_async``): slots, the retry
 middleware's gates and backoff, stats.
 
-An answer that turns a stored good value into "not found" is believed only when the service has
-shown it answers correctly: within the same answer for batch services, within the crawl (or by
-probing one stored-good key) for per-key ones. Otherwise it is an incident: the good values are
-kept, asked again next run, and the run's exit status says enrichment was incomplete.
+An answer that turns a stored final value into "not found" (or "deleted", "protected") is
+believed only when the service has shown it answers correctly: within the same answer for batch
+services, within the crawl (or by probing one stored-good key) for per-key ones. Otherwise it is
+an incident: the stored values are kept, asked again next run, and the run's exit status says
+enrichment was incomplete.
 """
 
 from __future__ import annotations
@@ -90,11 +91,17 @@ class ServiceRunner(Generic[V]):
             self.memo.remember(key, refused)
             return False
         try:
-            return self.memo.needs_fetch(key)
+            needed = self.memo.needs_fetch(key)
         except StateError as exc:
             self.outcome.stop_because(str(exc), reason="state_error")
             self.memo.remember(key, self.service.error("state database unusable"))
             return False
+        if needed and self.outcome.stopping.is_set():
+            # Nothing new is asked for once the crawl is stopping: it would only be waited for.
+            message = f"{self.service.label} request not sent: crawl stopped"
+            self.memo.remember(key, self.service.error(message))
+            return False
+        return needed
 
     def input_done(self) -> None:
         self._input_done = True
@@ -207,13 +214,20 @@ class ServiceRunner(Generic[V]):
         return value if point is None else self.service.with_history(value, [point])
 
     async def _held(self, keys: list[str], values: dict[str, V]) -> set[str]:
-        """Keys whose answer downgrades a stored good value without proof that the service is
+        """Keys whose answer downgrades a stored final value without proof that the service is
         answering correctly."""
         if self.state is None:
             return set()
         stored = {key: self.state.stored(self.service, key) for key in keys}
-        good = {key for key, value in stored.items() if _status(value) == "ok"}
-        downgraded = {key for key in good if _status(values[key]) in self.service.downgrades}
+        known = {key: _status(v) for key, v in stored.items() if _status(v) != "error"}
+        good = {key for key, status in known.items() if status == "ok"}
+        # Any stored final answer counts, not only "ok": a mistyped URL answering 404 for
+        # everything must not turn a tweet stored as protected into a deleted one either.
+        downgraded = {
+            key
+            for key, status in known.items()
+            if _status(values[key]) in self.service.downgrades and _status(values[key]) != status
+        }
         if not downgraded or await self._trusted(keys, values, good):
             return set()
         self.stats.inc_value(f"{self.prefix}/incidents", len(downgraded))
@@ -254,12 +268,19 @@ class ServiceRunner(Generic[V]):
         for key in self.service.keys(entry):
             if key in values:
                 continue
-            value = await self.memo.value(key)
+            value = await self._value(key)
             if value is None:  # not announced by the spider, or stale since
                 self.want(entry)
-                value = await self.memo.value(key)
+                value = await self._value(key)
             values[key] = value if value is not None else self.service.error("not fetched")
         self.service.attach(entry, values)
+
+    async def _value(self, key: str) -> V | None:
+        try:
+            return await self.memo.value(key)
+        except StateError as exc:  # the entry still becomes a record, saying why it is bare
+            self.outcome.stop_because(str(exc), reason="state_error")
+            return self.service.error("state database unusable")
 
     def stop(self) -> None:
         """The crawl is stopping: nothing waits for a batch that will never go."""

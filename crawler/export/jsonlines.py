@@ -40,9 +40,10 @@ def dumps(record: dict[str, Any]) -> bytes:
 
 
 def mark_failed(file: Any, reason: str) -> None:
-    """Note on the feed file why it must not replace the previous snapshot."""
+    """Note on the feed file why it must not replace the previous snapshot. The feed storage
+    reports it, once, as the run's output failure."""
     if not getattr(file, EXPORT_FAILED, None):
-        logger.error("export to %s failed: %s", getattr(file, "name", "the feed"), reason)
+        logger.debug("export to %s failed: %s", getattr(file, "name", "the feed"), reason)
         with contextlib.suppress(AttributeError):
             setattr(file, EXPORT_FAILED, reason)
 

@@ -2,11 +2,13 @@
 
 The service decides how long a value lasts (``Service.ttl``: per status from ``STATE_TTL_DAYS``,
 and for tweet details by the tweet's age); the ``refresh`` argument forces kinds to be fetched
-again; errors are always fetched again; a value this run already fetched never is.
+again; errors and values a newer version wrote are always fetched again; a value this run
+already fetched never is.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,6 +23,13 @@ def refresh_choices(services: Iterable[type[Service[Any]]]) -> tuple[str, ...]:
     return FIXED_CHOICES + tuple(dict.fromkeys(names))
 
 
+def written_by_newer(service: Service[Any], row: Row) -> bool:
+    """A stored value with fields this version does not know: a newer crawler wrote it, and
+    what they mean (or how the others changed with them) is unknown here, so it is fetched
+    again. It still serves as the last good value if that fetch fails."""
+    return not set(row.value) <= {f.name for f in dataclasses.fields(service.value_type)}
+
+
 class Freshness:
     def __init__(self, refresh: str) -> None:
         self.refresh = refresh  # checked by the spider and the crawl command
@@ -33,6 +42,6 @@ class Freshness:
     ) -> bool:
         if row.run_id == run_id:
             return True  # fetched (or tried) by this very run: once per crawl
-        if self.forced(service) or row.status == "error":
+        if self.forced(service) or row.status == "error" or written_by_newer(service, row):
             return False
         return now - row.fetched_at < service.ttl(value, now)

@@ -72,6 +72,7 @@ class StateStore:
     def __init__(self, path: str | Path, history_max: int = 365) -> None:
         self.path = Path(path)
         self.history_max = history_max
+        self.failed: str | None = None  # the first failure; every later use fails at once
         if self.path.is_dir():
             raise StateError(f"STATE_DB {self.path} is a folder, not a database file")
         try:
@@ -90,13 +91,18 @@ class StateStore:
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
+        # Any failure stops the crawl; later uses fail at once instead of each waiting out the
+        # busy timeout on a database another program has locked (a stop must stay prompt).
+        if self.failed is not None:
+            raise StateError(self.failed)
         try:
             yield
         except sqlite3.DatabaseError as exc:
-            message = str(exc)
+            message = " ".join(str(exc).split())  # integrity reports span lines: one line
             if "not a database" in message or "malformed" in message:
                 doing = "is corrupt (move it away to start afresh, or restore a backup)"
-            raise StateError(f"STATE_DB {self.path} {doing}: {message}") from None
+            self.failed = f"STATE_DB {self.path} {doing}: {message}"
+            raise StateError(self.failed) from None
 
     def _check_readable(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
@@ -116,7 +122,10 @@ class StateStore:
             columns = {r[1] for r in self.db.execute("PRAGMA table_info(fetched)")}
             if "run_id" not in columns:  # format 1
                 self.db.execute("ALTER TABLE fetched ADD COLUMN run_id TEXT NOT NULL DEFAULT ''")
-        self.db.execute(f"PRAGMA user_version={FORMAT}")
+        if self.db.execute("PRAGMA user_version").fetchone()[0] != FORMAT:
+            # Only when it changes: opening a current file writes nothing, so a run refused
+            # because another one holds the lock has not touched that run's database.
+            self.db.execute(f"PRAGMA user_version={FORMAT}")
 
     # -- reading ------------------------------------------------------------------------------
     def get(self, kind: str, key: str) -> Row | None:
