@@ -16,9 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from crawler.sources import sample_dir
 from tests.standin import Catalogue, StandIn
+
+# No per-example deadline: a wall-clock limit fails at random on a busy 2-core machine (the first
+# example also pays for lazy imports). Examples are bounded by their count instead.
+hypothesis_settings.register_profile("project", deadline=None)
+hypothesis_settings.load_profile("project")
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted(sample_dir().glob("*.txt"))

@@ -13,6 +13,8 @@ from crawler.record import schema_errors
 from tests.conftest import SAMPLES, Crawl, run_crawl
 from tests.standin import Catalogue, StandIn
 
+pytestmark = pytest.mark.e2e  # real crawls in a subprocess
+
 
 @pytest.fixture(scope="module")
 def crawl(tmp_path_factory: pytest.TempPathFactory, catalogue: Catalogue) -> tuple[Crawl, StandIn]:

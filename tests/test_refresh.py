@@ -18,6 +18,8 @@ from tests.conftest import ROOT, SAMPLES, run_crawl
 from tests.standin import Catalogue, Fault, StandIn, Tweet
 from tests.test_hostile_input import _paper
 
+pytestmark = pytest.mark.e2e  # real crawls in a subprocess
+
 FAST = {"ARXIV_DELAY": 0.2, "RETRY_BACKOFF_BASE": 0.05}
 
 

@@ -13,7 +13,9 @@ from crawler.downloader.middleware import retry_after_seconds
 from tests.conftest import Crawl, run_crawl
 from tests.standin import Catalogue, Fault, StandIn
 
-FAST = {"ARXIV_DELAY": 0.3, "RETRY_BACKOFF_BASE": 0.05, "PROGRESS_INTERVAL": 1}
+pytestmark = pytest.mark.e2e  # real crawls in a subprocess
+
+FAST: dict[str, object] = {"ARXIV_DELAY": 0.3, "RETRY_BACKOFF_BASE": 0.05, "PROGRESS_INTERVAL": 1}
 
 
 def _sorted_lines(crawl: Crawl) -> list[bytes]:

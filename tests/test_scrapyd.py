@@ -38,6 +38,8 @@ from crawler.record import schema_errors
 from tests.conftest import ROOT, SAMPLES
 from tests.standin import StandIn
 
+pytestmark = pytest.mark.e2e  # a real Scrapyd, scrapyd-deploy and crawls
+
 PROJECT = "hot_papers"
 TARGET = "local"  # the scrapy.cfg target the docs use
 START_TIMEOUT = 30.0

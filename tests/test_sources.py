@@ -76,6 +76,7 @@ def digest_server(tmp_path: Path) -> Iterator[str]:
     server.shutdown()
 
 
+@pytest.mark.e2e
 def test_digests_read_over_http(tmp_path: Path, standin: StandIn, digest_server: str) -> None:
     urls = [f"{digest_server}/{p.name}" for p in SAMPLES[:2]] + [f"{digest_server}/gone.md"]
     crawl = run_crawl(
@@ -88,6 +89,7 @@ def test_digests_read_over_http(tmp_path: Path, standin: StandIn, digest_server:
     assert crawl.returncode == 2
 
 
+@pytest.mark.e2e
 def test_bad_settings_are_refused_in_one_line_each(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     out.write_text('{"previous": true}\n')
