@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -136,6 +137,10 @@ class BackoffRetryMiddleware(RetryMiddleware):
         self.limits: dict[str, ConcurrencyLimit] = {}
         self._failures_in_a_row: dict[str, int] = {}
         self._log = _ShortUrls()
+        # Where time comes from; unit tests put the event loop's virtual clock here (waits
+        # themselves run on the loop's timers already).
+        self.clock: Callable[[], float] = time.monotonic
+        self.wall_clock: Callable[[], float] = time.time  # for Retry-After's HTTP dates
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> BackoffRetryMiddleware:
@@ -170,14 +175,14 @@ class BackoffRetryMiddleware(RetryMiddleware):
         request.meta[_PERMIT] = True
         try:
             # Re-checked after each sleep: a parallel answer may have brought a longer wait.
-            while (wait := self.gate.wait_for(service, time.monotonic())) > 0:
+            while (wait := self.gate.wait_for(service, self.clock())) > 0:
                 self.stats.inc_value(f"retry/{service}/gated")
                 await self._sleep(wait)
             await self._sleep(0)
         except BaseException:
             self._release(request, service)
             raise
-        request.meta[_STARTED] = time.monotonic()
+        request.meta[_STARTED] = self.clock()
         self.stats.inc_value(f"service/{service}/requests")
 
     def _release(self, request: Request, service: str) -> None:
@@ -190,7 +195,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
         if service is None:
             return super().process_response(request, response)
         self._release(request, service)
-        now = time.monotonic()
+        now = self.clock()
         politeness: Politeness = request.meta[POLITENESS]
         throttled = response.status in THROTTLE_CODES
         self.limits[service].answered(now - request.meta.get(_STARTED, now), throttled, now)
@@ -200,7 +205,9 @@ class BackoffRetryMiddleware(RetryMiddleware):
         if response.status in REDIRECT_CODES:
             return self._redirect(request, response, service)
         retry_after = (
-            retry_after_seconds(response.headers.get(b"Retry-After")) if throttled else None
+            retry_after_seconds(response.headers.get(b"Retry-After"), self.wall_clock())
+            if throttled
+            else None
         )
         if retry_after is not None:
             self.gate.hold_until(service, now + min(retry_after, self.retry_after_max))
@@ -263,7 +270,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
         self._release(request, service)
         if isinstance(exception, IgnoreRequest) or request.meta.get("dont_retry"):
             return None
-        self._hold(service, request.meta[POLITENESS], time.monotonic())
+        self._hold(service, request.meta[POLITENESS], self.clock())
         if not isinstance(exception, self.exceptions_to_retry):
             return None
         failures = self._failures_in_a_row.get(service, 0) + 1
