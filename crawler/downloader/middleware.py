@@ -309,6 +309,9 @@ class BackoffRetryMiddleware(RetryMiddleware):
             return None
         retry.meta["retry_reason"] = reason
         retry.meta[_ATTEMPT] = await self._wait_next(request, reason, retry_after, service)
+        # The retry copied the meta before the first failure created the iterator: without it,
+        # every retry would start a new iterator and wait the first backoff step again.
+        retry.meta[_RETRIES] = request.meta[_RETRIES]
         return retry
 
     async def _wait_next(
