@@ -90,7 +90,7 @@ class wait_backoff_or_retry_after(wait_base):
     """Exponential backoff with jitter, never shorter than the server's Retry-After."""
 
     def __init__(self, base: float, cap: float) -> None:
-        self.backoff = wait_exponential_jitter(initial=base, max=cap, jitter=base)
+        self.backoff = wait_exponential_jitter(multiplier=base, max=cap, jitter=base)
 
     def __call__(self, retry_state: RetryCallState) -> float:
         wait = self.backoff(retry_state)
