@@ -171,7 +171,8 @@ class BackoffRetryMiddleware(RetryMiddleware):
         if self.stopping.is_set():
             raise IgnoreRequest("the crawl is stopping")
         limit = self.limit_for(service, request.meta[POLITENESS])
-        await limit.acquire()
+        if not await self._acquire(limit):
+            raise IgnoreRequest("the crawl is stopping")
         request.meta[_PERMIT] = True
         try:
             # Re-checked after each sleep: a parallel answer may have brought a longer wait.
@@ -184,6 +185,28 @@ class BackoffRetryMiddleware(RetryMiddleware):
             raise
         request.meta[_STARTED] = self.clock()
         self.stats.inc_value(f"service/{service}/requests")
+
+    async def _acquire(self, limit: ConcurrencyLimit) -> bool:
+        """Take a place in the service's limit, waiting unless the crawl stops first (then
+        False, without a place): a full limit must not hold a request through the shutdown."""
+        if limit.in_flight < int(limit.limit):
+            await limit.acquire()  # a place is free: taken at once
+            return True
+        acquiring = asyncio.ensure_future(limit.acquire())
+        stopped = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait((acquiring, stopped), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            if acquiring.done():
+                limit.release()
+            acquiring.cancel()
+            raise
+        finally:
+            stopped.cancel()
+        if acquiring.done():
+            return True
+        acquiring.cancel()  # still waiting: it gives up its turn (or passes it on)
+        return False
 
     def _release(self, request: Request, service: str) -> None:
         if request.meta.pop(_PERMIT, False):
