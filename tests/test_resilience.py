@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from crawler.downloader.middleware import retry_after_seconds
 from tests.conftest import Crawl, run_crawl
 from tests.standin import Catalogue, Fault, StandIn
 
@@ -82,14 +81,6 @@ def test_retry_after_is_never_undercut(tmp_path: Path, catalogue: Catalogue) -> 
         later = [r for r in log if r.service == f.service and r.start > f.end + 0.05]
         assert later, f"no {f.service} request after the fault"
         assert min(r.start for r in later) >= f.end + floor
-
-
-def test_retry_after_parsing() -> None:
-    assert retry_after_seconds(b"7") == 7.0
-    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
-    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412490.0) == 0.0
-    assert retry_after_seconds(b"soon") is None
-    assert retry_after_seconds(None) is None
 
 
 def test_arxiv_throttling_slows_following_requests_then_recovers(
@@ -187,32 +178,6 @@ def test_an_unreachable_service_fails_fast(tmp_path: Path, catalogue: Catalogue)
     assert "oembed: 10 failures in a row without any answer" in crawl.log
     # Default backoff (1 s base, 4 retries) for 125 tweets would take minutes without the breaker.
     assert elapsed < 30
-
-
-def test_eta_extrapolates_from_the_share_of_digests_read() -> None:
-    from scrapy import Spider
-    from scrapy.utils.test import get_crawler
-
-    from crawler.progress import CrawlReport
-    from crawler.settings import __dict__ as project
-
-    settings = {k: v for k, v in project.items() if k.isupper()}
-    settings |= {"ARXIV_DELAY": 3.0, "ARXIV_DELAY_MARGIN": 0.25, "ARXIV_BATCH_SIZE": 100}
-    crawler = get_crawler(Spider, settings)
-    report = CrawlReport.from_crawler(crawler)
-    stats = crawler.stats
-    stats.open_spider()
-    for key, value in {
-        "digests/total": 100, "digests/read": 10, "entries/parsed": 200, "records/written": 100,
-        "arxiv/keys_wanted": 250, "arxiv/keys_requested": 100,
-    }.items():  # fmt: skip
-        stats.set_value(key, value)
-    # 10 of 100 digests gave 200 entries: ~2,000 expected, 100 written in 60 s -> 1,140 s left.
-    assert report.eta(60.0) == pytest.approx(60 * 1900 / 100)
-    stats.set_value("records/written", 2000)
-    stats.set_value("digests/read", 100)
-    stats.set_value("entries/parsed", 2000)
-    assert report.eta(60.0) == pytest.approx(2 * 3.25)  # only the arXiv queue is left
 
 
 def test_oversized_answers_are_refused(tmp_path: Path, catalogue: Catalogue) -> None:
