@@ -78,7 +78,7 @@ class DigestsSpider(scrapy.Spider):
         spider = super().from_crawler(crawler, *args, **kwargs)
         # Handed over once, as a setting, to the state extension built next.
         crawler.settings.set("REFRESH", spider.refresh, priority="spider")
-        return spider  # type: ignore[no-any-return]
+        return spider
 
     async def start(self) -> AsyncIterator[scrapy.Request]:
         stats = self.crawler.stats
@@ -99,7 +99,7 @@ class DigestsSpider(scrapy.Spider):
                 dont_filter=True,
             )
 
-    async def _parse(self, response: Response, name: str) -> Digest | None:
+    async def _read(self, response: Response, name: str) -> Digest | None:
         try:
             return await asyncio.to_thread(parse_digest_bytes, response.body, name)
         except DigestError as exc:
@@ -115,7 +115,7 @@ class DigestsSpider(scrapy.Spider):
     async def parse_digest(self, response: Response, name: str) -> AsyncIterator[DigestEntry]:
         stats = self.crawler.stats
         try:
-            digest = await self._parse(response, name)
+            digest = await self._read(response, name)
             if digest is None:
                 return
             stats.inc_value(DIGESTS_READ)
@@ -134,12 +134,12 @@ class DigestsSpider(scrapy.Spider):
             self._source_done()
 
     def source_failed(self, failure: Failure) -> None:
-        request = failure.request  # type: ignore[attr-defined]
+        request = failure.request  # type: ignore[attr-defined]  # Scrapy adds it for errbacks
         name = request.cb_kwargs.get("name", request.url)
-        if failure.check(HttpError):
+        if isinstance(failure.value, HttpError):
             reason = f"HTTP {failure.value.response.status}"
         else:
-            reason = failure.getErrorMessage() or failure.type.__name__  # type: ignore[union-attr]
+            reason = failure.getErrorMessage() or type(failure.value).__name__
         logger.error("%s: cannot read: %s", name, reason)
         self.crawler.stats.inc_value(DIGESTS_UNREADABLE)
         self._source_done()

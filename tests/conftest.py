@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ def run_crawl(
     out: Path,
     standin: StandIn | None,
     *args: str,
-    settings: dict[str, object] | None = None,
+    settings: Mapping[str, object] | None = None,
     timeout: float = 300,
     default_feed: bool = False,
 ) -> Crawl:

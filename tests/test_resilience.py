@@ -14,7 +14,7 @@ from tests.standin import Catalogue, Fault, StandIn
 
 pytestmark = pytest.mark.e2e  # real crawls in a subprocess
 
-FAST: dict[str, object] = {"ARXIV_DELAY": 0.3, "RETRY_BACKOFF_BASE": 0.05, "PROGRESS_INTERVAL": 1}
+FAST: dict[str, float] = {"ARXIV_DELAY": 0.3, "RETRY_BACKOFF_BASE": 0.05, "PROGRESS_INTERVAL": 1}
 
 
 def _sorted_lines(crawl: Crawl) -> list[bytes]:

@@ -47,7 +47,7 @@ JOB_TIMEOUT = 120.0
 # Left out of the copy that gets deployed: VCS data, caches, local output, build leftovers.
 NOT_DEPLOYED = shutil.ignore_patterns(
     ".git", ".venv", "output", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
-    ".ruff_cache", ".hypothesis",
+    ".ruff_cache", ".hypothesis", ".mypy_cache",
 )  # fmt: skip
 
 
@@ -60,7 +60,8 @@ def _require(module: str, package: str) -> None:
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 @dataclass
@@ -73,12 +74,14 @@ class Scrapyd:
     def get(self, endpoint: str, **params: str) -> dict[str, Any]:
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
         with urllib.request.urlopen(self.url + endpoint + query, timeout=10) as answer:
-            return json.load(answer)
+            data: dict[str, Any] = json.load(answer)
+        return data
 
     def post(self, endpoint: str, fields: list[tuple[str, str]]) -> dict[str, Any]:
         body = urllib.parse.urlencode(fields).encode()
         with urllib.request.urlopen(self.url + endpoint, data=body, timeout=10) as answer:
-            return json.load(answer)
+            data: dict[str, Any] = json.load(answer)
+        return data
 
     def daemon_log(self) -> str:
         return self.log.read_text("utf-8", "replace")
@@ -176,7 +179,7 @@ def deployed(scrapyd: Scrapyd, tmp_path_factory: pytest.TempPathFactory) -> str:
     assert answer["spiders"] == 1, output
     assert scrapyd.get("listprojects.json")["projects"] == [PROJECT]
     assert scrapyd.get("listspiders.json", project=PROJECT)["spiders"] == ["digests"]
-    return answer["version"]
+    return str(answer["version"])
 
 
 def schedule(
@@ -200,7 +203,7 @@ def schedule(
     fields += list((args or {}).items())
     answer = scrapyd.post("schedule.json", fields)
     assert answer["status"] == "ok", answer
-    job = answer["jobid"]
+    job = str(answer["jobid"])
 
     deadline = time.monotonic() + JOB_TIMEOUT
     while True:

@@ -213,7 +213,10 @@ class BackoffRetryMiddleware(RetryMiddleware):
             self.limits[service].release()
 
     # -- answers ------------------------------------------------------------------------------
-    async def process_response(self, request: Request, response: Response) -> Request | Response:
+    # Scrapy (2.14+) awaits these when they are coroutines; RetryMiddleware's are plain methods.
+    async def process_response(  # type: ignore[override]
+        self, request: Request, response: Response
+    ) -> Request | Response:
         service = service_of(request)
         if service is None:
             return super().process_response(request, response)
@@ -269,7 +272,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
     def _redirect(self, request: Request, response: Response, service: str) -> Request:
         """Follow a redirect only to the endpoint's own host: a service request must never be
         sent (and trusted) elsewhere."""
-        location = response.headers.get(b"Location", b"").decode("latin-1")
+        location = (response.headers.get(b"Location") or b"").decode("latin-1")
         target = urljoin(request.url, location)
         hops = request.meta.get("redirect_times", 0)
         if not location or urlsplit(target).hostname != urlsplit(request.url).hostname:
@@ -286,7 +289,9 @@ class BackoffRetryMiddleware(RetryMiddleware):
         return redirected
 
     # -- failures -----------------------------------------------------------------------------
-    async def process_exception(self, request: Request, exception: Exception) -> Request | None:
+    async def process_exception(  # type: ignore[override]  # a coroutine, as process_response
+        self, request: Request, exception: Exception
+    ) -> Request | Response | None:
         service = service_of(request)
         if service is None:
             return super().process_exception(request, exception)
@@ -324,7 +329,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
             spider=self.crawler.spider,
             reason=reason.split(" (", 1)[0],  # stats keys: the kind of failure, not its detail
             max_retry_times=request.meta.get("max_retry_times", self.max_retry_times),
-            logger=self._log,  # type: ignore[arg-type]
+            logger=self._log,  # type: ignore[arg-type]  # duck-typed: debug, error and log only
             give_up_log_level=request.meta.get("give_up_log_level", self.give_up_log_level),
             stats_base_key=f"retry/{service}",
         )
@@ -349,7 +354,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
             request.meta[_ATTEMPT] = await anext(attempts)
         with request.meta[_ATTEMPT]:
             raise Retryable(reason, retry_after)
-        return await anext(attempts)  # type: ignore[no-any-return]
+        return await anext(attempts)
 
     def _sleep_logged(self, service: str) -> Any:
         async def sleep(seconds: float) -> None:

@@ -173,7 +173,7 @@ class ServiceRunner(Generic[V]):
         label = self.service.label
         request = self.service.build_request(keys, hints)
         try:
-            response = await self.crawler.engine.download_async(request)  # type: ignore[union-attr]
+            response = await self.crawler.engine.download_async(request)
         except IgnoreRequest as exc:
             return self._all(keys, f"{label} request dropped: {exc}")
         except Exception as exc:  # connection errors, timeouts, cut bodies, oversized answers

@@ -19,7 +19,8 @@ from crawler.outcome import Outcome
 from tests.helpers import project_crawler
 
 # An answer in a scenario: a status, (status, headers), (status, headers, body), or an exception.
-Answer = int | tuple[int, dict[str, str]] | tuple[int, dict[str, str], bytes] | Exception
+Reply = int | tuple[int, dict[str, str]] | tuple[int, dict[str, str], bytes]
+Answer = Reply | Exception
 
 
 def unit_crawler(**settings: Any) -> Crawler:
@@ -64,7 +65,7 @@ def service_request(
     )
 
 
-def respond(request: Request, answer: Answer) -> Response:
+def respond(request: Request, answer: Reply) -> Response:
     if isinstance(answer, int):
         answer = (answer, {})
     status, headers, *rest = answer
@@ -100,6 +101,7 @@ async def download(
         answer = next(pending)
         if latency:
             await asyncio.sleep(latency)
+        outcome: Request | Response | None
         if isinstance(answer, Exception):
             outcome = await mw.process_exception(request, answer)
             if outcome is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
@@ -23,6 +24,7 @@ from crawler.downloader.contract import PARSED, AnswerUnusable, Politeness
 from crawler.downloader.middleware import BackoffRetryMiddleware, retry_after_seconds
 from crawler.services.arxiv import Arxiv
 from tests.unit.helpers import (
+    Answer,
     Trace,
     download,
     middleware,
@@ -186,15 +188,14 @@ def test_circuit_breaker_stops_retries_until_the_service_answers() -> None:
     async def scenario() -> tuple[list[Trace], BackoffRetryMiddleware]:
         mw, loop = _setup(RETRY_UNREACHABLE_AFTER=3, RETRY_TIMES=10, RETRY_BACKOFF_BASE=0.1)
         traces = []
-        for n, (service, answers) in enumerate(
-            [
-                ("svc", [_refused() for _ in range(10)]),  # 3 failures retried, the 4th not
-                ("svc", [_refused(), 200]),  # the breaker is open: no retry
-                ("other", [_refused(), 200]),  # per service
-                ("svc", [404]),  # an answer, whatever it says: reachable again
-                ("svc", [_refused(), 200]),  # retried again
-            ]
-        ):
+        steps: list[tuple[str, list[Answer]]] = [
+            ("svc", [_refused() for _ in range(10)]),  # 3 failures retried, the 4th not
+            ("svc", [_refused(), 200]),  # the breaker is open: no retry
+            ("other", [_refused(), 200]),  # per service
+            ("svc", [404]),  # an answer, whatever it says: reachable again
+            ("svc", [_refused(), 200]),  # retried again
+        ]
+        for n, (service, answers) in enumerate(steps):
             request = service_request(url=f"http://svc.test/{n}", service=service)
             traces.append(await download(mw, request, answers, loop.time))
         return traces, mw
@@ -221,7 +222,7 @@ def test_circuit_breaker_off_when_zero() -> None:
 
 
 # -- arXiv's politeness --------------------------------------------------------------------------
-def _arxiv_starts(statuses: list[int | Exception], latency: float = 0.0) -> list[float]:
+def _arxiv_starts(statuses: Sequence[Answer], latency: float = 0.0) -> list[float]:
     async def scenario() -> list[float]:
         mw, loop = _setup(ARXIV_DELAY=3.0, ARXIV_SLOWDOWN_MAX=10.0)
         polite = Arxiv(mw.crawler.settings).politeness
@@ -279,7 +280,9 @@ def _check(request: Request, response: Response) -> dict[str, str]:
 def test_an_unusable_200_is_retried_and_a_good_one_parsed_once() -> None:
     async def scenario() -> tuple[Trace, BackoffRetryMiddleware]:
         mw, loop = _setup(RETRY_BACKOFF_BASE=0.1)
-        answers = [(200, {}, b"<html>maintenance</html>"), (200, {}, b"surprise"), 200]
+        answers: list[Answer] = [
+            (200, {}, b"<html>maintenance</html>"), (200, {}, b"surprise"), 200,
+        ]  # fmt: skip
         request = service_request(check=_check)
         return await download(mw, request, answers, loop.time), mw
 

@@ -31,11 +31,13 @@ def _record(rank: int, title: str = "t") -> dict[str, Any]:
     return {"post": post, "rank": rank, "title": title}
 
 
-def _crawler(parsed: int = 3, reason: str = "finished", **stats: int) -> Crawler:
+def _crawler(
+    parsed: int = 3, reason: str = "finished", stats: dict[str, int] | None = None
+) -> Crawler:
     crawler = unit_crawler()
     crawler.crawling = True
     Outcome.of(crawler).reason = reason
-    for key, value in {DIGESTS_READ: 1, ENTRIES_PARSED: parsed, **stats}.items():
+    for key, value in {DIGESTS_READ: 1, ENTRIES_PARSED: parsed, **(stats or {})}.items():
         crawler.stats.set_value(key, value)
     return crawler
 
@@ -139,7 +141,7 @@ def test_records_lost_keep_the_snapshot_as_an_output_failure(tmp_path: Path) -> 
 
 
 def test_records_dropped_as_invalid_keep_the_snapshot_as_invalid_records(tmp_path: Path) -> None:
-    crawler = _crawler(parsed=4, **{RECORDS_INVALID: 1})
+    crawler = _crawler(parsed=4, stats={RECORDS_INVALID: 1})
     target, outcome = _run(tmp_path, crawler)
     assert target.read_bytes() == OLD
     assert outcome.output_problems == []

@@ -24,7 +24,7 @@ class Deadlock(RuntimeError):
     """Nothing can run and nothing is scheduled: the scenario would wait forever."""
 
 
-class _VirtualSelector(selectors.DefaultSelector):  # type: ignore[valid-type, misc]
+class _VirtualSelector(selectors.DefaultSelector):
     def __init__(self, loop: VirtualTimeLoop) -> None:
         super().__init__()
         self._loop = loop
