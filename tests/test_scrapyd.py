@@ -22,7 +22,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 from collections import Counter
@@ -36,6 +35,7 @@ import pytest
 
 from crawler.record import schema_errors
 from tests.conftest import ROOT, SAMPLES
+from tests.helpers import wait_until
 from tests.standin import StandIn
 
 pytestmark = pytest.mark.e2e  # a real Scrapyd, scrapyd-deploy and crawls
@@ -123,20 +123,17 @@ def scrapyd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scrapyd]:
             cwd=home, stdout=out, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
     server = Scrapyd(f"http://127.0.0.1:{port}/", home, log, proc)
+
+    def answering() -> bool:
+        if proc.poll() is not None:
+            pytest.fail(f"Scrapyd exited with {proc.returncode}:\n{server.daemon_log()}")
+        try:
+            return bool(server.get("daemonstatus.json").get("status") == "ok")
+        except OSError:
+            return False
+
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"Scrapyd exited with {proc.returncode}:\n{server.daemon_log()}")
-            try:
-                if server.get("daemonstatus.json").get("status") == "ok":
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"Scrapyd did not answer within {START_TIMEOUT} s:\n"
-                            f"{server.daemon_log()}")  # fmt: skip
-            time.sleep(0.1)
+        wait_until(answering, "Scrapyd to answer", START_TIMEOUT, server.daemon_log)
         yield server
     finally:
         proc.terminate()
@@ -205,15 +202,12 @@ def schedule(
     assert answer["status"] == "ok", answer
     job = str(answer["jobid"])
 
-    deadline = time.monotonic() + JOB_TIMEOUT
-    while True:
+    def finished() -> bool:
         jobs = scrapyd.get("listjobs.json", project=PROJECT)
-        if any(j["id"] == job for j in jobs["finished"]):
-            return job
-        if time.monotonic() > deadline:
-            pytest.fail(f"job {job} not finished after {JOB_TIMEOUT} s: {jobs}\n"
-                        f"{scrapyd.job_log(job)[-4000:]}")  # fmt: skip
-        time.sleep(0.2)
+        return any(j["id"] == job for j in jobs["finished"])
+
+    wait_until(finished, f"job {job} to finish", JOB_TIMEOUT, lambda: scrapyd.job_log(job)[-4000:])
+    return job
 
 
 def exit_status(scrapyd: Scrapyd, job: str) -> int:
