@@ -22,7 +22,7 @@ def project_settings(**overrides: Any) -> Settings:
     return settings
 
 
-def project_crawler(spidercls: type[Spider] = Spider, /, **overrides: Any) -> Crawler:
+def project_crawler(spidercls: type[Spider] = Spider, **overrides: Any) -> Crawler:
     """A crawler with the project's extensions built (Outcome, State, ...), no engine run."""
     import crawler.settings as project
 
