@@ -44,7 +44,7 @@ def failed_key(service: str) -> str:
 class ExitStatus(IntEnum):
     OK = 0
     NOT_COMPLETED = 1  # refused arguments/settings, lock held, error while starting, stopped
-    SOURCE_UNREADABLE = 2  # a source could not be read at all; the rest was written
+    SOURCE_UNREADABLE = 2  # a source could not be read at all, or none was; the rest was written
     INVALID_RECORDS = 3  # a record broke the schema and was dropped (a bug)
     ENRICHMENT_INCOMPLETE = 4  # a service failed for some values; good values were kept
     OUTPUT_FAILED = 5  # the snapshot could not be written
@@ -168,13 +168,17 @@ class Outcome:
         }
 
     def exit_status(self) -> ExitStatus:
+        """The first that applies, most serious first: not completed (we stopped, the crawl
+        did not finish, arguments refused) 1; output failed 5; records invalid 3; a source
+        unreadable or missing, or no digest read at all, 2; enrichment incomplete 4; else 0."""
         if self.stop_problem or self.reason != "finished" or self._get(ARGUMENTS_INVALID):
             return ExitStatus.NOT_COMPLETED
         if self._get(OUTPUT_FAILED):
             return ExitStatus.OUTPUT_FAILED
         if self._get(RECORDS_INVALID):
             return ExitStatus.INVALID_RECORDS
-        if self._get(DIGESTS_UNREADABLE) or self._get(DIGESTS_MISSING):
+        unread = self._get(DIGESTS_UNREADABLE) or self._get(DIGESTS_MISSING)
+        if unread or not self._get(DIGESTS_READ):
             return ExitStatus.SOURCE_UNREADABLE
         if self.incomplete_services():
             return ExitStatus.ENRICHMENT_INCOMPLETE

@@ -125,7 +125,7 @@ class DigestsSpider(scrapy.Spider):
         spider = super().from_crawler(crawler, *args, **kwargs)
         # Handed over once, as a setting, to the state extension built next.
         crawler.settings.set("REFRESH", spider.refresh, priority="spider")
-        return spider  # type: ignore[no-any-return]
+        return spider
 
     async def start(self) -> AsyncIterator[scrapy.Request]:
         stats = self.crawler.stats
@@ -146,7 +146,7 @@ class DigestsSpider(scrapy.Spider):
                 dont_filter=True,
             )
 
-    async def _parse(self, response: Response, name: str) -> Digest | None:
+    async def _read(self, response: Response, name: str) -> Digest | None:
         stopping = Outcome.of(self.crawler).stopping
         try:
             return await in_daemon_thread(stopping, parse_digest_bytes, response.body, name)
@@ -166,7 +166,7 @@ class DigestsSpider(scrapy.Spider):
         stats = self.crawler.stats
         try:
             try:
-                digest = await self._parse(response, name)
+                digest = await self._read(response, name)
             except CrawlStopping:
                 return
             if digest is None:
@@ -187,7 +187,7 @@ class DigestsSpider(scrapy.Spider):
             self._source_done()
 
     def source_failed(self, failure: Failure) -> None:
-        request = failure.request  # type: ignore[attr-defined]
+        request = failure.request  # type: ignore[attr-defined]  # Scrapy adds it for errbacks
         name = request.cb_kwargs.get("name", request.url)
         if failure.check(HttpError):
             response = failure.value.response
@@ -198,7 +198,7 @@ class DigestsSpider(scrapy.Spider):
                 target = urljoin(response.url, location.decode("latin-1"))
                 reason += f" redirect to {short_url(target)} not followed (only http and https)"
         else:
-            reason = failure.getErrorMessage() or failure.type.__name__  # type: ignore[union-attr]
+            reason = failure.getErrorMessage() or type(failure.value).__name__
         logger.error("%s: cannot read: %s", name, reason)
         self.crawler.stats.inc_value(DIGESTS_UNREADABLE)
         self._source_done()

@@ -10,15 +10,21 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from crawler.sources import sample_dir
 from tests.standin import Catalogue, StandIn
+
+# No per-example deadline: a wall-clock limit fails at random on a busy 2-core machine (the first
+# example also pays for lazy imports). Examples are bounded by their count instead.
+hypothesis_settings.register_profile("project", deadline=None)
+hypothesis_settings.load_profile("project")
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted(sample_dir().glob("*.txt"))
@@ -36,7 +42,7 @@ def run_crawl(
     out: Path,
     standin: StandIn | None,
     *args: str,
-    settings: dict[str, object] | None = None,
+    settings: Mapping[str, object] | None = None,
     timeout: float = 300,
     default_feed: bool = False,
 ) -> Crawl:

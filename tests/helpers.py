@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
+import pytest
 from scrapy import Spider
 from scrapy.crawler import Crawler
 from scrapy.settings import Settings
@@ -26,3 +29,22 @@ def project_crawler(spidercls: type[Spider] = Spider, **overrides: Any) -> Crawl
     settings = {name: getattr(project, name) for name in dir(project) if name.isupper()}
     del settings["TWISTED_REACTOR"]  # in-process: whatever reactor (or none) the test has
     return get_crawler(spidercls, settings | overrides)
+
+
+def wait_until(
+    condition: Callable[[], bool],
+    what: str,
+    limit: float = 120.0,
+    detail: Callable[[], str] = str,
+) -> None:
+    """Wait until ``condition()`` holds: something another process brings about (a crawl's
+    requests, a Scrapyd job) that signals nothing this process could wait on, so it is polled.
+
+    ``limit`` asserts nothing about speed: it turns a hang into a failure naming ``what``,
+    followed by ``detail()`` (a log, say).
+    """
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting after {limit:.0f} s for {what}\n{detail()}")
+        time.sleep(0.02)  # the pause between two looks, not a guess at how long it takes

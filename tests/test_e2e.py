@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,13 @@ from crawler.record import schema_errors
 from tests.conftest import SAMPLES, Crawl, run_crawl
 from tests.standin import Catalogue, StandIn
 
+pytestmark = pytest.mark.e2e  # real crawls in a subprocess
+
 
 @pytest.fixture(scope="module")
-def crawl(tmp_path_factory: pytest.TempPathFactory, catalogue: Catalogue) -> tuple[Crawl, StandIn]:
+def crawl(
+    tmp_path_factory: pytest.TempPathFactory, catalogue: Catalogue
+) -> Iterator[tuple[Crawl, StandIn]]:
     """One crawl with the production politeness settings (ARXIV_DELAY 3 s, batches of 100)."""
     with StandIn(catalogue) as server:
         result = run_crawl(tmp_path_factory.mktemp("e2e") / "out.jsonl", server)
@@ -27,7 +32,7 @@ def test_every_entry_once_and_valid(crawl: tuple[Crawl, StandIn]) -> None:
     assert result.returncode == 0, result.log[-3000:]
     assert len(result.records) == 103
     keys = Counter((r["post"]["source"], r["rank"]) for r in result.records)
-    expected = Counter()
+    expected: Counter[tuple[str, int]] = Counter()
     for path in SAMPLES:
         digest = parse_digest_bytes(path.read_bytes(), path.name)
         for e in digest.entries:
@@ -41,7 +46,7 @@ def test_arxiv_fields_equal_what_was_served(
     crawl: tuple[Crawl, StandIn], catalogue: Catalogue
 ) -> None:
     result, _ = crawl
-    statuses = Counter()
+    statuses: Counter[str] = Counter()
     for r in result.records:
         arxiv = r["arxiv"]
         statuses[arxiv["status"]] += 1
@@ -58,7 +63,7 @@ def test_arxiv_fields_equal_what_was_served(
 
 def test_embeds_equal_what_was_served(crawl: tuple[Crawl, StandIn], catalogue: Catalogue) -> None:
     result, _ = crawl
-    seen = Counter()
+    seen: Counter[str] = Counter()
     for r in result.records:
         for t in r["tweets"]:
             served = catalogue.tweets[t["id"]]

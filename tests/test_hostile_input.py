@@ -14,6 +14,8 @@ from tests.conftest import SAMPLES, Crawl, run_crawl
 from tests.standin import Author, Catalogue, Paper, StandIn
 from tests.test_digest import FRONT, entry
 
+pytestmark = pytest.mark.e2e  # real crawls in a subprocess
+
 EXTRA_PAPERS = ("hep-th/9901001", "2106.99999", "2107.00001", "2107.00002", "2107.00003")
 
 

@@ -22,7 +22,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 from collections import Counter
@@ -36,7 +35,10 @@ import pytest
 
 from crawler.record import schema_errors
 from tests.conftest import ROOT, SAMPLES
+from tests.helpers import wait_until
 from tests.standin import StandIn
+
+pytestmark = pytest.mark.e2e  # a real Scrapyd, scrapyd-deploy and crawls
 
 PROJECT = "hot_papers"
 TARGET = "local"  # the scrapy.cfg target the docs use
@@ -45,7 +47,7 @@ JOB_TIMEOUT = 120.0
 # Left out of the copy that gets deployed: VCS data, caches, local output, build leftovers.
 NOT_DEPLOYED = shutil.ignore_patterns(
     ".git", ".venv", "output", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
-    ".ruff_cache", ".hypothesis",
+    ".ruff_cache", ".hypothesis", ".mypy_cache",
 )  # fmt: skip
 
 
@@ -58,7 +60,8 @@ def _require(module: str, package: str) -> None:
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 @dataclass
@@ -71,12 +74,14 @@ class Scrapyd:
     def get(self, endpoint: str, **params: str) -> dict[str, Any]:
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
         with urllib.request.urlopen(self.url + endpoint + query, timeout=10) as answer:
-            return json.load(answer)
+            data: dict[str, Any] = json.load(answer)
+        return data
 
     def post(self, endpoint: str, fields: list[tuple[str, str]]) -> dict[str, Any]:
         body = urllib.parse.urlencode(fields).encode()
         with urllib.request.urlopen(self.url + endpoint, data=body, timeout=10) as answer:
-            return json.load(answer)
+            data: dict[str, Any] = json.load(answer)
+        return data
 
     def daemon_log(self) -> str:
         return self.log.read_text("utf-8", "replace")
@@ -118,20 +123,17 @@ def scrapyd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scrapyd]:
             cwd=home, stdout=out, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
     server = Scrapyd(f"http://127.0.0.1:{port}/", home, log, proc)
+
+    def answering() -> bool:
+        if proc.poll() is not None:
+            pytest.fail(f"Scrapyd exited with {proc.returncode}:\n{server.daemon_log()}")
+        try:
+            return bool(server.get("daemonstatus.json").get("status") == "ok")
+        except OSError:
+            return False
+
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"Scrapyd exited with {proc.returncode}:\n{server.daemon_log()}")
-            try:
-                if server.get("daemonstatus.json").get("status") == "ok":
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"Scrapyd did not answer within {START_TIMEOUT} s:\n"
-                            f"{server.daemon_log()}")  # fmt: skip
-            time.sleep(0.1)
+        wait_until(answering, "Scrapyd to answer", START_TIMEOUT, server.daemon_log)
         yield server
     finally:
         proc.terminate()
@@ -174,7 +176,7 @@ def deployed(scrapyd: Scrapyd, tmp_path_factory: pytest.TempPathFactory) -> str:
     assert answer["spiders"] == 1, output
     assert scrapyd.get("listprojects.json")["projects"] == [PROJECT]
     assert scrapyd.get("listspiders.json", project=PROJECT)["spiders"] == ["digests"]
-    return answer["version"]
+    return str(answer["version"])
 
 
 def schedule(
@@ -198,17 +200,14 @@ def schedule(
     fields += list((args or {}).items())
     answer = scrapyd.post("schedule.json", fields)
     assert answer["status"] == "ok", answer
-    job = answer["jobid"]
+    job = str(answer["jobid"])
 
-    deadline = time.monotonic() + JOB_TIMEOUT
-    while True:
+    def finished() -> bool:
         jobs = scrapyd.get("listjobs.json", project=PROJECT)
-        if any(j["id"] == job for j in jobs["finished"]):
-            return job
-        if time.monotonic() > deadline:
-            pytest.fail(f"job {job} not finished after {JOB_TIMEOUT} s: {jobs}\n"
-                        f"{scrapyd.job_log(job)[-4000:]}")  # fmt: skip
-        time.sleep(0.2)
+        return any(j["id"] == job for j in jobs["finished"])
+
+    wait_until(finished, f"job {job} to finish", JOB_TIMEOUT, lambda: scrapyd.job_log(job)[-4000:])
+    return job
 
 
 def exit_status(scrapyd: Scrapyd, job: str) -> int:

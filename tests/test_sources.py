@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from scrapy import Spider
@@ -64,18 +65,22 @@ def test_configured_endpoints_are_never_offsite(service, url_setting, keys) -> N
     assert middleware.process_request(request_) is None  # not IgnoreRequest
 
 
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """No access log on the test's stderr."""
+
+
 @pytest.fixture
 def digest_server(tmp_path: Path) -> Iterator[str]:
     for sample in SAMPLES[:2]:
         shutil.copy(sample, tmp_path / sample.name)
-    handler = partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
-    handler.log_message = lambda *a: None  # type: ignore[method-assign]
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(tmp_path)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
 
 
+@pytest.mark.e2e
 def test_digests_read_over_http(tmp_path: Path, standin: StandIn, digest_server: str) -> None:
     urls = [f"{digest_server}/{p.name}" for p in SAMPLES[:2]] + [f"{digest_server}/gone.md"]
     crawl = run_crawl(
@@ -88,6 +93,7 @@ def test_digests_read_over_http(tmp_path: Path, standin: StandIn, digest_server:
     assert crawl.returncode == 2
 
 
+@pytest.mark.e2e
 def test_bad_settings_are_refused_in_one_line_each(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     out.write_text('{"previous": true}\n')

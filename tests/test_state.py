@@ -7,6 +7,7 @@ import dataclasses
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from scrapy.crawler import Crawler
@@ -24,7 +25,7 @@ from tests.helpers import project_crawler, project_settings
 TTL = {"arxiv/ok": 7, "arxiv/not_found": 1, "embed/ok": 30, "embed/deleted": 180}
 
 
-def _crawler(tmp_path: Path, **settings: object) -> Crawler:
+def _crawler(tmp_path: Path, **settings: Any) -> Crawler:
     return project_crawler(STATE_DB=str(tmp_path / "s.sqlite3"), STATE_TTL_DAYS=TTL, **settings)
 
 

@@ -97,11 +97,12 @@ def snapshot_path(settings: BaseSettings) -> Path | None:
 class Command(ScrapyCrawl):
     def __init__(self) -> None:
         super().__init__()
-        self._crawler: Crawler | None = None
+        # Not ScrapyCommand's ``_crawler``: that one is typed as always set.
+        self._run_crawler: Crawler | None = None
 
     def _create_crawler(self, spidercls: Any) -> Crawler:
-        self._crawler = super()._create_crawler(spidercls)
-        return self._crawler
+        self._run_crawler = super()._create_crawler(spidercls)
+        return self._run_crawler
 
     def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
         super().process_options(args, opts)
@@ -150,7 +151,7 @@ class Command(ScrapyCrawl):
         self.exitcode = int(self.exit_status())
 
     def exit_status(self) -> ExitStatus:
-        if self.exitcode or self._crawler is None:
+        if self.exitcode or self._run_crawler is None:
             return ExitStatus.NOT_COMPLETED
-        outcome = self._crawler.get_extension(Outcome)
+        outcome = self._run_crawler.get_extension(Outcome)
         return outcome.exit_status() if outcome is not None else ExitStatus.NOT_COMPLETED

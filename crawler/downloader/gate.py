@@ -41,6 +41,8 @@ class ConcurrencyLimit:
             except asyncio.CancelledError:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
+                elif waiter.done() and not waiter.cancelled():
+                    self._wake()  # woken, then cancelled before taking the place: pass it on
                 raise
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)

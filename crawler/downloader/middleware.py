@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -89,7 +90,7 @@ class wait_backoff_or_retry_after(wait_base):
     """Exponential backoff with jitter, never shorter than the server's Retry-After."""
 
     def __init__(self, base: float, cap: float) -> None:
-        self.backoff = wait_exponential_jitter(initial=base, max=cap, jitter=base)
+        self.backoff = wait_exponential_jitter(multiplier=base, max=cap, jitter=base)
 
     def __call__(self, retry_state: RetryCallState) -> float:
         wait = self.backoff(retry_state)
@@ -137,6 +138,10 @@ class BackoffRetryMiddleware(RetryMiddleware):
         self._failures_in_a_row: dict[str, int] = {}
         self._log = _ShortUrls()
         crawler.signals.connect(self._left_downloader, signal=signals.request_left_downloader)
+        # Where time comes from; unit tests put the event loop's virtual clock here (waits
+        # themselves run on the loop's timers already).
+        self.clock: Callable[[], float] = time.monotonic
+        self.wall_clock: Callable[[], float] = time.time  # for Retry-After's HTTP dates
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> BackoffRetryMiddleware:
@@ -167,19 +172,42 @@ class BackoffRetryMiddleware(RetryMiddleware):
         if self.stopping.is_set():
             raise IgnoreRequest("the crawl is stopping")
         limit = self.limit_for(service, request.meta[POLITENESS])
-        await limit.acquire()
+        if not await self._acquire(limit):
+            raise IgnoreRequest("the crawl is stopping")
         request.meta[_PERMIT] = True
         try:
             # Re-checked after each sleep: a parallel answer may have brought a longer wait.
-            while (wait := self.gate.wait_for(service, time.monotonic())) > 0:
+            while (wait := self.gate.wait_for(service, self.clock())) > 0:
                 self.stats.inc_value(f"retry/{service}/gated")
                 await self._sleep(wait)
             await self._sleep(0)
         except BaseException:
             self._release(request, service)
             raise
-        request.meta[_STARTED] = time.monotonic()
+        request.meta[_STARTED] = self.clock()
         self.stats.inc_value(f"service/{service}/requests")
+
+    async def _acquire(self, limit: ConcurrencyLimit) -> bool:
+        """Take a place in the service's limit, waiting unless the crawl stops first (then
+        False, without a place): a full limit must not hold a request through the shutdown."""
+        if limit.in_flight < int(limit.limit):
+            await limit.acquire()  # a place is free: taken at once
+            return True
+        acquiring = asyncio.ensure_future(limit.acquire())
+        stopped = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait((acquiring, stopped), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            if acquiring.done():
+                limit.release()
+            acquiring.cancel()
+            raise
+        finally:
+            stopped.cancel()
+        if acquiring.done():
+            return True
+        acquiring.cancel()  # still waiting: it gives up its turn (or passes it on)
+        return False
 
     def _release(self, request: Request, service: str) -> None:
         if request.meta.pop(_PERMIT, False):
@@ -193,15 +221,18 @@ class BackoffRetryMiddleware(RetryMiddleware):
         service = service_of(request)
         if service is not None:
             self._release(request, service)
-            self._hold(service, request.meta[POLITENESS], time.monotonic())
+            self._hold(service, request.meta[POLITENESS], self.clock())
 
     # -- answers ------------------------------------------------------------------------------
-    async def process_response(self, request: Request, response: Response) -> Request | Response:
+    # Scrapy (2.14+) awaits these when they are coroutines; RetryMiddleware's are plain methods.
+    async def process_response(  # type: ignore[override]
+        self, request: Request, response: Response
+    ) -> Request | Response:
         service = service_of(request)
         if service is None:
             return super().process_response(request, response)
         self._release(request, service)
-        now = time.monotonic()
+        now = self.clock()
         politeness: Politeness = request.meta[POLITENESS]
         throttled = response.status in THROTTLE_CODES
         self.limits[service].answered(now - request.meta.get(_STARTED, now), throttled, now)
@@ -211,7 +242,9 @@ class BackoffRetryMiddleware(RetryMiddleware):
         if response.status in REDIRECT_CODES:
             return self._redirect(request, response, service)
         retry_after = (
-            retry_after_seconds(response.headers.get(b"Retry-After")) if throttled else None
+            retry_after_seconds(response.headers.get(b"Retry-After"), self.wall_clock())
+            if throttled
+            else None
         )
         if retry_after is not None:
             self.gate.hold_until(service, now + min(retry_after, self.retry_after_max))
@@ -250,7 +283,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
     def _redirect(self, request: Request, response: Response, service: str) -> Request:
         """Follow a redirect only to the endpoint's own host: a service request must never be
         sent (and trusted) elsewhere."""
-        location = response.headers.get(b"Location", b"").decode("latin-1")
+        location = (response.headers.get(b"Location") or b"").decode("latin-1")
         target = urljoin(request.url, location)
         hops = request.meta.get("redirect_times", 0)
         if not location or urlsplit(target).hostname != urlsplit(request.url).hostname:
@@ -267,14 +300,16 @@ class BackoffRetryMiddleware(RetryMiddleware):
         return redirected
 
     # -- failures -----------------------------------------------------------------------------
-    async def process_exception(self, request: Request, exception: Exception) -> Request | None:
+    async def process_exception(  # type: ignore[override]  # a coroutine, as process_response
+        self, request: Request, exception: Exception
+    ) -> Request | Response | None:
         service = service_of(request)
         if service is None:
             return super().process_exception(request, exception)
         self._release(request, service)
         if isinstance(exception, IgnoreRequest) or request.meta.get("dont_retry"):
             return None
-        self._hold(service, request.meta[POLITENESS], time.monotonic())
+        self._hold(service, request.meta[POLITENESS], self.clock())
         if not isinstance(exception, self.exceptions_to_retry):
             return None
         failures = self._failures_in_a_row.get(service, 0) + 1
@@ -305,7 +340,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
             spider=self.crawler.spider,
             reason=reason.split(" (", 1)[0],  # stats keys: the kind of failure, not its detail
             max_retry_times=request.meta.get("max_retry_times", self.max_retry_times),
-            logger=self._log,  # type: ignore[arg-type]
+            logger=self._log,  # type: ignore[arg-type]  # duck-typed: debug, error and log only
             give_up_log_level=request.meta.get("give_up_log_level", self.give_up_log_level),
             stats_base_key=f"retry/{service}",
         )
@@ -313,6 +348,9 @@ class BackoffRetryMiddleware(RetryMiddleware):
             return None
         retry.meta["retry_reason"] = reason
         retry.meta[_ATTEMPT] = await self._wait_next(request, reason, retry_after, service)
+        # The retry copied the meta before the first failure created the iterator: without it,
+        # every retry would start a new iterator and wait the first backoff step again.
+        retry.meta[_RETRIES] = request.meta[_RETRIES]
         return retry
 
     async def _wait_next(
@@ -327,7 +365,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
             request.meta[_ATTEMPT] = await anext(attempts)
         with request.meta[_ATTEMPT]:
             raise Retryable(reason, retry_after)
-        return await anext(attempts)  # type: ignore[no-any-return]
+        return await anext(attempts)
 
     def _sleep_logged(self, service: str) -> Any:
         async def sleep(seconds: float) -> None:

@@ -35,7 +35,7 @@ class _Discard(io.BytesIO):
 
     name = "<unwritable>"
 
-    def write(self, data: Any) -> int:  # type: ignore[override]
+    def write(self, data: Any) -> int:
         return len(data)
 
 
@@ -102,7 +102,8 @@ class AtomicFileFeedStorage(FileFeedStorage):
         if reason is None:
             return None
         lost = records is not None and reason.startswith("only ")
-        return reason, lost and not self.crawler.stats.get_value("records/invalid")  # type: ignore[union-attr]
+        assert self.crawler is not None  # the outcome is the crawler's
+        return reason, lost and not self.crawler.stats.get_value("records/invalid")
 
     def store(self, file: IO[Any]) -> None:
         target = Path(self.path)

@@ -186,6 +186,7 @@ class RunFiles:
 
     def replaced(self) -> bool:
         """Did this run's snapshot replace the previous one?"""
+        assert self.path is not None
         return self.outcome.snapshots.get(str(self.path.resolve()), False)
 
     def finish(self) -> None:

@@ -24,7 +24,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 @cache
 def schema() -> dict[str, Any]:
     text = resources.files("crawler.record").joinpath("record.schema.json").read_text("utf-8")
-    return json.loads(text)  # type: ignore[no-any-return]
+    return json.loads(text)  # type: ignore[no-any-return]  # the schema file is an object
 
 
 @cache

@@ -132,9 +132,9 @@ def _result(entry: etree._Element) -> arxiv.Result:
         title=" ".join((_text(entry, "atom:title") or "").split()),
         authors=authors,
         summary=(_text(entry, "atom:summary") or "").strip(),
-        comment=_stripped(_text(entry, "arxiv:comment")),  # type: ignore[arg-type]
-        journal_ref=_stripped(_text(entry, "arxiv:journal_ref")),  # type: ignore[arg-type]
-        doi=_stripped(_text(entry, "arxiv:doi")),  # type: ignore[arg-type]
+        comment=_stripped(_text(entry, "arxiv:comment")),
+        journal_ref=_stripped(_text(entry, "arxiv:journal_ref")),
+        doi=_stripped(_text(entry, "arxiv:doi")),
         primary_category=(primary.get("term") if primary is not None else "") or "",
         categories=[c.get("term") or "" for c in entry.iterfind("atom:category", NS)],
         links=links,

@@ -135,7 +135,10 @@ class Service(ABC, Generic[V]):
     def parsed(self, response: Response) -> Any:
         """The answer as :meth:`check` parsed it in the downloader, or parsed now."""
         parsed = response.meta.get(PARSED)
-        return parsed if parsed is not None else self.check(response.request, response)
+        if parsed is not None:
+            return parsed
+        assert response.request is not None  # set on every answer the downloader returns
+        return self.check(response.request, response)
 
     @abstractmethod
     def values(self, keys: list[str], response: Response) -> dict[str, V]:
@@ -144,10 +147,11 @@ class Service(ABC, Generic[V]):
 
     # -- values -----------------------------------------------------------------------------
     def error(self, message: str) -> V:
+        # value_type is the service's dataclass, typed type[Any] (a ClassVar cannot hold V)
         return self.value_type(status="error", error=message)  # type: ignore[no-any-return]
 
     def disabled(self) -> V:
-        return self.value_type(status="disabled")  # type: ignore[no-any-return]
+        return self.value_type(status="disabled")  # type: ignore[no-any-return]  # as in error()
 
     @abstractmethod
     def attach(self, entry: DigestEntry, values: Mapping[str, V]) -> None:
@@ -155,7 +159,7 @@ class Service(ABC, Generic[V]):
 
     def comparable(self, value: V) -> dict[str, Any]:
         """The fields whose change goes into the change feed."""
-        return dataclasses.asdict(value)  # type: ignore[call-overload, no-any-return]
+        return dataclasses.asdict(value)  # type: ignore[call-overload, no-any-return]  # V: a dataclass
 
     def observation(self, value: V, observed_at: str) -> dict[str, Any] | None:
         """A point of the value's history, kept across runs (None: no history)."""
@@ -171,7 +175,8 @@ class Service(ABC, Generic[V]):
     def decode(self, data: dict[str, Any]) -> V:
         """A stored value back from JSON; fields a newer version added are ignored."""
         known = {f.name for f in dataclasses.fields(self.value_type)}
-        return self.value_type(**{k: v for k, v in data.items() if k in known})  # type: ignore[no-any-return]
+        value = self.value_type(**{k: v for k, v in data.items() if k in known})
+        return value  # type: ignore[no-any-return]  # value_type: see error()
 
 
 def default_ttls(services: list[type[Service[Any]]]) -> dict[str, float]:

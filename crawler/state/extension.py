@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -109,7 +110,7 @@ class State:
         self,
         service: Service[V],
         fetched: dict[str, V],
-        held: set[str] = frozenset(),  # type: ignore[assignment]
+        held: AbstractSet[str] = frozenset(),
     ) -> dict[str, V]:
         """Store a fetch's values; return what the records should carry.
 
@@ -131,15 +132,15 @@ class State:
                 self.stats.inc_value(f"state/{service.kind}/kept")
                 continue
             change = None
-            if good_before and not failed:
-                before, after = service.comparable(old), service.comparable(value)  # type: ignore[arg-type]
+            if old is not None and good_before and not failed:
+                before, after = service.comparable(old), service.comparable(value)
                 if before != after:
                     change = (before, after)
             point = service.observation(value, observed_at)
             writes.append(
                 Write(
                     key,
-                    dataclasses.asdict(value),  # type: ignore[call-overload]
+                    dataclasses.asdict(value),  # type: ignore[call-overload]  # V: a dataclass
                     status=getattr(value, "status", "error"),
                     observation=(observed_at, point) if point is not None else None,
                     change=change,

@@ -1,0 +1,147 @@
+"""The per-service gate and the adaptive concurrency limit, alone."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from crawler.downloader.gate import ConcurrencyLimit, ServiceGate
+from tests.unit.vtime import run, ticks
+
+
+# -- ConcurrencyLimit: AIMD ----------------------------------------------------------------------
+def test_additive_increase_one_place_per_limit_clean_answers_up_to_the_cap() -> None:
+    limit = ConcurrencyLimit(start=4, cap=6)
+    for n in range(4):
+        limit.answered(latency=0.1, throttled=False, now=float(n))
+    assert 4.9 < limit.limit < 5.0  # about +1 after `limit` answers
+    for n in range(4, 40):
+        limit.answered(latency=0.1, throttled=False, now=float(n))
+    assert limit.limit == 6.0
+
+
+def test_a_throttled_answer_halves_the_limit_at_most_once_per_round_trip() -> None:
+    limit = ConcurrencyLimit(start=8, cap=16)
+    limit.answered(latency=0.2, throttled=True, now=100.0)
+    assert limit.limit == 4.0
+    limit.answered(latency=0.2, throttled=True, now=100.1)  # the same burst of 429s
+    assert limit.limit == 4.0
+    limit.answered(latency=0.2, throttled=True, now=100.3)  # a round trip later
+    assert limit.limit == 2.0
+    assert limit.throttled == 3
+
+
+def test_the_limit_never_drops_below_one() -> None:
+    limit = ConcurrencyLimit(start=2, cap=8)
+    for n in range(10):
+        limit.answered(latency=0.1, throttled=True, now=float(n))
+    assert limit.limit == 1.0
+
+
+def test_rising_latency_cuts_gently() -> None:
+    limit = ConcurrencyLimit(start=10, cap=16)
+    limit.answered(latency=0.1, throttled=False, now=0.0)  # the fastest seen so far
+    grown = limit.limit
+    limit.answered(latency=0.5, throttled=False, now=1.0)  # 5x the fastest, 0.4 s more
+    assert limit.limit == pytest.approx(grown * 0.9)
+    limit.answered(latency=0.25, throttled=False, now=2.0)  # under 3x: still growing
+    assert limit.limit > grown * 0.9
+
+
+def test_small_absolute_latency_changes_do_not_cut() -> None:
+    limit = ConcurrencyLimit(start=4, cap=16)
+    limit.answered(latency=0.01, throttled=False, now=0.0)
+    before = limit.limit
+    limit.answered(latency=0.05, throttled=False, now=1.0)  # 5x, but only 40 ms more
+    assert limit.limit > before
+
+
+def test_a_fixed_limit_does_not_adapt_but_counts_throttling() -> None:
+    limit = ConcurrencyLimit(start=1, cap=1)
+    for n in range(5):
+        limit.answered(latency=0.1, throttled=n % 2 == 0, now=float(n))
+    assert (limit.limit, limit.adaptive, limit.throttled) == (1.0, False, 3)
+
+
+# -- ConcurrencyLimit: waiting -------------------------------------------------------------------
+def test_waiters_get_places_in_arrival_order_and_never_more_than_the_limit() -> None:
+    async def scenario() -> tuple[list[str], int]:
+        limit = ConcurrencyLimit(start=2, cap=2)
+        order: list[str] = []
+
+        async def worker(name: str) -> None:
+            await limit.acquire()
+            order.append(name)
+
+        tasks = [asyncio.create_task(worker(name)) for name in "abcdef"]
+        await ticks()
+        assert order == ["a", "b"] and limit.in_flight == 2
+        for _ in range(4):
+            limit.release()
+            await ticks()
+        await asyncio.gather(*tasks)
+        return order, limit.peak
+
+    order, peak = run(scenario())
+    assert order == list("abcdef")
+    assert peak == 2
+
+
+def test_a_cancelled_waiter_gives_up_its_turn() -> None:
+    async def scenario() -> tuple[bool, bool, int]:
+        limit = ConcurrencyLimit(start=1, cap=1)
+        await limit.acquire()
+        second = asyncio.create_task(limit.acquire())
+        third = asyncio.create_task(limit.acquire())
+        await ticks()
+        second.cancel()
+        await ticks()
+        limit.release()
+        await ticks()
+        return second.cancelled(), third.done(), limit.in_flight
+
+    assert run(scenario()) == (True, True, 1)
+
+
+def test_a_waiter_cancelled_after_being_woken_passes_its_place_on() -> None:
+    async def scenario() -> tuple[bool, int]:
+        limit = ConcurrencyLimit(start=1, cap=1)
+        await limit.acquire()
+        second = asyncio.create_task(limit.acquire())
+        third = asyncio.create_task(limit.acquire())
+        await ticks()
+        limit.release()  # wakes the second...
+        second.cancel()  # ...which is cancelled before it could take the place
+        await ticks()
+        done = third.done()
+        third.cancel()
+        return done, limit.in_flight
+
+    assert run(scenario()) == (True, 1)
+
+
+# -- ServiceGate ---------------------------------------------------------------------------------
+def test_gate_holds_until_the_latest_time_asked() -> None:
+    gate = ServiceGate()
+    assert gate.wait_for("arxiv", now=10.0) == 0.0
+    gate.hold_until("arxiv", 20.0)
+    gate.hold_until("arxiv", 15.0)  # an earlier hold never shortens a later one
+    assert gate.wait_for("arxiv", now=10.0) == 10.0
+    assert gate.wait_for("arxiv", now=25.0) == 0.0
+    assert gate.wait_for("oembed", now=10.0) == 0.0
+
+
+def test_slow_down_doubles_from_its_base_up_to_its_cap_and_recovery_halves_to_nothing() -> None:
+    gate = ServiceGate()
+    steps = []
+    for _ in range(4):
+        gate.slow_down("arxiv", base=3.0, cap=10.0)
+        steps.append(gate.extra["arxiv"])
+    assert steps == [3.0, 6.0, 10.0, 10.0]
+    recovered = []
+    for _ in range(9):
+        gate.recover("arxiv")
+        recovered.append(gate.extra["arxiv"])
+    assert recovered[:3] == [5.0, 2.5, 1.25]
+    assert recovered[-1] == 0.0 and all(e >= 0.05 for e in recovered if e)

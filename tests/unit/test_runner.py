@@ -1,0 +1,355 @@
+"""Batching and judging in the enrichment runner, with a fake engine on a virtual clock."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scrapy import Request
+from scrapy.crawler import Crawler
+from scrapy.exceptions import IgnoreRequest
+from scrapy.http import Response
+
+from crawler.enrich.runner import ServiceRunner
+from crawler.items import ArxivMeta, DigestEntry, Embed
+from crawler.outcome import DIGESTS_READ, ExitStatus, Outcome
+from crawler.services.arxiv import Arxiv
+from crawler.services.base import Service
+from crawler.services.oembed import OEmbed
+from crawler.state.extension import State
+from crawler.state.store import Write
+from tests.unit.answers import (
+    Answerer,
+    FakeEngine,
+    arxiv_feed,
+    arxiv_ids,
+    entry,
+    oembed_answer,
+    tweet_id,
+)
+from tests.unit.helpers import unit_crawler
+from tests.unit.vtime import run, ticks
+
+IDS = [f"2101.{n:05d}" for n in range(1, 41)]
+
+
+def _runner(
+    service: type[Service[Any]], answer: Answerer, crawler: Crawler | None = None, **settings: Any
+) -> tuple[ServiceRunner[Any], FakeEngine]:
+    crawler = crawler or unit_crawler(**settings)
+    engine = FakeEngine(answer)
+    crawler.engine = engine  # type: ignore[assignment]  # a stand-in with download_async only
+    runner = ServiceRunner(
+        service(crawler.settings), crawler, crawler.get_extension(State), Outcome.of(crawler)
+    )
+    runner.clock = asyncio.get_running_loop().time
+    return runner, engine
+
+
+def _arxiv(**settings: Any) -> tuple[ServiceRunner[ArxivMeta], FakeEngine]:
+    return _runner(Arxiv, lambda r: arxiv_feed(r, known=set(IDS)), **settings)
+
+
+def _asked(engine: FakeEngine) -> list[list[str]]:
+    return [arxiv_ids(request) for _, request in engine.requests]
+
+
+async def _fill_all(runner: ServiceRunner[Any], entries: list[DigestEntry]) -> None:
+    await asyncio.gather(*(runner.fill(e) for e in entries))
+
+
+# -- batching ------------------------------------------------------------------------------------
+def test_full_batches_go_at_once_and_the_rest_when_input_ends() -> None:
+    async def scenario() -> tuple[list[list[str]], list[list[str]], list[float]]:
+        runner, engine = _arxiv(ARXIV_BATCH_SIZE=3, ARXIV_BATCH_WAIT=60.0)
+        entries = [entry(i) for i in IDS[:7]]
+        for e in entries:
+            runner.want(e)
+        await ticks()
+        full = _asked(engine)
+        runner.input_done()
+        await _fill_all(runner, entries)
+        assert [e.arxiv.status for e in entries if e.arxiv] == ["ok"] * 7
+        return full, _asked(engine), engine.times()
+
+    full, asked, times = run(scenario())
+    assert full == [IDS[0:3], IDS[3:6]]
+    assert asked == [IDS[0:3], IDS[3:6], IDS[6:7]]
+    assert times == [0.0, 0.0, 0.0]  # nothing waited for the batch timer
+
+
+def test_no_partial_batch_while_keys_keep_arriving() -> None:
+    async def scenario() -> tuple[list[float], list[list[str]]]:
+        runner, engine = _arxiv(ARXIV_BATCH_SIZE=100, ARXIV_BATCH_WAIT=2.0)
+        entries = [entry(i) for i in IDS[:4]]
+        for e in entries:  # one new key a second, each within the batch wait of the last
+            runner.want(e)
+            await asyncio.sleep(1)
+        assert engine.requests == []
+        await _fill_all(runner, entries)
+        return engine.times(), _asked(engine)
+
+    times, asked = run(scenario())
+    assert asked == [IDS[:4]]
+    # The last key came at 3: the batch goes once 2 s passed without one (checked every 2 s).
+    assert 3 + 2 <= times[0] <= 3 + 2 * 2
+
+
+def test_a_partial_batch_waits_while_a_request_is_under_way() -> None:
+    async def answer_slowly(request: Request) -> Response:
+        await asyncio.sleep(10)
+        return arxiv_feed(request, known=set(IDS))
+
+    async def scenario() -> tuple[int, list[float]]:
+        runner, engine = _runner(Arxiv, answer_slowly, ARXIV_BATCH_SIZE=2, ARXIV_BATCH_WAIT=2.0)
+        entries = [entry(i) for i in IDS[:3]]
+        for e in entries:
+            runner.want(e)
+        await asyncio.sleep(9)  # idle for far longer than the batch wait
+        batches = runner.stats.get_value("arxiv/batches")
+        await _fill_all(runner, entries)
+        return batches, engine.times()
+
+    batches, (first, second) = run(scenario())
+    assert batches == 1  # the partial batch stayed queued: the full one was still out
+    assert first == 0.0
+    assert 10.0 <= second <= 10.0 + 2.0  # after the answer, at the next check of the timer
+
+
+def test_input_ending_sends_the_partial_batch_even_while_a_request_is_under_way() -> None:
+    async def answer_slowly(request: Request) -> Response:
+        await asyncio.sleep(10)
+        return arxiv_feed(request, known=set(IDS))
+
+    async def scenario() -> tuple[int, list[float]]:
+        runner, engine = _runner(Arxiv, answer_slowly, ARXIV_BATCH_SIZE=2, ARXIV_BATCH_WAIT=60)
+        entries = [entry(i) for i in IDS[:3]]
+        for e in entries:
+            runner.want(e)
+        await asyncio.sleep(1)
+        runner.input_done()
+        await ticks()
+        batches = runner.stats.get_value("arxiv/batches")
+        await _fill_all(runner, entries)
+        return batches, engine.times()
+
+    batches, times = run(scenario())
+    assert batches == 2  # the partial batch left the queue at 1, not after the 60 s wait...
+    assert times == [0.0, 10.0]  # ...and went as soon as arXiv's one request at a time allows
+
+
+@pytest.mark.parametrize("state", [False, True])
+def test_every_key_is_asked_once_per_crawl(tmp_path: Path, state: bool) -> None:
+    async def scenario() -> tuple[list[list[str]], list[str]]:
+        crawler = unit_crawler(
+            ARXIV_BATCH_SIZE=100,
+            ARXIV_BATCH_WAIT=1.0,
+            STATE_DB=str(tmp_path / "s.db") if state else "",
+        )
+        runner, engine = _runner(Arxiv, lambda r: arxiv_feed(r, known=set(IDS)), crawler)
+        shared = [entry(IDS[n % 3], rank=n) for n in range(50)]
+        for e in shared:
+            runner.want(e)
+        await _fill_all(runner, shared)
+        later = [entry(IDS[0], rank=99), entry(IDS[1], rank=100)]  # after their values came
+        for e in later:
+            runner.want(e)
+        await _fill_all(runner, later)
+        statuses = [e.arxiv.status if e.arxiv else "missing" for e in shared + later]
+        return _asked(engine), statuses
+
+    asked, statuses = run(scenario())
+    assert asked == [IDS[:3]]
+    assert statuses == ["ok"] * 52
+
+
+def test_a_refused_batch_is_split_until_the_bad_key_is_alone() -> None:
+    bad = IDS[5]
+
+    async def scenario() -> tuple[list[list[str]], dict[str, ArxivMeta], int]:
+        runner, engine = _runner(
+            Arxiv, lambda r: arxiv_feed(r, known=set(IDS), refused={bad}), ARXIV_BATCH_SIZE=8
+        )
+        entries = [entry(i) for i in IDS[:8]]
+        for e in entries:
+            runner.want(e)
+        await _fill_all(runner, entries)
+        values = {e.arxiv_id or "": e.arxiv for e in entries if e.arxiv}
+        return _asked(engine), values, runner.stats.get_value("arxiv/batch_splits")
+
+    asked, values, splits = run(scenario())
+    assert asked == [
+        IDS[:8], IDS[:4], IDS[4:8], IDS[4:6], IDS[6:8], [IDS[4]], [IDS[5]],
+    ]  # fmt: skip
+    assert splits == 3
+    assert values[bad] == ArxivMeta(
+        status="error", error=f"arXiv refused {bad}: incorrect id format for {bad}"
+    )
+    assert {k: v.status for k, v in values.items() if k != bad} == {
+        k: "ok" for k in IDS[:8] if k != bad
+    }
+
+
+@pytest.mark.parametrize(
+    ("failure", "error"),
+    [
+        (IgnoreRequest("the crawl is stopping"), "arXiv request dropped: the crawl is stopping"),
+        (
+            ConnectionRefusedError("refused"),
+            "arXiv request failed: ConnectionRefusedError: refused",
+        ),
+    ],
+)
+def test_a_failed_request_gives_every_key_an_error(failure: Exception, error: str) -> None:
+    async def scenario() -> list[ArxivMeta | None]:
+        runner, _ = _runner(Arxiv, lambda r: failure)
+        entries = [entry(i) for i in IDS[:2]]
+        for e in entries:
+            runner.want(e)
+        runner.input_done()
+        await _fill_all(runner, entries)
+        return [e.arxiv for e in entries]
+
+    assert run(scenario()) == [ArxivMeta(status="error", error=error)] * 2
+
+
+def test_a_stop_resolves_every_waiting_entry_at_once() -> None:
+    async def never(request: Request) -> Response:
+        await asyncio.get_running_loop().create_future()
+        raise AssertionError("unreachable")
+
+    async def scenario() -> tuple[float, list[ArxivMeta | None]]:
+        runner, engine = _runner(Arxiv, never, ARXIV_BATCH_SIZE=2, ARXIV_BATCH_WAIT=3600)
+        entries = [entry(i) for i in IDS[:3]]  # two in flight (forever), one queued
+        for e in entries:
+            runner.want(e)
+        fills = asyncio.ensure_future(_fill_all(runner, entries))
+        await asyncio.sleep(1)
+        assert not fills.done() and len(engine.requests) == 1
+        runner.stop()
+        await fills
+        return asyncio.get_running_loop().time(), [e.arxiv for e in entries]
+
+    stopped_at, values = run(scenario())
+    assert stopped_at == 1.0
+    assert values == [
+        ArxivMeta(status="error", error="arXiv request not completed: crawl stopped"),
+        ArxivMeta(status="error", error="arXiv request not completed: crawl stopped"),
+        ArxivMeta(status="error", error="arXiv request not sent: crawl stopped"),
+    ]
+
+
+# -- downgrades of stored good values ------------------------------------------------------------
+def _stored(crawler: Crawler, service: Service[Any], values: dict[str, Any]) -> None:
+    """Values a previous run stored, stale by now (so this run asks again)."""
+    state = crawler.get_extension(State)
+    assert state is not None
+    writes = [Write(k, dataclasses.asdict(v), status=v.status) for k, v in values.items()]
+    state.store.write(service.kind, writes, now=0.0, run_id="an earlier run")
+
+
+def _good_paper(arxiv_id: str) -> ArxivMeta:
+    return ArxivMeta(status="ok", id=f"{arxiv_id}v1", version=1, title=f"Paper {arxiv_id}")
+
+
+@pytest.mark.parametrize(
+    ("still_known", "held"),
+    [
+        (set(), True),  # every stored paper vanished at once: an incident, not the truth
+        ({IDS[1]}, False),  # the same answer still finds a stored paper: believed
+    ],
+)
+def test_batch_service_believes_a_downgrade_only_within_a_healthy_answer(
+    tmp_path: Path, still_known: set[str], held: bool
+) -> None:
+    async def scenario() -> tuple[dict[str, ArxivMeta | None], Crawler]:
+        crawler = unit_crawler(STATE_DB=str(tmp_path / "s.db"))
+        _stored(crawler, Arxiv(crawler.settings), {i: _good_paper(i) for i in IDS[:2]})
+        runner, _ = _runner(Arxiv, lambda r: arxiv_feed(r, known=still_known), crawler)
+        entries = [entry(i) for i in IDS[:2]]
+        for e in entries:
+            runner.want(e)
+        runner.input_done()
+        await _fill_all(runner, entries)
+        return {e.arxiv_id or "": e.arxiv for e in entries}, crawler
+
+    values, crawler = run(scenario())
+    stats = crawler.stats
+    first = values[IDS[0]]
+    assert first is not None
+    if held:
+        assert first.status == "ok" and first.title == f"Paper {IDS[0]}"  # the stored value
+        assert stats.get_value("arxiv/incidents") == 2
+        assert stats.get_value("enrichment/arxiv/failed") == 2
+        Outcome.of(crawler).reason = "finished"
+        stats.set_value(DIGESTS_READ, 1)
+        assert Outcome.of(crawler).exit_status() == ExitStatus.ENRICHMENT_INCOMPLETE
+    else:
+        assert first.status == "not_found"
+        assert stats.get_value("arxiv/incidents") is None
+        assert stats.get_value("enrichment/arxiv/failed") is None
+
+
+def _embed(status: str) -> Embed:
+    return Embed(status=status, text="stored") if status == "ok" else Embed(status=status)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("probe_status", "held"),
+    [
+        (404, True),  # the control tweet is "deleted" too: the endpoint is broken
+        (200, False),  # the control is still there: the tweet really was deleted
+    ],
+)
+def test_per_key_service_probes_a_stored_good_key_before_believing_a_downgrade(
+    tmp_path: Path, probe_status: int, held: bool
+) -> None:
+    target, control = "1410000000000000001", "1410000000000000002"
+
+    def answer(request: Request) -> Response:
+        return oembed_answer(request, 404 if tweet_id(request) == target else probe_status)
+
+    async def scenario() -> tuple[Embed | None, list[str], Crawler]:
+        crawler = unit_crawler(STATE_DB=str(tmp_path / "s.db"))
+        _stored(crawler, OEmbed(crawler.settings), {target: _embed("ok"), control: _embed("ok")})
+        runner, engine = _runner(OEmbed, answer, crawler)
+        e = entry(tweets=[target])
+        runner.want(e)
+        await runner.fill(e)
+        return e.tweets[0].embed, [tweet_id(r) for _, r in engine.requests], crawler
+
+    embed, asked, crawler = run(scenario())
+    assert asked == [target, control]
+    assert crawler.stats.get_value("oembed/probes") == 1
+    assert embed is not None
+    if held:
+        assert embed == Embed(status="ok", text="stored")
+        assert crawler.stats.get_value("oembed/incidents") == 1
+    else:
+        assert embed == Embed(status="deleted", error="oEmbed answered HTTP 404")
+        assert crawler.stats.get_value("oembed/incidents") is None
+
+
+def test_per_key_service_needs_no_probe_once_it_answered_correctly(tmp_path: Path) -> None:
+    target, fresh = "1410000000000000001", "1410000000000000003"
+
+    def answer(request: Request) -> Response:
+        return oembed_answer(request, 404 if tweet_id(request) == target else 200)
+
+    async def scenario() -> tuple[Embed | None, list[str]]:
+        crawler = unit_crawler(STATE_DB=str(tmp_path / "s.db"))
+        _stored(crawler, OEmbed(crawler.settings), {target: _embed("ok")})
+        runner, engine = _runner(OEmbed, answer, crawler)
+        first, second = entry(tweets=[fresh]), entry(tweets=[target])
+        runner.want(first)
+        await runner.fill(first)  # an "ok" answer: the endpoint works
+        runner.want(second)
+        await runner.fill(second)
+        return second.tweets[0].embed, [tweet_id(r) for _, r in engine.requests]
+
+    embed, asked = run(scenario())
+    assert asked == [fresh, target]
+    assert embed == Embed(status="deleted", error="oEmbed answered HTTP 404")

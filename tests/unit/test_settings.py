@@ -1,0 +1,109 @@
+"""Settings and spider arguments a crawl cannot run with are refused before it starts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from crawler.commands.crawl import NUMBERS, settings_problems
+from crawler.services.registry import SERVICES
+from crawler.state.freshness import refresh_choices
+from spiders.digests import DigestsSpider
+from tests.helpers import project_settings
+
+NUMBER_SETTINGS = sorted(
+    {**NUMBERS, **{k: v for service in SERVICES for k, v in service.numbers.items()}}.items()
+)
+CHOICES = refresh_choices(SERVICES)
+
+
+def _problems(**settings: Any) -> list[str]:
+    return settings_problems(project_settings(**settings))
+
+
+def test_the_project_defaults_are_accepted() -> None:
+    assert _problems() == []
+
+
+@pytest.mark.parametrize(("name", "spec"), NUMBER_SETTINGS, ids=[n for n, _ in NUMBER_SETTINGS])
+def test_each_number_setting_is_refused_when_not_a_usable_number(
+    name: str, spec: tuple[type, float]
+) -> None:
+    kind, lowest = spec
+    below = lowest - 1 if kind is int else lowest - 0.5
+    assert _problems(**{name: lowest}) == []  # the floor itself is fine
+    assert _problems(**{name: "x"}) == [f"{name} must be a number, not 'x'"]
+    assert _problems(**{name: below}) == [f"{name} must be at least {lowest}, not {below}"]
+    for value in ("nan", "inf", "-inf"):
+        # int() refuses these outright; floats parse but are not finite
+        what = "a number" if kind is int else "a finite number"
+        assert _problems(**{name: value}) == [f"{name} must be {what}, not {value!r}"]
+
+
+@pytest.mark.parametrize(
+    ("ttl", "wrong"),
+    [
+        ({"arxiv/ok": 3, "embed/deleted": 0.5}, None),
+        ('{"arxiv/ok": 3}', None),  # as given with -s on the command line
+        ({"arxiv/ok": -1}, "arxiv/ok"),
+        ({"arxiv/ok": "soon"}, "arxiv/ok"),
+        ({"arxiv/ok": True}, "arxiv/ok"),
+        ({"arxiv/ok": None}, "arxiv/ok"),
+        ({"arxiv/ok": float("nan")}, "arxiv/ok"),
+        ({"arxiv/ok": float("inf"), "embed/ok": 1, "embed/deleted": -2}, "arxiv/ok, embed/deleted"),
+        ("soon", "(not a JSON object)"),
+        ("[1, 2]", "(not a JSON object)"),
+    ],
+)
+def test_state_ttl_days_needs_finite_days_per_kind_and_status(ttl: Any, wrong: str | None) -> None:
+    expected = [f"STATE_TTL_DAYS needs finite numbers of days >= 0; wrong: {wrong}"]
+    assert _problems(STATE_TTL_DAYS=ttl) == (expected if wrong else [])
+
+
+def test_refresh_must_be_one_of_its_choices() -> None:
+    assert CHOICES[:3] == ("none", "all", "errors") and "arxiv" in CHOICES
+    for choice in CHOICES:
+        assert _problems(REFRESH=choice) == []
+    assert _problems(REFRESH="sometimes") == [
+        f"REFRESH must be one of {', '.join(CHOICES)}, not 'sometimes'"
+    ]
+
+
+@pytest.mark.parametrize("service", SERVICES, ids=[s.name for s in SERVICES])
+def test_service_urls_must_be_http(service: Any) -> None:
+    name = service.url_setting
+    assert _problems(**{name: "HTTPS://EXAMPLE.ORG/api"}) == []
+    for bad in ("ftp://example.org/api", "example.org/api", "", 42):
+        assert _problems(**{name: bad}) == [f"{name} must be an http(s) URL, not {bad!r}"]
+
+
+# -- spider arguments ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("args", "problems"),
+    [
+        ({}, []),
+        ({"source": "digests/", "refresh": "arxiv"}, []),
+        ({"_job": "6487ec79", "_version": "1"}, []),  # what Scrapyd adds
+        ({"sorce": "digests/"}, ["unknown spider argument 'sorce' (known: source, refresh)"]),
+        ({"source": ""}, ["source='' names no file, folder, pattern or URL"]),
+        ({"source": " , "}, ["source=' , ' names no file, folder, pattern or URL"]),
+        ({"refresh": "bogus"}, [f"refresh=bogus: must be one of {', '.join(CHOICES)}"]),
+        (
+            {"refresh": "bogus", "sorce": "x", "source": ","},
+            [
+                "unknown spider argument 'sorce' (known: source, refresh)",
+                "source=',' names no file, folder, pattern or URL",
+                f"refresh=bogus: must be one of {', '.join(CHOICES)}",
+            ],
+        ),
+    ],
+)
+def test_spider_argument_problems(args: dict[str, str], problems: list[str]) -> None:
+    assert DigestsSpider.argument_problems(args) == problems
+
+
+def test_the_spider_refuses_to_start_with_bad_arguments() -> None:
+    with pytest.raises(ValueError, match=r"^unknown spider argument 'sorce'"):
+        DigestsSpider(sorce="x")
+    assert DigestsSpider(source="digests/", refresh="all").refresh == "all"
