@@ -13,6 +13,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import urljoin
 
@@ -149,7 +150,10 @@ class DigestsSpider(scrapy.Spider):
     async def _read(self, response: Response, name: str) -> Digest | None:
         stopping = Outcome.of(self.crawler).stopping
         try:
-            return await in_daemon_thread(stopping, parse_digest_bytes, response.body, name)
+            max_entries = self.crawler.settings.getint("MAX_ENTRIES_PER_DIGEST")
+            return await in_daemon_thread(
+                stopping, partial(parse_digest_bytes, max_entries=max_entries), response.body, name
+            )
         except CrawlStopping:
             raise
         except DigestError as exc:
@@ -189,7 +193,7 @@ class DigestsSpider(scrapy.Spider):
     def source_failed(self, failure: Failure) -> None:
         request = failure.request  # type: ignore[attr-defined]  # Scrapy adds it for errbacks
         name = request.cb_kwargs.get("name", request.url)
-        if failure.check(HttpError):
+        if isinstance(failure.value, HttpError):
             response = failure.value.response
             reason = f"HTTP {response.status}"
             location = response.headers.get(b"Location")

@@ -45,12 +45,18 @@ def run_crawl(
     settings: Mapping[str, object] | None = None,
     timeout: float = 300,
     default_feed: bool = False,
+    analysis: bool = False,
 ) -> Crawl:
-    """``scrapy crawl digests -O out`` (or ``-s DEFAULT_FEED=out``) as a user runs it."""
+    """``scrapy crawl digests -O out`` (or ``-s DEFAULT_FEED=out``) as a user runs it.
+
+    The dataset folder and HTML report cost ~2 s per crawl; only ``analysis=True`` keeps them.
+    """
     cmd = [sys.executable, "-m", "scrapy", "crawl", "digests"]
     cmd += ["-s", f"DEFAULT_FEED={out}"] if default_feed else ["-O", str(out)]
     # Each crawl gets its own state next to its output unless a test shares one on purpose.
     merged: dict[str, object] = {"LOG_LEVEL": "INFO", "STATE_DB": out.parent / "state.sqlite3"}
+    if not analysis:
+        merged |= {"DATASET_DIR": "", "REPORT_FILE": ""}
     if standin is not None:
         merged |= standin.settings
     merged |= settings or {}

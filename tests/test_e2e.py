@@ -115,7 +115,9 @@ def test_requests_are_minimal_and_polite(crawl: tuple[Crawl, StandIn]) -> None:
 def test_default_feed_and_atomic_write(tmp_path: Path, standin: StandIn) -> None:
     out = tmp_path / "out.jsonl"
     out.write_text("previous snapshot\n")
-    result = run_crawl(out, standin, settings={"ARXIV_DELAY": 0.2}, default_feed=True)
+    result = run_crawl(
+        out, standin, settings={"ARXIV_DELAY": 0.2}, default_feed=True, analysis=True
+    )
     assert len(result.records) == 103
     # Beside it only the run report, the dataset (a link to its folder), the HTML report, the
     # state and the locks; no temporary file is left.

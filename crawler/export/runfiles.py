@@ -26,9 +26,7 @@ from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 
-from crawler.export.dataset import DatasetError, write_dataset
 from crawler.export.jsonlines import sort_key
-from crawler.export.report import write_report
 from crawler.outcome import Outcome
 from crawler.state.extension import State
 from crawler.state.store import StateError
@@ -209,6 +207,10 @@ class RunFiles:
         assert self.path is not None
         if self.dataset_dir is None:
             return
+        # Imported here: pyarrow, DuckDB and matplotlib cost every crawl process ~0.5 s to load.
+        from crawler.export.dataset import DatasetError, write_dataset
+        from crawler.export.report import write_report
+
         if self.path.suffix.lower() not in (".jsonl", ".jsonlines", ".json"):
             logger.info("no dataset: the snapshot %s is not JSON Lines", self.path)
             return

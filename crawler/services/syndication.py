@@ -255,7 +255,7 @@ class _Fields:
         return value
 
     def snowflake(self, key: str) -> str | None:
-        value = self._get(key, str, "a string of digits")
+        value: str | None = self._get(key, str, "a string of digits")
         if value is not None and not _TWEET_ID.fullmatch(value):
             raise DetailsUnusable(f"{self.where}{key} is not a string of digits")
         return value
@@ -328,14 +328,13 @@ def _author(user: _Fields | None) -> dict[str, object] | None:
     }
 
 
-def _urls(items: list[_Fields]) -> list[dict[str, str]]:
+def _urls(items: list[_Fields]) -> list[dict[str, str | None]]:
     """``[{url, expanded_url}]``; an entry without its t.co ``url`` has nothing to pair and is
     left out."""
-    urls: list[dict[str, str]] = []
+    urls: list[dict[str, str | None]] = []
     for item in items:
         url, expanded = item.string("url"), item.string("expanded_url")
         if url is not None:
-            # items.TweetDetails.urls says dict[str, str]; the schema allows a null expanded_url
             urls.append({"url": url, "expanded_url": expanded})
     return urls
 
