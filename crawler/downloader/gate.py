@@ -3,7 +3,7 @@ after throttling, and how many requests may be in flight.
 
 Scrapy's AutoThrottle adapts a slot's *delay* towards a target concurrency from latency alone;
 it neither reacts to 429/503 nor probes concurrency upward, which is what the tweet services
-need (issue 14). :class:`ConcurrencyLimit` is the small AIMD limiter that does.
+need (issue 14). :class:`ConcurrencyLimit` is the small limiter that does.
 """
 
 from __future__ import annotations
@@ -16,10 +16,17 @@ from collections import deque
 class ConcurrencyLimit:
     """At most ``limit`` requests in flight; the limit adapts between 1 and ``cap``.
 
-    Additive increase (+1 per ``limit`` clean answers) while answers stay fast; multiplicative
-    decrease (halve) on a throttled answer and a gentle cut when latency climbs well above the
-    fastest seen, at most once per round trip so one burst of 429s counts once.
+    Additive increase (+1 per ``limit`` clean answers) while answers stay fast. A throttled
+    answer (429/503) shows where the service's limit is: the limit drops at once to one below
+    the level that was refused and stays under that ceiling; a second throttle soon after halves
+    it (the service limits by rate, not by concurrency). Above the ceiling it probes again only
+    after a clean stretch that doubles with every probe that is refused, so a service that
+    refuses more than N at once sees a handful of refusals in a whole backfill, not one every
+    few dozen answers as plain AIMD would. Latency climbing well above the fastest seen cuts
+    gently. Cuts happen at most once per round trip, so one burst of 429s counts once.
     """
+
+    PROBE_AFTER = 100  # clean answers at the ceiling before the first probe above it
 
     def __init__(self, start: int, cap: int) -> None:
         self.cap = max(1, cap)
@@ -30,7 +37,10 @@ class ConcurrencyLimit:
         self.throttled = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._base_latency: float | None = None
-        self._last_cut = 0.0
+        self._last_cut = -1e9
+        self.ceiling: int | None = None  # learned from throttling: the most that is accepted
+        self._probe_after = self.PROBE_AFTER
+        self._clean_at_ceiling = 0
 
     async def acquire(self) -> None:
         while self.in_flight >= int(self.limit):
@@ -70,18 +80,43 @@ class ConcurrencyLimit:
         self._base_latency = latency if base is None else min(latency, base * 1.02)
         window = max(latency, 0.05)
         if throttled:
-            self._cut(0.5, now, window)
+            self._throttled(now, window)
         elif base is not None and latency > 3 * base and latency - base > 0.05:
-            self._cut(0.9, now, window)
+            if self._may_cut(now, window):
+                self.limit = max(1.0, self.limit * 0.9)
         else:
-            self.limit = min(float(self.cap), self.limit + 1 / self.limit)
-            self._wake()
+            self._grow()
 
-    def _cut(self, factor: float, now: float, window: float) -> None:
+    def _may_cut(self, now: float, window: float) -> bool:
         if now - self._last_cut < window:
-            return
+            return False
         self._last_cut = now
-        self.limit = max(1.0, self.limit * factor)
+        return True
+
+    def _throttled(self, now: float, window: float) -> None:
+        recent = now - self._last_cut < 4 * window
+        if not self._may_cut(now, window):
+            return
+        refused = int(self.limit)
+        if recent:  # throttled again right after a cut: the limit is a rate, back off hard
+            self.limit = max(1.0, self.limit / 2)
+        else:
+            self.limit = float(max(1, refused - 1))
+        if self.ceiling is not None and refused >= self.ceiling:
+            self._probe_after *= 2  # a probe above the ceiling was refused: probe less often
+        self.ceiling = int(self.limit)
+        self._clean_at_ceiling = 0
+
+    def _grow(self) -> None:
+        top = float(self.cap if self.ceiling is None else min(self.cap, self.ceiling))
+        if self.limit < top:
+            self.limit = min(top, self.limit + 1 / self.limit)
+        elif self.ceiling is not None and self.ceiling < self.cap:
+            self._clean_at_ceiling += 1
+            if self._clean_at_ceiling >= self._probe_after:
+                self.ceiling += 1  # probe one above what was refused before
+                self._clean_at_ceiling = 0
+        self._wake()
 
 
 class ServiceGate:

@@ -21,15 +21,41 @@ def test_additive_increase_one_place_per_limit_clean_answers_up_to_the_cap() -> 
     assert limit.limit == 6.0
 
 
-def test_a_throttled_answer_halves_the_limit_at_most_once_per_round_trip() -> None:
+def test_a_throttled_answer_sets_a_ceiling_below_the_refused_level_once_per_round_trip() -> None:
     limit = ConcurrencyLimit(start=8, cap=16)
     limit.answered(latency=0.2, throttled=True, now=100.0)
-    assert limit.limit == 4.0
+    assert (limit.limit, limit.ceiling) == (7.0, 7)  # one below the 8 that were refused
     limit.answered(latency=0.2, throttled=True, now=100.1)  # the same burst of 429s
-    assert limit.limit == 4.0
-    limit.answered(latency=0.2, throttled=True, now=100.3)  # a round trip later
-    assert limit.limit == 2.0
-    assert limit.throttled == 3
+    assert limit.limit == 7.0
+    limit.answered(latency=0.2, throttled=True, now=100.5)  # soon after: a rate limit
+    assert (limit.limit, limit.ceiling) == (3.5, 3)
+    limit.answered(latency=0.2, throttled=True, now=200.0)  # long after: one below again
+    assert (limit.limit, limit.ceiling) == (2.0, 2)
+    assert limit.throttled == 4
+
+
+def test_probes_above_the_ceiling_after_a_clean_stretch_that_doubles_when_refused() -> None:
+    limit = ConcurrencyLimit(start=9, cap=16)
+    limit.answered(latency=0.1, throttled=True, now=0.0)  # 9 refused: ceiling 8
+    now = 100.0
+    for _ in range(ConcurrencyLimit.PROBE_AFTER - 1):
+        now += 1
+        limit.answered(latency=0.1, throttled=False, now=now)
+    assert (limit.limit, limit.ceiling) == (8.0, 8)  # no probe yet
+    limit.answered(latency=0.1, throttled=False, now=now + 1)
+    assert limit.ceiling == 9  # probes one above
+    for _ in range(20):
+        now += 1
+        limit.answered(latency=0.1, throttled=False, now=now)
+    assert int(limit.limit) == 9
+    limit.answered(latency=0.1, throttled=True, now=now + 1000)  # 9 refused again
+    assert (limit.limit, limit.ceiling) == (8.0, 8)
+    for _ in range(2 * ConcurrencyLimit.PROBE_AFTER - 1):
+        now += 1
+        limit.answered(latency=0.1, throttled=False, now=now + 1000)
+    assert limit.ceiling == 8  # the next probe waits twice as long
+    limit.answered(latency=0.1, throttled=False, now=now + 2000)
+    assert limit.ceiling == 9
 
 
 def test_the_limit_never_drops_below_one() -> None:
