@@ -33,7 +33,7 @@ class EnrichmentPipeline:
             if cls.enabled(crawler.settings):
                 self.runners.append(ServiceRunner(cls(crawler.settings), crawler, state, outcome))
             else:
-                self.disabled.append(cls.__new__(cls))  # only its disabled values are needed
+                self.disabled.append(cls(crawler.settings))  # for its "disabled" values
         self._watch: asyncio.Task[None] | None = None
         crawler.signals.connect(self.want, signal=signals.entry_parsed)
         crawler.signals.connect(self.input_done, signal=signals.digests_exhausted)

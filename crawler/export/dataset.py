@@ -27,6 +27,7 @@ from typing import Any
 
 import duckdb
 
+from crawler.export.files import fsync_dir
 from crawler.export.jsonlines import sort_key
 from crawler.export.tables import (
     LAYOUT,
@@ -441,20 +442,12 @@ def _write_manifest(
     (folder / MANIFEST_FILE).write_text(text, encoding="utf-8")
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _sync_tree(folder: Path) -> None:
     """Data on disk before the swap, so a crash after it cannot expose empty files."""
     for path in folder.iterdir():
         with path.open("rb") as f:
             os.fsync(f.fileno())
-    _fsync_dir(folder)
+    fsync_dir(folder)
 
 
 def _swap(target: Path, folder: Path) -> None:
@@ -476,7 +469,7 @@ def _swap(target: Path, folder: Path) -> None:
         if aside is not None and not os.path.lexists(target):
             os.rename(aside, target)
         raise
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 def _remove_old(target: Path, *, keep: Path) -> None:

@@ -23,6 +23,7 @@ from typing import IO, Any
 from scrapy.crawler import Crawler
 from scrapy.extensions.feedexport import FileFeedStorage
 
+from crawler.export.files import fsync_dir
 from crawler.export.jsonlines import EXPORT_FAILED, RECORDS_IN_FILE, mark_failed
 from crawler.outcome import OUTPUT_STORED, Outcome
 
@@ -37,14 +38,6 @@ class _Discard(io.BytesIO):
 
     def write(self, data: Any) -> int:
         return len(data)
-
-
-def fsync_dir(folder: Path) -> None:
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class AtomicFileFeedStorage(FileFeedStorage):

@@ -10,8 +10,6 @@ Parquet files through DuckDB, so the page agrees with what a reader of the table
 from __future__ import annotations
 
 import base64
-import os
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, timedelta
@@ -26,6 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
 from matplotlib.figure import Figure
 
+from crawler.export.files import atomic_write
 from crawler.export.tables import TABLE_NAMES
 
 if TYPE_CHECKING:
@@ -587,20 +586,6 @@ def render_report(
     )
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_report(
     path: Path,
     dataset: Path,
@@ -612,4 +597,4 @@ def write_report(
     path = Path(path)
     page = render_report(Path(dataset), run_report=run_report, changes=changes)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, page.encode("utf-8"))
+    atomic_write(path, page.encode("utf-8"))

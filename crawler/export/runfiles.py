@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 from collections.abc import Iterator
-from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 
+from crawler.export.files import atomic_write
 from crawler.export.jsonlines import sort_key
 from crawler.outcome import Outcome
 from crawler.state.extension import State
@@ -34,22 +33,6 @@ from crawler.state.store import StateError
 logger = logging.getLogger(__name__)
 
 _WHAT = {"arxiv": "arxiv", "embed": "embed", "details": "details", "impact": "impact"}
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def feed_path(feeds: dict[str, Any]) -> Path | None:

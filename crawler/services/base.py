@@ -84,13 +84,16 @@ class Service(ABC, Generic[V]):
     # per-key services within the crawl (some answer must have been ok, or a probe).
     judge_per_answer: ClassVar[bool] = False
     numbers: ClassVar[dict[str, tuple[type, float]]] = {}  # settings checked as numbers
+    # Fields that move all the time (counts): not changes for the change feed.
+    volatile: ClassVar[tuple[str, ...]] = ()
 
     batch_size: int = 1
     batch_wait: float = 0.0
     politeness: Politeness
 
     def __init__(self, settings: BaseSettings) -> None:
-        if problems := self.settings_problems(settings):
+        # A service turned off is built only for its "disabled" values: its settings may be unset.
+        if self.enabled(settings) and (problems := self.settings_problems(settings)):
             raise SettingsProblem(problems)
         self.url = settings.get(self.url_setting)
         overrides = settings.getdict("STATE_TTL_DAYS")
@@ -158,8 +161,11 @@ class Service(ABC, Generic[V]):
         """Put the values for :meth:`keys` into the entry."""
 
     def comparable(self, value: V) -> dict[str, Any]:
-        """The fields whose change goes into the change feed."""
-        return dataclasses.asdict(value)  # type: ignore[call-overload, no-any-return]  # V: a dataclass
+        """The fields whose change goes into the change feed: all but the ``volatile`` ones."""
+        data: dict[str, Any] = dataclasses.asdict(value)  # type: ignore[call-overload]  # V: a dataclass
+        for name in self.volatile:
+            data.pop(name, None)
+        return data
 
     def observation(self, value: V, observed_at: str) -> dict[str, Any] | None:
         """A point of the value's history, kept across runs (None: no history)."""

@@ -6,7 +6,6 @@ One answer covers many papers, so only a broken answer as a whole is refused
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -233,6 +232,8 @@ class SemanticScholar(Service[Impact]):
     refresh_names = ("impact",)
     ttl_days: ClassVar[dict[str, float]] = {"ok": 7, "not_found": 7}
     judge_per_answer = True
+    # Venue, year, TLDR, open access are changes; counts move daily and are not.
+    volatile = ("citation_count", "influential_citation_count", "reference_count")
     numbers: ClassVar[dict[str, tuple[type, float]]] = {
         "S2_BATCH_SIZE": (int, 1), "S2_BATCH_WAIT": (float, 0), "S2_DELAY": (float, 0),
     }  # fmt: skip
@@ -304,10 +305,3 @@ class SemanticScholar(Service[Impact]):
             entry.impact = Impact(status="error", error=entry.arxiv_problem or "no arXiv ID")
         else:
             entry.impact = values[entry.arxiv_id]
-
-    def comparable(self, value: Impact) -> dict[str, Any]:
-        """Venue, year, TLDR, open access are changes; counts move daily and are not."""
-        data = dataclasses.asdict(value)
-        for volatile in ("citation_count", "influential_citation_count", "reference_count"):
-            data.pop(volatile)
-        return data

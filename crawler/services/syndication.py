@@ -384,6 +384,8 @@ class Syndication(Service[TweetDetails]):
     refresh_names = ("tweets", "details")
     ttl_days: ClassVar[dict[str, float]] = {"ok": 90, "not_found": 30, "tombstone": 30}
     downgrades = frozenset({"not_found"})
+    # Status changes and text edits are changes; counts are not (they are the history).
+    volatile = ("favorite_count", "reply_count", "history")
     numbers: ClassVar[dict[str, tuple[type, float]]] = {
         "SYNDICATION_CONCURRENCY": (int, 1), "SYNDICATION_CONCURRENCY_MAX": (int, 0),
         "SYNDICATION_DELAY": (float, 0),
@@ -441,13 +443,6 @@ class Syndication(Service[TweetDetails]):
     def attach(self, entry: DigestEntry, values: Mapping[str, TweetDetails]) -> None:
         for tweet in entry.tweets:
             tweet.details = values[tweet.id]
-
-    def comparable(self, value: TweetDetails) -> dict[str, Any]:
-        """Status changes and text edits are changes; counts are not (they are the history)."""
-        data = dataclasses.asdict(value)
-        for volatile in ("favorite_count", "reply_count", "history"):
-            data.pop(volatile)
-        return data
 
     def observation(self, value: TweetDetails, observed_at: str) -> dict[str, Any] | None:
         if value.status != "ok":
