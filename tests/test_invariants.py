@@ -28,7 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -38,7 +38,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tests.conftest import ROOT, SAMPLES, Crawl
-from tests.standin import Catalogue, Fault, StandIn
+from tests.standin import Catalogue, Fault, StandIn, arxiv, oembed
 from tests.standin.server import Answer
 
 pytestmark = pytest.mark.e2e
@@ -53,7 +53,7 @@ def crawl_command(
     out: Path | str | None,
     urls: tuple[str, str] | None,
     *args: str | bytes,
-    settings: dict[str, object] | None = None,
+    settings: Mapping[str, object] | None = None,
     state: Path | str | None = None,
 ) -> list[str | bytes]:
     """``python -m scrapy crawl digests -O out`` with the test settings (as a user runs it)."""
@@ -107,7 +107,7 @@ def start_crawl(
     out: Path | None,
     urls: tuple[str, str] | None,
     *args: str | bytes,
-    settings: dict[str, object] | None = None,
+    settings: Mapping[str, object] | None = None,
     state: Path | str | None = None,
     env: dict[str, str] | None = None,
     log_path: Path | None = None,
@@ -126,7 +126,7 @@ def crawl(
     out: Path | None,
     urls: tuple[str, str] | None,
     *args: str | bytes,
-    settings: dict[str, object] | None = None,
+    settings: Mapping[str, object] | None = None,
     state: Path | str | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 300,
@@ -183,7 +183,8 @@ def assert_refused(crawl_: Crawl, status: int, pattern: str) -> None:
 
 
 def run_report(out: Path) -> dict[str, Any]:
-    return json.loads(out.with_name(f"{out.stem}.run.json").read_text())
+    report: dict[str, Any] = json.loads(out.with_name(f"{out.stem}.run.json").read_text())
+    return report
 
 
 def stray_files(folder: Path) -> list[str]:
@@ -301,9 +302,9 @@ class Upstream:
 
     def normal(self, service: str, params: dict[str, list[str]]) -> Answer:
         if service == "arxiv":
-            return self.standin.arxiv_answer(params)
+            return arxiv.answer(self.standin.catalogue, params)
         if service == "oembed":
-            return self.standin.oembed_answer(params)
+            return oembed.answer(self.standin.catalogue, params)
         return Answer(404, "text/plain", b"not found\n")
 
 
