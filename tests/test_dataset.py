@@ -183,7 +183,8 @@ def small(tmp_path: Path) -> Path:
 
 
 def _rows(folder: Path, table: str) -> list[dict[str, Any]]:
-    return pq.read_table(folder / f"{table}.parquet").to_pylist()
+    rows: list[dict[str, Any]] = pq.read_table(folder / f"{table}.parquet").to_pylist()
+    return rows
 
 
 def _at(text: str) -> datetime:

@@ -17,7 +17,7 @@ from tests.standin import Catalogue, StandIn
 
 pytestmark = pytest.mark.e2e
 
-FAST = {"ARXIV_DELAY": 0.2, "RETRY_BACKOFF_BASE": 0.05, "S2_DELAY": 0.2}
+FAST: dict[str, object] = {"ARXIV_DELAY": 0.2, "RETRY_BACKOFF_BASE": 0.05, "S2_DELAY": 0.2}
 
 
 def _expected_details(catalogue: Catalogue, tweet_id: str) -> dict[str, Any]:

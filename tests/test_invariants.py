@@ -28,7 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -54,7 +54,7 @@ def crawl_command(
     out: Path | str | None,
     urls: tuple[str, str] | None,
     *args: str | bytes,
-    settings: dict[str, object] | None = None,
+    settings: Mapping[str, object] | None = None,
     state: Path | str | None = None,
 ) -> list[str | bytes]:
     """``python -m scrapy crawl digests -O out`` with the test settings (as a user runs it)."""
@@ -113,7 +113,7 @@ def start_crawl(
     out: Path | None,
     urls: tuple[str, str] | None,
     *args: str | bytes,
-    settings: dict[str, object] | None = None,
+    settings: Mapping[str, object] | None = None,
     state: Path | str | None = None,
     env: dict[str, str] | None = None,
     log_path: Path | None = None,
@@ -132,7 +132,7 @@ def crawl(
     out: Path | None,
     urls: tuple[str, str] | None,
     *args: str | bytes,
-    settings: dict[str, object] | None = None,
+    settings: Mapping[str, object] | None = None,
     state: Path | str | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 300,
@@ -189,7 +189,8 @@ def assert_refused(crawl_: Crawl, status: int, pattern: str) -> None:
 
 
 def run_report(out: Path) -> dict[str, Any]:
-    return json.loads(out.with_name(f"{out.stem}.run.json").read_text())
+    report: dict[str, Any] = json.loads(out.with_name(f"{out.stem}.run.json").read_text())
+    return report
 
 
 def stray_files(folder: Path) -> list[str]:

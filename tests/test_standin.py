@@ -35,6 +35,7 @@ from tests.standin import (
     Author,
     Catalogue,
     Fault,
+    Media,
     Paper,
     StandIn,
     Tweet,
@@ -45,6 +46,7 @@ from tests.standin import (
 )
 from tests.standin.__main__ import build, crawl_command, parser
 from tests.standin.faults import DEFAULT_MIXED_KINDS
+from tests.standin.models import TweetStatus
 
 NS = {
     "a": "http://www.w3.org/2005/Atom",
@@ -72,7 +74,7 @@ def _paper(arxiv_id: str, n: int) -> Paper:
     )
 
 
-def _tweet(tid: str, status: str = "ok", handle: str = "alice") -> Tweet:
+def _tweet(tid: str, status: TweetStatus = "ok", handle: str = "alice") -> Tweet:
     return Tweet(
         tid,
         handle,
@@ -81,7 +83,7 @@ def _tweet(tid: str, status: str = "ok", handle: str = "alice") -> Tweet:
         'Hello <a href="https://t.co/x">x</a>',
         "June 1, 2021",
         status,
-    )  # type: ignore[arg-type]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -143,12 +145,26 @@ def fetch(url: str, params: dict[str, str] | None = None, *, post: bool = False)
         return Reply(e.code, e.headers, e.read())
 
 
+def child(el: etree._Element, path: str) -> etree._Element:
+    """The first element at ``path`` under ``el``, which must be there."""
+    found = el.find(path, NS)
+    assert found is not None, path
+    return found
+
+
+def text_of(el: etree._Element, path: str) -> str:
+    """The text at ``path`` under ``el``, whose element must be there."""
+    found = el.findtext(path, namespaces=NS)
+    assert found is not None, path
+    return found
+
+
 def entry_ids(feed: etree._Element) -> list[str]:
-    return [e.findtext("a:id", namespaces=NS) for e in feed.findall("a:entry", NS)]
+    return [text_of(e, "a:id") for e in feed.findall("a:entry", NS)]
 
 
 def total(feed: etree._Element) -> int:
-    return int(feed.findtext("os:totalResults", namespaces=NS))
+    return int(text_of(feed, "os:totalResults"))
 
 
 def as_record(entry: etree._Element) -> dict[str, Any]:
@@ -157,14 +173,16 @@ def as_record(entry: etree._Element) -> dict[str, Any]:
     def text(path: str) -> str | None:
         return entry.findtext(path, namespaces=NS)
 
-    vid = text("a:id").rsplit("/abs/", 1)[1]
+    vid = text_of(entry, "a:id").rsplit("/abs/", 1)[1]
     links = {
         (ln.get("title") or ln.get("rel")): ln.get("href") for ln in entry.findall("a:link", NS)
     }
+    abs_url, pdf_url = links["alternate"], links["pdf"]
+    assert abs_url is not None and pdf_url is not None
     return {
         "id": vid,
         "version": int(vid.rsplit("v", 1)[1]),
-        "title": " ".join(text("a:title").split()),
+        "title": " ".join(text_of(entry, "a:title").split()),
         "authors": [
             {
                 "name": a.findtext("a:name", namespaces=NS),
@@ -172,16 +190,16 @@ def as_record(entry: etree._Element) -> dict[str, Any]:
             }
             for a in entry.findall("a:author", NS)
         ],
-        "summary": text("a:summary").strip(),
+        "summary": text_of(entry, "a:summary").strip(),
         "published": text("a:published"),
         "updated": text("a:updated"),
-        "primary_category": entry.find("arxiv:primary_category", NS).get("term"),
+        "primary_category": child(entry, "arxiv:primary_category").get("term"),
         "categories": [c.get("term") for c in entry.findall("a:category", NS)],
         "comment": text("arxiv:comment"),
         "journal_ref": text("arxiv:journal_ref"),
         "doi": text("arxiv:doi"),
-        "abs_url": links["alternate"].replace("http://", "https://"),
-        "pdf_url": links["pdf"].replace("http://", "https://"),
+        "abs_url": abs_url.replace("http://", "https://"),
+        "pdf_url": pdf_url.replace("http://", "https://"),
     }
 
 
@@ -210,9 +228,9 @@ def test_entry_matches_expected_record(standin: StandIn, catalogue: Catalogue) -
     assert records == [catalogue.papers[i].expected() for i in ids]
     assert records[0]["title"] == "Paper 0: $a<b$ & <i>wrapped</i> over two lines"
     assert records[0]["authors"][0] == {"name": "Ana Ñúñez", "affiliations": ["AT&T Labs", "MIT"]}
-    first = feed.find("a:entry", NS)
+    first = child(feed, "a:entry")
     assert first.findtext("a:id", namespaces=NS) == "http://arxiv.org/abs/2101.00001v3"
-    doi_link = first.find("a:link[@title='doi']", NS)
+    doi_link = child(first, "a:link[@title='doi']")
     assert doi_link.get("href") == "https://doi.org/10.1000/x.0"
 
 
@@ -384,7 +402,8 @@ def test_cut_gives_incomplete_read(standin: StandIn) -> None:
     standin.faults.add(Fault("cut", "arxiv"))
     with pytest.raises(http.client.IncompleteRead) as info:
         fetch(standin.arxiv_url, {"id_list": ",".join(IDS)})
-    assert info.value.expected > 0 and len(info.value.partial) > 0
+    expected = info.value.expected
+    assert expected is not None and expected > 0 and len(info.value.partial) > 0
 
 
 def test_body_faults(standin: StandIn) -> None:
@@ -679,6 +698,8 @@ def test_token_matches_node_for_random_ids(tmp_path: Path) -> None:
 def test_syndication_tweet_format(sample_server: StandIn, samples: Catalogue) -> None:
     tid = "1345396247016976390"  # has a link and a media attachment in the digest
     details = samples.details[tid]
+    user = details.user
+    assert user is not None
     r = tweet_result(sample_server, tid)
     assert r.status == 200 and r.headers["Content-Type"].startswith("application/json")
     data = r.json()
@@ -688,12 +709,12 @@ def test_syndication_tweet_format(sample_server: StandIn, samples: Catalogue) ->
     assert data["conversation_count"] == details.conversation_count
     assert data["text"].startswith("Do SotA natural language understanding models care")
     assert data["user"] == {
-        "id_str": details.user.id_str,
+        "id_str": user.id_str,
         "name": "Anh Nguyen",
         "screen_name": "anh_ng8",
-        "profile_image_url_https": details.user.profile_image_url_https,
-        "verified": details.user.verified,
-        "is_blue_verified": details.user.is_blue_verified,
+        "profile_image_url_https": user.profile_image_url_https,
+        "verified": user.verified,
+        "is_blue_verified": user.is_blue_verified,
         "profile_image_shape": "Circle",
     }
     urls = data["entities"]["urls"]
@@ -789,7 +810,7 @@ def test_links_cover_the_real_forms(samples: Catalogue) -> None:
 
 
 def test_media_details(sample_server: StandIn, samples: Catalogue) -> None:
-    by_type: dict[str, list[tuple[str, Any]]] = {}
+    by_type: dict[str, list[tuple[dict[str, Any], Media]]] = {}
     for tid, details in samples.details.items():
         if details.outcome == "tweet" and details.media:
             data = tweet_result(sample_server, tid).json()
@@ -815,6 +836,7 @@ def test_quotes_and_replies(sample_server: StandIn, samples: Catalogue) -> None:
     quoting = [d for d in samples.details.values() if d.quoted_tweet_id and d.outcome == "tweet"]
     assert quoting
     for d in quoting:
+        assert d.quoted_tweet_id is not None  # chosen for having one
         quoted = tweet_result(sample_server, d.tweet_id).json()["quoted_tweet"]
         inner = samples.details[d.quoted_tweet_id]
         assert quoted["id_str"] == d.quoted_tweet_id and quoted["text"] == inner.text
@@ -1046,7 +1068,11 @@ def test_in_flight_cap_for_every_service(standin: StandIn) -> None:
         gate = standin.hold(service)
         held = threading.Thread(target=call, args=(standin, service))
         held.start()
-        assert standin.wait_for(lambda s=service: standin.in_flight(s) == 1)
+
+        def one_in_flight(s: str = service) -> bool:
+            return standin.in_flight(s) == 1
+
+        assert standin.wait_for(one_in_flight)
         assert call(standin, service).status == 429
         gate.set()
         held.join()
@@ -1188,10 +1214,10 @@ def test_shape_faults_arxiv(standin: StandIn) -> None:
     assert total(unasked) == 4
     assert entry_ids(unversioned) == [asked[0].rsplit("v", 1)[0], *asked[1:]]
     assert entry_ids(v0) == [asked[0].rsplit("v", 1)[0] + "v0", *asked[1:]]
-    first_links = v0.find("a:entry", NS).findall("a:link", NS)
+    first_links = child(v0, "a:entry").findall("a:link", NS)
     hrefs = {ln.get("href") for ln in first_links if ln.get("title") != "doi"}
     assert hrefs == {"http://arxiv.org/abs/2101.00001v0", "http://arxiv.org/pdf/2101.00001v0"}
-    published = [e.findtext("a:published", namespaces=NS) for e in old.findall("a:entry", NS)]
+    published = [text_of(e, "a:published") for e in old.findall("a:entry", NS)]
     assert published[0].startswith("0999-") and not published[1].startswith("0999")
     assert [as_record(e) for e in old.findall("a:entry", NS)][1:] == [
         as_record(e) for e in normal.findall("a:entry", NS)
@@ -1268,7 +1294,7 @@ def test_command_line_prints_all_four_settings() -> None:
     )
     try:
         assert proc.stdout is not None
-        lines = []
+        lines: list[str] = []
         while not lines or lines[-1] != "Ctrl-C to stop.":
             line = proc.stdout.readline()
             assert line, "the stand-in exited early"

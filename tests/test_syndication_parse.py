@@ -298,7 +298,7 @@ def test_created_at_that_is_not_a_zoned_time_is_unusable(given: object) -> None:
 
 def _with(path: str, value: object) -> dict[str, Any]:
     """FULL with one field (dotted path; a number indexes a list) replaced."""
-    data = json.loads(json.dumps(FULL))
+    data: dict[str, Any] = json.loads(json.dumps(FULL))
     *parents, last = path.split(".")
     target: Any = data
     for key in parents:
@@ -560,7 +560,7 @@ TWEET_KEYS = [
 @st.composite
 def tweet_like(draw: st.DrawFn) -> dict[str, object]:
     """FULL with a few fields (nested ones too) swapped for arbitrary JSON."""
-    data = json.loads(json.dumps(FULL))
+    data: dict[str, Any] = json.loads(json.dumps(FULL))
     for key in draw(st.lists(st.sampled_from(TWEET_KEYS), unique=True, max_size=3)):
         data[key] = draw(JSON_VALUES)
     user = data.get("user")

@@ -95,7 +95,7 @@ def feed_head(
 ) -> etree._Element:
     echo = _query_echo(params)
     query = urlencode(echo)
-    feed = etree.Element(f"{{{ATOM}}}feed", nsmap=NSMAP)  # type: ignore[dict-item]
+    feed = etree.Element(f"{{{ATOM}}}feed", nsmap=NSMAP)
     _sub(
         feed,
         f"{{{ATOM}}}link",
@@ -117,7 +117,7 @@ def feed_head(
 def entry(paper: Paper, version: int, *, vid: str | None = None) -> etree._Element:
     """One entry; ``vid`` overrides the versioned ID written in ``id`` and the links."""
     vid = vid or paper.versioned_id(version)
-    el = etree.Element(f"{{{ATOM}}}entry", nsmap=NSMAP)  # type: ignore[dict-item]
+    el = etree.Element(f"{{{ATOM}}}entry", nsmap=NSMAP)
     _sub(el, f"{{{ATOM}}}id", f"http://arxiv.org/abs/{vid}")
     _sub(el, f"{{{ATOM}}}updated", iso_z(paper.updated(version)))
     _sub(el, f"{{{ATOM}}}published", iso_z(paper.published))
@@ -166,7 +166,7 @@ def error_feed(params: dict[str, list[str]], slug: str, message: str) -> Answer:
 
 
 def serialise(feed: etree._Element) -> bytes:
-    etree.cleanup_namespaces(feed, top_nsmap=NSMAP)  # type: ignore[arg-type]
+    etree.cleanup_namespaces(feed, top_nsmap=NSMAP)
     return etree.tostring(feed, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
 

@@ -234,7 +234,8 @@ class FaultSet:
                     script.position += 1
                     return step
             for entry in self._pending:
-                fault, remaining = entry
+                fault: Fault = entry[0]
+                remaining: int = entry[1]
                 if fault.service not in ("*", service) or not applies(fault.kind, service):
                     continue
                 if fault.match is not None and not any(fault.match in t for t in texts):

@@ -105,8 +105,10 @@ def faulty_answer(
     if kind in SHAPE_KINDS:
         if service == "arxiv":
             return arxiv.reshape(kind, normal, catalogue, params)
-        module = {"oembed": oembed, "syndication": syndication}.get(service, semantic_scholar)
-        return module.reshape(kind, normal)
+        reshape = {"oembed": oembed.reshape, "syndication": syndication.reshape}.get(
+            service, semantic_scholar.reshape
+        )
+        return reshape(kind, normal)
     return normal
 
 

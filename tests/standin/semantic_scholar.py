@@ -41,9 +41,10 @@ def parse_ids(body: bytes) -> list[Any] | str:
         data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         return "Unable to parse the request body as JSON"
-    if not isinstance(data, dict) or not isinstance(data.get("ids"), list):
+    ids = data.get("ids") if isinstance(data, dict) else None
+    if not isinstance(ids, list):
         return 'Request body must be a JSON object with an "ids" list'
-    return data["ids"]
+    return ids
 
 
 def resolve(catalogue: Catalogue, ident: str) -> Citation | None:

@@ -70,7 +70,7 @@ def test_records_in_file_counts_collapsed_duplicates(tmp_path: Path) -> None:
         assert [json.loads(line)["rank"] for line in lines] == [1, 2]
         assert getattr(file, RECORDS_IN_FILE) == 3  # what the run produced, all accounted for
         assert getattr(file, EXPORT_FAILED, None) is None
-    assert (exporter.received, exporter.collapsed) == (3, 1)
+    assert (exporter.park.received, exporter.park.collapsed) == (3, 1)
 
 
 @pytest.mark.parametrize(
