@@ -113,6 +113,34 @@ def test_refresh_details_appends_one_observation_per_tweet(first_crawl: Any) -> 
     assert grew  # the counts really moved between the two observations
 
 
+def test_counts_are_history_but_edits_and_status_changes_are_changes(
+    tmp_path: Path, catalogue: Catalogue
+) -> None:
+    cat = catalogue.copy()
+    out = tmp_path / "out.jsonl"
+    served = [d for d in cat.details.values() if d.outcome == "tweet"]
+    edited, gone = served[0], served[1]
+    with StandIn(cat, min_interval={"semantic_scholar": 0.2}) as server:
+        run_crawl(out, server, settings=FAST)
+        cat.advance_day(1)
+        counts_only = run_crawl(out, server, "-a", "refresh=details", settings=FAST)
+        report = json.loads((tmp_path / "out.run.json").read_text())
+        assert report["changes_file"] is None  # likes and replies moved: history, not changes
+        edited.text += " (edited)"
+        gone.outcome = "missing"
+        changed = run_crawl(out, server, "-a", "refresh=details", settings=FAST)
+    assert counts_only.returncode == changed.returncode == 0
+    report = json.loads((tmp_path / "out.run.json").read_text())
+    lines = [json.loads(line) for line in Path(report["changes_file"]).read_text().splitlines()]
+    found = {
+        c["key"]: c["fields"] for line in lines for c in line["changes"] if c["what"] == "details"
+    }
+    assert set(found) == {edited.tweet_id, gone.tweet_id}
+    assert found[edited.tweet_id]["text"]["after"].endswith(" (edited)")
+    assert set(found[edited.tweet_id]) == {"text"}
+    assert found[gone.tweet_id]["status"] == {"before": "ok", "after": "not_found"}
+
+
 def test_impact_and_code_links_as_served(first_crawl: Any) -> None:
     cat, crawl, log, _, _, served = first_crawl
     s2 = [r for r in log if r.service == "semantic_scholar"]
