@@ -161,14 +161,19 @@ def test_a_refused_id_is_isolated_by_splitting_its_batch(
 
 def test_slow_answers_time_out_and_are_retried(tmp_path: Path, catalogue: Catalogue) -> None:
     with StandIn(catalogue) as server:
-        server.faults.add(Fault("slow", service="oembed", times=2, delay=3.0))
-        crawl = run_crawl(tmp_path / "out.jsonl", server, settings=FAST | {"DOWNLOAD_TIMEOUT": 1})
+        server.faults.add(Fault("slow", service="oembed", times=2, delay=6.0))
+        crawl = run_crawl(tmp_path / "out.jsonl", server, settings=FAST | {"DOWNLOAD_TIMEOUT": 2})
+        # A slow answer is logged when the stand-in is done with it, after the client gave up.
+        assert server.wait_for(lambda: sum(r.fault == "slow" for r in server.log) == 2)
+        slow = [r for r in server.requests_for("oembed") if r.fault == "slow"]
+        later = {r.key: r for r in server.requests_for("oembed") if r.fault is None}
     assert crawl.returncode == 0
     assert sum(t["embed"]["status"] == "error" for r in crawl.records for t in r["tweets"]) == 0
+    # Both slow answers were given up on (after 2 s, not the 6 s they took) and asked again.
+    # (On a loaded machine another answer may time out too: at least these two did.)
+    assert len(slow) == 2 and all(later[r.key].start > r.start for r in slow)
     stats = _stats(tmp_path / "out.jsonl")
-    # Both slow answers were given up on (after 1 s, not the 3 s they took) and retried.
-    assert stats["retry/oembed/reason_count/DownloadTimeoutError"] == 2
-    assert stats["retry/oembed/count"] == 2
+    assert stats["retry/oembed/reason_count/DownloadTimeoutError"] >= 2
 
 
 def test_an_unreachable_service_fails_fast(tmp_path: Path, catalogue: Catalogue) -> None:
