@@ -1,8 +1,8 @@
 """Secrets never reach a log line: Scrapy logs every overridden setting at start-up.
 
 A filter on Scrapy's loggers masks the value of any setting whose name says it is a secret
-(``*_API_KEY``, ``*_TOKEN``, ``*_PASSWORD``), in the "Overridden settings" line or wherever a
-settings dict is logged.
+(``*_API_KEY``, ``*_TOKEN``, ``*_PASSWORD``, ``*_SECRET``), in the "Overridden settings" line
+or wherever a settings dict is logged.
 """
 
 from __future__ import annotations

@@ -70,6 +70,7 @@ class Outcome:
         # (backoff, Retry-After, batches) end at once instead of holding the shutdown.
         self.stopping = asyncio.Event()
         self._watch: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None
         crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
 
@@ -130,7 +131,10 @@ class Outcome:
         self.stopping.set()
         engine = self.crawler.engine
         if engine is not None and engine.spider is not None:
-            asyncio.get_running_loop().create_task(engine.close_spider_async(reason=reason))
+            # Kept: the event loop holds tasks only weakly.
+            self._closing = asyncio.get_running_loop().create_task(
+                engine.close_spider_async(reason=reason)
+            )
 
     # -- decisions ---------------------------------------------------------------------------
     def _get(self, key: str) -> int:

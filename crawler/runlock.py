@@ -13,7 +13,6 @@ import contextlib
 import fcntl
 import json
 import os
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -46,7 +45,7 @@ class RunLock:
     def _take(path: Path) -> int:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise RunLocked(f"cannot take the run lock {path}: {exc.strerror or exc}") from None
         try:
@@ -56,8 +55,8 @@ class RunLock:
             os.close(fd)
             raise RunLocked(f"{path.name[1:-5]} is in use by another run ({_describe(holder)}); "
                             "not starting") from None  # fmt: skip
-        me = {"pid": os.getpid(), "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-              "command": " ".join(sys.argv)[:300]}  # fmt: skip
+        # Who holds it, for the second run's message. Not the command line: it may carry a key.
+        me = {"pid": os.getpid(), "started_at": datetime.now(UTC).isoformat(timespec="seconds")}
         with contextlib.suppress(OSError):  # who holds it only informs; a full disk is fine
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(me).encode(), 0)

@@ -55,6 +55,7 @@ THROTTLE_CODES = frozenset({429, 503})  # the only answers whose Retry-After is 
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 3
 LONG_WAIT = 30.0  # seconds: a wait this long is worth a log line
+UNREACHABLE_QUIET = 10.0  # seconds without any answer before the circuit breaker may open
 _RETRIES = "_tenacity_attempts"  # meta: the tenacity iterator shared by a request's retries
 _ATTEMPT = "_tenacity_attempt"  # meta: the current AttemptManager
 _PERMIT = "_service_permit"  # meta: this attempt holds a place in the service's limit
@@ -67,7 +68,7 @@ def retry_after_seconds(value: bytes | str | None, now: float | None = None) -> 
         return None
     text = value.decode("latin-1") if isinstance(value, bytes) else value
     text = text.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # '²'.isdigit() is True
         return float(text)
     try:
         when = parsedate_to_datetime(text)
@@ -136,6 +137,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
         self.gate = ServiceGate()
         self.limits: dict[str, ConcurrencyLimit] = {}
         self._failures_in_a_row: dict[str, int] = {}
+        self._last_answer: dict[str, float] = {}
         self._log = _ShortUrls()
         crawler.signals.connect(self._left_downloader, signal=signals.request_left_downloader)
         # Where time comes from; unit tests put the event loop's virtual clock here (waits
@@ -239,6 +241,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
         if throttled:
             self.stats.inc_value(f"service/{service}/throttled")
         self._failures_in_a_row[service] = 0  # it answered: reachable
+        self._last_answer[service] = now
         if response.status in REDIRECT_CODES:
             return self._redirect(request, response, service)
         retry_after = (
@@ -314,7 +317,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
             return None
         failures = self._failures_in_a_row.get(service, 0) + 1
         self._failures_in_a_row[service] = failures
-        if self.unreachable_after and failures > self.unreachable_after:
+        if self.unreachable_after and failures > self.unreachable_after and self._quiet(service):
             self.stats.inc_value(f"retry/{service}/unreachable")
             if failures == self.unreachable_after + 1:
                 logger.error(
@@ -323,6 +326,13 @@ class BackoffRetryMiddleware(RetryMiddleware):
                 )  # fmt: skip
             return None
         return await self._retry_later(request, service, type(exception).__name__, None)
+
+    def _quiet(self, service: str) -> bool:
+        """No answer from the service for a while (or ever): with many requests in flight, a
+        burst of dropped connections alone must not open the breaker on a service that is
+        answering the others."""
+        last = self._last_answer.get(service)
+        return last is None or self.clock() - last >= UNREACHABLE_QUIET
 
     async def _retry_later(
         self, request: Request, service: str, reason: str, retry_after: float | None

@@ -73,8 +73,11 @@ class ServiceRunner(Generic[V]):
         # Requests handed to the downloader at once; the retry middleware's limit does the
         # fine control (adaptive for the tweet services), this only bounds the queue there.
         self._permits = asyncio.Semaphore(service.politeness.slot_concurrency)
-        self._seen_ok = False
-        self._probe: asyncio.Future[bool] | None = None
+        # Evidence that the service answers correctly: an ok answer this crawl, or a probe.
+        self._ok_seen = asyncio.Event()
+        self._idle = asyncio.Event()  # input ended and nothing else of this service under way
+        self._judging = 0  # answers waiting for that evidence
+        self._probe: asyncio.Future[bool | None] | None = None
         self._incident_logged = False
 
     # -- collecting ---------------------------------------------------------------------------
@@ -110,6 +113,11 @@ class ServiceRunner(Generic[V]):
     def input_done(self) -> None:
         self._input_done = True
         self._flush()
+        self._check_idle()
+
+    def _check_idle(self) -> None:
+        if self._input_done and not self._queue and self._requests - self._judging <= 0:
+            self._idle.set()
 
     def _flush(self) -> None:
         size = self.service.batch_size
@@ -163,8 +171,10 @@ class ServiceRunner(Generic[V]):
                 exc_info=exc,
             )  # fmt: skip
             values = self._all(keys, f"internal error: {failure_text(exc)}")
+            self.stats.inc_value(failed_key(self.service.name), len(keys))
         finally:
             self._requests -= 1
+            self._check_idle()
         if values is None:
             return  # split: the halves resolve these keys
         for key in keys:
@@ -199,12 +209,26 @@ class ServiceRunner(Generic[V]):
             return None
         except AnswerUnusable as exc:
             return self._all(keys, f"{label} answer unusable: {exc}")
+        except Exception as exc:  # an answer nobody foresaw (deep nesting, absurd dates, ...)
+            logger.warning("%s: unexpected answer: %s", label, failure_text(exc))
+            return self._all(keys, f"{label} answer unusable: {failure_text(exc)}")
 
     # -- judging and storing ------------------------------------------------------------------
     async def _settle(self, keys: list[str], values: dict[str, V]) -> dict[str, V]:
         if any(_status(v) == "ok" for v in values.values()):
-            self._seen_ok = True
-        held = await self._held(keys, values)
+            self._ok_seen.set()
+        stored: dict[str, V | None] = (
+            {key: self.state.stored(self.service, key) for key in keys} if self.state else {}
+        )
+        held = await self._held(keys, values, stored)
+        for key in held:
+            if _status(stored.get(key)) in ("ok", *self.service.downgrades):
+                continue  # the state keeps the stored value and marks it stale
+            said = _status(values[key])
+            values[key] = self.service.error(
+                f"{self.service.label} answered '{said}', but showed no sign of answering "
+                "correctly (a wrong endpoint? an incident?): not believed, asked again next run"
+            )
         failed = sum(1 for key in keys if _status(values[key]) == "error" or key in held)
         if failed:
             self.stats.inc_value(failed_key(self.service.name), failed)
@@ -217,53 +241,80 @@ class ServiceRunner(Generic[V]):
         point = self.service.observation(value, observed_at)
         return value if point is None else self.service.with_history(value, [point])
 
-    async def _held(self, keys: list[str], values: dict[str, V]) -> set[str]:
-        """Keys whose answer downgrades a stored final value without proof that the service is
-        answering correctly."""
-        if self.state is None:
-            return set()
-        stored = {key: self.state.stored(self.service, key) for key in keys}
-        known = {key: _status(v) for key, v in stored.items() if _status(v) != "error"}
-        good = {key for key, status in known.items() if status == "ok"}
+    async def _held(
+        self, keys: list[str], values: dict[str, V], stored: dict[str, V | None]
+    ) -> set[str]:
+        """Keys whose negative answer ("not found", "deleted") is not believed: it contradicts
+        a stored value, or is new, while the service shows no sign of answering correctly.
+        A mistyped URL answers 404 for everything, and an incident empty feeds: neither may be
+        stored for months, nor pass as a complete run."""
+        known = {key: _status(v) for key, v in stored.items() if v is not None}
+        known = {key: status for key, status in known.items() if status != "error"}
         # Any stored final answer counts, not only "ok": a mistyped URL answering 404 for
         # everything must not turn a tweet stored as protected into a deleted one either.
-        downgraded = {
+        suspects = {
             key
-            for key, status in known.items()
-            if _status(values[key]) in self.service.downgrades and _status(values[key]) != status
+            for key in keys
+            if _status(values[key]) in self.service.downgrades
+            and known.get(key) != _status(values[key])
         }
-        if not downgraded or await self._trusted(keys, values, good):
+        good = {key for key, status in known.items() if status == "ok"}
+        if not suspects or await self._trusted(keys, values, good):
             return set()
-        self.stats.inc_value(f"{self.prefix}/incidents", len(downgraded))
+        self.stats.inc_value(f"{self.prefix}/incidents", len(suspects))
         if not self._incident_logged:
             self._incident_logged = True
-            example = next(iter(downgraded))
+            example = next(iter(suspects))
             logger.warning(
-                "%s answers contradict stored good values (e.g. %s is now '%s') and the service "
-                "shows no sign of answering correctly; keeping the stored values and asking "
-                "again next run", self.service.label, example, _status(values[example]),
+                "%s answers '%s' (e.g. for %s) while showing no sign of answering correctly; "
+                "stored values are kept, and the keys are asked again next run",
+                self.service.label, _status(values[example]), example,
             )  # fmt: skip
-        return downgraded
+        return suspects
 
     async def _trusted(self, keys: list[str], values: dict[str, V], good: set[str]) -> bool:
         if self.service.judge_per_answer:
-            return any(_status(values[key]) == "ok" for key in good)
-        if self._seen_ok:
+            # Within the answer: a stored good key still found, or any key found, or a lone
+            # new key (arXiv's normal answer for an ID it does not have).
+            if good:
+                return any(_status(values[key]) == "ok" for key in good)
+            return len(keys) == 1 or any(_status(v) == "ok" for v in values.values())
+        if self._ok_seen.is_set():
             return True
         if self._probe is None:
             self._probe = asyncio.ensure_future(self._probe_control(set(keys)))
-        return await asyncio.shield(self._probe)
+        healthy = await asyncio.shield(self._probe)
+        return healthy if healthy is not None else await self._first_ok_or_idle()
 
-    async def _probe_control(self, exclude: set[str]) -> bool:
-        """Ask once for a key stored as good: if the service still finds it, it is healthy."""
-        assert self.state is not None
+    async def _first_ok_or_idle(self) -> bool:
+        """Nothing stored to probe with (a first run): wait for this crawl's first ok answer,
+        or until the service has nothing else under way."""
+        self._judging += 1
+        try:
+            self._check_idle()
+            waits = [asyncio.ensure_future(e.wait()) for e in (self._ok_seen, self._idle)]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for wait in waits:
+                    wait.cancel()
+            return self._ok_seen.is_set()
+        finally:
+            self._judging -= 1
+
+    async def _probe_control(self, exclude: set[str]) -> bool | None:
+        """Ask once for a key stored as good: if the service still finds it, it is healthy.
+        None when there is no such key."""
+        if self.state is None:
+            return None
         control = self.state.control_key(self.service, exclude)
         if control is None:
-            return False
+            return None
         self.stats.inc_value(f"{self.prefix}/probes")
         answer = await self._ask([control], {})
         healthy = answer is not None and _status(answer.get(control)) == "ok"
-        self._seen_ok = self._seen_ok or healthy
+        if healthy:
+            self._ok_seen.set()
         return healthy
 
     # -- filling entries ----------------------------------------------------------------------
@@ -291,9 +342,14 @@ class ServiceRunner(Generic[V]):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        label = self.service.label
         queued, self._queue = self._queue, []
         for key in queued:
-            message = f"{self.service.label} request not sent: crawl stopped"
+            self.memo.finish(key, self.service.error(f"{label} request not sent: crawl stopped"))
+        # Every key still waiting is resolved here, not by its task: a task cancelled before
+        # its first step never runs its own handlers.
+        for key in list(self.memo.pending):
+            message = f"{label} request not completed: crawl stopped"
             self.memo.finish(key, self.service.error(message))
         for task in list(self._tasks):
             task.cancel()

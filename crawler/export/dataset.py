@@ -60,7 +60,7 @@ class DatasetSummary:
     last_post: str | None
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
@@ -85,7 +85,7 @@ def write_dataset(
         _swap(target, folder)
     except Exception as exc:
         shutil.rmtree(folder, ignore_errors=True)
-        raise DatasetError(f"dataset {target} not replaced: {_one_line(exc)}") from exc
+        raise DatasetError(f"dataset {target} not replaced: {one_line(exc)}") from exc
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

@@ -25,7 +25,7 @@ from scrapy.extensions.feedexport import FileFeedStorage
 
 from crawler.export.files import fsync_dir
 from crawler.export.jsonlines import EXPORT_FAILED, RECORDS_IN_FILE, mark_failed
-from crawler.outcome import OUTPUT_STORED, Outcome
+from crawler.outcome import OUTPUT_STORED, RECORDS_WRITTEN, Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +68,12 @@ class AtomicFileFeedStorage(FileFeedStorage):
             if target.is_dir():
                 raise IsADirectoryError(f"{target} is a folder")
             target.parent.mkdir(parents=True, exist_ok=True)
+            # Left by a run that was killed (runs exclude each other by a lock): the temporary
+            # snapshot, and the folders where records waited to be sorted.
             for stale in target.parent.glob(f".{target.name}.*.tmp"):
-                stale.unlink(missing_ok=True)  # left by a run that was killed
+                stale.unlink(missing_ok=True)
+            for stale in target.parent.glob(".hot-papers-sort-*"):
+                shutil.rmtree(stale, ignore_errors=True)
             tmp = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in store()
                 mode="w+b", prefix=f".{target.name}.", suffix=".tmp", dir=target.parent,
                 delete=False,
@@ -91,6 +95,10 @@ class AtomicFileFeedStorage(FileFeedStorage):
         if self.outcome is None:
             return None
         records = getattr(file, RECORDS_IN_FILE, None)
+        if records is None and self.crawler is not None:
+            # Scrapy's own exporters (-O out.json, .csv, ...) do not say what they wrote: the
+            # records that left the record pipeline are the closest count.
+            records = int(self.crawler.stats.get_value(RECORDS_WRITTEN, 0) or 0)
         reason = self.outcome.keep_previous_because(records)
         if reason is None:
             return None

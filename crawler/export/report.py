@@ -50,6 +50,8 @@ STATUS_COLORS = {
 }
 PALETTE = ["#264653", "#2a9d8f", "#e9c46a", "#f4a261", "#e76f51", "#8ab17d", "#6d597a", "#adb5bd"]
 _STYLE: dict[RcKeyType, Any] = {
+    # Digest text holds LaTeX ($\frac{...$): labels are text, never mathtext to be parsed.
+    "text.parse_math": False,
     "font.size": 10,
     "axes.spines.top": False,
     "axes.spines.right": False,

@@ -32,8 +32,6 @@ from crawler.state.store import StateError
 
 logger = logging.getLogger(__name__)
 
-_WHAT = {"arxiv": "arxiv", "embed": "embed", "details": "details", "impact": "impact"}
-
 
 def feed_path(feeds: dict[str, Any]) -> Path | None:
     """The first feed that is a local file, if any."""
@@ -78,7 +76,7 @@ class RunFiles:
         self.crawler = crawler
         self.state: State | None = None  # extensions are looked up once all exist
         self._pending: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
-        self._ids: list[int] = []
+        self._ids: dict[tuple[str, str], list[int]] = {}  # the pending rows behind each change
         self._hits: Any = None  # temporary file: one line per record that carries a change
         self.changed_records = 0
         self.changes: list[dict[str, Any]] = []  # this run's change lines, for the HTML report
@@ -114,7 +112,7 @@ class RunFiles:
         for change_id, _run, kind, key, before, after in self.state.store.pending_changes():
             first = self._pending.get((kind, key))
             self._pending[(kind, key)] = (first[0] if first else before, after)
-            self._ids.append(change_id)
+            self._ids.setdefault((kind, key), []).append(change_id)
 
     def item_scraped(self, item: Any, **_: Any) -> None:
         if self.state is None or self._hits is None or not isinstance(item, dict):
@@ -134,7 +132,7 @@ class RunFiles:
         for raw in self._hits:
             line = json.loads(raw)
             found = [
-                {"what": _WHAT[kind], "key": key, "fields": _diff(*self._pending[(kind, key)])}
+                {"what": kind, "key": key, "fields": _diff(*self._pending[(kind, key)])}
                 for kind, key in map(tuple, line.pop("keys"))
                 if (kind, key) in self._pending
             ]
@@ -161,8 +159,11 @@ class RunFiles:
                 changes_file,
                 b"".join(json.dumps(c, ensure_ascii=False).encode() + b"\n" for c in lines),
             )
+        # Only what a change line carries leaves the state; a change of a paper or tweet this
+        # run did not crawl stays pending for a run that does.
+        carried = {(c["what"], c["key"]) for line in lines for c in line["changes"]}
         assert self.state is not None
-        self.state.store.drop_changes(self._ids)
+        self.state.store.drop_changes([i for k in carried for i in self._ids[k]])
         return changes_file
 
     def replaced(self) -> bool:
@@ -191,10 +192,10 @@ class RunFiles:
         if self.dataset_dir is None:
             return
         # Imported here: pyarrow, DuckDB and matplotlib cost every crawl process ~0.5 s to load.
-        from crawler.export.dataset import DatasetError, write_dataset
+        from crawler.export.dataset import DatasetError, one_line, write_dataset
         from crawler.export.report import write_report
 
-        if self.path.suffix.lower() not in (".jsonl", ".jsonlines", ".json"):
+        if self.path.suffix.lower() not in (".jsonl", ".jsonlines"):
             logger.info("no dataset: the snapshot %s is not JSON Lines", self.path)
             return
         try:
@@ -203,8 +204,12 @@ class RunFiles:
                 write_report(
                     self.report_file, self.dataset_dir, run_report=run_report, changes=self.changes
                 )
-        except (DatasetError, OSError, ValueError) as exc:
-            self.outcome.output_failed(str(exc).splitlines()[0])
+        except Exception as exc:  # matplotlib, DuckDB, pyarrow: one line, never a traceback
+            self.outcome.output_failed(
+                str(exc)
+                if isinstance(exc, DatasetError)
+                else f"report not written: {one_line(exc)}"
+            )
 
     def report(self, changes_file: Path | None) -> dict[str, Any]:
         stats = self.crawler.stats.get_stats()

@@ -58,3 +58,12 @@ def split_versioned(entry_id: str) -> ArxivId:
     """Split an API entry id (``http://arxiv.org/abs/2106.09685v2``) into base and version."""
     tail = entry_id.split("arxiv.org/abs/")[-1]
     return parse_arxiv_id(tail)
+
+
+_SUBJECT_CLASS = re.compile(r"\.[A-Z]{2}/")
+
+
+def canonical(base: str) -> str:
+    """``math.GT/0309136`` and ``math/0309136`` name one paper; arXiv (and Semantic Scholar)
+    know it by the latter, so comparisons go through this."""
+    return _SUBJECT_CLASS.sub("/", base)

@@ -527,3 +527,19 @@ def decode_bytes(data: bytes) -> tuple[str, str]:
     if controls > max(2, len(head) // 100) or text.count("\ufffd") > len(text) * 0.01:
         raise DecodeError("binary data, not a text digest")
     return text, encoding
+
+
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def replace_surrogates(text: str) -> str:
+    """Valid Unicode: lone surrogates (JSON's ``\\ud800``-style escapes, undecodable bytes of a
+    file name) become U+FFFD. No UTF-8 writer takes them, and the text around them is sound:
+    they come from text cut in the middle of an emoji."""
+    return SURROGATE.sub("\ufffd", text) if SURROGATE.search(text) else text
+
+
+def shorten(text: str, limit: int = 200) -> str:
+    """One line of at most ``limit`` characters, for messages and error fields."""
+    text = " ".join(replace_surrogates(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -12,6 +12,7 @@ from dataclasses import asdict
 from typing import Any
 
 from crawler.items import ArxivMeta, DigestEntry, Embed, Impact, Tweet, TweetDetails
+from crawler.parsing.arxiv_ids import canonical
 from crawler.parsing.links import code_urls, linked_arxiv_ids
 from crawler.parsing.tweets import snowflake_created_at
 
@@ -73,7 +74,9 @@ def _tweet(tweet: Tweet, paper: str | None) -> dict[str, Any]:
         "embed": _status_block(tweet.embed, EMBED_FIELDS),
         "details": _status_block(tweet.details, DETAILS_FIELDS),
         "linked_arxiv_ids": linked,
-        "links_paper": None if linked is None else (paper is not None and paper in linked),
+        "links_paper": None
+        if linked is None
+        else (paper is not None and canonical(paper) in {canonical(i) for i in linked}),
     }
 
 

@@ -10,7 +10,6 @@ surrogates from a file name or a JSON escape) is replaced by U+FFFD before the c
 from __future__ import annotations
 
 import json
-import re
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import fastjsonschema
 from jsonschema import Draft7Validator
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+from crawler.parsing.text import SURROGATE
 
 
 @cache
@@ -61,7 +60,7 @@ def _errors(record: dict[str, Any]) -> list[tuple[list[Any], str]]:
 def scrub_text(value: Any) -> tuple[Any, int]:
     """``value`` with lone surrogates replaced in every string, and how many were replaced."""
     if isinstance(value, str):
-        fixed, count = _SURROGATE.subn("\ufffd", value)
+        fixed, count = SURROGATE.subn("\ufffd", value)
         return fixed, count
     if isinstance(value, list):
         items = [scrub_text(v) for v in value]

@@ -27,7 +27,12 @@ from scrapy.settings import BaseSettings
 
 from crawler.downloader.contract import PARSED, AnswerUnusable, Politeness, service_meta
 from crawler.items import ArxivMeta, DigestEntry
-from crawler.parsing.arxiv_ids import MalformedArxivId, parse_arxiv_id, split_versioned
+from crawler.parsing.arxiv_ids import (
+    MalformedArxivId,
+    canonical,
+    parse_arxiv_id,
+    split_versioned,
+)
 from crawler.services.base import BatchRefused, Service
 
 MAX_RESULTS_CAP = 2000  # the API never returns more entries in one answer
@@ -40,7 +45,6 @@ NS = {
     "opensearch": "http://a9.com/-/spec/opensearch/1.1/",
 }
 _ERRORS_PREFIX = "arxiv.org/api/errors"
-_SUBJECT_CLASS = re.compile(r"\.[A-Z]{2}/")
 # A feed may open with an XML declaration and a DOCTYPE (the parser refuses to expand it).
 _XML_START = re.compile(
     rb"^\s*(<\?xml[^>]{0,200}>\s*)?(<!DOCTYPE[^\[>]{0,200}(\[.*?\])?\s*>\s*)?<(?:\w+:)?feed\b", re.S
@@ -77,9 +81,9 @@ def _datetime(value: str | None) -> datetime:
         raise ValueError("entry without a timestamp")
     try:
         dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ValueError(f"bad timestamp {value!r}") from exc
-    dt = (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).astimezone(UTC)
+        dt = (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:  # 9999-12-31T23:00-05:00 overflows in UTC
+        raise ValueError(f"bad timestamp {value[:40]!r}") from exc
     if dt < FIRST_SUBMISSION:
         raise ValueError(f"timestamp {value!r} predates arXiv")
     return dt
@@ -196,18 +200,11 @@ def meta_from_result(result: arxiv.Result) -> ArxivMeta:
     )
 
 
-def _canonical(base: str) -> str:
-    """``math.GT/0309136`` and ``math/0309136`` name one paper; arXiv answers with the latter."""
-    return _SUBJECT_CLASS.sub("/", base)
-
-
 def unasked(ids: list[str], page: FeedPage) -> list[str]:
     """Entries for papers nobody asked for: the answer is for another request."""
-    asked = {_canonical(parse_arxiv_id(key).base) for key in ids}
+    asked = {canonical(parse_arxiv_id(key).base) for key in ids}
     return [
-        r.entry_id
-        for r in page.results
-        if _canonical(split_versioned(r.entry_id).base) not in asked
+        r.entry_id for r in page.results if canonical(split_versioned(r.entry_id).base) not in asked
     ]
 
 
@@ -229,11 +226,11 @@ def match_results(ids: list[str], page: FeedPage) -> dict[str, ArxivMeta]:
     feed had entries that could not be read (then it may have been one of them: an error)."""
     by_base: dict[str, list[arxiv.Result]] = {}
     for result in page.results:
-        by_base.setdefault(_canonical(split_versioned(result.entry_id).base), []).append(result)
+        by_base.setdefault(canonical(split_versioned(result.entry_id).base), []).append(result)
     out: dict[str, ArxivMeta] = {}
     for query in ids:
         ref = parse_arxiv_id(query)
-        candidates = by_base.get(_canonical(ref.base), [])
+        candidates = by_base.get(canonical(ref.base), [])
         if ref.version is not None:
             candidates = [
                 r for r in candidates if split_versioned(r.entry_id).version == ref.version

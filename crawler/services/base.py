@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar, Generic, TypeVar
@@ -22,6 +21,7 @@ from scrapy.settings import BaseSettings
 
 from crawler.downloader.contract import PARSED, Politeness
 from crawler.items import DigestEntry
+from crawler.parsing.text import replace_surrogates
 
 V = TypeVar("V")
 
@@ -77,8 +77,9 @@ class Service(ABC, Generic[V]):
     enabled_setting: ClassVar[str | None] = None  # a bool setting that turns it off
     refresh_names: ClassVar[tuple[str, ...]] = ()  # `-a refresh=<name>` fetches it again
     ttl_days: ClassVar[dict[str, float]] = {}  # default days a stored value stays good, by status
-    # Statuses that, replacing a stored "ok", are believed only once the service has shown it
-    # answers correctly (a mistyped URL gives 404 for everything; an incident, empty feeds).
+    # Negative statuses, believed only once the service has shown it answers correctly (a
+    # mistyped URL gives 404 for everything; an incident, empty feeds), whether they would
+    # replace a stored value or be the first one stored.
     downgrades: ClassVar[frozenset[str]] = frozenset({"not_found"})
     # Batch services judge a downgrade within one answer (some stored-ok key must stay ok);
     # per-key services within the crawl (some answer must have been ok, or a probe).
@@ -193,9 +194,6 @@ def default_ttls(services: list[type[Service[Any]]]) -> dict[str, float]:
     }
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def clean_str(value: object) -> str | None:
     """A JSON string as the record may carry it: None stays None, anything not a string is a
     shape error (ValueError), and lone surrogates (``"\\ud800"`` in JSON) become U+FFFD, since
@@ -204,4 +202,4 @@ def clean_str(value: object) -> str | None:
         return None
     if not isinstance(value, str):
         raise ValueError(f"expected a string, got {type(value).__name__}")
-    return _SURROGATE.sub("\ufffd", value)
+    return replace_surrogates(value)

@@ -29,7 +29,7 @@ def parse_oembed(body: bytes) -> Embed:
     """A 200 answer -> :class:`Embed`; ``AnswerUnusable`` if it is not oEmbed's JSON."""
     try:
         data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, nesting
         raise AnswerUnusable(f"invalid JSON from oEmbed ({exc})") from exc
     if not isinstance(data, dict) or not isinstance(data.get("html"), str):
         raise AnswerUnusable("oEmbed answer has no 'html'")

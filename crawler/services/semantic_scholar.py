@@ -20,7 +20,8 @@ from scrapy.settings import BaseSettings
 
 from crawler.downloader.contract import AnswerUnusable, Politeness, service_meta
 from crawler.items import DigestEntry, Impact
-from crawler.parsing.arxiv_ids import MalformedArxivId, parse_arxiv_id
+from crawler.parsing.arxiv_ids import MalformedArxivId, canonical, parse_arxiv_id
+from crawler.parsing.text import replace_surrogates, shorten
 from crawler.services.base import Service
 
 # --- answers ---
@@ -31,12 +32,8 @@ FIELDS = (
     "publicationDate,openAccessPdf,tldr"
 )
 MAX_BATCH = 500  # the endpoint refuses larger batches with 400
-# Statuses worth asking again: keyless clients share a pool and often get 429; the rest is
-# overload. Any other non-200 (400 for a bad request) is final for the batch.
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class ImpactUnusable(ValueError):
@@ -65,7 +62,7 @@ def batch_body(arxiv_ids: list[str]) -> bytes:
     ids = batch_ids(arxiv_ids)
     if not 1 <= len(ids) <= MAX_BATCH:
         raise ValueError(f"a batch holds 1 to {MAX_BATCH} IDs, not {len(ids)}")
-    return json.dumps({"ids": [f"ARXIV:{i}" for i in ids]}).encode()
+    return json.dumps({"ids": [f"ARXIV:{canonical(i)}" for i in ids]}).encode()
 
 
 def parse_batch(body: bytes, arxiv_ids: list[str]) -> dict[str, Impact]:
@@ -78,7 +75,7 @@ def parse_batch(body: bytes, arxiv_ids: list[str]) -> dict[str, Impact]:
     try:
         data = json.loads(body, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, NaN
-        raise ImpactUnusable(f"answer is not JSON ({_short(str(exc))})") from exc
+        raise ImpactUnusable(f"answer is not JSON ({shorten(str(exc))})") from exc
     if not isinstance(data, list):
         raise ImpactUnusable(f"answer is not a JSON list ({parse_error_body(body)})")
     if len(data) != len(asked):
@@ -101,25 +98,12 @@ def parse_error_body(body: bytes) -> str:
             if isinstance(value, str) and value.strip():
                 code = data.get("code")
                 has_code = isinstance(code, str | int) and not isinstance(code, bool)
-                return _short(f"{value} (code {code})" if has_code else value)
-    return _short(body.decode("utf-8", "replace")) or "empty answer"
+                return shorten(f"{value} (code {code})" if has_code else value)
+    return shorten(body.decode("utf-8", "replace")) or "empty answer"
 
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
-
-
-def _short(text: str, limit: int = 200) -> str:
-    text = " ".join(_clean(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _clean(text: str) -> str:
-    """Valid Unicode: JSON's lone ``\\ud800``-style escapes become U+FFFD (no UTF-8 writer takes
-    a lone surrogate, and the rest of the text is sound)."""
-    if _SURROGATE.search(text) is None:
-        return text
-    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def _impact(element: object, arxiv_id: str) -> Impact:
@@ -140,7 +124,7 @@ def _paper(data: dict[str, Any], arxiv_id: str) -> Impact:
     _check_same_paper(data.get("externalIds"), arxiv_id)
     return Impact(
         status="ok",
-        semantic_scholar_id=_clean(paper_id),
+        semantic_scholar_id=replace_surrogates(paper_id),
         citation_count=_count(data, "citationCount"),
         influential_citation_count=_count(data, "influentialCitationCount"),
         reference_count=_count(data, "referenceCount"),
@@ -167,8 +151,8 @@ def _check_same_paper(external_ids: object, arxiv_id: str) -> None:
         base = parse_arxiv_id(theirs).base
     except MalformedArxivId:
         base = theirs
-    if base != arxiv_id:
-        raise _WrongShape(f"answer is about arXiv:{_short(theirs, 40)}, not arXiv:{arxiv_id}")
+    if canonical(base) != canonical(arxiv_id):
+        raise _WrongShape(f"answer is about arXiv:{shorten(theirs, 40)}, not arXiv:{arxiv_id}")
 
 
 def _object(data: dict[str, Any], key: str) -> dict[str, Any]:
@@ -187,7 +171,7 @@ def _text(data: dict[str, Any], key: str, where: str = "") -> str | None:
         return None
     if not isinstance(value, str):
         raise _WrongShape(f"{where}{key} is not a string")
-    return _clean(value) or None
+    return replace_surrogates(value) or None
 
 
 def _count(data: dict[str, Any], key: str) -> int | None:

@@ -22,13 +22,13 @@ from scrapy.settings import BaseSettings
 
 from crawler.downloader.contract import AnswerUnusable, Politeness, service_meta
 from crawler.items import DigestEntry, TweetDetails
+from crawler.parsing.text import replace_surrogates, shorten
 from crawler.services.base import DAY, Service
 
 # --- answers ---
 
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 _TWEET_ID = re.compile(r"[0-9]{1,20}")  # a snowflake as the record schema accepts it
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _TWO_TO_53 = float(2**53)  # from here on a double has no fraction and spaced integers
 
 # Statuses worth asking again (throttling, overload, gateways); any other non-200 is final.
@@ -170,7 +170,11 @@ def parse_details(body: bytes, *, status: int = 200, tweet_id: str | None = None
         return _tweet(_Fields(data, ""), tweet_id)
     if typename == "TweetTombstone":
         return _tombstone(_Fields(data, ""))
-    described = f"__typename {_clean(typename)!r}" if isinstance(typename, str) else "no __typename"
+    described = (
+        f"__typename {replace_surrogates(typename)!r}"
+        if isinstance(typename, str)
+        else "no __typename"
+    )
     raise DetailsUnusable(f"unexpected answer ({described})" + _colon(_error_message(body)))
 
 
@@ -178,7 +182,7 @@ def _load(body: bytes) -> Any:
     try:
         return json.loads(body, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, NaN
-        raise DetailsUnusable(f"answer is not JSON ({_short(str(exc))})") from exc
+        raise DetailsUnusable(f"answer is not JSON ({shorten(str(exc))})") from exc
 
 
 def _refuse_constant(name: str) -> Any:
@@ -192,7 +196,7 @@ def _error_message(body: bytes) -> str | None:
     except (ValueError, RecursionError):
         return None
     value = data.get("error") if isinstance(data, dict) else None
-    return _short(value) if isinstance(value, str) and value.strip() else None
+    return shorten(value) if isinstance(value, str) and value.strip() else None
 
 
 def _colon(message: str | None) -> str:
@@ -203,22 +207,6 @@ def _kind(value: object) -> str:
     return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
         type(value), "number"
     )
-
-
-def _short(text: str, limit: int = 200) -> str:
-    text = " ".join(_clean(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _clean(text: str) -> str:
-    """Valid Unicode: JSON's lone ``\\ud800``-style escapes become U+FFFD.
-
-    Python keeps them as lone surrogates, which no UTF-8 writer accepts; they come from text
-    cut in the middle of an emoji, so the rest of the answer is sound and worth keeping.
-    """
-    if _SURROGATE.search(text) is None:
-        return text
-    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 # -- fields ---------------------------------------------------------------------------------
@@ -242,7 +230,7 @@ class _Fields:
 
     def string(self, key: str) -> str | None:
         value = self._get(key, str, "a string")
-        return None if value is None else _clean(value)
+        return None if value is None else replace_surrogates(value)
 
     def flag(self, key: str) -> bool | None:
         value: bool | None = self._get(key, bool, "a boolean")
@@ -399,17 +387,13 @@ class Syndication(Service[TweetDetails]):
             delay=settings.getfloat("SYNDICATION_DELAY"),
             max_answer_bytes=1024 * 1024,  # answers are a few KB, with media a few tens
         )
-        self.ttl_by_age = sorted(
-            (float(age), float(days)) for age, days in settings.getlist("DETAILS_TTL_BY_AGE")
-        )
+        self.ttl_by_age = age_table(settings) if self.enabled(settings) else []
 
     @classmethod
     def settings_problems(cls, settings: BaseSettings) -> list[str]:
         problems = super().settings_problems(settings)
         try:
-            rows = [
-                (float(age), float(days)) for age, days in settings.getlist("DETAILS_TTL_BY_AGE")
-            ]
+            rows = age_table(settings)
         except (TypeError, ValueError):
             return [*problems, "DETAILS_TTL_BY_AGE must be a list of [age days, TTL days] pairs"]
         if any(not (math.isfinite(a) and math.isfinite(d) and a >= 0 and d >= 0) for a, d in rows):

@@ -37,11 +37,16 @@ class Freshness:
     def forced(self, service: Service[Any]) -> bool:
         return self.refresh == "all" or self.refresh in service.refresh_names
 
+    def left_alone(self, service: Service[Any]) -> bool:
+        """``refresh=details`` (any one service's name) fetches that and nothing else: the
+        other services use whatever is stored, however old, and ask only for what is missing."""
+        return self.refresh not in FIXED_CHOICES and not self.forced(service)
+
     def is_fresh(
         self, service: Service[Any], row: Row, value: Any, now: float, run_id: str
     ) -> bool:
-        if row.run_id == run_id:
-            return True  # fetched (or tried) by this very run: once per crawl
+        if row.run_id == run_id or self.left_alone(service):
+            return True  # fetched by this very run (once per crawl), or not to be refreshed
         if self.forced(service) or row.status == "error" or written_by_newer(service, row):
             return False
         return now - row.fetched_at < service.ttl(value, now)
