@@ -87,9 +87,7 @@ def hostile_crawl(
     for sample in SAMPLES[:2]:
         shutil.copy(sample, folder / sample.name)
     messages = _write_hostile(folder)
-    cat = Catalogue(
-        papers=dict(catalogue.papers), tweets=dict(catalogue.tweets), absent=set(catalogue.absent)
-    )
+    cat = catalogue.copy()
     for arxiv_id in EXTRA_PAPERS:
         cat.add_paper(_paper(arxiv_id))
     with StandIn(cat) as server:

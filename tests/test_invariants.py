@@ -388,13 +388,7 @@ def _upstream_handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
 
 # --- fixtures ------------------------------------------------------------------------------------
 def copy_catalogue(catalogue: Catalogue) -> Catalogue:
-    return Catalogue(
-        papers=dict(catalogue.papers),
-        tweets=dict(catalogue.tweets),
-        absent=set(catalogue.absent),
-        renamed=dict(catalogue.renamed),
-        refused=set(catalogue.refused),
-    )
+    return catalogue.copy()
 
 
 def standin_for_module(catalogue: Catalogue) -> Iterator[StandIn]:
