@@ -15,7 +15,6 @@ from typing import IO, Any
 from scrapy.exporters import BaseItemExporter
 
 from crawler.export.jsonlines import RecordPark
-from crawler.export.tables import ENTRIES, TableWriter, entry_row
 
 
 class ParquetItemExporter(BaseItemExporter):
@@ -46,6 +45,10 @@ class ParquetItemExporter(BaseItemExporter):
     def finish_exporting(self) -> None:
         written = 0
         try:
+            # Imported here: Scrapy loads every registered exporter at start-up, and pyarrow
+            # would cost every crawl ~50 MB of memory whether it writes Parquet or not.
+            from crawler.export.tables import ENTRIES, TableWriter, entry_row
+
             writer = TableWriter(self.file, ENTRIES, batch_rows=self.batch_size)
             for line in self.park.sorted_lines():
                 writer.append(entry_row(json.loads(line)))
