@@ -39,6 +39,7 @@ class ServiceFigures(TypedDict, total=False):
     span_s: float  # first start to last end: how long the service saw the crawl
     # The second half of the service's requests (by start): where the crawl has settled.
     late_peak_concurrency: int
+    late_p95_concurrency: int  # 95 % of them arrived with at most this many in flight
     late_throttled: int
     last_throttle_s: float | None  # seconds from the first request to the last throttled one
 
@@ -74,6 +75,7 @@ def _figures(records: list[LoggedRequest]) -> ServiceFigures:
         "mean_latency_s": round(sum(latencies) / len(latencies), 4) if latencies else None,
         "span_s": round(span, 3),
         "late_peak_concurrency": max(r.concurrent for r in late),
+        "late_p95_concurrency": sorted(r.concurrent for r in late)[int(0.95 * (len(late) - 1))],
         "late_throttled": sum(_throttled(r) for r in late),
         "last_throttle_s": round(throttled[-1].start - first, 2) if throttled else None,
     }
