@@ -32,11 +32,14 @@ class Politeness:
     middleware enforces the rest for every attempt, retries included."""
 
     concurrency: int = 1  # requests in flight at once (the starting point when adaptive)
-    delay: float = 0.0  # seconds between two starts, never randomised
+    # Seconds between two starts, never randomised; counted from when an attempt really starts
+    # (after every wait), retries included.
+    delay: float = 0.0
     # The next request starts at least this long after the previous answer or failure arrived:
     # the server then sees starts at least that far apart, whatever connection set-up took.
     hold_after_answer: float = 0.0
-    slow_down_on_throttle: bool = False  # 429/503 add a doubling extra pause (arXiv's rule)
+    # 429/503 add an extra pause (doubling from ``delay``), after the answer, on top of ``delay``
+    slow_down_on_throttle: bool = False
     slow_down_max: float = 60.0
     concurrency_max: int = 0  # > concurrency: adapt between them (AIMD on throttling, latency)
     max_answer_bytes: int = 32 * 1024 * 1024  # answers (decompressed) larger than this fail

@@ -186,7 +186,12 @@ class BackoffRetryMiddleware(RetryMiddleware):
         except BaseException:
             self._release(request, service)
             raise
-        request.meta[_STARTED] = self.clock()
+        started = request.meta[_STARTED] = self.clock()
+        politeness: Politeness = request.meta[POLITENESS]
+        if politeness.delay:
+            # Counted here, where the attempt really starts: the slot's own delay counts from
+            # when it handed the request over, before the waits above.
+            self.gate.hold_until(service, started + politeness.delay)
         self.stats.inc_value(f"service/{service}/requests")
 
     async def _acquire(self, limit: ConcurrencyLimit) -> bool:
@@ -254,7 +259,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
         reason = self._problem(request, response)
         if politeness.slow_down_on_throttle:
             if throttled:
-                self.gate.slow_down(service, politeness.hold_after_answer, politeness.slow_down_max)
+                self.gate.slow_down(service, politeness.delay, politeness.slow_down_max)
             elif reason is None:
                 self.gate.recover(service)
         self._hold(service, politeness, now)
@@ -279,9 +284,12 @@ class BackoffRetryMiddleware(RetryMiddleware):
         return None
 
     def _hold(self, service: str, politeness: Politeness, now: float) -> None:
-        if politeness.hold_after_answer:
-            extra = self.gate.extra.get(service, 0.0)
-            self.gate.hold_until(service, now + politeness.hold_after_answer + extra)
+        extra = self.gate.extra.get(service, 0.0)
+        if extra:  # slowed down after throttling: the whole delay again, after the answer
+            pause = max(politeness.delay, politeness.hold_after_answer) + extra
+            self.gate.hold_until(service, now + pause)
+        elif politeness.hold_after_answer:
+            self.gate.hold_until(service, now + politeness.hold_after_answer)
 
     def _redirect(self, request: Request, response: Response, service: str) -> Request:
         """Follow a redirect only to the endpoint's own host: a service request must never be

@@ -34,6 +34,8 @@ class EnrichmentPipeline:
                 self.runners.append(ServiceRunner(cls(crawler.settings), crawler, state, outcome))
             else:
                 self.disabled.append(cls(crawler.settings))  # for its "disabled" values
+        for runner in self.runners:
+            runner.peers = self.runners  # a partial batch waits while any service works
         self._watch: asyncio.Task[None] | None = None
         crawler.signals.connect(self.want, signal=signals.entry_parsed)
         crawler.signals.connect(self.input_done, signal=signals.digests_exhausted)

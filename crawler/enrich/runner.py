@@ -2,9 +2,12 @@
 
 Generic over services. Keys arrive as the spider announces entries; full batches go at once;
 a partial batch goes when input ends, or when no key arrived for ``batch_wait`` seconds and no
-request of this service is under way (so a backfill sends no partial batch while keys still
-flow). All HTTP goes through Scrapy's downloader (``engine.download_async``): slots, the retry
-middleware's gates and backoff, stats.
+request of *any* service of the crawl is under way. Input stalls under backpressure while entries
+wait for answers (arXiv's 3 s rule, a tweet service); once those come, records leave and keys
+flow again, so a stall only means "nothing else will fill this batch" when nothing at all is
+under way. (A per-service rule sent Semantic Scholar a partial batch at every arXiv pause: 17
+requests where 11 suffice.) All HTTP goes through Scrapy's downloader
+(``engine.download_async``): slots, the retry middleware's gates and backoff, stats.
 
 An answer that turns a stored final value into "not found" (or "deleted", "protected") is
 believed only when the service has shown it answers correctly: within the same answer for batch
@@ -79,6 +82,9 @@ class ServiceRunner(Generic[V]):
         self._judging = 0  # answers waiting for that evidence
         self._probe: asyncio.Future[bool | None] | None = None
         self._incident_logged = False
+        # The runners of the crawl (this one included), for the crawl-wide idle rule; the
+        # pipeline sets it. Alone by default (unit tests of one service).
+        self.peers: list[ServiceRunner[Any]] = [self]
 
     # -- collecting ---------------------------------------------------------------------------
     def want(self, entry: DigestEntry) -> None:
@@ -134,11 +140,17 @@ class ServiceRunner(Generic[V]):
                 self.service.batch_wait, self._on_timer
             )
 
+    @property
+    def busy(self) -> int:
+        """This service's requests under way, not counting answers waiting to be judged (they
+        wait for input to end, which a queued partial batch may be holding up)."""
+        return self._requests - self._judging
+
     def _on_timer(self) -> None:
         self._timer = None
         idle = self.clock() - self._last_key >= self.service.batch_wait
-        if self._queue and idle and not self._requests:
-            # Input has stalled (backpressure, a slow source): what waits goes now.
+        if self._queue and idle and not any(peer.busy > 0 for peer in self.peers):
+            # Input has stalled and nothing under way will unblock it: what waits goes now.
             self._send(self._queue[:])
             self._queue.clear()
         self._flush()

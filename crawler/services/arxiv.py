@@ -294,7 +294,7 @@ class Arxiv(Service[ArxivMeta]):
         self.politeness = Politeness(
             concurrency=1,
             delay=delay + settings.getfloat("ARXIV_DELAY_MARGIN"),
-            hold_after_answer=delay,
+            hold_after_answer=delay if settings.getbool("ARXIV_HOLD_AFTER_ANSWER") else 0.0,
             slow_down_on_throttle=True,
             slow_down_max=settings.getfloat("ARXIV_SLOWDOWN_MAX"),
             max_answer_bytes=settings.getint("DOWNLOAD_MAXSIZE"),  # 2000 entries: ~10 MB

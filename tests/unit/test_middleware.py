@@ -222,9 +222,10 @@ def test_circuit_breaker_off_when_zero() -> None:
 
 
 # -- arXiv's politeness --------------------------------------------------------------------------
-def _arxiv_starts(statuses: Sequence[Answer], latency: float = 0.0) -> list[float]:
+def _arxiv_starts(statuses: Sequence[Answer], latency: float = 0.0, **settings: Any) -> list[float]:
     async def scenario() -> list[float]:
-        mw, loop = _setup(ARXIV_DELAY=3.0, ARXIV_SLOWDOWN_MAX=10.0)
+        settings.setdefault("ARXIV_DELAY_MARGIN", 0.0)
+        mw, loop = _setup(ARXIV_DELAY=3.0, ARXIV_SLOWDOWN_MAX=10.0, **settings)
         polite = Arxiv(mw.crawler.settings).politeness
         starts = []
         for n, status in enumerate(statuses):
@@ -240,8 +241,8 @@ def _arxiv_starts(statuses: Sequence[Answer], latency: float = 0.0) -> list[floa
 
 def test_arxiv_slows_down_on_throttling_and_recovers_on_good_answers() -> None:
     starts = _arxiv_starts([200, 503, 503, 503, 200, 200, 200])
-    # ARXIV_DELAY after each answer, plus an extra pause: doubled by each 503 from 3 s up to
-    # ARXIV_SLOWDOWN_MAX (10 s), halved by each good answer.
+    # ARXIV_DELAY between starts; after a throttled answer ARXIV_DELAY plus an extra pause:
+    # doubled by each 503 from 3 s up to ARXIV_SLOWDOWN_MAX (10 s), halved by each good answer.
     assert _gaps(starts) == [3.0, 3 + 3, 3 + 6, 3 + 10, 3 + 5, 3 + 2.5]
 
 
@@ -251,20 +252,43 @@ def test_arxiv_extra_pause_fades_to_nothing() -> None:
     assert gaps == sorted(gaps, reverse=True)
 
 
-def test_arxiv_waits_after_the_answer_not_after_the_start() -> None:
+def test_arxiv_starts_are_delay_plus_margin_apart_however_long_answers_take() -> None:
+    assert _gaps(_arxiv_starts([200] * 4, latency=0.5, ARXIV_DELAY_MARGIN=0.25)) == [3.25] * 3
+    # Slower than the delay: one at a time, the next goes as the answer arrives.
+    assert _gaps(_arxiv_starts([200] * 3, latency=4.0)) == [4.0, 4.0]
+
+
+def test_arxiv_can_wait_after_the_answer_not_after_the_start() -> None:
     # Answers take 2 s: the next start is 3 s after the answer, 5 s after the previous start.
-    assert _gaps(_arxiv_starts([200, 200, 200], latency=2.0)) == [5.0, 5.0]
+    starts = _arxiv_starts([200, 200, 200], latency=2.0, ARXIV_HOLD_AFTER_ANSWER=True)
+    assert _gaps(starts) == [5.0, 5.0]
+
+
+def test_arxiv_start_to_start_counts_from_the_real_start_after_a_retry_after_hold() -> None:
+    """The slot counts its delay from when it hands a request over; a Retry-After wait in the
+    middleware comes after that. The delay must count from the start the server sees."""
+
+    async def scenario() -> list[float]:
+        mw, loop = _setup(ARXIV_DELAY=3.0, ARXIV_DELAY_MARGIN=0.0, RETRY_BACKOFF_BASE=0.1)
+        polite = Arxiv(mw.crawler.settings).politeness
+        mw.gate.hold_until("arxiv", loop.time() + 2.0)  # e.g. a Retry-After from before
+        first = service_request(url="http://arxiv.test/1", service="arxiv", politeness=polite)
+        second = service_request(url="http://arxiv.test/2", service="arxiv", politeness=polite)
+        starts = (await download(mw, first, [200], loop.time)).starts
+        return starts + (await download(mw, second, [200], loop.time)).starts
+
+    assert _gaps(run(scenario())) == [3.0]  # not 1 s: the first really started at 2
 
 
 def test_arxiv_retries_wait_for_the_hold_too() -> None:
     async def scenario() -> Trace:
-        mw, loop = _setup(ARXIV_DELAY=3.0, RETRY_BACKOFF_BASE=1.0)
+        mw, loop = _setup(ARXIV_DELAY=3.0, ARXIV_DELAY_MARGIN=0.0, RETRY_BACKOFF_BASE=1.0)
         polite = Arxiv(mw.crawler.settings).politeness
         request = service_request(service="arxiv", politeness=polite)
         return await download(mw, request, [_refused(), 503, 200], loop.time)
 
-    # The backoff (1-2 s, then 2-3 s) is shorter than the hold after an answer or a failure
-    # (3 s, plus 3 s of slow-down after the 503).
+    # The backoff (1-2 s, then 2-3 s) is shorter than the delay between starts (3 s), and
+    # than the pause after the 503 (3 s, plus 3 s of slow-down).
     assert _gaps(run(scenario()).starts) == [3.0, 6.0]
 
 

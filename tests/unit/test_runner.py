@@ -119,6 +119,38 @@ def test_a_partial_batch_waits_while_a_request_is_under_way() -> None:
     assert 10.0 <= second <= 10.0 + 2.0  # after the answer, at the next check of the timer
 
 
+@pytest.mark.parametrize("other_busy", [False, True])
+def test_a_partial_batch_waits_while_another_service_is_at_work(other_busy: bool) -> None:
+    """Input stalls while entries wait for another service (arXiv's 3 s rule): that stall
+    must not send this service's partial batch (Semantic Scholar sent 17 where 11 suffice)."""
+
+    async def answer_slowly(request: Request) -> Response:
+        await asyncio.sleep(10)
+        return arxiv_feed(request, known=set(IDS))
+
+    async def scenario() -> tuple[list[float], list[float]]:
+        other, other_engine = _runner(Arxiv, answer_slowly, ARXIV_BATCH_SIZE=1)
+        mine, engine = _arxiv(ARXIV_BATCH_SIZE=100, ARXIV_BATCH_WAIT=2.0)
+        mine.peers = [other, mine]
+        other_entry = entry(IDS[39])
+        if other_busy:
+            other.want(other_entry)  # a full batch of one: under way from 0 to 10
+        entries = [entry(i) for i in IDS[:3]]
+        for e in entries:
+            mine.want(e)
+        await _fill_all(mine, entries)
+        if other_busy:
+            await other.fill(other_entry)
+        return engine.times(), other_engine.times()
+
+    times, other_times = run(scenario())
+    assert other_times == ([0.0] if other_busy else [])
+    if other_busy:
+        assert 10.0 <= times[0] <= 10.0 + 2.0  # at the first check after the other answered
+    else:
+        assert times == [2.0]
+
+
 def test_input_ending_sends_the_partial_batch_even_while_a_request_is_under_way() -> None:
     async def answer_slowly(request: Request) -> Response:
         await asyncio.sleep(10)
