@@ -80,7 +80,14 @@ ROBOTSTXT_OBEY = False  # API endpoints, used within their documented terms
 TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
 ADDONS = {"crawler.addon.ServiceSlotsAddon": 0}
 CONCURRENT_REQUESTS = 16
-CONCURRENT_ITEMS = 200  # entries awaiting their arXiv batch must not block the batch filling
+# Entries of one digest in the pipelines at once (Scrapy reads up to twice as many more ahead).
+# Scrapy keeps this many worker tasks per digest being read: 200 cost ~20 MB over a backfill's
+# ~90 digests in flight. 100 still lets one large digest alone fill arXiv batches.
+CONCURRENT_ITEMS = 100
+# Bytes of digests whose entries are still in the pipelines (Scrapy's default: 5,000,000): the
+# window that batches fill from. 3 MB holds ~50 real digests, ~1,100 entries: enough for a full
+# Semantic Scholar batch (500 papers) while arXiv works, and ~40 MB less than Scrapy's default.
+SCRAPER_SLOT_MAX_ACTIVE_SIZE = 3_000_000
 DOWNLOAD_TIMEOUT = 60
 DOWNLOAD_MAXSIZE = 32 * 1024 * 1024  # the largest arXiv answer (2000 entries) is ~10 MB
 DOWNLOAD_WARNSIZE = 8 * 1024 * 1024
