@@ -252,16 +252,16 @@ def test_arxiv_extra_pause_fades_to_nothing() -> None:
     assert gaps == sorted(gaps, reverse=True)
 
 
-def test_arxiv_starts_are_delay_plus_margin_apart_however_long_answers_take() -> None:
-    assert _gaps(_arxiv_starts([200] * 4, latency=0.5, ARXIV_DELAY_MARGIN=0.25)) == [3.25] * 3
-    # Slower than the delay: one at a time, the next goes as the answer arrives.
-    assert _gaps(_arxiv_starts([200] * 3, latency=4.0)) == [4.0, 4.0]
-
-
-def test_arxiv_can_wait_after_the_answer_not_after_the_start() -> None:
+def test_arxiv_waits_after_the_answer_by_default() -> None:
     # Answers take 2 s: the next start is 3 s after the answer, 5 s after the previous start.
-    starts = _arxiv_starts([200, 200, 200], latency=2.0, ARXIV_HOLD_AFTER_ANSWER=True)
-    assert _gaps(starts) == [5.0, 5.0]
+    assert _gaps(_arxiv_starts([200, 200, 200], latency=2.0)) == [5.0, 5.0]
+
+
+def test_arxiv_start_to_start_only_when_asked() -> None:
+    only_starts = {"ARXIV_HOLD_AFTER_ANSWER": False, "ARXIV_DELAY_MARGIN": 0.25}
+    assert _gaps(_arxiv_starts([200] * 4, latency=0.5, **only_starts)) == [3.25] * 3
+    # Slower than the delay: one at a time, the next goes as the answer arrives.
+    assert _gaps(_arxiv_starts([200] * 3, latency=4.0, **only_starts)) == [4.0, 4.0]
 
 
 def test_arxiv_start_to_start_counts_from_the_real_start_after_a_retry_after_hold() -> None:
@@ -269,7 +269,7 @@ def test_arxiv_start_to_start_counts_from_the_real_start_after_a_retry_after_hol
     middleware comes after that. The delay must count from the start the server sees."""
 
     async def scenario() -> list[float]:
-        mw, loop = _setup(ARXIV_DELAY=3.0, ARXIV_DELAY_MARGIN=0.0, RETRY_BACKOFF_BASE=0.1)
+        mw, loop = _setup(ARXIV_DELAY=3.0, ARXIV_HOLD_AFTER_ANSWER=False, RETRY_BACKOFF_BASE=0.1)
         polite = Arxiv(mw.crawler.settings).politeness
         mw.gate.hold_until("arxiv", loop.time() + 2.0)  # e.g. a Retry-After from before
         first = service_request(url="http://arxiv.test/1", service="arxiv", politeness=polite)
