@@ -66,10 +66,16 @@ def one_line(exc: BaseException) -> str:
 
 
 def write_dataset(
-    snapshot: Path, target: Path, *, run_report: dict[str, Any] | None = None
+    snapshot: Path,
+    target: Path,
+    *,
+    run_report: dict[str, Any] | None = None,
+    checked: bool = False,
 ) -> DatasetSummary:
     """Write the tables for ``snapshot`` and swap them in at ``target`` in one step.
 
+    ``checked``: every record was validated against the schema as it was written (the snapshot
+    this run just wrote), so it is not validated again; that was 40 % of this step's time.
     On any failure the previous dataset stays and :class:`DatasetError` (one line, the cause
     chained) propagates.
     """
@@ -78,7 +84,7 @@ def write_dataset(
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         folder.mkdir()
-        rows, period = _build(snapshot, folder)
+        rows, period = _build(snapshot, folder, checked=checked)
         _write_duckdb(folder)
         _write_manifest(folder, snapshot, rows, period, run_report)
         _sync_tree(folder)
@@ -93,7 +99,7 @@ def write_dataset(
     return DatasetSummary(target, folder, rows, *period)
 
 
-def _records(snapshot: Path) -> Iterator[dict[str, Any]]:
+def _records(snapshot: Path, *, checked: bool) -> Iterator[dict[str, Any]]:
     """Records one at a time, each checked: a bad line stops the run before anything is swapped."""
     with snapshot.open("rb") as lines:
         for number, line in enumerate(lines, 1):
@@ -103,7 +109,10 @@ def _records(snapshot: Path) -> Iterator[dict[str, Any]]:
                 record = json.loads(line)
             except ValueError as exc:
                 raise ValueError(f"{snapshot.name} line {number}: not JSON ({exc})") from None
-            problems = schema_errors(record) if isinstance(record, dict) else ["not an object"]
+            if not isinstance(record, dict):
+                problems = ["not an object"]
+            else:
+                problems = [] if checked else schema_errors(record)
             if problems:
                 raise ValueError(
                     f"{snapshot.name} line {number}: not a schema {SCHEMA_VERSION} record "
@@ -112,10 +121,12 @@ def _records(snapshot: Path) -> Iterator[dict[str, Any]]:
             yield record
 
 
-def _build(snapshot: Path, folder: Path) -> tuple[dict[str, int], tuple[str | None, str | None]]:
+def _build(
+    snapshot: Path, folder: Path, *, checked: bool
+) -> tuple[dict[str, int], tuple[str | None, str | None]]:
     builder = _Builder(folder)
     try:
-        for record in _records(snapshot):
+        for record in _records(snapshot, checked=checked):
             builder.add(record)
         builder.finish()
     finally:

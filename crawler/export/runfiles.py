@@ -199,7 +199,8 @@ class RunFiles:
             logger.info("no dataset: the snapshot %s is not JSON Lines", self.path)
             return
         try:
-            write_dataset(self.path, self.dataset_dir, run_report=run_report)
+            # Checked: the snapshot holds only records the record pipeline validated.
+            write_dataset(self.path, self.dataset_dir, run_report=run_report, checked=True)
             if self.report_file is not None:
                 write_report(
                     self.report_file, self.dataset_dir, run_report=run_report, changes=self.changes
