@@ -52,8 +52,24 @@ def _ttl_problems(settings: BaseSettings) -> list[str]:
     )
 
 
+BOOLEANS = ("ARXIV_HOLD_AFTER_ANSWER", "TWEET_DETAILS", "SEMANTIC_SCHOLAR")
+
+
+def _boolean_problems(settings: BaseSettings) -> list[str]:
+    problems = []
+    for name in BOOLEANS:
+        try:
+            settings.getbool(name)
+        except ValueError:
+            problems.append(f"{name} must be true or false, not {settings.get(name)!r}")
+    return problems
+
+
 def settings_problems(settings: BaseSettings) -> list[str]:
     """One line per setting a crawl cannot run with (checked before anything starts)."""
+    problems = _boolean_problems(settings)
+    if problems:
+        return problems  # the services below read some of them
     problems = number_problems(settings, NUMBERS) + _ttl_problems(settings)
     choices = refresh_choices(SERVICES)
     if (refresh := settings.get("REFRESH") or "none") not in choices:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from crawler.commands.crawl import NUMBERS, settings_problems
+from crawler.commands.crawl import BOOLEANS, NUMBERS, settings_problems
 from crawler.services.registry import SERVICES
 from crawler.state.freshness import refresh_choices
 from spiders.digests import DigestsSpider
@@ -59,6 +59,18 @@ def test_each_number_setting_is_refused_when_not_a_usable_number(
 def test_state_ttl_days_needs_finite_days_per_kind_and_status(ttl: Any, wrong: str | None) -> None:
     expected = [f"STATE_TTL_DAYS needs finite numbers of days >= 0; wrong: {wrong}"]
     assert _problems(STATE_TTL_DAYS=ttl) == (expected if wrong else [])
+
+
+@pytest.mark.parametrize("name", BOOLEANS)
+@pytest.mark.parametrize("value", ["maybe", "yes please", "on"])
+def test_each_boolean_setting_is_refused_when_not_true_or_false(name: str, value: str) -> None:
+    # Scrapy's getbool raised from inside a service, a traceback instead of one line.
+    assert _problems(**{name: value}) == [f"{name} must be true or false, not {value!r}"]
+
+
+@pytest.mark.parametrize("value", ["true", "False", "0", "1", True])
+def test_boolean_settings_take_what_scrapy_takes(value: Any) -> None:
+    assert _problems(**dict.fromkeys(BOOLEANS, value)) == []
 
 
 def test_refresh_must_be_one_of_its_choices() -> None:
