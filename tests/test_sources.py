@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 from collections.abc import Iterator
@@ -16,7 +17,9 @@ from scrapy.downloadermiddlewares.offsite import OffsiteMiddleware
 from scrapy.settings import Settings
 from scrapy.utils.test import get_crawler
 
+from crawler.parsing.digest import parse_digest_bytes
 from crawler.services.registry import SERVICES
+from crawler.settings import EXTENSIONS as PROJECT_EXTENSIONS
 from crawler.sources import expand_sources
 from tests.conftest import SAMPLES, run_crawl
 from tests.standin import StandIn
@@ -81,6 +84,33 @@ def digest_server(tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.mark.e2e
+def test_digest_requests_wait_outside_the_scheduler_while_the_crawl_backs_out(
+    tmp_path: Path, standin: StandIn
+) -> None:
+    """A backfill's every digest request used to sit in Scrapy's scheduler from the start
+    (~15 MB at 10,000 posts): start() now hands them over only when the engine has room."""
+    folder = tmp_path / "digests"
+    folder.mkdir()
+    for n in range(30):
+        sample = SAMPLES[n % len(SAMPLES)]
+        shutil.copy(sample, folder / f"{n:03d}_{sample.name}")
+    probe = tmp_path / "probe.json"
+    crawl = run_crawl(
+        tmp_path / "out.jsonl", standin, "-a", f"source={folder}",
+        settings={
+            "ARXIV_DELAY": 0.05, "S2_DELAY": 0.05, "SCRAPER_SLOT_MAX_ACTIVE_SIZE": 1,
+            "EXTENSIONS": json.dumps(PROJECT_EXTENSIONS | {"tests.probes.SchedulerProbe": 0}),
+            "PROBE_FILE": probe,
+        },
+    )  # fmt: skip
+    assert crawl.returncode == 0, crawl.log[-2000:]
+    expected = sum(
+        len(parse_digest_bytes(p.read_bytes(), p.name).entries) for p in folder.iterdir()
+    )
+    assert len(crawl.records) == expected
+    assert json.loads(probe.read_text())["most_scheduled"] <= 2  # it was 30
+
+
 def test_digests_read_over_http(tmp_path: Path, standin: StandIn, digest_server: str) -> None:
     urls = [f"{digest_server}/{p.name}" for p in SAMPLES[:2]] + [f"{digest_server}/gone.md"]
     crawl = run_crawl(
