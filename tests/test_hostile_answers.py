@@ -7,6 +7,7 @@ redirects, answers of the wrong shape, headers on a 200) comes from the small se
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import json
@@ -131,7 +132,17 @@ def test_arxiv_requests_never_share_a_connection(
     for request in arxiv:
         on_it = [s for s in seen if s.connection == request.connection]
         assert on_it == [request]  # alone on its own connection
-    assert len(seen) == 6 + 125
+    # Every tweet asked once; a control probe (``oembed/probes``) is the only other request the
+    # crawler may send. One CI run saw 126 oEmbed requests for 125 tweets (not reproduced in
+    # ten runs since): the message names the tweets asked twice.
+    stats = run_report(out)["stats"]
+    oembed = collections.Counter(s.params["url"][0] for s in seen if s.service == "oembed")
+    twice = {url: n for url, n in oembed.items() if n > 1}
+    assert (len(oembed), sum(oembed.values())) == (125, 125 + stats.get("oembed/probes", 0)), (
+        twice,
+        {k: v for k, v in stats.items() if k.startswith(("oembed/", "service/oembed"))},
+    )
+    assert len(seen) == 6 + sum(oembed.values())
 
 
 # === a deflate bomb =============================================================================
