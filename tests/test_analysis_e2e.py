@@ -16,7 +16,7 @@ import pytest
 from crawler.export.tables import SCHEMAS, TABLE_NAMES
 from tests.conftest import Crawl, run_crawl
 from tests.standin import Catalogue, StandIn
-from tests.test_report import CHROMIUM, HEADINGS, PROBE, _chromium, _parse
+from tests.test_report import CHROMIUM, shown_in_chromium
 
 pytestmark = pytest.mark.e2e
 
@@ -79,14 +79,7 @@ def test_tables_and_duckdb_have_their_types_and_rows(crawled: tuple[Path, Crawl]
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
 def test_the_report_renders_in_chromium(crawled: tuple[Path, Crawl], tmp_path: Path) -> None:
     out, crawl = crawled
-    report = out.with_name("digests.report.html")
-    probe = tmp_path / "probe.html"
-    probe.write_text(report.read_text().replace("</body>", PROBE + "</body>"))
-    dom = _chromium(tmp_path, probe, "--window-size=1100,900", "--dump-dom").stdout
-    page = _parse(dom)
-    assert page.headings == ["Hot Papers dataset report", *HEADINGS]
-    sizes = re.findall(r'data-natural="(\d+)x(\d+)" data-shown="(\d+)x(\d+)"', dom)
-    assert len(sizes) == 5 and all(int(n) > 100 for size in sizes for n in size), sizes
+    dom = shown_in_chromium(out.with_name("digests.report.html"), tmp_path)
     # The top paper: ranked first in a digest, with the most likes there.
     best = max(
         (r for r in crawl.records if r["arxiv_id"] and r["rank"] == 1),

@@ -183,10 +183,9 @@ def _chromium(tmp_path: Path, page: Path, *args: str) -> subprocess.CompletedPro
     return subprocess.run(command, capture_output=True, text=True, timeout=180, check=True)
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
-def test_chromium_shows_headings_plots_and_the_top_paper(dataset: Path, tmp_path: Path) -> None:
-    report = tmp_path / "digests.report.html"
-    write_report(report, dataset, run_report=RUN, changes=CHANGES)
+def shown_in_chromium(report: Path, tmp_path: Path) -> str:
+    """The report's DOM as Chromium laid it out, after checking what a person sees first: every
+    heading, and the five plots drawn larger than thumbnails."""
     probe = tmp_path / "probe.html"
     probe.write_text(report.read_text().replace("</body>", PROBE + "</body>"))
     dom = _chromium(tmp_path, probe, "--window-size=1100,900", "--dump-dom").stdout
@@ -194,6 +193,14 @@ def test_chromium_shows_headings_plots_and_the_top_paper(dataset: Path, tmp_path
     assert page.headings == ["Hot Papers dataset report", *HEADINGS]
     sizes = re.findall(r'data-natural="(\d+)x(\d+)" data-shown="(\d+)x(\d+)"', dom)
     assert len(sizes) == 5 and all(int(n) > 100 for size in sizes for n in size), sizes
+    return dom
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+def test_chromium_shows_headings_plots_and_the_top_paper(dataset: Path, tmp_path: Path) -> None:
+    report = tmp_path / "digests.report.html"
+    write_report(report, dataset, run_report=RUN, changes=CHANGES)
+    dom = shown_in_chromium(report, tmp_path)
     first_row = re.search(r'id="top-papers".*?<tbody><tr>(.*?)</tr>', dom, re.S)
     assert first_row and LORA_TITLE in first_row.group(1)
     height = int(re.search(r'data-height="(\d+)"', dom).group(1))  # type: ignore[union-attr]

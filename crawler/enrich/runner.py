@@ -122,7 +122,7 @@ class ServiceRunner(Generic[V]):
         self._check_idle()
 
     def _check_idle(self) -> None:
-        if self._input_done and not self._queue and self._requests - self._judging <= 0:
+        if self._input_done and not self._queue and self.busy <= 0:
             self._idle.set()
 
     def _flush(self) -> None:

@@ -24,7 +24,7 @@ from scrapy.crawler import Crawler
 from scrapy.extensions.feedexport import FileFeedStorage
 
 from crawler.export.files import fsync_dir
-from crawler.export.jsonlines import EXPORT_FAILED, RECORDS_IN_FILE, mark_failed
+from crawler.export.jsonlines import EXPORT_FAILED, RECORDS_IN_FILE, SORT_DIR_PREFIX, mark_failed
 from crawler.outcome import OUTPUT_STORED, RECORDS_WRITTEN, Outcome
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class AtomicFileFeedStorage(FileFeedStorage):
             # snapshot, and the folders where records waited to be sorted.
             for stale in target.parent.glob(f".{target.name}.*.tmp"):
                 stale.unlink(missing_ok=True)
-            for stale in target.parent.glob(".hot-papers-sort-*"):
+            for stale in target.parent.glob(f"{SORT_DIR_PREFIX}*"):
                 shutil.rmtree(stale, ignore_errors=True)
             tmp = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in store()
                 mode="w+b", prefix=f".{target.name}.", suffix=".tmp", dir=target.parent,

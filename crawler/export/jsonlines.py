@@ -48,6 +48,10 @@ def mark_failed(file: Any, reason: str) -> None:
             setattr(file, EXPORT_FAILED, reason)
 
 
+# Folders where records wait to be sorted, beside the output; a killed run may leave one.
+SORT_DIR_PREFIX = ".hot-papers-sort-"
+
+
 class RecordPark:
     """Records parked in a temporary SQLite file beside the output, read back sorted.
 
@@ -70,9 +74,7 @@ class RecordPark:
 
     def open(self) -> None:
         try:
-            self._tmp = tempfile.TemporaryDirectory(
-                prefix=".hot-papers-sort-", dir=self._work_dir()
-            )
+            self._tmp = tempfile.TemporaryDirectory(prefix=SORT_DIR_PREFIX, dir=self._work_dir())
             self._db = sqlite3.connect(f"{self._tmp.name}/records.sqlite3")
             self._db.execute("PRAGMA journal_mode=OFF")
             self._db.execute("PRAGMA synchronous=OFF")

@@ -602,5 +602,4 @@ def write_report(
     """Render the report for ``dataset`` and replace ``path`` with it in one rename."""
     path = Path(path)
     page = render_report(Path(dataset), run_report=run_report, changes=changes)
-    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, page.encode("utf-8"))

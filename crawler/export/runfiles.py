@@ -191,13 +191,13 @@ class RunFiles:
         assert self.path is not None
         if self.dataset_dir is None:
             return
+        if self.path.suffix.lower() not in (".jsonl", ".jsonlines"):
+            logger.info("no dataset: the snapshot %s is not JSON Lines", self.path)
+            return
         # Imported here: pyarrow, DuckDB and matplotlib cost every crawl process ~0.5 s to load.
         from crawler.export.dataset import DatasetError, one_line, write_dataset
         from crawler.export.report import write_report
 
-        if self.path.suffix.lower() not in (".jsonl", ".jsonlines"):
-            logger.info("no dataset: the snapshot %s is not JSON Lines", self.path)
-            return
         try:
             # Checked: the snapshot holds only records the record pipeline validated.
             write_dataset(self.path, self.dataset_dir, run_report=run_report, checked=True)
