@@ -56,6 +56,27 @@ S2_BATCH_SIZE = 500  # IDs per request (the API's maximum)
 S2_BATCH_WAIT = 2.0  # like ARXIV_BATCH_WAIT
 S2_DELAY = 1.0  # seconds between starts, retries included (the keyed rate: 1 request/s)
 
+# --- OpenAlex: citations over time, the published version (crawler/services/openalex.py) ----
+OPENALEX_URL = "https://api.openalex.org"  # /works (list filter) and /works/doi:… are appended
+OPENALEX = True  # False skips it entirely (openalex.status "disabled")
+# Sent as the api_key query parameter (masked in every log line). Empty: the environment
+# variable OPENALEX_API_KEY, else keyless (a tiny daily allowance).
+OPENALEX_API_KEY = ""
+OPENALEX_BATCH_SIZE = 50  # DOIs per list request (OpenAlex's maximum page)
+OPENALEX_BATCH_WAIT = 2.0  # like ARXIV_BATCH_WAIT
+# Seconds between starts, one request at a time: at most 10 requests/s, a tenth of what a key
+# allows (100/s); a 403 (the per-second limit) doubles the pause.
+OPENALEX_DELAY = 0.1
+
+# --- Per paper: Semantic Scholar, OpenAlex -----------------------------------------------------
+# How long a paper's citation values stay fresh, by the paper's age (from its arXiv ID's YYMM):
+# [[age up to N days, TTL days], ...], the age counted from the 1st of that month. The first
+# month daily (61 days: every paper gets at least 30 daily days), the first year weekly, the
+# first three years every two weeks; older: STATE_TTL_DAYS "<kind>/ok" (30 days: monthly).
+PAPER_TTL_BY_AGE = [[61, 1], [365, 7], [1095, 14]]
+# Observations of a paper's counts kept per paper and service (oldest dropped first).
+PAPER_HISTORY_MAX = 365
+
 # --- Retries (crawler/downloader/middleware.py) -----------------------------------------------
 RETRY_TIMES = 4  # retries after the first attempt: 5 tries in all
 RETRY_HTTP_CODES = [408, 429, 500, 502, 503, 504]

@@ -13,7 +13,11 @@ knows about a service comes from the request (:mod:`crawler.downloader.contract`
 - a service may ask that its next request start only some time after the previous answer
   (arXiv: ``ARXIV_DELAY``), and that 429/503 add a doubling extra pause;
 - in-flight requests per service are limited, adaptively where the service allows it;
-- redirects are followed only to the endpoint's own host;
+- redirects are followed only to the endpoint's own host, keeping the query parameters the
+  service names (``KEEP_ON_REDIRECT``: its API key);
+- an answer that says the service's allowance is spent (``Politeness.quota_codes``: OpenAlex's
+  429, a daily budget) is not retried, and no further request of that service is sent this
+  run: one log line says so;
 - after ``RETRY_UNREACHABLE_AFTER`` connection failures in a row without any answer, a
   service's requests are no longer retried until it answers again (circuit breaker);
 - every wait ends at once when the crawl is stopping.
@@ -27,7 +31,7 @@ import time
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
 from scrapy import Request, signals
 from scrapy.crawler import Crawler
@@ -39,6 +43,7 @@ from tenacity.wait import wait_base
 
 from crawler.downloader.contract import (
     ANSWER_CHECK,
+    KEEP_ON_REDIRECT,
     PARSED,
     POLITENESS,
     AnswerUnusable,
@@ -138,6 +143,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
         self.limits: dict[str, ConcurrencyLimit] = {}
         self._failures_in_a_row: dict[str, int] = {}
         self._last_answer: dict[str, float] = {}
+        self.spent: dict[str, str] = {}  # service -> why no more of its requests go this run
         self._log = _ShortUrls()
         crawler.signals.connect(self._left_downloader, signal=signals.request_left_downloader)
         # Where time comes from; unit tests put the event loop's virtual clock here (waits
@@ -173,6 +179,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
             return
         if self.stopping.is_set():
             raise IgnoreRequest("the crawl is stopping")
+        self._refuse_if_spent(service)
         limit = self.limit_for(service, request.meta[POLITENESS])
         if not await self._acquire(limit):
             raise IgnoreRequest("the crawl is stopping")
@@ -183,6 +190,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
                 self.stats.inc_value(f"retry/{service}/gated")
                 await self._sleep(wait)
             await self._sleep(0)
+            self._refuse_if_spent(service)  # spent while this one waited at the gate
         except BaseException:
             self._release(request, service)
             raise
@@ -193,6 +201,19 @@ class BackoffRetryMiddleware(RetryMiddleware):
             # when it handed the request over, before the waits above.
             self.gate.hold_until(service, started + politeness.delay)
         self.stats.inc_value(f"service/{service}/requests")
+
+    def _refuse_if_spent(self, service: str) -> None:
+        if service in self.spent:
+            self.stats.inc_value(f"service/{service}/not_sent_quota_spent")
+            raise IgnoreRequest(self.spent[service])
+
+    def _quota_spent(self, service: str, politeness: Politeness) -> None:
+        """The service said its allowance is spent: one line, and none of its requests go
+        again this run (asking again would only be refused, and may count against it)."""
+        if service not in self.spent:
+            self.spent[service] = politeness.quota_message
+            self.stats.inc_value(f"service/{service}/quota_spent")
+            logger.error("%s", politeness.quota_message)
 
     async def _acquire(self, limit: ConcurrencyLimit) -> bool:
         """Take a place in the service's limit, waiting unless the crawl stops first (then
@@ -241,7 +262,12 @@ class BackoffRetryMiddleware(RetryMiddleware):
         self._release(request, service)
         now = self.clock()
         politeness: Politeness = request.meta[POLITENESS]
-        throttled = response.status in THROTTLE_CODES
+        if response.status in politeness.quota_codes:
+            self._quota_spent(service, politeness)
+            self._failures_in_a_row[service] = 0
+            self._last_answer[service] = now
+            return response  # never retried: the service's values say why
+        throttled = response.status in THROTTLE_CODES | politeness.throttle_codes
         self.limits[service].answered(now - request.meta.get(_STARTED, now), throttled, now)
         if throttled:
             self.stats.inc_value(f"service/{service}/throttled")
@@ -270,7 +296,8 @@ class BackoffRetryMiddleware(RetryMiddleware):
     def _problem(self, request: Request, response: Response) -> str | None:
         """Why this answer is worth another try, or None. A usable 200 is parsed once here."""
         request.meta.pop(PARSED, None)  # a retry copies its original's meta
-        if response.status in self.retry_http_codes:
+        throttle_codes: frozenset[int] = request.meta[POLITENESS].throttle_codes
+        if response.status in self.retry_http_codes or response.status in throttle_codes:
             return f"HTTP {response.status}"
         if response.status != 200:
             return None
@@ -304,7 +331,10 @@ class BackoffRetryMiddleware(RetryMiddleware):
             )
         if hops >= MAX_REDIRECTS:
             raise IgnoreRequest(f"more than {MAX_REDIRECTS} redirects")
-        redirected = request.replace(url=target, dont_filter=True)
+        redirected = request.replace(
+            url=_keep_params(target, request.url, request.meta.get(KEEP_ON_REDIRECT, ())),
+            dont_filter=True,
+        )
         redirected.meta["redirect_times"] = hops + 1
         if response.status == 303 or (response.status in (301, 302) and request.method == "POST"):
             redirected = redirected.replace(method="GET", body=b"")
@@ -392,3 +422,21 @@ class BackoffRetryMiddleware(RetryMiddleware):
             await self._sleep(seconds)
 
         return sleep
+
+
+def _keep_params(target: str, original: str, names: tuple[str, ...]) -> str:
+    """``target`` with the original's values of ``names`` where it lacks them: a server that
+    redirects a merged record to its canonical one drops the query (the API key with it)."""
+    if not names:
+        return target
+    parts = urlsplit(target)
+    have = {name for name, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    extra = [
+        (name, value)
+        for name, value in parse_qsl(urlsplit(original).query, keep_blank_values=True)
+        if name in names and name not in have
+    ]
+    if not extra:
+        return target
+    query = "&".join(q for q in (parts.query, urlencode(extra, safe=":/|,")) if q)
+    return parts._replace(query=query).geturl()

@@ -6,6 +6,7 @@ One answer covers many papers, so only a broken answer as a whole is refused
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -22,7 +23,7 @@ from crawler.downloader.contract import AnswerUnusable, Politeness, service_meta
 from crawler.items import DigestEntry, Impact
 from crawler.parsing.arxiv_ids import MalformedArxivId, canonical, parse_arxiv_id
 from crawler.parsing.text import replace_surrogates, shorten
-from crawler.services.base import Service
+from crawler.services.base import PaperAgeTTL, Service
 
 # --- answers ---
 
@@ -214,10 +215,12 @@ class SemanticScholar(Service[Impact]):
     url_setting = "SEMANTIC_SCHOLAR_URL"
     enabled_setting = "SEMANTIC_SCHOLAR"
     refresh_names = ("impact",)
-    ttl_days: ClassVar[dict[str, float]] = {"ok": 7, "not_found": 7}
+    # ok: by the paper's age (PAPER_TTL_BY_AGE), past it 30 days.
+    ttl_days: ClassVar[dict[str, float]] = {"ok": 30, "not_found": 7}
     judge_per_answer = True
-    # Venue, year, TLDR, open access are changes; counts move daily and are not.
-    volatile = ("citation_count", "influential_citation_count", "reference_count")
+    # Venue, year, TLDR, open access are changes; counts move daily and are the history.
+    volatile = ("citation_count", "influential_citation_count", "reference_count", "history")
+    history_max_setting = "PAPER_HISTORY_MAX"
     numbers: ClassVar[dict[str, tuple[type, float]]] = {
         "S2_BATCH_SIZE": (int, 1), "S2_BATCH_WAIT": (float, 0), "S2_DELAY": (float, 0),
     }  # fmt: skip
@@ -237,6 +240,7 @@ class SemanticScholar(Service[Impact]):
             max_answer_bytes=16 * 1024 * 1024,  # 500 papers with TLDRs: ~1 MB
         )
         self.api_key = settings.get("SEMANTIC_SCHOLAR_API_KEY") or os.environ.get("S2_API_KEY")
+        self.by_age = PaperAgeTTL(settings) if self.enabled(settings) else None
 
     @classmethod
     def settings_problems(cls, settings: BaseSettings) -> list[str]:
@@ -289,3 +293,23 @@ class SemanticScholar(Service[Impact]):
             entry.impact = Impact(status="error", error=entry.arxiv_problem or "no arXiv ID")
         else:
             entry.impact = values[entry.arxiv_id]
+
+    def observation(self, value: Impact, observed_at: str) -> dict[str, Any] | None:
+        if value.status != "ok":
+            return None
+        return {
+            "observed_at": observed_at,
+            "citation_count": value.citation_count,
+            "influential_citation_count": value.influential_citation_count,
+        }
+
+    def with_history(self, value: Impact, history: list[dict[str, Any]]) -> Impact:
+        return dataclasses.replace(value, history=history)
+
+    def ttl(self, value: Impact, now: float, key: str) -> float:
+        """Young papers gather citations fast, old ones slowly (``PAPER_TTL_BY_AGE``)."""
+        if value.status == "ok" and self.by_age is not None:
+            by_age = self.by_age.ttl(key, now)
+            if by_age is not None:
+                return by_age
+        return super().ttl(value, now, key)

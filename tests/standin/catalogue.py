@@ -28,6 +28,7 @@ from .models import (
     TweetStatus,
     stable_fraction,
 )
+from .openalex import Work, derive_work
 
 __all__ = [
     "NEW_STYLE_ID",
@@ -61,6 +62,8 @@ class Catalogue:
     refused: set[str] = field(default_factory=set)
     details: dict[str, TweetDetails] = field(default_factory=dict)
     citations: dict[str, Citation] = field(default_factory=dict)
+    # OpenAlex, by unversioned arXiv ID; a paper without one is unknown there (404)
+    openalex: dict[str, Work] = field(default_factory=dict)
     seed: int = 0
     day: int = 0
 
@@ -69,6 +72,7 @@ class Catalogue:
         self.papers[paper.arxiv_id] = paper
         self.absent.discard(paper.arxiv_id)
         self.citations.setdefault(paper.arxiv_id, derive_citation(paper, self.seed))
+        self.openalex.setdefault(paper.arxiv_id, derive_work(paper, self.seed, len(self.openalex)))
         return paper
 
     def add_tweet(self, tweet: Tweet, *, paper_id: str | None = None) -> Tweet:
@@ -90,6 +94,8 @@ class Catalogue:
             details.advance(days)
         for citation in self.citations.values():
             citation.advance(days)
+        for work in self.openalex.values():
+            work.advance(days)
 
     def linked_arxiv_ids(self, tweet_id: str) -> list[str]:
         """Unversioned arXiv IDs the links served for ``tweet_id`` point to, first seen first."""
@@ -149,6 +155,7 @@ class Catalogue:
         tombstone_share: float = 0.02,
         quote_share: float = 0.1,
         unknown_to_s2_share: float = 0.1,
+        unknown_to_openalex_share: float = 0.05,
     ) -> Catalogue:
         """Build a catalogue from digest files; every random choice is keyed on ``seed`` + ID.
 
@@ -196,6 +203,11 @@ class Catalogue:
         for arxiv_id in sorted(cat.papers):
             if arxiv_id not in unknown:
                 cat.citations[arxiv_id] = derive_citation(cat.papers[arxiv_id], seed)
+        oids = sorted(cat.papers, key=lambda i: stable_fraction(seed, "openalex", i))
+        unknown = set(oids[: round(unknown_to_openalex_share * len(oids))])
+        for n, arxiv_id in enumerate(sorted(cat.papers)):
+            if arxiv_id not in unknown:
+                cat.openalex[arxiv_id] = derive_work(cat.papers[arxiv_id], seed, n)
         return cat
 
     def _hide_and_quote(self, tombstone_share: float, quote_share: float) -> None:

@@ -16,15 +16,15 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import arxiv, oembed, semantic_scholar, syndication
+from . import arxiv, oembed, openalex, semantic_scholar, syndication
 from .common import (
     JSON_TYPE,
-    PATHS,
     TEXT_TYPE,
     Answer,
     bad_json,
     first,
     html_page,
+    route,
     status_answer,
     truncated,
 )
@@ -36,9 +36,15 @@ if TYPE_CHECKING:
 
 
 def request_key(
-    service: str, params: dict[str, list[str]], body: bytes = b""
+    service: str, params: dict[str, list[str]], body: bytes = b"", path: str = ""
 ) -> tuple[str, tuple[str, ...]]:
     """Canonical identity of a request and the IDs it asks for, so retries share one key."""
+    if service == "openalex":
+        if openalex.is_list(path):
+            dois = tuple(sorted(openalex.requested_dois(params)))
+            return "openalex:" + "|".join(dois), dois
+        ident = unquote(path.rsplit("/works/", 1)[-1]).lower()
+        return f"openalex:single:{ident}", (ident.removeprefix("doi:"),)
     if service == "arxiv":
         asked = arxiv.requested_ids(params)
         key = "arxiv:" + ",".join(sorted(asked))
@@ -70,11 +76,14 @@ def normal_answer(
     body: bytes,
     *,
     empty: bool = False,
+    path: str = "",
 ) -> Answer:
     """What the service answers when nothing goes wrong (``empty``: an empty body or feed)."""
     if service == "arxiv":
         return arxiv.answer(catalogue, params, empty=empty)
-    if service not in ("oembed", "syndication", "semantic_scholar"):
+    if service == "openalex" and not empty:
+        return openalex.answer(catalogue.openalex, path, params)
+    if service not in ("oembed", "syndication", "semantic_scholar", "openalex"):
         return Answer(404, TEXT_TYPE, b"not found\n")
     if empty:
         return Answer(200, JSON_TYPE, b"")
@@ -105,9 +114,11 @@ def faulty_answer(
     if kind in SHAPE_KINDS:
         if service == "arxiv":
             return arxiv.reshape(kind, normal, catalogue, params)
-        reshape = {"oembed": oembed.reshape, "syndication": syndication.reshape}.get(
-            service, semantic_scholar.reshape
-        )
+        reshape = {
+            "oembed": oembed.reshape,
+            "syndication": syndication.reshape,
+            "openalex": openalex.reshape,
+        }.get(service, semantic_scholar.reshape)
         return reshape(kind, normal)
     return normal
 
@@ -145,13 +156,13 @@ def make_handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
             from .server import RequestRecord
 
             parts = urlsplit(self.path)
-            service = PATHS.get(parts.path.rstrip("/"), "other")
+            service = route(parts.path)
             raw_body = body.decode("utf-8", "replace")
             params = parse_qs(parts.query, keep_blank_values=True)
             if service != "semantic_scholar":  # a form body counts as parameters
                 for k, v in parse_qs(raw_body, keep_blank_values=True).items():
                     params.setdefault(k, []).extend(v)
-            key, ids = request_key(service, params, body)
+            key, ids = request_key(service, params, body, parts.path)
             record = RequestRecord(service, self.command, parts.path, params, math.nan, key=key)
             record.ids, record.body = ids, body
             record.api_key = self.headers.get("x-api-key")
@@ -161,6 +172,10 @@ def make_handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
             try:
                 if record.refused is not None:
                     self._send(standin._refusal(service), record)
+                    return
+                if service == "openalex" and standin._budget_spent(parts.path):
+                    record.refused = "budget"
+                    self._send(status_answer(service, 429), record)
                     return
                 fault = None
                 if service != "other":
@@ -210,8 +225,9 @@ def make_handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
                 return
             catalogue = standin.catalogue
             normal = normal_answer(
-                catalogue, service, self.command, params, body, empty=kind == "empty"
-            )
+                catalogue, service, self.command, params, body, empty=kind == "empty",
+                path=urlsplit(self.path).path,
+            )  # fmt: skip
             answer = faulty_answer(fault, service, normal, catalogue, params) if fault else normal
             self._send(answer, record, cut=kind == "cut")
 

@@ -1,7 +1,7 @@
-"""A local HTTP stand-in for arXiv, Twitter oEmbed and syndication, and Semantic Scholar.
+"""A local HTTP stand-in for arXiv, Twitter oEmbed and syndication, Semantic Scholar, OpenAlex.
 
 It speaks real HTTP on 127.0.0.1 so the crawler is tested through its actual network stack
-(retries, throttling, timeouts), all four services on one port (paths tell them apart), and it
+(retries, throttling, timeouts), all five services on one port (paths tell them apart), and it
 records every request so tests can check politeness (concurrency, spacing, tokens, API keys) as
 well as results.
 """
@@ -16,6 +16,7 @@ from collections.abc import Callable
 from http.server import ThreadingHTTPServer
 from types import TracebackType
 
+from . import openalex
 from .catalogue import Catalogue
 from .common import SERVICES, Answer, retry_after, status_answer
 from .faults import FaultSet
@@ -41,7 +42,9 @@ class StandIn:
     than this many seconds after the previous one started gets 429 (Semantic Scholar: 1.0 by
     default, as its API key allows one request per second); refused requests count as the
     previous one too, so hammering never gets through. All three can be changed while the
-    stand-in runs.
+    stand-in runs. OpenAlex refuses with 403 instead (its per-second limit; 0.05 s by
+    default), and ``openalex_budget`` list requests (None: no limit) spend its daily budget:
+    every list request after them gets 429.
     """
 
     def __init__(
@@ -55,13 +58,18 @@ class StandIn:
         max_in_flight: dict[str, int] | None = None,
         min_interval: dict[str, float] | None = None,
         refusal_retry_after: float | str | None = None,
+        openalex_budget: int | None = None,
     ) -> None:
         self.catalogue = catalogue if catalogue is not None else Catalogue()
         self.host = host
         self.port = port
         self.latency: dict[str, float] = {s: 0.0 for s in SERVICES} | (latency or {})
         self.max_in_flight: dict[str, int] = dict(max_in_flight or {})
-        self.min_interval: dict[str, float] = {"semantic_scholar": 1.0} | (min_interval or {})
+        self.min_interval: dict[str, float] = {"semantic_scholar": 1.0, "openalex": 0.05} | (
+            min_interval or {}
+        )
+        self.openalex_budget = openalex_budget
+        self._openalex_lists = 0  # list requests admitted (what the daily budget counts)
         self.refusal_retry_after = refusal_retry_after
         self.faults = FaultSet()
         self.quiet = quiet
@@ -141,6 +149,10 @@ class StandIn:
         return self.base_url + "/graph/v1/paper/batch"
 
     @property
+    def openalex_url(self) -> str:
+        return self.base_url + "/openalex"
+
+    @property
     def settings(self) -> dict[str, str]:
         """The crawler settings that point it at this stand-in."""
         return {
@@ -148,6 +160,7 @@ class StandIn:
             "OEMBED_URL": self.oembed_url,
             "SYNDICATION_URL": self.syndication_url,
             "SEMANTIC_SCHOLAR_URL": self.semantic_scholar_url,
+            "OPENALEX_URL": self.openalex_url,
         }
 
     # -- request log -------------------------------------------------------------------------
@@ -241,8 +254,16 @@ class StandIn:
                     self._admitted[service] = record.admitted = admitted + 1
             self._changed.notify_all()
 
+    def _budget_spent(self, path: str) -> bool:
+        """Counts an OpenAlex list request against the daily budget; True once it is spent."""
+        if not openalex.is_list(path):
+            return False  # single-work lookups are free
+        with self._lock:
+            self._openalex_lists += 1
+            return self.openalex_budget is not None and self._openalex_lists > self.openalex_budget
+
     def _refusal(self, service: str) -> Answer:
-        answer = status_answer(service, 429)
+        answer = status_answer(service, 403 if service == "openalex" else 429)
         answer.headers.update(retry_after(self.refusal_retry_after))
         return answer
 
