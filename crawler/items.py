@@ -15,6 +15,8 @@ EmbedStatus = Literal["ok", "deleted", "protected", "error"]
 # "disabled": the service is turned off by a setting (TWEET_DETAILS, SEMANTIC_SCHOLAR).
 DetailsStatus = Literal["ok", "not_found", "tombstone", "error", "disabled"]
 ImpactStatus = Literal["ok", "not_found", "error", "disabled"]
+# "not_indexed": Hugging Face has no page for the paper (404).
+HfStatus = Literal["ok", "not_indexed", "error", "disabled"]
 
 
 @dataclass(slots=True)
@@ -79,6 +81,26 @@ class Impact:
 
 
 @dataclass(slots=True)
+class HfPaper:
+    """A paper's page on Hugging Face (``/api/papers/{id}``): attention and code links."""
+
+    status: HfStatus
+    error: str | None = None
+    fetched_at: str | None = None  # ISO 8601 UTC with milliseconds, when it was fetched
+    upvotes: int | None = None
+    comments: int | None = None  # numComments
+    github_repo: str | None = None
+    github_stars: int | None = None
+    project_page: str | None = None
+    ai_summary: str | None = None
+    ai_keywords: list[str] | None = None
+    published_at: str | None = None  # ISO 8601 UTC with milliseconds
+    submitted_on_daily_at: str | None = None  # when it was put on Daily Papers, if ever
+    # [{observed_at, upvotes, github_stars}], oldest first; kept across runs by the state
+    history: list[dict[str, object]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class Tweet:
     id: str  # a 64-bit snowflake: kept as a string so no JSON reader loses precision
     url: str
@@ -131,6 +153,7 @@ class DigestEntry:
     tweets: list[Tweet] = field(default_factory=list)
     arxiv: ArxivMeta | None = None
     impact: Impact | None = None
+    hf: HfPaper | None = None
 
     @property
     def arxiv_query(self) -> str | None:

@@ -56,6 +56,19 @@ S2_BATCH_SIZE = 500  # IDs per request (the API's maximum)
 S2_BATCH_WAIT = 2.0  # like ARXIV_BATCH_WAIT
 S2_DELAY = 1.0  # seconds between starts, retries included (the keyed rate: 1 request/s)
 
+# --- Hugging Face paper pages (crawler/services/hf_papers.py) ---------------------------------
+HF_PAPERS_URL = "https://huggingface.co/api/papers"  # the arXiv ID is appended as a path segment
+HF_PAPERS = True  # False skips it entirely (hf.status "disabled")
+# Sent as "Authorization: Bearer ..."; never logged. Empty: the environment variable HF_TOKEN,
+# else anonymous (500 requests per 5-minute window per IP; 1,000 with a free account's token).
+HF_TOKEN = ""
+HF_CONCURRENCY = 4  # requests at once, fixed; the RateLimit headers pace the rest
+# How long a paper's values stay fresh by its age (from its arXiv ID's YYMM): [[age up to N
+# days, TTL days], ...]. First month daily, first year weekly; older: STATE_TTL_DAYS "hf/ok" (30).
+PAPER_TTL_BY_AGE = [[31, 1], [366, 7]]
+# Observations of a paper's counts (HF upvotes and GitHub stars) kept per paper.
+PAPER_HISTORY_MAX = 365
+
 # --- Retries (crawler/downloader/middleware.py) -----------------------------------------------
 RETRY_TIMES = 4  # retries after the first attempt: 5 tries in all
 RETRY_HTTP_CODES = [408, 429, 500, 502, 503, 504]
@@ -65,6 +78,9 @@ RETRY_AFTER_MAX = 600.0  # a Retry-After longer than this gives up instead of wa
 # Connection-level failures in a row, with no answer at all, after which a service's requests
 # are no longer retried (until it answers again); 0 disables the breaker.
 RETRY_UNREACHABLE_AFTER = 10
+# A service announcing its window in RateLimit headers (Hugging Face) gets no new request once
+# this many requests of the window are left; the next one waits for the window to reset.
+RATELIMIT_RESERVE = 0
 DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
     "crawler.downloader.middleware.BackoffRetryMiddleware": 550,

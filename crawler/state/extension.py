@@ -89,7 +89,7 @@ class State:
         value = self._decode(service, key, row)
         if value is None:
             return None
-        if not self.freshness.is_fresh(service, row, value, time.time(), self.run_id):
+        if not self.freshness.is_fresh(service, row, value, time.time(), self.run_id, key):
             if count:
                 self.stats.inc_value(f"state/{service.kind}/stale")
             return None
@@ -144,6 +144,7 @@ class State:
                     status=getattr(value, "status", "error"),
                     observation=(observed_at, point) if point is not None else None,
                     change=change,
+                    history_max=service.history_max,
                 )
             )
             keep[key] = value

@@ -12,13 +12,22 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
 
-SERVICES = ("arxiv", "oembed", "syndication", "semantic_scholar")
+SERVICES = ("arxiv", "oembed", "syndication", "semantic_scholar", "hf_papers")
 PATHS = {
     "/api/query": "arxiv",
     "/oembed": "oembed",
     "/tweet-result": "syndication",
     "/graph/v1/paper/batch": "semantic_scholar",
 }
+HF_PREFIX = "/api/papers/"  # + the arXiv ID: a path per paper, so not in PATHS
+
+
+def service_of_path(path: str) -> str:
+    if path.startswith(HF_PREFIX):
+        return "hf_papers"
+    return PATHS.get(path.rstrip("/"), "other")
+
+
 JSON_TYPE = "application/json; charset=utf-8"
 TEXT_TYPE = "text/plain; charset=utf-8"
 HTML_TYPE = "text/html; charset=utf-8"
@@ -45,6 +54,7 @@ S2_TOO_MANY = (
 BAD_JSON = {
     "syndication": b'{"__typename":"Tweet","id_str":',
     "semantic_scholar": b'[{"paperId":',
+    "hf_papers": b'{"id":"',
 }
 
 
@@ -89,6 +99,10 @@ def status_answer(service: str, code: int, after: float | str | None = None) -> 
         ans = json_answer(code, {"message": S2_TOO_MANY, "code": "429"})
     elif service == "semantic_scholar":
         ans = json_answer(code, {"message": "Internal Server Error", "code": str(code)})
+    elif service == "hf_papers" and code == 429:
+        ans = json_answer(code, {"error": "You have exceeded our rate limit for api requests."})
+    elif service == "hf_papers":
+        ans = json_answer(code, {"error": f"HTTP {code}"})
     elif service == "arxiv" and code == 429:
         ans = Answer(code, TEXT_TYPE, b"Rate exceeded.")
     else:
