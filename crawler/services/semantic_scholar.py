@@ -129,7 +129,7 @@ def _paper(data: dict[str, Any], arxiv_id: str) -> Impact:
         influential_citation_count=_count(data, "influentialCitationCount"),
         reference_count=_count(data, "referenceCount"),
         venue=_text(data, "venue"),
-        year=_year(data.get("year")),
+        publication_year=_year(data.get("year")),
         publication_date=_date(data.get("publicationDate")),
         tldr=_text(_object(data, "tldr"), "text", "tldr."),
         open_access_pdf=_text(_object(data, "openAccessPdf"), "url", "openAccessPdf."),
@@ -213,7 +213,8 @@ class SemanticScholar(Service[Impact]):
     value_type = Impact
     url_setting = "SEMANTIC_SCHOLAR_URL"
     enabled_setting = "SEMANTIC_SCHOLAR"
-    refresh_names = ("impact",)
+    refresh_names = ("impact", "semantic_scholar")
+    record_block = "semantic_scholar"
     ttl_days: ClassVar[dict[str, float]] = {"ok": 7, "not_found": 7}
     judge_per_answer = True
     # Venue, year, TLDR, open access are changes; counts move daily and are not.
