@@ -61,7 +61,7 @@ class CrawlReport:
         if not isinstance(item, dict):
             return
         labels = {s.record_block: s.label for s in self.services}
-        blocks = [(k, item[k]) for k in ("arxiv", "semantic_scholar")] + [
+        blocks = [(k, item[k]) for k in ("arxiv", "semantic_scholar", "hf")] + [
             (k, tweet[k]) for tweet in item["tweets"] for k in ("embed", "details")
         ]
         for kind, block in blocks:

@@ -14,7 +14,7 @@ import re
 from dataclasses import asdict
 from typing import Any
 
-from crawler.items import ArxivMeta, DigestEntry, Embed, Impact, Post, Tweet, TweetDetails
+from crawler.items import ArxivMeta, DigestEntry, Embed, HfPaper, Impact, Post, Tweet, TweetDetails
 from crawler.parsing.arxiv_ids import canonical
 from crawler.parsing.links import code_urls, linked_arxiv_ids
 from crawler.parsing.tweets import snowflake_created_at
@@ -22,7 +22,7 @@ from crawler.record.availability import availability
 
 SCHEMA_VERSION = 3
 
-Value = ArxivMeta | Embed | TweetDetails | Impact
+Value = ArxivMeta | Embed | TweetDetails | Impact | HfPaper
 
 # Every field of each enrichment block after ``status``, in record order (the schema's order).
 ARXIV_FIELDS = (
@@ -35,6 +35,10 @@ SEMANTIC_SCHOLAR_FIELDS = (
     "influential_citation_count", "reference_count", "venue", "publication_year",
     "publication_date", "tldr", "open_access_pdf",
 )  # fmt: skip
+HF_FIELDS = (
+    "error", "fetched_at", "upvotes", "comments", "github_repo", "github_stars", "project_page",
+    "ai_summary", "ai_keywords", "published_at", "submitted_on_daily_at", "history",
+)  # fmt: skip
 EMBED_FIELDS = ("error", "fetched_at", "text", "html", "author_name", "author_url", "url")
 DETAILS_FIELDS = (
     "error", "reason", "fetched_at", "created_at", "like_count", "reply_count", "lang", "text",
@@ -45,12 +49,17 @@ DETAILS_FIELDS = (
 BLOCK_FIELDS: dict[str, tuple[str, ...]] = {
     "arxiv": ARXIV_FIELDS,
     "semantic_scholar": SEMANTIC_SCHOLAR_FIELDS,
+    "hf": HF_FIELDS,
     "embed": EMBED_FIELDS,
     "details": DETAILS_FIELDS,
 }
 # Fields a value keeps whatever its status; the rest are null unless it is ok.
 _ALWAYS = frozenset({"error", "fetched_at", "reason"})
-_FAILURES = frozenset({"not_found", "error", "deleted", "protected"})
+_FAILURES = frozenset({"not_found", "not_indexed", "error", "deleted", "protected"})
+# The blocks of a record about its paper, in record order (the rest are per tweet).
+PAPER_BLOCKS = ("arxiv", "semantic_scholar", "hf")
+# Where a code link was found, in the order sources are searched (``code_urls[].sources``).
+CODE_SOURCES = ("arxiv_abstract", "arxiv_comment", "digest_abstract", "tweet", "hf")
 _DAY = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
 
 
@@ -134,14 +143,29 @@ def _tweet(tweet: Tweet, paper: str | None) -> dict[str, Any]:
     }
 
 
-def _code_urls(entry: DigestEntry) -> list[str]:
-    """Code links, first seen first: arXiv abstract, arXiv comment, digest abstract, tweets."""
+def _code_texts(entry: DigestEntry) -> dict[str, list[str | None]]:
+    """The texts each code-link source offers, by source, in :data:`CODE_SOURCES` order."""
     meta = entry.arxiv if entry.arxiv is not None and entry.arxiv.status == "ok" else None
-    texts: list[str | None] = [meta.abstract, meta.comment] if meta else []
-    texts.append(entry.abstract)
-    for tweet in entry.tweets:
-        texts.extend(_expanded_urls(tweet.details))
-    return code_urls(texts)
+    hf = entry.hf if entry.hf is not None and entry.hf.status == "ok" else None
+    return {
+        "arxiv_abstract": [meta.abstract] if meta else [],
+        "arxiv_comment": [meta.comment] if meta else [],
+        "digest_abstract": [entry.abstract],
+        "tweet": [url for tweet in entry.tweets for url in _expanded_urls(tweet.details)],
+        "hf": [hf.github_repo] if hf else [],
+    }
+
+
+def _code_urls(entry: DigestEntry) -> list[dict[str, Any]]:
+    """Code links with every source naming them; first seen first, the first spelling kept
+    (duplicates ignoring case, as the hosts treat them)."""
+    found: dict[str, dict[str, Any]] = {}
+    for source, texts in _code_texts(entry).items():
+        for url in code_urls(texts):
+            link = found.setdefault(url.lower(), {"url": url, "sources": []})
+            if source not in link["sources"]:
+                link["sources"].append(source)
+    return list(found.values())
 
 
 def _post(post: Post, source: str) -> dict[str, Any]:
@@ -179,6 +203,7 @@ def build_record(entry: DigestEntry) -> dict[str, Any]:
         },
         "arxiv": _status_block(entry.arxiv, "arxiv"),
         "semantic_scholar": _status_block(entry.impact, "semantic_scholar"),
+        "hf": _status_block(entry.hf, "hf"),
         "code_urls": _code_urls(entry),
         "tweets": [_tweet(t, entry.arxiv_id) for t in entry.tweets],
     }

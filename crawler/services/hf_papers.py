@@ -153,6 +153,7 @@ class HfPapers(Service[HfPaper]):
     name = "hf_papers"
     label = "Hugging Face"
     kind = "hf"
+    record_block = "hf"
     value_type = HfPaper
     url_setting = "HF_PAPERS_URL"
     enabled_setting = "HF_PAPERS"
@@ -161,7 +162,7 @@ class HfPapers(Service[HfPaper]):
     ttl_days: ClassVar[dict[str, float]] = {"ok": 30, "not_indexed": 7}
     downgrades = frozenset({"not_indexed"})
     # A new code link or project page is a change; counts and when they were taken are not.
-    volatile = ("fetched_at", "upvotes", "comments", "github_stars", "history")
+    volatile = ("upvotes", "comments", "github_stars", "history")
     history_max_setting = "PAPER_HISTORY_MAX"
     numbers: ClassVar[dict[str, tuple[type, float]]] = {
         "HF_CONCURRENCY": (int, 1), "PAPER_HISTORY_MAX": (int, 1),
@@ -206,7 +207,7 @@ class HfPapers(Service[HfPaper]):
         )
 
     def check(self, request: Request, response: Response) -> HfPaper:
-        return parse_paper(response.body, request.meta["keys"][0], utc_ms(datetime.now(UTC)))
+        return parse_paper(response.body, request.meta["keys"][0])
 
     def values(self, keys: list[str], response: Response) -> dict[str, HfPaper]:
         (key,) = keys
