@@ -146,6 +146,20 @@ def parse_ratelimit(
     return min(found) if found else None
 
 
+_POLICY_ITEM = re.compile(r"(?:^|;)\s*(?P<param>[qw])\s*=\s*(?P<value>\d{1,18})\s*(?=;|$)")
+
+
+def parse_ratelimit_policy(header: bytes | str | None) -> tuple[int, float] | None:
+    """(quota, window seconds) from ``RateLimit-Policy: "fixed window";"api";q=500;w=300``
+    (a list of policies counts as its slowest pace); None when absent or unreadable."""
+    found: list[tuple[int, float]] = []
+    for item in _text(header).split(","):
+        params = {m["param"]: int(m["value"]) for m in _POLICY_ITEM.finditer(item)}
+        if params.get("q", 0) > 0 and "w" in params:
+            found.append((params["q"], float(params["w"])))
+    return max(found, key=lambda p: p[1] / p[0]) if found else None
+
+
 def _text(value: bytes | str | None) -> str:
     if value is None:
         return ""

@@ -49,7 +49,12 @@ from crawler.downloader.contract import (
     service_of,
     short_url,
 )
-from crawler.downloader.gate import ConcurrencyLimit, ServiceGate, parse_ratelimit
+from crawler.downloader.gate import (
+    ConcurrencyLimit,
+    ServiceGate,
+    parse_ratelimit,
+    parse_ratelimit_policy,
+)
 from crawler.outcome import Outcome
 
 logger = logging.getLogger(__name__)
@@ -293,6 +298,10 @@ class BackoffRetryMiddleware(RetryMiddleware):
         )
         if window is not None:
             self.gate.budget(service).answered(*window, now)
+        policy = parse_ratelimit_policy(headers.get(b"RateLimit-Policy"))
+        if policy is not None:  # the progress line's ETA paces the service by it
+            self.stats.set_value(f"ratelimit/{service}/quota", policy[0])
+            self.stats.set_value(f"ratelimit/{service}/window", policy[1])
         if not throttled:
             return None
         retry_after = retry_after_seconds(headers.get(b"Retry-After"), self.wall_clock())

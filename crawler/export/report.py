@@ -423,7 +423,8 @@ def _top_papers(con: duckdb.DuckDBPyConnection) -> str:
     rows = _rows(
         con,
         "SELECT arxiv_id, coalesce(arxiv_title, digest_title), first_seen::DATE, appearances, "
-        "best_rank, favorites, citation_count, list_transform(code_urls, lambda c: c.url) FROM papers "
+        "best_rank, favorites, citation_count, list_transform(code_urls, lambda c: c.url) "
+        "FROM papers "
         "ORDER BY appearances DESC, best_rank, favorites DESC NULLS LAST, arxiv_id "
         f"LIMIT {TOP_PAPERS}",
     )

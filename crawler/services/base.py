@@ -97,6 +97,9 @@ class Service(ABC, Generic[V]):
     batch_size: int = 1
     batch_wait: float = 0.0
     politeness: Politeness
+    # (requests, seconds) of the service's rate-limit window as documented, for the ETA until
+    # its RateLimit-Policy header says otherwise; None: no window.
+    expected_window: tuple[int, float] | None = None
 
     def __init__(self, settings: BaseSettings) -> None:
         # A service turned off is built only for its "disabled" values: its settings may be unset.

@@ -175,6 +175,8 @@ class HfPapers(Service[HfPaper]):
             max_answer_bytes=1024 * 1024,  # a page is a few KB
         )
         self.token = settings.get("HF_TOKEN") or os.environ.get("HF_TOKEN") or ""
+        # Fixed 5-minute windows: 500 requests anonymous, 1,000 with a free account's token.
+        self.expected_window = (1000 if self.token else 500, 300.0)
         enabled = self.enabled(settings)
         self.ttl_by_age = age_table(settings, "PAPER_TTL_BY_AGE") if enabled else []
 
