@@ -68,13 +68,21 @@ OPENALEX_BATCH_WAIT = 2.0  # like ARXIV_BATCH_WAIT
 # allows (100/s); a 403 (the per-second limit) doubles the pause.
 OPENALEX_DELAY = 0.1
 
-# --- Per paper: Semantic Scholar, OpenAlex -----------------------------------------------------
-# How long a paper's citation values stay fresh, by the paper's age (from its arXiv ID's YYMM):
-# [[age up to N days, TTL days], ...], the age counted from the 1st of that month. The first
-# month daily (61 days: every paper gets at least 30 daily days), the first year weekly, the
+# --- Hugging Face paper pages (crawler/services/hf_papers.py) ---------------------------------
+HF_PAPERS_URL = "https://huggingface.co/api/papers"  # the arXiv ID is appended as a path segment
+HF_PAPERS = True  # False skips it entirely (hf.status "disabled")
+# Sent as "Authorization: Bearer ..."; never logged. Empty: the environment variable HF_TOKEN,
+# else anonymous (500 requests per 5-minute window per IP; 1,000 with a free account's token).
+HF_TOKEN = ""
+HF_CONCURRENCY = 4  # requests at once, fixed; the RateLimit headers pace the rest
+
+# --- Per paper: Semantic Scholar, OpenAlex, Hugging Face --------------------------------------
+# How long a paper's values stay fresh by its age (from its arXiv ID's YYMM, counted from the
+# 1st of that month): [[age up to N days, TTL days], ...]. First month daily, first year weekly,
 # first three years every two weeks; older: STATE_TTL_DAYS "<kind>/ok" (30 days: monthly).
-PAPER_TTL_BY_AGE = [[61, 1], [365, 7], [1095, 14]]
-# Observations of a paper's counts kept per paper and service (oldest dropped first).
+PAPER_TTL_BY_AGE = [[31, 1], [366, 7], [1096, 14]]
+# Observations of a paper's counts (citations, HF upvotes, GitHub stars) kept per paper and
+# service (oldest dropped first).
 PAPER_HISTORY_MAX = 365
 
 # --- Retries (crawler/downloader/middleware.py) -----------------------------------------------
@@ -86,6 +94,9 @@ RETRY_AFTER_MAX = 600.0  # a Retry-After longer than this gives up instead of wa
 # Connection-level failures in a row, with no answer at all, after which a service's requests
 # are no longer retried (until it answers again); 0 disables the breaker.
 RETRY_UNREACHABLE_AFTER = 10
+# A service announcing its window in RateLimit headers (Hugging Face) gets no new request once
+# this many requests of the window are left; the next one waits for the window to reset.
+RATELIMIT_RESERVE = 0
 DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
     "crawler.downloader.middleware.BackoffRetryMiddleware": 550,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 DIGEST_SUFFIXES = (".md", ".markdown", ".txt")
 
@@ -23,7 +24,10 @@ DIGEST_SUFFIXES = (".md", ".markdown", ".txt")
 @dataclass(frozen=True, slots=True)
 class Source:
     url: str  # what Scrapy fetches
-    name: str  # what records and messages call it: the path as given, or the URL
+    name: str  # what messages call it: the path as given, or the URL
+    # What records call it (post.source): relative to the source argument, so records never
+    # carry a path of the crawling machine; see relative_name().
+    record_name: str = ""
 
 
 @dataclass(slots=True)
@@ -87,8 +91,27 @@ def _display(path: Path) -> str:
     return printable_path(shown)
 
 
-def _file(path: Path) -> Source:
-    return Source(url=path.resolve().as_uri(), name=_display(path))
+def _file(path: Path, below: Path | None = None) -> Source:
+    """A local file; ``below``: the folder its record name is relative to (else its name)."""
+    relative = path.name if below is None else os.path.relpath(path, below)
+    return Source(path.resolve().as_uri(), _display(path), printable_path(relative))
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def _fixed_folder(pattern: str) -> Path:
+    """A glob's leading folder without magic (``posts/`` of ``posts/2021-*.md``)."""
+    fixed = []
+    for part in Path(pattern).parts:
+        if glob.has_magic(part):
+            break
+        fixed.append(part)
+    return Path(*fixed) if fixed else Path(".")
 
 
 def _digests_in(folder: Path) -> list[Path]:
@@ -101,9 +124,12 @@ def _samples() -> Expanded:
     samples = sample_dir()
     if samples.is_relative_to(Path(str(resources.files("crawler")))):
         return Expanded([_file(p) for p in _digests_in(samples)], [])
-    # Copied out of an egg: name them as in the source tree, so records stay byte-stable.
+    # Copied out of an egg: name them as in the source tree, so messages stay the same.
     return Expanded(
-        [Source(p.resolve().as_uri(), f"{SAMPLES_NAME}/{p.name}") for p in _digests_in(samples)],
+        [
+            Source(p.resolve().as_uri(), f"{SAMPLES_NAME}/{p.name}", p.name)
+            for p in _digests_in(samples)
+        ],
         [],
     )
 
@@ -111,17 +137,21 @@ def _samples() -> Expanded:
 def _expand_one(item: str) -> tuple[list[Source], str | None]:
     """One comma-separated piece of ``source``: its sources, or why it names none."""
     if item.lower().startswith(("http://", "https://")):
-        return [Source(url=item, name=item)], None
+        return [Source(url=item, name=item, record_name=_without_password(item))], None
     path = Path(os.path.expanduser(item))
     if path.is_dir():
         found = _digests_in(path)
-        return [_file(p) for p in found], None if found else (
+        return [_file(p, path) for p in found], None if found else (
             f"{item}: folder has no .md, .markdown or .txt files"
         )
     if glob.has_magic(item):
-        matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(item), recursive=True))
+        pattern = os.path.expanduser(item)
+        matches = sorted(Path(m) for m in glob.glob(pattern, recursive=True))
         files = [m for m in matches if m.is_file()]
-        return [_file(p) for p in files], None if files else f"{item}: pattern matches no file"
+        below = _fixed_folder(pattern)
+        return [
+            _file(p, below) for p in files
+        ], None if files else f"{item}: pattern matches no file"
     try:
         check_local_source(str(path))
     except SourceRefused as exc:

@@ -149,7 +149,7 @@ class DigestsSpider(scrapy.Spider):
                 source.url,
                 callback=self.parse_digest,
                 errback=self.source_failed,
-                cb_kwargs={"name": source.name},
+                cb_kwargs={"name": source.name, "record_name": source.record_name},
                 dont_filter=True,
             )
 
@@ -172,7 +172,9 @@ class DigestsSpider(scrapy.Spider):
         self.crawler.stats.inc_value(DIGESTS_UNREADABLE)
         return None
 
-    async def parse_digest(self, response: Response, name: str) -> AsyncIterator[DigestEntry]:
+    async def parse_digest(
+        self, response: Response, name: str, record_name: str = ""
+    ) -> AsyncIterator[DigestEntry]:
         stats = self.crawler.stats
         try:
             try:
@@ -190,6 +192,7 @@ class DigestsSpider(scrapy.Spider):
                 log("%s: %s", where, problem.message)
                 stats.inc_value(f"digests/problems/{problem.severity}")
             for entry in digest.entries:
+                entry.post.record_source = record_name or name  # post.source of the records
                 stats.inc_value(ENTRIES_PARSED)
                 self.crawler.signals.send_catch_log(signals.entry_parsed, entry=entry)
                 yield entry

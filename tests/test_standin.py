@@ -998,7 +998,8 @@ def test_s2_accepts_exactly_500_ids(standin: StandIn) -> None:
 
 
 def test_s2_requests_closer_than_the_interval_get_429(standin: StandIn) -> None:
-    assert StandIn().min_interval == {"semantic_scholar": 1.0}  # the API key's one per second
+    # the API key's one per second; OpenAlex 20 per second (its limit: 100 with a key)
+    assert StandIn().min_interval == {"semantic_scholar": 1.0, "openalex": 0.05}
     standin.min_interval["semantic_scholar"] = 3600.0  # so "too soon" never depends on timing
     first, second, third = (s2_batch(standin, [f"ARXIV:{IDS[0]}"]) for _ in range(3))
     tweet = tweet_result(standin, "1400000000000000001")  # other services are not paced
@@ -1090,10 +1091,13 @@ def call(standin: StandIn, service: str) -> Reply:
         return fetch(standin.oembed_url, {"url": "https://x.com/a/status/1400000000000000001"})
     if service == "syndication":
         return tweet_result(standin, "1400000000000000001")
+    if service == "openalex":
+        dois = "|".join(f"10.48550/arXiv.{i}" for i in IDS[:3])
+        return fetch(standin.openalex_url + "/works", {"filter": f"doi:{dois}"})
     return s2_batch(standin, [f"ARXIV:{i}" for i in IDS[:3]] + ["ARXIV:2199.00001"])
 
 
-SERVICE_NAMES = ["arxiv", "oembed", "syndication", "semantic_scholar"]
+SERVICE_NAMES = ["arxiv", "oembed", "syndication", "semantic_scholar", "openalex"]
 
 
 @pytest.mark.parametrize("service", SERVICE_NAMES)
@@ -1306,7 +1310,9 @@ def test_command_line_prints_all_four_settings() -> None:
             "OEMBED_URL",
             "SYNDICATION_URL",
             "SEMANTIC_SCHOLAR_URL",
+            "OPENALEX_URL",
         }
+        assert settings["OPENALEX_URL"].endswith("/openalex")
         assert settings["SYNDICATION_URL"].endswith("/tweet-result")
         assert settings["SEMANTIC_SCHOLAR_URL"].endswith("/graph/v1/paper/batch")
         tid = "1345396247016976390"
@@ -1335,14 +1341,16 @@ def test_command_line_flags_configure_the_stand_in() -> None:
         "oembed": 0.0,
         "syndication": 0.25,
         "semantic_scholar": 0.5,
+        "openalex": 0.0,
     }
     assert standin.max_in_flight == {"oembed": 8, "syndication": 4}
-    assert standin.min_interval == {"semantic_scholar": 2.5}
+    assert standin.min_interval == {"semantic_scholar": 2.5, "openalex": 0.05}
     mixed = standin.faults.mixed_mode
     assert mixed is not None and (mixed.share, mixed.repeat) == (0.3, 2)
     assert set(mixed.services) == set(SERVICE_NAMES)
     default, _ = build(parser().parse_args([]))
-    assert default.max_in_flight == {} and default.min_interval == {"semantic_scholar": 1.0}
+    assert default.max_in_flight == {}
+    assert default.min_interval == {"semantic_scholar": 1.0, "openalex": 0.05}
     assert default.faults.mixed_mode is None
 
 
@@ -1354,7 +1362,8 @@ def test_settings_property_and_crawl_command() -> None:
         "scrapy crawl digests -s ARXIV_API_URL=http://127.0.0.1:1234/api/query "
         "-s OEMBED_URL=http://127.0.0.1:1234/oembed "
         "-s SYNDICATION_URL=http://127.0.0.1:1234/tweet-result "
-        "-s SEMANTIC_SCHOLAR_URL=http://127.0.0.1:1234/graph/v1/paper/batch"
+        "-s SEMANTIC_SCHOLAR_URL=http://127.0.0.1:1234/graph/v1/paper/batch "
+        "-s OPENALEX_URL=http://127.0.0.1:1234/openalex"
     )
 
 

@@ -79,10 +79,10 @@ def test_freshness(service: type, status: str, age_days: float, refresh: str, fr
     svc = service(settings)
     row = Row(status, {}, now - age_days * DAY, "earlier run")
     value = svc.value_type(status=status)
-    assert Freshness(refresh).is_fresh(svc, "k", row, value, now, "this run") is fresh
+    assert Freshness(refresh).is_fresh(svc, row, value, now, "this run") is fresh
     # Whatever the age or status, a value this very run fetched is never fetched again.
     this_run = dataclasses.replace(row, fetched_at=0.0, run_id="this run")
-    assert Freshness(refresh).is_fresh(svc, "k", this_run, value, now, "this run")
+    assert Freshness(refresh).is_fresh(svc, this_run, value, now, "this run")
 
 
 def test_state_keeps_good_values_through_errors_and_queues_changes(tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ NUMBERS: dict[str, tuple[type, float]] = {
     "CONCURRENT_REQUESTS": (int, 1), "DOWNLOAD_TIMEOUT": (float, 0),
     "DOWNLOAD_MAXSIZE": (int, 0), "MAX_ENTRIES_PER_DIGEST": (int, 1),
     "DETAILS_HISTORY_MAX": (int, 1), "PAPER_HISTORY_MAX": (int, 1),
+    "RATELIMIT_RESERVE": (int, 0),
 }  # fmt: skip
 
 
@@ -52,7 +53,13 @@ def _ttl_problems(settings: BaseSettings) -> list[str]:
     )
 
 
-BOOLEANS = ("ARXIV_HOLD_AFTER_ANSWER", "TWEET_DETAILS", "SEMANTIC_SCHOLAR", "OPENALEX")
+BOOLEANS = (
+    "ARXIV_HOLD_AFTER_ANSWER",
+    "TWEET_DETAILS",
+    "SEMANTIC_SCHOLAR",
+    "HF_PAPERS",
+    "OPENALEX",
+)
 
 
 def _boolean_problems(settings: BaseSettings) -> list[str]:

@@ -146,10 +146,11 @@ class _Paper:
     ranks: list[tuple[str | None, int]] = field(default_factory=list)
     favorites: int | None = None
     retweets: int | None = None
-    code_urls: dict[str, None] = field(default_factory=dict)  # an ordered set
+    # code links by URL ignoring case, first seen first, with every source naming them
+    code_urls: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def see(self, record: Mapping[str, Any]) -> None:
-        when, rank, digest = record["post"]["date"], record["rank"], record["digest"]
+        when, rank, digest = record["post"]["published_at"], record["rank"], record["digest"]
         self.first_seen = _least(self.first_seen, when)
         self.last_seen = _greatest(self.last_seen, when)
         self.best_rank = min(self.best_rank, rank)
@@ -157,7 +158,11 @@ class _Paper:
         self.ranks.append((when, rank))
         self.favorites = _greatest(self.favorites, digest["favorites"])
         self.retweets = _greatest(self.retweets, digest["retweets"])
-        self.code_urls.update(dict.fromkeys(record["code_urls"]))
+        for link in record["code_urls"]:
+            known = self.code_urls.setdefault(
+                link["url"].lower(), {"url": link["url"], "sources": []}
+            )
+            known["sources"].extend(s for s in link["sources"] if s not in known["sources"])
 
 
 def _least(a: Any, b: Any) -> Any:
@@ -269,18 +274,18 @@ class _Builder:
         self._tweets(record, key)
         self._paper(record, key)
         self._post(record, row)
-        self.first = _least(self.first, record["post"]["date"])
-        self.last = _greatest(self.last, record["post"]["date"])
+        self.first = _least(self.first, record["post"]["published_at"])
+        self.last = _greatest(self.last, record["post"]["published_at"])
 
     def _tweets(self, record: dict[str, Any], key: str) -> None:
-        when, paper = record["post"]["date"], record["arxiv_id"]
+        when, paper = record["post"]["published_at"], record["arxiv_id"]
         keys = _entry_keys(record)
         for position, tweet in enumerate(record["tweets"], 1):
             extra = LAYOUT.extract("entry_tweets", tweet)
             row = {**keys, "position": position, "tweet_id": tweet["id"], **extra}
             self.writers["entry_tweets"].append(row)
             details = tweet["details"]
-            likes = details.get("favorite_count") if details["status"] == "ok" else None
+            likes = details.get("like_count") if details["status"] == "ok" else None
             params = (tweet["id"], key, when, when, likes, _dumps(tweet))
             self.stage.add(_UPSERT_TWEET, params)
             if paper is not None:
@@ -304,7 +309,7 @@ class _Builder:
 
     def _post(self, record: dict[str, Any], row: dict[str, Any]) -> None:
         post = record["post"]
-        ident = (post["date"] or "", post["slug"], post["source"])
+        ident = (post["published_at"] or "", post["slug"], post["source"])
         seen = self.posts.get(ident)
         if seen is None:
             seen = self.posts[ident] = {name: row[name] for name in self.post_columns}
@@ -374,7 +379,7 @@ def _bool(value: bool | None) -> int | None:
 def _entry_keys(record: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "post_slug": record["post"]["slug"],
-        "post_date": record["post"]["date"],
+        "post_published_at": record["post"]["published_at"],
         "rank": record["rank"],
         "arxiv_id": record["arxiv_id"],
     }
@@ -389,7 +394,7 @@ def _paper_columns(paper_id: str, paper: _Paper, tweets: tuple[Any, ...] | None)
         "appearances": paper.appearances,
         "best_rank": paper.best_rank,
         "ranks": [
-            {"post_date": when, "rank": rank}
+            {"post_published_at": when, "rank": rank}
             for when, rank in sorted(paper.ranks, key=lambda r: (r[0] or "", r[1]))
         ],
         "favorites": paper.favorites,
@@ -397,7 +402,7 @@ def _paper_columns(paper_id: str, paper: _Paper, tweets: tuple[Any, ...] | None)
         "tweet_count": count,
         "linking_tweet_count": linking if known_links else None,
         "tweet_likes": likes if known_likes else None,
-        "code_urls": list(paper.code_urls),
+        "code_urls": list(paper.code_urls.values()),
     }
 
 

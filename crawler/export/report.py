@@ -166,7 +166,7 @@ def _daily(rows: Sequence[tuple[date, int]]) -> tuple[list[date], list[int]]:
 def _entries_per_day(con: duckdb.DuckDBPyConnection) -> Figure | None:
     rows = _rows(
         con,
-        "SELECT post_date::DATE, count(*) FROM entries WHERE post_date IS NOT NULL "
+        "SELECT post_published_at::DATE, count(*) FROM entries WHERE post_published_at IS NOT NULL "
         "GROUP BY 1 ORDER BY 1",
     )
     if not rows:
@@ -196,9 +196,9 @@ def _bucket(first: date, last: date) -> str:
 def _categories(con: duckdb.DuckDBPyConnection, bucket: str) -> Figure | None:
     rows = _rows(
         con,
-        f"SELECT date_trunc('{bucket}', post_date)::DATE AS b, "
+        f"SELECT date_trunc('{bucket}', post_published_at)::DATE AS b, "
         "coalesce(primary_category, digest_categories[1], 'unknown') AS c, count(*) "
-        "FROM entries WHERE post_date IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2",
+        "FROM entries WHERE post_published_at IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2",
     )
     if not rows:
         return None
@@ -229,7 +229,7 @@ def _categories(con: duckdb.DuckDBPyConnection, bucket: str) -> Figure | None:
 def _status_rows(con: duckdb.DuckDBPyConnection) -> list[tuple[str, dict[str, int]]]:
     sources = (
         ("arXiv metadata\n(entries)", "arxiv_status", "entries"),
-        ("Semantic Scholar\n(entries)", "impact_status", "entries"),
+        ("Semantic Scholar\n(entries)", "semantic_scholar_status", "entries"),
         ("oEmbed\n(tweets)", "embed_status", "tweets"),
         ("Tweet details\n(tweets)", "details_status", "tweets"),
     )
@@ -343,7 +343,8 @@ def _health(services: Mapping[str, Mapping[str, int]]) -> Figure | None:
 
 def _overview(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     ((posts, first, last),) = _rows(
-        con, "SELECT count(*), min(post_date)::DATE, max(post_date)::DATE FROM posts"
+        con,
+        "SELECT count(*), min(post_published_at)::DATE, max(post_published_at)::DATE FROM posts",
     )
     counts = {name: _rows(con, f"SELECT count(*) FROM {name}")[0][0] for name in TABLE_NAMES}
     return {"posts": posts, "first": first, "last": last, "counts": counts}
@@ -422,7 +423,8 @@ def _top_papers(con: duckdb.DuckDBPyConnection) -> str:
     rows = _rows(
         con,
         "SELECT arxiv_id, coalesce(arxiv_title, digest_title), first_seen::DATE, appearances, "
-        "best_rank, favorites, citation_count, code_urls FROM papers "
+        "best_rank, favorites, citation_count, list_transform(code_urls, lambda c: c.url) "
+        "FROM papers "
         "ORDER BY appearances DESC, best_rank, favorites DESC NULLS LAST, arxiv_id "
         f"LIMIT {TOP_PAPERS}",
     )
@@ -516,7 +518,7 @@ def _change_rows(changes: Sequence[Mapping[str, Any]]) -> Iterable[str]:
                 for name, v in fields.items()
             )
             yield (
-                f"<tr><td>{escape(str(line.get('date') or '')[:10])}</td>"
+                f"<tr><td>{escape(str(line.get('published_at') or '')[:10])}</td>"
                 f"<td>{escape(str(line.get('slug', '')))} #{_fmt(line.get('rank'))}</td>"
                 f"<td>{escape(str(change.get('what', '')))} "
                 f"<span class='mono'>{escape(str(change.get('key', '')))}</span></td>"

@@ -27,6 +27,7 @@ from scrapy.exceptions import NotConfigured
 from crawler.export.files import atomic_write
 from crawler.export.jsonlines import sort_key
 from crawler.outcome import Outcome
+from crawler.services.registry import SERVICES
 from crawler.state.extension import State
 from crawler.state.store import StateError
 
@@ -52,12 +53,19 @@ def record_keys(record: dict[str, Any]) -> Iterator[tuple[str, str]]:
     """The (kind, key) pairs of the values a record carries."""
     arxiv_id = record.get("arxiv_id")
     if arxiv_id:
-        version = (record.get("digest") or {}).get("arxiv_version")
+        version = (record.get("digest") or {}).get("linked_version")
         yield "arxiv", f"{arxiv_id}v{version}" if version else arxiv_id
         yield "impact", arxiv_id
+        yield "hf", arxiv_id
+        yield "openalex", arxiv_id
     for tweet in record.get("tweets") or []:
         yield "embed", tweet["id"]
         yield "details", tweet["id"]
+
+
+# The change feed names values by the record's block ("semantic_scholar"), the state by kind.
+_BLOCK_OF_KIND = {service.kind: service.record_block for service in SERVICES}
+_KIND_OF_BLOCK = {block: kind for kind, block in _BLOCK_OF_KIND.items()}
 
 
 def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -119,8 +127,9 @@ class RunFiles:
             return
         post = item["post"]
         line = {
-            "run_id": self.run_id, "slug": post["slug"], "date": post["date"],
-            "source": post["source"], "rank": item["rank"], "arxiv_id": item["arxiv_id"],
+            "run_id": self.run_id, "entry_id": item["entry_id"], "slug": post["slug"],
+            "published_at": post["published_at"], "source": post["source"], "rank": item["rank"],
+            "arxiv_id": item["arxiv_id"],
             "keys": list(dict.fromkeys(record_keys(item))), "_k": sort_key(item),
         }  # fmt: skip
         self._hits.write(json.dumps(line, ensure_ascii=False) + "\n")
@@ -132,7 +141,11 @@ class RunFiles:
         for raw in self._hits:
             line = json.loads(raw)
             found = [
-                {"what": kind, "key": key, "fields": _diff(*self._pending[(kind, key)])}
+                {
+                    "what": _BLOCK_OF_KIND.get(kind, kind),
+                    "key": key,
+                    "fields": _diff(*self._pending[(kind, key)]),
+                }
                 for kind, key in map(tuple, line.pop("keys"))
                 if (kind, key) in self._pending
             ]
@@ -161,7 +174,11 @@ class RunFiles:
             )
         # Only what a change line carries leaves the state; a change of a paper or tweet this
         # run did not crawl stays pending for a run that does.
-        carried = {(c["what"], c["key"]) for line in lines for c in line["changes"]}
+        carried = {
+            (_KIND_OF_BLOCK.get(c["what"], c["what"]), c["key"])
+            for line in lines
+            for c in line["changes"]
+        }
         assert self.state is not None
         self.state.store.drop_changes([i for k in carried for i in self._ids[k]])
         return changes_file

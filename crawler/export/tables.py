@@ -58,12 +58,11 @@ _ROOTS: dict[str, tuple[str, ...]] = {
 # A bare ``id`` says nothing in a table full of IDs.
 _RENAMED: dict[tuple[str, ...], str] = {
     ("tweets", ITEM, "id"): "tweet_id",
-    ("arxiv", "id"): "versioned_id",
 }
 _ALWAYS_PREFIXED = frozenset({"post"})
-_KEY_FIRST = ("post_slug", "post_date", "rank", "arxiv_id")
+_KEY_FIRST = ("post_slug", "post_published_at", "rank", "arxiv_id")
 # The record blocks a paper's metadata comes from (the most recent record where they are ok).
-PAPER_BLOCKS = ("arxiv", "impact")
+PAPER_BLOCKS = ("arxiv", "semantic_scholar")
 
 TABLE_DOCS = {
     "entries": "One row per digest entry (record), flattened.",
@@ -300,7 +299,7 @@ def _derived_schemas(leaves: list[Leaf]) -> dict[str, list[pa.Field]]:
     """Tables built from leaves plus aggregates; copied columns keep their leaf's type."""
     entries = {leaf.column: leaf.field for leaf in leaves if leaf.table == "entries"}
     tweets = {leaf.column: leaf.field for leaf in leaves if leaf.table == "tweets"}
-    when = _column(entries, "post_date", nullable=True)
+    when = _column(entries, "post_published_at", nullable=True)
     rank = _column(entries, "rank", nullable=False)
     count = partial(pa.field, type=INT, nullable=False)
     metadata = [
@@ -322,7 +321,7 @@ def _derived_schemas(leaves: list[Leaf]) -> dict[str, list[pa.Field]]:
         _column(entries, "retweets", nullable=True),
         count("tweet_count"),
         pa.field("linking_tweet_count", INT),
-        _column(tweets, "favorite_count", nullable=True).with_name("tweet_likes"),
+        _column(tweets, "like_count", nullable=True).with_name("tweet_likes"),
         _column(entries, "code_urls", nullable=False),
     ]
     posts = [f for leaf, f in ((x, x.field) for x in leaves) if leaf.path[:1] == ("post",)]

@@ -192,7 +192,7 @@ def _post(meta: dict[Any, Any], source: str, encoding: str, problems: list[Probl
         source=source,
         slug=_str_or_none(meta.get("slug")) or _slug_from_source(source),
         title=repair_mojibake(title) if title else None,
-        date=post_date,
+        published_at=post_date,
         tags=tags,
         category=_str_or_none(meta.get("category")),
         encoding=encoding,

@@ -10,13 +10,13 @@ from scrapy.exceptions import DropItem
 
 from crawler.items import DigestEntry
 from crawler.outcome import RECORDS_INVALID, RECORDS_REPAIRED, RECORDS_WRITTEN, failed_key
-from crawler.record.build import build_record
+from crawler.record.build import PAPER_BLOCKS, build_record
 from crawler.record.validate import repair, schema_errors, scrub_text
 from crawler.services.registry import SERVICES
 
 logger = logging.getLogger(__name__)
 
-_SERVICE_OF_BLOCK = {service.kind: service.name for service in SERVICES}
+_SERVICE_OF_BLOCK = {service.record_block: service.name for service in SERVICES}
 
 
 class RecordPipeline:
@@ -53,7 +53,7 @@ class RecordPipeline:
         return record
 
     def _count(self, record: dict[str, Any]) -> None:
-        for block in ("arxiv", "impact"):
+        for block in PAPER_BLOCKS:
             self.stats.inc_value(f"records/{block}/{record[block]['status']}")
         for tweet in record["tweets"]:
             for block in ("embed", "details"):

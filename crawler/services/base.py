@@ -74,7 +74,8 @@ def url_problems(settings: BaseSettings, name: str) -> list[str]:
 class Service(ABC, Generic[V]):
     name: ClassVar[str]  # downloader slot, stats keys, request meta
     label: ClassVar[str]  # how messages name it
-    kind: ClassVar[str]  # what it fills: state kind and record field ("arxiv", "embed", ...)
+    kind: ClassVar[str]  # what it fills: state kind ("arxiv", "embed", "impact", ...)
+    record_block: ClassVar[str]  # the record's block it fills ("arxiv", "semantic_scholar", ...)
     value_type: ClassVar[type[Any]]  # a dataclass with ``status`` and ``error``
     url_setting: ClassVar[str]
     enabled_setting: ClassVar[str | None] = None  # a bool setting that turns it off
@@ -96,6 +97,9 @@ class Service(ABC, Generic[V]):
     batch_size: int = 1
     batch_wait: float = 0.0
     politeness: Politeness
+    # (requests, seconds) of the service's rate-limit window as documented, for the ETA until
+    # its RateLimit-Policy header says otherwise; None: no window.
+    expected_window: tuple[int, float] | None = None
 
     def __init__(self, settings: BaseSettings) -> None:
         # A service turned off is built only for its "disabled" values: its settings may be unset.
@@ -175,7 +179,7 @@ class Service(ABC, Generic[V]):
     def comparable(self, value: V) -> dict[str, Any]:
         """The fields whose change goes into the change feed: all but the ``volatile`` ones."""
         data: dict[str, Any] = dataclasses.asdict(value)  # type: ignore[call-overload]  # V: a dataclass
-        for name in self.volatile:
+        for name in (*self.volatile, "fetched_at"):  # when it was fetched is not a change
             data.pop(name, None)
         return data
 
@@ -186,8 +190,9 @@ class Service(ABC, Generic[V]):
     def with_history(self, value: V, history: list[dict[str, Any]]) -> V:
         return value
 
-    def ttl(self, value: V, now: float, key: str) -> float:
-        """Seconds a stored value stays good (0: always fetched again)."""
+    def ttl(self, value: V, now: float, key: str = "") -> float:
+        """Seconds a stored value stays good (0: always fetched again); ``key`` is what it was
+        fetched for (a paper's ID tells its age)."""
         return self.ttl_by_status.get(getattr(value, "status", "error"), 0.0) * DAY
 
     def decode(self, data: dict[str, Any]) -> V:

@@ -346,7 +346,7 @@ class OpenAlex(Service[OpenAlexWork]):
     def with_history(self, value: OpenAlexWork, history: list[dict[str, Any]]) -> OpenAlexWork:
         return dataclasses.replace(value, history=history)
 
-    def ttl(self, value: OpenAlexWork, now: float, key: str) -> float:
+    def ttl(self, value: OpenAlexWork, now: float, key: str = "") -> float:
         """Young papers gather citations fast, old ones slowly (``PAPER_TTL_BY_AGE``)."""
         if value.status == "ok" and self.by_age is not None:
             by_age = self.by_age.ttl(key, now)

@@ -130,7 +130,7 @@ def _paper(data: dict[str, Any], arxiv_id: str) -> Impact:
         influential_citation_count=_count(data, "influentialCitationCount"),
         reference_count=_count(data, "referenceCount"),
         venue=_text(data, "venue"),
-        year=_year(data.get("year")),
+        publication_year=_year(data.get("year")),
         publication_date=_date(data.get("publicationDate")),
         tldr=_text(_object(data, "tldr"), "text", "tldr."),
         open_access_pdf=_text(_object(data, "openAccessPdf"), "url", "openAccessPdf."),
@@ -214,7 +214,8 @@ class SemanticScholar(Service[Impact]):
     value_type = Impact
     url_setting = "SEMANTIC_SCHOLAR_URL"
     enabled_setting = "SEMANTIC_SCHOLAR"
-    refresh_names = ("impact",)
+    refresh_names = ("impact", "semantic_scholar")
+    record_block = "semantic_scholar"
     # ok: by the paper's age (PAPER_TTL_BY_AGE), past it 30 days.
     ttl_days: ClassVar[dict[str, float]] = {"ok": 30, "not_found": 7}
     judge_per_answer = True
@@ -306,7 +307,7 @@ class SemanticScholar(Service[Impact]):
     def with_history(self, value: Impact, history: list[dict[str, Any]]) -> Impact:
         return dataclasses.replace(value, history=history)
 
-    def ttl(self, value: Impact, now: float, key: str) -> float:
+    def ttl(self, value: Impact, now: float, key: str = "") -> float:
         """Young papers gather citations fast, old ones slowly (``PAPER_TTL_BY_AGE``)."""
         if value.status == "ok" and self.by_age is not None:
             by_age = self.by_age.ttl(key, now)

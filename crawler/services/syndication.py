@@ -277,7 +277,7 @@ def _tweet(data: _Fields, tweet_id: str | None) -> TweetDetails:
     return TweetDetails(
         status="ok",
         created_at=None if created is None else _utc_ms(created),
-        favorite_count=data.count("favorite_count"),
+        like_count=data.count("favorite_count"),
         reply_count=data.count("conversation_count"),
         lang=data.string("lang"),
         text=data.string("text"),
@@ -366,6 +366,7 @@ class Syndication(Service[TweetDetails]):
     name = "syndication"
     label = "Tweet details"
     kind = "details"
+    record_block = "details"
     value_type = TweetDetails
     url_setting = "SYNDICATION_URL"
     enabled_setting = "TWEET_DETAILS"
@@ -373,7 +374,7 @@ class Syndication(Service[TweetDetails]):
     ttl_days: ClassVar[dict[str, float]] = {"ok": 90, "not_found": 30, "tombstone": 30}
     downgrades = frozenset({"not_found"})
     # Status changes and text edits are changes; counts are not (they are the history).
-    volatile = ("favorite_count", "reply_count", "history")
+    volatile = ("like_count", "reply_count", "history")
     numbers: ClassVar[dict[str, tuple[type, float]]] = {
         "SYNDICATION_CONCURRENCY": (int, 1), "SYNDICATION_CONCURRENCY_MAX": (int, 0),
         "SYNDICATION_DELAY": (float, 0),
@@ -430,14 +431,14 @@ class Syndication(Service[TweetDetails]):
             return None
         return {
             "observed_at": observed_at,
-            "favorite_count": value.favorite_count,
+            "like_count": value.like_count,
             "reply_count": value.reply_count,
         }
 
     def with_history(self, value: TweetDetails, history: list[dict[str, Any]]) -> TweetDetails:
         return dataclasses.replace(value, history=history)
 
-    def ttl(self, value: TweetDetails, now: float, key: str) -> float:
+    def ttl(self, value: TweetDetails, now: float, key: str = "") -> float:
         """Young tweets go stale fast, old ones slowly (``DETAILS_TTL_BY_AGE``)."""
         created = _timestamp(value.created_at) if value.status == "ok" else None
         if created is not None:

@@ -43,7 +43,7 @@ class Freshness:
         return self.refresh not in FIXED_CHOICES and not self.forced(service)
 
     def is_fresh(
-        self, service: Service[Any], key: str, row: Row, value: Any, now: float, run_id: str
+        self, service: Service[Any], row: Row, value: Any, now: float, run_id: str, key: str = ""
     ) -> bool:
         if row.run_id == run_id or self.left_alone(service):
             return True  # fetched by this very run (once per crawl), or not to be refreshed

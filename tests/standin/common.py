@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
 
-SERVICES = ("arxiv", "oembed", "syndication", "semantic_scholar", "openalex")
+SERVICES = ("arxiv", "oembed", "syndication", "semantic_scholar", "hf_papers", "openalex")
 PATHS = {
     "/api/query": "arxiv",
     "/oembed": "oembed",
@@ -20,14 +20,17 @@ PATHS = {
     "/graph/v1/paper/batch": "semantic_scholar",
     "/openalex/works": "openalex",
 }
+HF_PREFIX = "/api/papers/"  # + the arXiv ID: a path per paper, so not in PATHS
 
 
-def route(path: str) -> str:
-    """The service a path belongs to (OpenAlex: ``/openalex/works`` and everything below)."""
-    path = path.rstrip("/")
-    if path.startswith("/openalex/works/"):
+def service_of_path(path: str) -> str:
+    """The service a path belongs to (Hugging Face: a path per paper; OpenAlex:
+    ``/openalex/works`` and everything below)."""
+    if path.startswith(HF_PREFIX):
+        return "hf_papers"
+    if path.rstrip("/").startswith("/openalex/works/"):
         return "openalex"
-    return PATHS.get(path, "other")
+    return PATHS.get(path.rstrip("/"), "other")
 
 
 JSON_TYPE = "application/json; charset=utf-8"
@@ -60,6 +63,7 @@ OPENALEX_MESSAGES = {
 BAD_JSON = {
     "syndication": b'{"__typename":"Tweet","id_str":',
     "semantic_scholar": b'[{"paperId":',
+    "hf_papers": b'{"id":"',
 }
 
 
@@ -108,6 +112,10 @@ def status_answer(service: str, code: int, after: float | str | None = None) -> 
         ans = json_answer(
             code, {"error": f"HTTP {code}", "message": OPENALEX_MESSAGES.get(code, "")}
         )
+    elif service == "hf_papers" and code == 429:
+        ans = json_answer(code, {"error": "You have exceeded our rate limit for api requests."})
+    elif service == "hf_papers":
+        ans = json_answer(code, {"error": f"HTTP {code}"})
     elif service == "arxiv" and code == 429:
         ans = Answer(code, TEXT_TYPE, b"Rate exceeded.")
     else:

@@ -23,6 +23,8 @@ SHAPE_KINDS = {
     "shape:html_missing": "oembed",
     "shape:favorite_count_string": "syndication",
     "shape:user_list": "syndication",
+    "shape:hf_other_paper": "hf_papers",
+    "shape:hf_upvotes_string": "hf_papers",
     "shape:wrong_length": "semantic_scholar",
     "shape:object": "semantic_scholar",
     "shape:unasked_ids": "arxiv",

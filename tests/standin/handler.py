@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import arxiv, oembed, openalex, semantic_scholar, syndication
+from . import arxiv, hf_papers, oembed, openalex, semantic_scholar, syndication
 from .common import (
     JSON_TYPE,
     TEXT_TYPE,
@@ -24,7 +24,7 @@ from .common import (
     bad_json,
     first,
     html_page,
-    route,
+    service_of_path,
     status_answer,
     truncated,
 )
@@ -61,6 +61,9 @@ def request_key(
     if service == "syndication":
         tweet_id = first(params, "id", "")
         return f"syndication:{tweet_id}", (tweet_id,) if tweet_id else ()
+    if service == "hf_papers":
+        arxiv_id = first(params, "_path", "")
+        return f"hf_papers:{arxiv_id}", (arxiv_id,) if arxiv_id else ()
     if service == "semantic_scholar":
         parsed = semantic_scholar.parse_ids(body)
         ids = tuple(i for i in parsed if isinstance(i, str)) if isinstance(parsed, list) else ()
@@ -83,7 +86,7 @@ def normal_answer(
         return arxiv.answer(catalogue, params, empty=empty)
     if service == "openalex" and not empty:
         return openalex.answer(catalogue.openalex, path, params)
-    if service not in ("oembed", "syndication", "semantic_scholar", "openalex"):
+    if service not in ("oembed", "syndication", "semantic_scholar", "hf_papers", "openalex"):
         return Answer(404, TEXT_TYPE, b"not found\n")
     if empty:
         return Answer(200, JSON_TYPE, b"")
@@ -91,6 +94,8 @@ def normal_answer(
         return oembed.answer(catalogue, params)
     if service == "syndication":
         return syndication.answer(catalogue, params)
+    if service == "hf_papers":
+        return hf_papers.answer(catalogue.hf_pages, hf_papers.PREFIX + first(params, "_path", ""))
     return semantic_scholar.answer(catalogue, method, params, body)
 
 
@@ -117,6 +122,7 @@ def faulty_answer(
         reshape = {
             "oembed": oembed.reshape,
             "syndication": syndication.reshape,
+            "hf_papers": hf_papers.reshape,
             "openalex": openalex.reshape,
         }.get(service, semantic_scholar.reshape)
         return reshape(kind, normal)
@@ -156,9 +162,11 @@ def make_handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
             from .server import RequestRecord
 
             parts = urlsplit(self.path)
-            service = route(parts.path)
+            service = service_of_path(parts.path)
             raw_body = body.decode("utf-8", "replace")
             params = parse_qs(parts.query, keep_blank_values=True)
+            if service == "hf_papers":  # the ID is the path: kept where request_key looks
+                params["_path"] = [unquote(hf_papers.arxiv_id_of(parts.path))]
             if service != "semantic_scholar":  # a form body counts as parameters
                 for k, v in parse_qs(raw_body, keep_blank_values=True).items():
                     params.setdefault(k, []).extend(v)
@@ -166,6 +174,7 @@ def make_handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
             record = RequestRecord(service, self.command, parts.path, params, math.nan, key=key)
             record.ids, record.body = ids, body
             record.api_key = self.headers.get("x-api-key")
+            record.authorization = self.headers.get("Authorization")
             if service == "syndication":
                 record.token_ok = syndication.token_ok(params)
             standin._admit(record)
@@ -235,7 +244,10 @@ def make_handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
             self.send_response(answer.status)
             self.send_header("Content-Type", answer.content_type)
             self.send_header("Content-Length", str(len(answer.body)))
-            for name, value in answer.headers.items():
+            for name, value in {
+                **answer.headers,
+                **standin._window_headers(record, answer),
+            }.items():
                 self.send_header(name, value)
             if cut:
                 self.send_header("Connection", "close")
