@@ -78,9 +78,10 @@ HF_CONCURRENCY = 4  # requests at once, fixed; the RateLimit headers pace the re
 
 # --- Per paper: Semantic Scholar, OpenAlex, Hugging Face --------------------------------------
 # How long a paper's values stay fresh by its age (from its arXiv ID's YYMM, counted from the
-# 1st of that month): [[age up to N days, TTL days], ...]. First month daily, first year weekly,
-# first three years every two weeks; older: STATE_TTL_DAYS "<kind>/ok" (30 days: monthly).
-PAPER_TTL_BY_AGE = [[31, 1], [366, 7], [1096, 14]]
+# 1st of that month): [[age up to N days, TTL days], ...]. The first month daily (61 days from
+# the 1st, so a paper from the 30th gets a month too), the first year weekly, the first three
+# years every two weeks; older: STATE_TTL_DAYS "<kind>/ok" (30 days: monthly).
+PAPER_TTL_BY_AGE = [[61, 1], [366, 7], [1096, 14]]
 # Observations of a paper's counts (citations, HF upvotes, GitHub stars) kept per paper and
 # service (oldest dropped first).
 PAPER_HISTORY_MAX = 365
