@@ -21,7 +21,7 @@ from scrapy.settings import BaseSettings
 from crawler.export.runfiles import feed_path
 from crawler.outcome import ExitStatus, Outcome
 from crawler.runlock import RunLock, RunLocked
-from crawler.services.base import age_table_problems, number_problems
+from crawler.services.base import number_problems
 from crawler.services.registry import SERVICES
 from crawler.state.freshness import refresh_choices
 from crawler.state.store import StateError, StateStore
@@ -33,7 +33,7 @@ NUMBERS: dict[str, tuple[type, float]] = {
     "PROGRESS_INTERVAL": (float, -1), "CONCURRENT_ITEMS": (int, 1),
     "CONCURRENT_REQUESTS": (int, 1), "DOWNLOAD_TIMEOUT": (float, 0),
     "DOWNLOAD_MAXSIZE": (int, 0), "MAX_ENTRIES_PER_DIGEST": (int, 1),
-    "DETAILS_HISTORY_MAX": (int, 1), "PAPER_HISTORY_MAX": (int, 1),
+    "DETAILS_HISTORY_MAX": (int, 1),
     "RATELIMIT_RESERVE": (int, 0),
 }  # fmt: skip
 
@@ -78,14 +78,14 @@ def settings_problems(settings: BaseSettings) -> list[str]:
     if problems:
         return problems  # the services below read some of them
     problems = number_problems(settings, NUMBERS) + _ttl_problems(settings)
-    problems += age_table_problems(settings, "PAPER_TTL_BY_AGE")  # the per-paper services
     choices = refresh_choices(SERVICES)
     if (refresh := settings.get("REFRESH") or "none") not in choices:
         problems.append(f"REFRESH must be one of {', '.join(choices)}, not {refresh!r}")
     for service in SERVICES:
         if service.enabled(settings):
             problems += service.settings_problems(settings)
-    return problems
+    # Settings several services share (PAPER_TTL_BY_AGE) are checked by each: one line each.
+    return list(dict.fromkeys(problems))
 
 
 def output_problem(path: Path) -> str | None:

@@ -33,7 +33,7 @@ from crawler.downloader.contract import (
 from crawler.items import DigestEntry, OpenAlexWork
 from crawler.parsing.arxiv_ids import MalformedArxivId, canonical, parse_arxiv_id
 from crawler.parsing.text import replace_surrogates, shorten
-from crawler.services.base import PaperAgeTTL, Service
+from crawler.services.base import PaperAgeTTL, Service, age_table_problems
 
 # Top-level fields only (OpenAlex's select= takes no nested paths), those the value uses.
 FIELDS = (
@@ -258,7 +258,7 @@ class OpenAlex(Service[OpenAlexWork]):
     history_max_setting = "PAPER_HISTORY_MAX"
     numbers: ClassVar[dict[str, tuple[type, float]]] = {
         "OPENALEX_BATCH_SIZE": (int, 1), "OPENALEX_BATCH_WAIT": (float, 0),
-        "OPENALEX_DELAY": (float, 0),
+        "OPENALEX_DELAY": (float, 0), "PAPER_HISTORY_MAX": (int, 1),
     }  # fmt: skip
 
     def __init__(self, settings: BaseSettings) -> None:
@@ -284,7 +284,7 @@ class OpenAlex(Service[OpenAlexWork]):
         if not problems and settings.getint("OPENALEX_BATCH_SIZE") > MAX_BATCH:
             size = settings.get("OPENALEX_BATCH_SIZE")
             problems.append(f"OPENALEX_BATCH_SIZE must be at most {MAX_BATCH}, not {size}")
-        return problems
+        return problems + age_table_problems(settings, "PAPER_TTL_BY_AGE")
 
     def keys(self, entry: DigestEntry) -> list[str]:
         return [entry.arxiv_id] if entry.arxiv_id else []

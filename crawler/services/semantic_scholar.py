@@ -23,7 +23,7 @@ from crawler.downloader.contract import AnswerUnusable, Politeness, service_meta
 from crawler.items import DigestEntry, Impact
 from crawler.parsing.arxiv_ids import MalformedArxivId, canonical, parse_arxiv_id
 from crawler.parsing.text import replace_surrogates, shorten
-from crawler.services.base import PaperAgeTTL, Service
+from crawler.services.base import PaperAgeTTL, Service, age_table_problems
 
 # --- answers ---
 
@@ -224,6 +224,7 @@ class SemanticScholar(Service[Impact]):
     history_max_setting = "PAPER_HISTORY_MAX"
     numbers: ClassVar[dict[str, tuple[type, float]]] = {
         "S2_BATCH_SIZE": (int, 1), "S2_BATCH_WAIT": (float, 0), "S2_DELAY": (float, 0),
+        "PAPER_HISTORY_MAX": (int, 1),
     }  # fmt: skip
 
     def __init__(self, settings: BaseSettings) -> None:
@@ -249,7 +250,7 @@ class SemanticScholar(Service[Impact]):
         size = settings.get("S2_BATCH_SIZE")
         if not problems and settings.getint("S2_BATCH_SIZE") > MAX_BATCH:
             problems.append(f"S2_BATCH_SIZE must be at most {MAX_BATCH}, not {size}")
-        return problems
+        return problems + age_table_problems(settings, "PAPER_TTL_BY_AGE")
 
     def keys(self, entry: DigestEntry) -> list[str]:
         return [entry.arxiv_id] if entry.arxiv_id else []

@@ -126,8 +126,8 @@ def test_a_same_host_redirect_keeps_the_named_query_parameters(
         request = service_request(
             "http://svc.test/works/doi:10.48550/arXiv.2106.09685?select=id,doi&api_key=k1&x=1",
             politeness=BUDGET,
-            **{KEEP_ON_REDIRECT: ("api_key", "select")},
         )
+        request.meta[KEEP_ON_REDIRECT] = ("api_key", "select")
         return await download(mw, request, [(301, {"Location": location}), 200], loop.time)
 
     trace = run(scenario())
