@@ -296,13 +296,15 @@ class StandIn:
         return True
 
     def _window_headers(self, record: RequestRecord, answer: Answer) -> dict[str, str]:
-        """The IETF draft headers Hugging Face sends on every answer; a 429 (a refusal or a
-        scripted fault) says the window is spent."""
+        """The IETF draft headers Hugging Face sends on every answer; a 429 says the window is
+        spent (a scripted one: for a second, so chaos runs do not wait out 5 minutes)."""
         window = self.windows.get(record.service)
         if window is None or record.window is None:
             return {}
         left, reset = record.window
-        if answer.status == 429:
+        if answer.status == 429 and record.refused is None:
+            left, reset = 0, 1  # a scripted 429: a window spent by someone else, ending soon
+        elif answer.status == 429:
             left = 0
         return {
             "RateLimit": f'"api";r={left};t={reset}',
