@@ -59,6 +59,8 @@ def test_record_shape_and_validity() -> None:
         "digest",
         "arxiv",
         "semantic_scholar",
+        "hf",
+        "openalex",
         "code_urls",
         "tweets",
     ]

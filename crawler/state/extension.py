@@ -139,13 +139,15 @@ class State:
                 before, after = service.comparable(old), service.comparable(value)
                 if before != after:
                     change = (before, after)
-            point = service.observation(value, getattr(value, "fetched_at", None) or observed_at)
+            when = getattr(value, "fetched_at", None) or observed_at
+            point = service.observation(value, when)
             writes.append(
                 Write(
                     key,
                     dataclasses.asdict(value),  # type: ignore[call-overload]  # V: a dataclass
                     status=getattr(value, "status", "error"),
-                    observation=(observed_at, point) if point is not None else None,
+                    # Keyed by the observation's own time: the history's order and uniqueness
+                    observation=(when, point) if point is not None else None,
                     change=change,
                     history_max=service.history_max,
                 )
