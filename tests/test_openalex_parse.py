@@ -144,6 +144,14 @@ def test_a_merged_preprint_answers_its_journal_version() -> None:
     }  # fmt: skip
 
 
+def test_a_single_lookup_answering_another_preprint_is_refused() -> None:
+    with pytest.raises(AnswerUnusable, match="another paper"):
+        parse_single(json.dumps(work("2101.00001")).encode(), "2106.09685")
+    with pytest.raises(AnswerUnusable):
+        parse_single(b"[]", "2106.09685")
+    assert parse_single(json.dumps(work("2106.09685")).encode(), "2106.09685v2").status == "ok"
+
+
 def test_the_arxiv_doi_at_another_venue_is_a_published_version_without_doi() -> None:
     conference = {"display_name": "NeurIPS", "type": "conference"}
     value = parse_work(work("2106.09685", primary_location={"source": conference}), "2106.09685")

@@ -119,10 +119,14 @@ def _cited(work: dict[str, Any]) -> int:
 
 def parse_single(body: bytes, arxiv_id: str) -> OpenAlexWork:
     """The answer of a single lookup: the work itself (the merged version's, with the
-    publisher's DOI, for a merged preprint)."""
+    publisher's DOI, for a merged preprint). Another preprint's work is refused (retried)."""
     data = _json(body)
     if not isinstance(data, dict):
         raise AnswerUnusable("answer is not a JSON object")
+    doi = data.get("doi")
+    theirs = doi_key(doi) if isinstance(doi, str) else ""
+    if theirs.startswith("10.48550/arxiv.") and theirs != doi_key(arxiv_doi(arxiv_id)):
+        raise AnswerUnusable(f"answer is about another paper ({shorten(theirs, 80)})")
     return parse_work(data, arxiv_id)
 
 
