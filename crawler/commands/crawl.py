@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 from scrapy.commands.crawl import Command as ScrapyCrawl
 from scrapy.crawler import Crawler
+from scrapy.exceptions import UsageError
 from scrapy.settings import BaseSettings
 
 from crawler.export.runfiles import feed_path
@@ -101,6 +102,13 @@ def _stop(problems: list[str], status: int) -> NoReturn:
     raise SystemExit(int(status))
 
 
+def usage_error(message: str) -> NoReturn:
+    """Replaces argparse's ``error``: Scrapy routes every usage error (argparse's own, and each
+    :class:`UsageError` a command raises) through it, and it would print the usage text and
+    exit 2, which README reserves for an unreadable source. A usage error is a refused run."""
+    _stop([message.strip().splitlines()[0] if message.strip() else "usage error"], 1)
+
+
 def snapshot_path(settings: BaseSettings) -> Path | None:
     """The snapshot file: the first local feed, or ``DEFAULT_FEED`` when no feed is given."""
     feeds = settings.getdict("FEEDS")
@@ -120,6 +128,10 @@ class Command(ScrapyCrawl):
         self._run_crawler = super()._create_crawler(spidercls)
         return self._run_crawler
 
+    def add_options(self, parser: argparse.ArgumentParser) -> None:
+        super().add_options(parser)
+        parser.error = usage_error  # type: ignore[method-assign]
+
     def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
         super().process_options(args, opts)
         assert self.settings is not None
@@ -133,14 +145,19 @@ class Command(ScrapyCrawl):
     def _preflight(self, args: list[str], opts: argparse.Namespace) -> list[Path]:
         """Refuse a run that cannot succeed; the paths it must lock."""
         assert self.settings is not None and self.crawler_process is not None
-        if args:
-            try:
-                spidercls = self.crawler_process.spider_loader.load(args[0])
-            except KeyError:
-                spidercls = None  # Scrapy reports an unknown spider itself
-            check = getattr(spidercls, "argument_problems", None)
-            if check is not None:
-                self._refuse(check(opts.spargs))
+        if unknown := [a for a in args if a.startswith("-")]:
+            raise UsageError(f"unrecognized option {unknown[0]} (scrapy crawl -h lists them)")
+        if len(args) != 1:
+            raise UsageError("name one spider: scrapy crawl digests [options]")
+        loader = self.crawler_process.spider_loader
+        try:
+            spidercls = loader.load(args[0])
+        except KeyError:
+            known = ", ".join(sorted(loader.list())) or "none"
+            self._refuse([f"spider {args[0]!r} is unknown; this project has: {known}"])
+        check = getattr(spidercls, "argument_problems", None)
+        if check is not None:
+            self._refuse(check(opts.spargs))
         paths = []
         if state_db := self.settings.get("STATE_DB"):
             try:
