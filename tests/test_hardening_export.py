@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
-from tests.test_invariants import assert_no_traceback, error_lines
+from crawler.export import ownership
+from tests.conftest import ROOT, Crawl, run_crawl
+from tests.standin import Catalogue, StandIn
+from tests.test_invariants import assert_no_traceback, error_lines, tree
 
 pytestmark = pytest.mark.e2e
 
@@ -85,3 +88,197 @@ def test_crawl_outside_the_project_exits_1_with_one_line(tmp_path: Path) -> None
     assert lines[0].startswith("error: 'digests' is unknown here: ")
     assert str(tmp_path) in lines[0] and "scrapy.cfg" in lines[0]
     assert list(tmp_path.iterdir()) == []  # nothing written where it ran
+
+
+# --- item 1: never delete or replace what we did not write ---------------------------------
+FAST = {"ARXIV_DELAY": 0.2, "RETRY_BACKOFF_BASE": 0.05}
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory: pytest.TempPathFactory, catalogue: Catalogue) -> Path:
+    """``output/`` after one complete sample run: snapshot, state, run report, dataset, report."""
+    out = tmp_path_factory.mktemp("baseline") / "output" / "digests.jsonl"
+    with StandIn(catalogue) as server:
+        done = run_crawl(out, server, settings=FAST, default_feed=True, analysis=True)
+    assert done.returncode == 0, done.log[-3000:]
+    assert (out.parent / "digests.dataset").is_symlink()
+    return out.parent
+
+
+def _fresh(baseline: Path, tmp_path: Path) -> Path:
+    """A copy of the baseline's ``output/`` (symlinks kept as links) in ``tmp_path``."""
+    output = tmp_path / "output"
+    shutil.copytree(baseline, output, symlinks=True)
+    return output
+
+
+def _someones_files(folder: Path) -> Path:
+    """A folder of somebody else's files, one of them in a subfolder."""
+    (folder / "notes").mkdir(parents=True)
+    (folder / "README.txt").write_text("quarterly numbers, do not delete\n")
+    (folder / "notes" / "2026.csv").write_bytes(b"a,b\n1,2\n")
+    return folder
+
+
+def _refused(done: Crawl, standin: StandIn, *names: str) -> str:
+    """Exit 1, one ``error:`` line naming every one of ``names``, and nothing crawled."""
+    assert done.returncode == 1, done.log[-3000:]
+    lines = error_lines(done.log)
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    for name in names:
+        assert name in lines[0], (name, lines[0])
+    assert "Spider opened" not in done.log
+    assert_no_traceback(done.log)
+    assert not any(standin.requests_for(s) for s in ("arxiv", "oembed", "syndication", "semantic_scholar"))
+    return lines[0]
+
+
+def test_dataset_dir_on_the_snapshots_own_folder_is_refused(
+    tmp_path: Path, baseline: Path, standin: StandIn
+) -> None:
+    output = _fresh(baseline, tmp_path)
+    (output / "mine.txt").write_text("somebody's file beside the snapshot\n")
+    before = tree(tmp_path)
+    done = run_crawl(
+        output / "digests.jsonl", standin, default_feed=True, analysis=True,
+        settings={**FAST, "DATASET_DIR": output},
+    )  # fmt: skip
+    line = _refused(done, standin, "DATASET_DIR", str(output))
+    assert "contains" in line
+    assert tree(tmp_path) == before
+
+
+def test_dataset_dir_on_a_folder_of_someones_files_is_refused(
+    tmp_path: Path, baseline: Path, standin: StandIn
+) -> None:
+    output = _fresh(baseline, tmp_path)
+    warehouse = _someones_files(tmp_path / "warehouse")
+    before = tree(tmp_path)
+    done = run_crawl(
+        output / "digests.jsonl", standin, default_feed=True, analysis=True,
+        settings={**FAST, "DATASET_DIR": warehouse},
+    )  # fmt: skip
+    line = _refused(done, standin, "DATASET_DIR", str(warehouse))
+    assert "not a dataset this crawler wrote" in line
+    assert tree(tmp_path) == before
+
+
+def test_dataset_dir_holding_the_state_db_is_refused(
+    tmp_path: Path, baseline: Path, standin: StandIn
+) -> None:
+    output = _fresh(baseline, tmp_path)
+    state = tmp_path / "keep" / "state.sqlite3"
+    state.parent.mkdir()
+    shutil.copy(output / "state.sqlite3", state)
+    before = tree(tmp_path)
+    done = run_crawl(
+        output / "digests.jsonl", standin, default_feed=True, analysis=True,
+        settings={**FAST, "DATASET_DIR": state.parent, "STATE_DB": state},
+    )  # fmt: skip
+    _refused(done, standin, "DATASET_DIR", str(state.parent), "STATE_DB")
+    assert tree(tmp_path) == before
+
+
+def test_report_file_on_the_snapshot_is_refused(
+    tmp_path: Path, baseline: Path, standin: StandIn
+) -> None:
+    output = _fresh(baseline, tmp_path)
+    before = tree(tmp_path)
+    snapshot = output / "digests.jsonl"
+    done = run_crawl(
+        snapshot, standin, default_feed=True, analysis=True,
+        settings={**FAST, "REPORT_FILE": snapshot},
+    )  # fmt: skip
+    _refused(done, standin, "REPORT_FILE", str(snapshot))
+    assert tree(tmp_path) == before
+
+
+def test_report_file_on_someones_page_is_refused(
+    tmp_path: Path, baseline: Path, standin: StandIn
+) -> None:
+    output = _fresh(baseline, tmp_path)
+    page = tmp_path / "index.html"
+    page.write_text("<!DOCTYPE html><html><body>my home page</body></html>\n")
+    before = tree(tmp_path)
+    done = run_crawl(
+        output / "digests.jsonl", standin, default_feed=True, analysis=True,
+        settings={**FAST, "REPORT_FILE": page},
+    )  # fmt: skip
+    _refused(done, standin, "REPORT_FILE", str(page), "not a report this crawler wrote")
+    assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("kind", ["text", "foreign-jsonl", "symlink"])
+def test_output_onto_a_file_we_did_not_write_is_refused(
+    tmp_path: Path, standin: StandIn, kind: str
+) -> None:
+    target = tmp_path / "notes.jsonl"
+    if kind == "text":
+        target.write_text("my notes, one per line\n")
+    elif kind == "foreign-jsonl":
+        target.write_text('{"name": "a record of somebody else"}\n')
+    else:
+        (tmp_path / "real.txt").write_text("the link's target\n")
+        target.symlink_to("real.txt")
+    before = tree(tmp_path)
+    settings = {**standin.settings, **FAST, "STATE_DB": ""}
+    ran = scrapy(
+        "crawl", "digests", "-O", str(target),
+        *(arg for name, value in settings.items() for arg in ("-s", f"{name}={value}")),
+    )  # fmt: skip
+    done = Crawl([], b"", ran.stderr, ran.returncode)
+    _refused(done, standin, "output", str(target), "not a snapshot this crawler wrote")
+    assert tree(tmp_path) == before
+
+
+def test_a_run_report_we_did_not_write_is_refused(
+    tmp_path: Path, baseline: Path, standin: StandIn
+) -> None:
+    output = _fresh(baseline, tmp_path)
+    (output / "digests.run.json").write_text('{"my": "configuration"}\n')
+    before = tree(tmp_path)
+    done = run_crawl(output / "digests.jsonl", standin, default_feed=True, settings=FAST)
+    _refused(done, standin, "run report", str(output / "digests.run.json"))
+    assert tree(tmp_path) == before
+
+
+def test_a_lock_file_we_did_not_write_is_refused(tmp_path: Path, standin: StandIn) -> None:
+    out = tmp_path / "digests.jsonl"
+    lock = tmp_path / ".digests.jsonl.lock"
+    lock.write_text("somebody's file, named like our lock\n")
+    done = run_crawl(out, standin, settings=FAST)
+    _refused(done, standin, str(lock), "not a run lock this crawler wrote")
+    assert lock.read_text() == "somebody's file, named like our lock\n"
+    assert not out.exists()
+
+
+def test_a_complete_run_replaces_only_what_it_wrote(
+    tmp_path: Path, baseline: Path, standin: StandIn
+) -> None:
+    """Stale-file cleanup beside the snapshot and the dataset leaves other files alone; an
+    earlier dataset without the marker (today's main wrote it) is replaced as usual."""
+    output = _fresh(baseline, tmp_path)
+    old = output / os.readlink(output / "digests.dataset")
+    (old / ownership.MARKER).unlink()  # as written before the marker existed
+    lookalikes = {
+        ".digests.dataset-notes": _someones_files(output / ".digests.dataset-notes"),
+        ".hot-papers-sort-mine": _someones_files(output / ".hot-papers-sort-mine"),
+    }
+    (output / ".digests.jsonl.backup.tmp").write_text("my backup\n")
+    kept = {
+        name: tree(path) for name, path in lookalikes.items()
+    } | {"backup": (output / ".digests.jsonl.backup.tmp").read_bytes()}
+    done = run_crawl(
+        output / "digests.jsonl", standin, "-a", "refresh=all", default_feed=True,
+        analysis=True, settings=FAST,
+    )  # fmt: skip
+    assert done.returncode == 0, done.log[-3000:]
+    assert {name: tree(path) for name, path in lookalikes.items()} == {
+        name: value for name, value in kept.items() if name != "backup"
+    }
+    assert (output / ".digests.jsonl.backup.tmp").read_bytes() == kept["backup"]
+    new = output / os.readlink(output / "digests.dataset")
+    assert new != old and not old.exists()  # the unmarked dataset of ours was replaced
+    assert (new / ownership.MARKER).is_file() and (new / "dataset.json").is_file()
+    report = (output / "digests.report.html").read_text()
+    assert ownership.REPORT_MARK in report

@@ -19,7 +19,8 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import UsageError
 from scrapy.settings import BaseSettings
 
-from crawler.export.runfiles import feed_path
+from crawler.export import ownership
+from crawler.export.runfiles import beside_outputs, feed_path, local_feeds
 from crawler.outcome import ExitStatus, Outcome
 from crawler.runlock import RunLock, RunLocked
 from crawler.services.base import number_problems
@@ -109,6 +110,38 @@ def usage_error(message: str) -> NoReturn:
     _stop([message.strip().splitlines()[0] if message.strip() else "usage error"], 1)
 
 
+_BESIDE_CHECKS = {
+    "run report": ownership.run_report_problem,
+    "change feed folder": ownership.changes_problem,
+    "DATASET_DIR": ownership.dataset_problem,
+    "REPORT_FILE": ownership.report_problem,
+}
+
+
+def _feeds(settings: BaseSettings) -> list[tuple[Path, str]]:
+    """The local feed files (``DEFAULT_FEED`` when no feed is given), with their formats."""
+    if feeds := settings.getdict("FEEDS"):
+        return local_feeds(feeds)
+    default = settings.get("DEFAULT_FEED")
+    return [(Path(default), "jsonlines")] if default else []
+
+
+def ownership_problems(settings: BaseSettings) -> list[str]:
+    """Every path this run would replace must be free, or hold what this crawler wrote there,
+    and no output may be, or lie inside, another (replacing the outer one would take the inner
+    one along). One line per output; see :mod:`crawler.export.ownership`."""
+    feeds = _feeds(settings)
+    named = [("output", path) for path, _ in feeds]
+    checks = [(str(path), ownership.snapshot_problem(path, fmt)) for path, fmt in feeds]
+    if feeds:
+        for name, path in beside_outputs(feeds[0][0], settings):
+            named.append((name, path))
+            checks.append((name, _BESIDE_CHECKS[name](path)))
+    if state_db := settings.get("STATE_DB"):
+        named.append(("STATE_DB", Path(state_db)))
+    return ownership.overlap_problems(named) or ownership.first_problems(checks)
+
+
 def snapshot_path(settings: BaseSettings) -> Path | None:
     """The snapshot file: the first local feed, or ``DEFAULT_FEED`` when no feed is given."""
     feeds = settings.getdict("FEEDS")
@@ -142,9 +175,9 @@ class Command(ScrapyCrawl):
         if problems:
             _stop(problems, status)
 
-    def _preflight(self, args: list[str], opts: argparse.Namespace) -> list[Path]:
-        """Refuse a run that cannot succeed; the paths it must lock."""
-        assert self.settings is not None and self.crawler_process is not None
+    def _check_spider(self, args: list[str], opts: argparse.Namespace) -> None:
+        """One spider, known, with arguments it accepts (usage errors: one line, exit 1)."""
+        assert self.crawler_process is not None
         if unknown := [a for a in args if a.startswith("-")]:
             raise UsageError(f"unrecognized option {unknown[0]} (scrapy crawl -h lists them)")
         if len(args) != 1:
@@ -158,17 +191,22 @@ class Command(ScrapyCrawl):
         check = getattr(spidercls, "argument_problems", None)
         if check is not None:
             self._refuse(check(opts.spargs))
-        paths = []
+
+    def _preflight(self, args: list[str], opts: argparse.Namespace) -> list[Path]:
+        """Refuse a run that cannot succeed; the paths it must lock."""
+        assert self.settings is not None
+        self._check_spider(args, opts)
+        snapshot = snapshot_path(self.settings)
+        if snapshot is not None and (problem := output_problem(snapshot)):
+            self._refuse([problem], ExitStatus.OUTPUT_FAILED)
+        self._refuse(ownership_problems(self.settings))
+        paths = [snapshot] if snapshot is not None else []
         if state_db := self.settings.get("STATE_DB"):
             try:
                 StateStore(state_db).close()
             except StateError as exc:
                 self._refuse([str(exc)])
             paths.append(Path(state_db))
-        if snapshot := snapshot_path(self.settings):
-            if problem := output_problem(snapshot):
-                self._refuse([problem], ExitStatus.OUTPUT_FAILED)
-            paths.append(snapshot)
         return paths
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
