@@ -8,6 +8,8 @@ processes on real files.
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import re
 import shutil
@@ -282,3 +284,32 @@ def test_a_complete_run_replaces_only_what_it_wrote(
     assert (new / ownership.MARKER).is_file() and (new / "dataset.json").is_file()
     report = (output / "digests.report.html").read_text()
     assert ownership.REPORT_MARK in report
+
+
+# --- item 8: CSV cells ----------------------------------------------------------------------
+def test_csv_writes_nested_values_as_json_text(tmp_path: Path, standin: StandIn) -> None:
+    """Every nested cell is the JSON of the value the JSON Lines snapshot of the same run holds
+    (UTF-8, the same encoding); scalars stay plain and a top-level null is an empty cell."""
+    out, table = tmp_path / "digests.jsonl", tmp_path / "digests.csv"
+    done = run_crawl(out, standin, "-O", str(table), settings=FAST)
+    assert done.returncode == 0, done.log[-3000:]
+    with table.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    by_entry = {
+        (r["post"]["source"], r["post"]["slug"], r["rank"]): r for r in done.records
+    }
+    assert len(rows) == len(done.records) == len(by_entry) > 0
+    nested = 0
+    for row in rows:
+        post = json.loads(row["post"])
+        record = by_entry[(post["source"], post["slug"], int(row["rank"]))]
+        assert list(row) == list(record)
+        for key, value in record.items():
+            if isinstance(value, list | dict):
+                assert json.loads(row[key]) == value, key
+                assert row[key] == json.dumps(value, ensure_ascii=False)
+                nested += 1
+            else:
+                assert row[key] == ("" if value is None else str(value)), key
+    assert nested >= 5 * len(rows)  # post, digest, arxiv, impact, code_urls, tweets
+    assert any("\\u" not in row["tweets"] and not row["tweets"].isascii() for row in rows)
