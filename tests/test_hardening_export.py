@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,15 @@ import pytest
 from crawler.export import ownership
 from tests.conftest import ROOT, Crawl, run_crawl
 from tests.standin import Catalogue, StandIn
-from tests.test_invariants import assert_no_traceback, error_lines, tree
+from tests.test_invariants import (
+    SAFETY,
+    assert_no_traceback,
+    error_lines,
+    start_crawl,
+    tree,
+    urls_of,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -68,9 +77,9 @@ def test_a_usage_error_exits_1_with_one_line(tmp_path: Path, case: str) -> None:
 def test_no_spider_named_exits_1_with_one_line(tmp_path: Path) -> None:
     done = scrapy("crawl", "-s", f"STATE_DB={tmp_path / 's.sqlite3'}")
     assert done.returncode == 1, done.stderr[-3000:]
-    assert error_lines(done.stderr) == [
-        "error: name one spider: scrapy crawl digests [options]"
-    ], done.stderr[-3000:]
+    assert error_lines(done.stderr) == ["error: name one spider: scrapy crawl digests [options]"], (
+        done.stderr[-3000:]
+    )
 
 
 def test_an_unknown_spider_exits_1_with_one_line(tmp_path: Path) -> None:
@@ -131,7 +140,9 @@ def _refused(done: Crawl, standin: StandIn, *names: str) -> str:
         assert name in lines[0], (name, lines[0])
     assert "Spider opened" not in done.log
     assert_no_traceback(done.log)
-    assert not any(standin.requests_for(s) for s in ("arxiv", "oembed", "syndication", "semantic_scholar"))
+    assert not any(
+        standin.requests_for(s) for s in ("arxiv", "oembed", "syndication", "semantic_scholar")
+    )
     return lines[0]
 
 
@@ -267,9 +278,9 @@ def test_a_complete_run_replaces_only_what_it_wrote(
         ".hot-papers-sort-mine": _someones_files(output / ".hot-papers-sort-mine"),
     }
     (output / ".digests.jsonl.backup.tmp").write_text("my backup\n")
-    kept = {
-        name: tree(path) for name, path in lookalikes.items()
-    } | {"backup": (output / ".digests.jsonl.backup.tmp").read_bytes()}
+    kept = {name: tree(path) for name, path in lookalikes.items()} | {
+        "backup": (output / ".digests.jsonl.backup.tmp").read_bytes()
+    }
     done = run_crawl(
         output / "digests.jsonl", standin, "-a", "refresh=all", default_feed=True,
         analysis=True, settings=FAST,
@@ -295,9 +306,7 @@ def test_csv_writes_nested_values_as_json_text(tmp_path: Path, standin: StandIn)
     assert done.returncode == 0, done.log[-3000:]
     with table.open(encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
-    by_entry = {
-        (r["post"]["source"], r["post"]["slug"], r["rank"]): r for r in done.records
-    }
+    by_entry = {(r["post"]["source"], r["post"]["slug"], r["rank"]): r for r in done.records}
     assert len(rows) == len(done.records) == len(by_entry) > 0
     nested = 0
     for row in rows:
@@ -313,3 +322,27 @@ def test_csv_writes_nested_values_as_json_text(tmp_path: Path, standin: StandIn)
                 assert row[key] == ("" if value is None else str(value)), key
     assert nested >= 5 * len(rows)  # post, digest, arxiv, impact, code_urls, tweets
     assert any("\\u" not in row["tweets"] and not row["tweets"].isascii() for row in rows)
+
+
+# --- item 8: a forced shutdown still writes the run report ----------------------------------
+def test_a_double_sigint_still_writes_the_run_report(tmp_path: Path, standin: StandIn) -> None:
+    """The second Ctrl-C is Scrapy's forced shutdown: the reactor stops before the crawl
+    closes. The run report is written all the same, saying so, and the run exits 1."""
+    out = tmp_path / "digests.jsonl"
+    standin.hold("arxiv")  # the arXiv answer stays away: the crawl is held mid-way
+    running = start_crawl(out, urls_of(standin), settings=FAST)
+    try:
+        wait_for(lambda: standin.in_flight("arxiv"), "the arXiv request, held")
+        running.proc.send_signal(signal.SIGINT)
+        wait_for(lambda: "shutting down gracefully" in running.log(), "the first SIGINT heard")
+        running.proc.send_signal(signal.SIGINT)
+        done = running.wait(SAFETY)
+    finally:
+        running.kill()
+    assert "forcing unclean shutdown" in done.log, done.log[-3000:]
+    assert done.returncode == 1, done.log[-3000:]
+    report = json.loads((tmp_path / "digests.run.json").read_text())
+    assert report["finish_reason"] == "shutdown forced (a second signal)"
+    assert (report["exit_status"], report["snapshot_replaced"]) == (1, False)
+    assert report["run_id"] and report["finished_at"]
+    assert not out.exists()

@@ -20,13 +20,15 @@ from scrapy.exceptions import UsageError
 from scrapy.settings import BaseSettings
 
 from crawler.export import ownership
-from crawler.export.runfiles import beside_outputs, feed_path, local_feeds
+from crawler.export.runfiles import RunFiles, beside_outputs, feed_path, local_feeds
 from crawler.outcome import ExitStatus, Outcome
 from crawler.runlock import RunLock, RunLocked
 from crawler.services.base import number_problems
 from crawler.services.registry import SERVICES
 from crawler.state.freshness import refresh_choices
 from crawler.state.store import StateError, StateStore
+
+FORCED_STOP = "shutdown forced (a second signal)"  # the finish reason nothing else records
 
 # Settings of ours (and Scrapy's we depend on) and their lowest sensible value.
 NUMBERS: dict[str, tuple[type, float]] = {
@@ -217,9 +219,27 @@ class Command(ScrapyCrawl):
             _stop([str(exc)], ExitStatus.NOT_COMPLETED)
         try:
             super().run(args, opts)
+            self._report_forced_stop()
         finally:
             lock.release()
         self.exitcode = int(self.exit_status())
+
+    def _report_forced_stop(self) -> None:
+        """Scrapy's forced shutdown (a second Ctrl-C) stops the reactor before the crawl
+        closes, so nothing wrote ``NAME.run.json``; README promises one for every run."""
+        crawler = self._run_crawler
+        assert self.crawler_process is not None
+        if crawler is None or self.crawler_process.bootstrap_failed:
+            return  # it never started: an error while starting, already reported
+        try:
+            files = crawler.get_extension(RunFiles)
+        except RuntimeError:  # the extensions were never built
+            return
+        if files is None or files.report_written:
+            return
+        outcome = Outcome.of(crawler)
+        outcome.reason = outcome.reason or FORCED_STOP
+        files.write_report(None)
 
     def exit_status(self) -> ExitStatus:
         if self.exitcode or self._run_crawler is None:

@@ -60,7 +60,7 @@ def is_our_dataset(folder: Path) -> bool:
     manifest = _read_json(folder / MANIFEST)
     if not isinstance(manifest, dict):
         return False
-    return manifest.get("written_by") == WRITTEN_BY or _LEGACY_KEYS <= manifest.keys()
+    return manifest.get("written_by") == WRITTEN_BY or manifest.keys() >= _LEGACY_KEYS
 
 
 def is_our_sort_folder(folder: Path) -> bool:

@@ -115,6 +115,7 @@ class RunFiles:
         self._ids: dict[tuple[str, str], list[int]] = {}  # the pending rows behind each change
         self._hits: Any = None  # temporary file: one line per record that carries a change
         self.changed_records = 0
+        self.report_written = False  # NAME.run.json: written once, however the run ends
         self.changes: list[dict[str, Any]] = []  # this run's change lines, for the HTML report
         name = str(self.path.with_suffix(""))
         self.dataset_dir = _beside(crawler.settings.get("DATASET_DIR"), name)
@@ -273,6 +274,7 @@ class RunFiles:
     def write_report(self, changes_file: Path | None) -> None:
         assert self.path is not None
         path = run_report_path(self.path)
+        self.report_written = True
         try:
             report = self.report(changes_file)
             atomic_write(path, json.dumps(report, indent=2, ensure_ascii=False).encode() + b"\n")
