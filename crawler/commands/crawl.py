@@ -109,7 +109,10 @@ def usage_error(message: str) -> NoReturn:
     """Replaces argparse's ``error``: Scrapy routes every usage error (argparse's own, and each
     :class:`UsageError` a command raises) through it, and it would print the usage text and
     exit 2, which README reserves for an unreadable source. A usage error is a refused run."""
-    _stop([message.strip().splitlines()[0] if message.strip() else "usage error"], 1)
+    _stop(
+        [message.strip().splitlines()[0] if message.strip() else "usage error"],
+        ExitStatus.NOT_COMPLETED,
+    )
 
 
 _BESIDE_CHECKS = {

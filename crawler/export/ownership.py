@@ -36,6 +36,7 @@ SORT_DATABASE = "records.sqlite3"  # the one file of a sort folder
 REPORT_MARK = "<!-- hot-papers-crawler report: replaced by every run that writes a dataset -->"
 _LEGACY_REPORT = "<footer class='note'>Tables: <code>"  # in every report written before the mark
 _HEAD = 64 * 1024  # bytes of a file read to recognise it
+_RECORD_MAX = 64 * 1024 * 1024  # the longest first line read to recognise a snapshot
 _JSONL_SUFFIXES = (".jsonl", ".jsonlines", ".jl")
 
 
@@ -111,17 +112,25 @@ def _parquet_footer(path: Path) -> bytes:
         return f.read(length)
 
 
+def _first_record_is_ours(path: Path) -> bool:
+    """The first non-blank line, read whole (a record with its tweets' HTML can be large)."""
+    with path.open("rb") as f:
+        for line in iter(lambda: f.readline(_RECORD_MAX), b""):
+            if line.strip():
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    return False
+                return isinstance(record, dict) and "schema_version" in record
+    return True
+
+
 def _is_our_snapshot(path: Path, feed_format: str) -> bool:
     head = _head(path)
     if not head.strip():
         return True  # empty: nothing to lose
     if feed_format in ("jsonlines", "jsonl") or path.suffix.lower() in _JSONL_SUFFIXES:
-        first = head.lstrip().split(b"\n", 1)[0]
-        try:
-            record = json.loads(first)
-        except ValueError:
-            return False
-        return isinstance(record, dict) and "schema_version" in record
+        return _first_record_is_ours(path)
     if feed_format == "parquet" or head.startswith(b"PAR1"):
         return b"schema_version" in _parquet_footer(path)
     return b"schema_version" in head  # Scrapy's other exporters: the first record's first key
