@@ -272,9 +272,16 @@ def test_a_complete_run_replaces_only_what_it_wrote(
     earlier dataset without the marker (today's main wrote it) is replaced as usual."""
     output = _fresh(baseline, tmp_path)
     old = output / os.readlink(output / "digests.dataset")
-    (old / ownership.MARKER).unlink()  # as written before the marker existed
+    manifest = json.loads((old / "dataset.json").read_text())
+    del manifest["written_by"]  # as today's main writes it
+    (old / "dataset.json").write_text(json.dumps(manifest))
+    killed = output / ".digests.dataset-abcdefabcdef"  # a killed run's half-built folder
+    killed.mkdir()
+    ownership.mark_folder(killed)
+    (killed / "entries.parquet").write_bytes(b"half")
     lookalikes = {
         ".digests.dataset-notes": _someones_files(output / ".digests.dataset-notes"),
+        ".digests.dataset-0123456789ab": _someones_files(output / ".digests.dataset-0123456789ab"),
         ".hot-papers-sort-mine": _someones_files(output / ".hot-papers-sort-mine"),
     }
     (output / ".digests.jsonl.backup.tmp").write_text("my backup\n")
@@ -292,7 +299,10 @@ def test_a_complete_run_replaces_only_what_it_wrote(
     assert (output / ".digests.jsonl.backup.tmp").read_bytes() == kept["backup"]
     new = output / os.readlink(output / "digests.dataset")
     assert new != old and not old.exists()  # the unmarked dataset of ours was replaced
-    assert (new / ownership.MARKER).is_file() and (new / "dataset.json").is_file()
+    assert not killed.exists()
+    assert "left alone: " in done.log and ".digests.dataset-0123456789ab" in done.log
+    assert json.loads((new / "dataset.json").read_text())["written_by"] == "hot-papers-crawler"
+    assert not (new / ownership.MARKER).exists()  # traded for the manifest once finished
     report = (output / "digests.report.html").read_text()
     assert ownership.REPORT_MARK in report
 
