@@ -210,9 +210,7 @@ def _post(front: _FrontMatter, source: str, encoding: str, problems: list[Proble
     if meta and post_date is None:
         shown = _str_or_none(meta.get("date"))
         problems.append(
-            Problem(
-                front.date_line, f"front matter date {shown!r} is not a valid date; ignored"
-            )
+            Problem(front.date_line, f"front matter date {shown!r} is not a valid date; ignored")
             if shown is not None
             else Problem(1, "front matter has no date")
         )
