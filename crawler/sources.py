@@ -125,9 +125,17 @@ class _Scan:
     files: list[Path] = field(default_factory=list)
     dangling: list[Path] = field(default_factory=list)
     seen: set[tuple[int, int, int]] = field(default_factory=set)
+    listings: dict[Path, list[os.DirEntry[str]]] = field(default_factory=dict)
     visited: int = 0
 
     def entries(self, folder: Path) -> list[os.DirEntry[str]]:
+        """A folder's entries, listed once per walk (``**/*.md`` looks at each folder twice)."""
+        known = self.listings.get(folder)
+        if known is None:
+            known = self.listings[folder] = self._list(folder)
+        return known
+
+    def _list(self, folder: Path) -> list[os.DirEntry[str]]:
         try:
             with os.scandir(folder) as listing:
                 found = []
@@ -136,7 +144,7 @@ class _Scan:
                     if self.visited > self.limit:
                         raise ScanLimit
                     found.append(entry)
-        except (NotADirectoryError, FileNotFoundError, PermissionError):
+        except OSError:  # not a folder, gone, unreadable, a symlink loop: nothing in it
             return []
         return found
 
