@@ -89,7 +89,7 @@ def test_oembed_refuses_an_answer_about_another_tweet() -> None:
     answer = Response(request.url, status=200, body=body, request=request)
     values = service.values(["1405"], answer)
     assert values["1405"].status == "error"
-    assert values["1405"].error.endswith("oEmbed answer is about tweet 999, not 1405")
+    assert str(values["1405"].error).endswith("oEmbed answer is about tweet 999, not 1405")
     own = body.replace(b"status/999", b"status/1405")
     ok = service.values(["1405"], Response(request.url, status=200, body=own, request=request))
     assert ok["1405"].status == "ok" and ok["1405"].url == "https://twitter.com/ada/status/1405"
