@@ -280,11 +280,9 @@ class SemanticScholar(Service[Impact]):
             raise AnswerUnusable(str(exc)) from exc
 
     def about_other(self, keys: list[str], parsed: dict[str, Impact]) -> str | None:
-        """The answer is a list in request order, so it names the asked IDs by position (its
-        length is checked); an element whose ``externalIds.ArXiv`` is another paper is an
-        error for that paper alone (:func:`parse_batch`)."""
-        if set(parsed) != set(batch_ids(keys)):
-            return "answer is not for the IDs asked"
+        """Checked while parsing: the answer is a list in request order (its length must match),
+        and an element whose ``externalIds.ArXiv`` names another paper is an error for that
+        paper alone (:func:`parse_batch`), as one odd element must not cost the batch."""
         return None
 
     def values(self, keys: list[str], response: Response) -> dict[str, Impact]:
