@@ -131,6 +131,9 @@ ITEM_PIPELINES = {
 }
 # Entries read from one digest at most; the rest of an absurd file is skipped with an error.
 MAX_ENTRIES_PER_DIGEST = 1000
+# Files and folders one folder or pattern of the source argument may visit; beyond it that
+# source is refused with an error (a tree far larger than any digest archive, a runaway glob).
+SOURCE_SCAN_MAX = 100_000
 
 # --- Output -------------------------------------------------------------------------------------
 FEED_STORAGES = {
@@ -156,6 +159,7 @@ FEED_EXPORTERS = {
     "jsonlines": "crawler.export.jsonlines.SortedJsonLinesExporter",
     "jsonl": "crawler.export.jsonlines.SortedJsonLinesExporter",
     "parquet": "crawler.export.parquet.ParquetItemExporter",
+    "csv": "crawler.export.csvfeed.JsonCellCsvItemExporter",  # nested values as JSON text
 }
 # After a run that replaced the snapshot: typed Parquet tables and a DuckDB file in a folder,
 # and a self-contained HTML report ("{name}" is the snapshot's path without its suffix: the

@@ -164,6 +164,9 @@ class HfPapers(Service[HfPaper]):
     # A new code link or project page is a change; counts and when they were taken are not.
     volatile = ("upvotes", "comments", "github_stars", "history")
     history_max_setting = "PAPER_HISTORY_MAX"
+    integers: ClassVar[dict[str, str]] = {
+        "upvotes": "count", "comments": "count", "github_stars": "count",
+    }  # fmt: skip
     numbers: ClassVar[dict[str, tuple[type, float]]] = {
         "HF_CONCURRENCY": (int, 1), "PAPER_HISTORY_MAX": (int, 1),
     }  # fmt: skip
@@ -208,8 +211,12 @@ class HfPapers(Service[HfPaper]):
             dont_filter=True,
         )
 
-    def check(self, request: Request, response: Response) -> HfPaper:
+    def parse(self, request: Request, response: Response) -> HfPaper:
         return parse_paper(response.body, request.meta["keys"][0])
+
+    def about_other(self, keys: list[str], parsed: HfPaper) -> str | None:
+        """None: :func:`parse_paper` already refuses a page that names another paper."""
+        return None
 
     def values(self, keys: list[str], response: Response) -> dict[str, HfPaper]:
         (key,) = keys

@@ -260,6 +260,7 @@ class OpenAlex(Service[OpenAlexWork]):
     # A new published version is a change; counts move daily and are the history.
     volatile = ("cited_by_count", "counts_by_year", "history")
     history_max_setting = "PAPER_HISTORY_MAX"
+    integers: ClassVar[dict[str, str]] = {"cited_by_count": "count"}
     numbers: ClassVar[dict[str, tuple[type, float]]] = {
         "OPENALEX_BATCH_SIZE": (int, 1), "OPENALEX_BATCH_WAIT": (float, 0),
         "OPENALEX_DELAY": (float, 0), "PAPER_HISTORY_MAX": (int, 1),
@@ -314,11 +315,18 @@ class OpenAlex(Service[OpenAlexWork]):
         path = quote(f"doi:{arxiv_doi(key)}", safe=":/")
         return self._request(f"{self.url}/works/{path}", {"select": FIELDS}, [key], lookup=True)
 
-    def check(self, request: Request, response: Response) -> dict[str, OpenAlexWork]:
+    def parse(self, request: Request, response: Response) -> dict[str, OpenAlexWork]:
         keys: list[str] = request.meta["keys"]
         if request.meta.get("lookup"):
             return {keys[0]: parse_single(response.body, keys[0])}
         return parse_list(response.body, keys)
+
+    def about_other(self, keys: list[str], parsed: dict[str, OpenAlexWork]) -> str | None:
+        """Works are matched to papers by DOI while parsing (one naming a DOI not asked, or a
+        single lookup answering another preprint, is refused there); values for keys not
+        asked would be a bug of that matching."""
+        strangers = sorted(set(parsed) - set(keys))
+        return f"answer has values for papers not asked ({strangers[0]})" if strangers else None
 
     def values(self, keys: list[str], response: Response) -> dict[str, OpenAlexWork]:
         lookup = bool(response.meta.get("lookup"))
