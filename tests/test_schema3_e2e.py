@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]
 import polars as pl
 import pytest
 
@@ -95,7 +95,7 @@ def test_one_availability_per_tweet_as_served(sample_crawl: Crawl, catalogue: Ca
         served, details = catalogue.tweets[tweet["id"]], catalogue.details[tweet["id"]]
         if details.outcome == "tombstone":
             text = details.tombstone_text or ""
-            expected = (meaning[text], text)
+            expected: tuple[str, str | None] = (meaning[text], text)
         elif served.status == "protected":
             expected = ("protected", "oEmbed answered HTTP 403")
         elif served.status == "deleted" and details.outcome != "tweet":
