@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import run_crawl
 from tests.standin import Catalogue, StandIn
+from tests.standin.requestlog import max_concurrency, min_start_gap
 
 pytestmark = pytest.mark.e2e
 
@@ -82,6 +83,9 @@ def test_one_request_per_paper_and_never_a_429_under_the_window(clean: Any) -> N
     assert len(hf) > 3 * WINDOW[0]  # the crawl really spanned several windows
     assert [r for r in hf if r.status == 429 or r.refused] == []
     assert all(r.authorization is None for r in hf)  # anonymous without HF_TOKEN
+    # arXiv's rule holds with HF on the same host and port: one at a time, ARXIV_DELAY apart.
+    arxiv = sorted((r for r in log if r.service == "arxiv"), key=lambda r: r.start)
+    assert min_start_gap(arxiv) >= 0.2 and max_concurrency(arxiv) == 1  # FAST ARXIV_DELAY
     summary = next(line for line in crawl.log.splitlines() if line.startswith("  Hugging Face:"))
     assert f"; {len(hf)} requests (0 throttled), 0 retries" in summary, summary
 

@@ -89,7 +89,7 @@ def test_unchanged_refresh_costs_nothing_and_is_byte_identical(
     out = tmp_path / "snapshot.jsonl"
     with StandIn(catalogue) as server:
         first = run_crawl(out, server, *_source(digests), settings=FAST)
-        assert len(server.log) == 2 + 1 + 125 + 125  # arXiv, S2, oEmbed, details
+        assert len(server.log) == 2 + 1 + 103 + 125 + 125  # arXiv, S2, HF, oEmbed, details
         server.reset_log()
         second = run_crawl(out, server, *_source(digests), settings=FAST)
         assert server.log == []
@@ -161,8 +161,8 @@ def test_stale_and_failed_fetches_are_asked_again(
         assert out.read_bytes() == snapshot  # a refused run never replaces the snapshot
     assert bad.returncode == 1
     assert (
-        "refresh=sometimes: must be one of none, all, errors, arxiv, impact, tweets, embeds, details"
-        in bad.log
+        "refresh=sometimes: must be one of none, all, errors, arxiv, impact, semantic_scholar, "
+        "hf, tweets, embeds, details" in bad.log
     )
     assert "Traceback" not in bad.log
 
