@@ -33,7 +33,7 @@ NUMBERS: dict[str, tuple[type, float]] = {
     "PROGRESS_INTERVAL": (float, -1), "CONCURRENT_ITEMS": (int, 1),
     "CONCURRENT_REQUESTS": (int, 1), "DOWNLOAD_TIMEOUT": (float, 0),
     "DOWNLOAD_MAXSIZE": (int, 0), "MAX_ENTRIES_PER_DIGEST": (int, 1),
-    "DETAILS_HISTORY_MAX": (int, 1), "RATELIMIT_RESERVE": (int, 0),
+    "DETAILS_HISTORY_MAX": (int, 1), "SOURCE_SCAN_MAX": (int, 1), "RATELIMIT_RESERVE": (int, 0),
 }  # fmt: skip
 
 
@@ -144,7 +144,8 @@ class Command(ScrapyCrawl):
         paths = []
         if state_db := self.settings.get("STATE_DB"):
             try:
-                StateStore(state_db).close()
+                # Checked only: an upgrade waits for this run's lock (another run may use it).
+                StateStore(state_db, migrate=False).close()
             except StateError as exc:
                 self._refuse([str(exc)])
             paths.append(Path(state_db))
