@@ -73,7 +73,7 @@ def test_tables_and_duckdb_have_their_types_and_rows(crawled: tuple[Path, Crawl]
         db.close()
     assert types["post_date"] == "TIMESTAMP WITH TIME ZONE"
     assert types["rank"] == "BIGINT" and types["citation_count"] == "BIGINT"
-    assert types["code_urls"] == "VARCHAR[]"
+    assert types["code_urls"] == "STRUCT(url VARCHAR, sources VARCHAR[])[]"
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")

@@ -205,8 +205,8 @@ def test_entries_are_the_records_flattened(small: Path) -> None:
     assert (first["retweets"], first["favorites"], first["tweet_count"]) == (2059, 229, 2)
     assert first["arxiv_authors"][0] == {"name": "Ada Lovelace", "affiliations": ["Analytical Engines"]}  # fmt: skip
     assert first["publication_date"] == date(2021, 6, 17) and first["citation_count"] == 100
-    assert first["code_urls"] == [CODE]
-    assert first["published_at"] == _at("2021-06-17T17:37:18Z")
+    assert first["code_urls"] == [{"url": CODE, "sources": ["tweet"]}]
+    assert first["arxiv_published_at"] == _at("2021-06-17T17:37:18Z")
     assert first["arxiv_fetched_at"] == _at(FETCHED)
     failed = rows[1]
     assert (failed["arxiv_status"], failed["arxiv_error"], failed["arxiv_title"]) == (
@@ -231,7 +231,7 @@ def test_papers_aggregate_listings_with_the_latest_good_metadata(small: Path) ->
         "ok", 2, "LoRA: Low-Rank Adaptation of Large Language Models")  # fmt: skip
     assert (lora["semantic_scholar_status"], lora["citation_count"]) == ("ok", 120)
     assert (lora["tweet_count"], lora["linking_tweet_count"], lora["tweet_likes"]) == (2, 1, 70)
-    assert lora["code_urls"] == [CODE, "https://github.com/other/lora"]
+    assert [link["url"] for link in lora["code_urls"]] == [CODE, "https://github.com/other/lora"]
     assert (lora["favorites"], lora["retweets"]) == (300, 2059)
     late = papers[LATE]
     assert (late["arxiv_status"], late["arxiv_title"], late["appearances"]) == ("ok", "Found later", 2)  # fmt: skip
@@ -398,7 +398,9 @@ def test_duckdb_holds_the_same_tables_and_types(small: Path) -> None:
     finally:
         con.close()
     assert types["first_seen"] == "TIMESTAMP WITH TIME ZONE"
-    assert types["appearances"] == "BIGINT" and types["code_urls"] == "VARCHAR[]"
+    assert types["appearances"] == "BIGINT" and types["code_urls"] == (
+        "STRUCT(url VARCHAR, sources VARCHAR[])[]"
+    )
     assert types["ranks"] == "STRUCT(post_published_at TIMESTAMP WITH TIME ZONE, rank BIGINT)[]"
     assert types["publication_date"] == "DATE"
     assert not list(small.glob("*.wal")) and not list(small.glob(".*"))
