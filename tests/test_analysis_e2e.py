@@ -122,8 +122,12 @@ def test_every_column_is_described_in_parquet_and_duckdb(crawled: tuple[Path, Cr
         assert not undescribed, (name, undescribed)
     db = duckdb.connect(str(folder / "hot_papers.duckdb"), read_only=True)
     try:
-        tables = dict(db.sql("SELECT table_name, comment FROM duckdb_tables() WHERE NOT internal").fetchall())
-        columns = db.sql("SELECT table_name, column_name, comment FROM duckdb_columns() WHERE NOT internal").fetchall()
+        tables = dict(
+            db.sql("SELECT table_name, comment FROM duckdb_tables() WHERE NOT internal").fetchall()
+        )
+        columns = db.sql(
+            "SELECT table_name, column_name, comment FROM duckdb_columns() WHERE NOT internal"
+        ).fetchall()
     finally:
         db.close()
     assert sorted(tables) == sorted(TABLE_NAMES) and all(tables.values())

@@ -16,11 +16,18 @@ import pyarrow.parquet as pq
 import pytest
 
 import crawler.export.dataset as dataset_module
-from crawler.export.dataset import DUCKDB_FILE, DatasetError, write_dataset
-from crawler.export.tables import SCHEMAS, TABLE_NAMES, SchemaMappingError, record_leaves
+from crawler.export.dataset import DUCKDB_FILE, DatasetError, posts_file, write_dataset
+from crawler.export.tables import (
+    SCHEMAS,
+    TABLE_NAMES,
+    SchemaMappingError,
+    description,
+    record_leaves,
+)
 from crawler.export.tables import layout as make_layout
 from crawler.items import TweetDetails
 from crawler.record import schema as record_schema
+from crawler.record.build import post_block
 from tests.records_v2 import (
     CODE,
     DAY_A,
@@ -31,6 +38,7 @@ from tests.records_v2 import (
     T1,
     T2,
     T3,
+    details_ok,
     entry,
     post,
     record,
@@ -402,39 +410,64 @@ def test_duckdb_holds_the_same_tables_and_types(small: Path) -> None:
     assert not list(small.glob("*.wal")) and not list(small.glob(".*"))
 
 
-# The README one-liners, run as written (with the path substituted).
-README = {
-    "duckdb": """duckdb.connect("{d}/hot_papers.duckdb", read_only=True).sql("SELECT arxiv_id, arxiv_title, appearances FROM papers ORDER BY appearances DESC LIMIT 10").fetchall()""",
-    "pandas": """pandas.read_parquet("{d}/papers.parquet")""",
-    "polars": """polars.read_parquet("{d}/papers.parquet")""",
-    "datasets": """datasets.load_dataset("parquet", data_files={{"train": "{d}/entries.parquet"}}, split="train")""",
-}
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def _run_snippet(module: str, folder: Path) -> Any:
+def _readme_lines() -> dict[str, str]:
+    """README's "Reading the data" one-liners, by the library each one uses."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("### Reading the data", 1)[1]
+    block = section.split("```python\n", 1)[1].split("```", 1)[0]
+    lines = [line for line in block.splitlines() if line.strip()]
+    return {
+        f"{line.split('.', 1)[0]}.{line.split('.', 1)[1].split('(')[0]}": line for line in lines
+    }
+
+
+def _run_readme(name: str, folder: Path) -> Any:
+    """The README line ``name`` run as written, on ``folder``'s snapshot and dataset."""
+    line = _readme_lines()[name]
+    module = name.split(".")[0]
     lib = pytest.importorskip(module)
-    return eval(README[module].format(d=folder), {module: lib})  # our own text, run as written
+    code = line.replace('"output/', f'"{folder.parent}/')
+    return eval(code, {module: lib})  # our own README, run as written
+
+
+def test_readme_lines_are_the_ones_tested() -> None:
+    assert sorted(_readme_lines()) == [
+        "datasets.load_dataset", "duckdb.connect", "pandas.read_json", "pandas.read_parquet",
+        "polars.read_parquet",
+    ]  # fmt: skip
 
 
 def test_readme_duckdb_line_runs(small: Path) -> None:
-    top = _run_snippet("duckdb", small)
+    top = _run_readme("duckdb.connect", small).fetchall()
     assert top[0][0] == LORA and top[0][2] == 3
 
 
-def test_readme_pandas_line_runs(small: Path) -> None:
-    frame = _run_snippet("pandas", small)
+def test_readme_pandas_lines_keep_ids_as_strings(small: Path) -> None:
+    records = _run_readme("pandas.read_json", small)
+    ids = [i for i in records["arxiv_id"] if isinstance(i, str)]
+    assert sorted(set(ids)) == [LATE, LORA] and len(ids) == 5  # strings, not floats
+    assert all(isinstance(i, str) and len(i) == 16 for i in records["entry_id"])
+    frame = _run_readme("pandas.read_parquet", small)
     assert list(frame["arxiv_id"]) == [LORA, LATE]
-    assert str(frame["first_seen"].dtype) == "datetime64[ms, UTC]"
+    assert str(frame["arxiv_id"].dtype) == "string[pyarrow]"
 
 
 def test_readme_polars_line_runs(small: Path) -> None:
-    frame = _run_snippet("polars", small)
+    frame = _run_readme("polars.read_parquet", small)
     assert frame["arxiv_id"].to_list() == [LORA, LATE]
 
 
-def test_readme_datasets_line_runs(small: Path) -> None:
-    rows = _run_snippet("datasets", small)
-    assert rows.num_rows == 6 and rows[0]["arxiv_id"] == LORA
+def test_readme_datasets_line_loads_a_table_by_name(
+    small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    rows = _run_readme("datasets.load_dataset", small)
+    assert rows.num_rows == 2 and rows[0]["arxiv_id"] == LORA
+    assert rows.column_names == SCHEMAS["papers"].names
 
 
 @pytest.mark.parametrize("checked", [False, True])
@@ -455,3 +488,160 @@ def test_a_snapshot_checked_as_it_was_written_is_not_validated_again(
     summary = write_dataset(snapshot, tmp_path / "digests.dataset", checked=checked)
     assert summary.rows["entries"] == len(records)
     assert len(calls) == (0 if checked else len(records))
+
+
+# -- issue 20: names by one rule, one source of descriptions, keys, every digest read ---------
+
+
+def test_column_names_follow_the_mechanical_rule() -> None:
+    """``block.leaf`` -> ``block_leaf`` below the table's row; a tweet's ``id`` is ``tweet_id``."""
+    for leaf in record_leaves():
+        expected = (
+            "tweet_id" if leaf.rel == ("id",) and leaf.table != "entries" else "_".join(leaf.rel)
+        )
+        assert leaf.column == expected, leaf.path
+    entries, tweets = SCHEMAS["entries"].names, SCHEMAS["tweets"].names
+    for name in ("digest_retweets", "digest_linked_version", "arxiv_title", "arxiv_version",
+                 "semantic_scholar_citation_count", "post_published_at", "post_digest_date",
+                 "entry_id", "rank", "arxiv_id", "code_urls", "arxiv_fetched_at"):  # fmt: skip
+        assert name in entries, name
+    assert {"embed_status", "details_like_count", "availability", "tweet_id"} <= set(tweets)
+    assert SCHEMAS["entry_tweets"].names[:3] == ["entry_id", "position", "tweet_id"]
+    assert {
+        "digest_count",
+        "listing_count",
+        "max_digest_favorites",
+        "tweet_like_count_total",
+    } <= set(SCHEMAS["papers"].names)
+
+
+def _schema_node(path: tuple[str, ...]) -> dict[str, Any]:
+    """The schema node of a leaf, read by hand: through items and the first branch having it."""
+    node: dict[str, Any] = record_schema()
+    for step in path:
+        if step == "*":
+            node = node["items"]
+            continue
+        while "properties" not in node or step not in node["properties"]:
+            branches = node.get("oneOf") or node.get("allOf") or []
+            node = next(b for b in branches if "properties" in b and step in b["properties"])
+        node = node["properties"][step]
+    return node
+
+
+def test_every_column_is_described_once_in_parquet_duckdb_and_the_card(small: Path) -> None:
+    """A leaf's description is the schema's own text; Parquet, DuckDB and the card's data
+    dictionary carry the same text for every column of every table."""
+    for leaf in record_leaves():
+        assert leaf.description == _schema_node(leaf.path)["description"], leaf.path
+    card = (small / "README.md").read_text()
+    con = duckdb.connect(str(small / DUCKDB_FILE), read_only=True)
+    try:
+        comments = {
+            (t, c): text
+            for t, c, text in con.sql(
+                "SELECT table_name, column_name, comment FROM duckdb_columns() WHERE NOT internal"
+            ).fetchall()
+        }
+        tables = dict(con.sql("SELECT table_name, comment FROM duckdb_tables()").fetchall())
+    finally:
+        con.close()
+    for name in TABLE_NAMES:
+        stored = pq.read_schema(small / f"{name}.parquet")
+        assert tables[name] == description(stored) == description(SCHEMAS[name]) != ""
+        for f in stored:
+            text = description(f)
+            assert text, (name, f.name)
+            assert comments[(name, f.name)] == text, (name, f.name)
+            assert f"| `{f.name}` | `{f.type}` |" in card and text.replace("|", "\\|") in card
+
+
+def _two_listings_in_one_digest() -> list[dict[str, Any]]:
+    """LoRA twice in one digest (ranks 1 and 3) and once in another; T1 embedded twice."""
+    a, b = post("hot-papers-2021-06-18", DAY_A), post("hot-papers-2021-06-20", DAY_B)
+    t1 = tweet(T1, "edwardjhu", details=details_ok(50, 2, handle="edwardjhu"))
+    t2 = tweet(T2, "ada", details=details_ok(7, 1, handle="ada"))
+    return [
+        record(entry(a, 1, LORA, tweets=[t1], favorites=229)),
+        record(entry(a, 3, LORA, tweets=[t1, t2], favorites=12)),
+        record(entry(b, 2, LORA, favorites=300)),
+    ]
+
+
+def test_papers_count_digests_and_listings_apart(tmp_path: Path) -> None:
+    snapshot = write_snapshot(tmp_path / "d.jsonl", _two_listings_in_one_digest())
+    write_dataset(snapshot, tmp_path / "d.dataset")
+    (paper,) = _rows(tmp_path / "d.dataset", "papers")
+    assert (paper["digest_count"], paper["listing_count"], paper["best_rank"]) == (2, 3, 1)
+    assert paper["max_digest_favorites"] == 300  # the largest digest count, not a sum
+    assert (paper["tweet_count"], paper["tweet_like_count_total"]) == (2, 57)  # T1 once: 50 + 7
+    tweets = {r["tweet_id"]: r["entry_count"] for r in _rows(tmp_path / "d.dataset", "tweets")}
+    assert tweets == {T1: 2, T2: 1}
+    embedded = _rows(tmp_path / "d.dataset", "entry_tweets")
+    entry_ids = {r["entry_id"] for r in _rows(tmp_path / "d.dataset", "entries")}
+    assert len(entry_ids) == 3 and {r["entry_id"] for r in embedded} <= entry_ids
+    assert [r["position"] for r in embedded] == [1, 1, 2]
+
+
+def _empty_post() -> dict[str, Any]:
+    return post_block(post("hot-papers-2021-06-19", "2021-06-20T09:15:00Z"))
+
+
+def test_posts_list_digests_without_entries(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    records = _two_listings_in_one_digest()
+    snapshot = write_snapshot(tmp_path / "d.jsonl", records)
+    read = [records[0]["post"], _empty_post(), records[2]["post"]]
+    write_dataset(snapshot, tmp_path / "given.dataset", posts=read)
+    rows = _rows(tmp_path / "given.dataset", "posts")
+    assert [(r["post_slug"], r["entry_count"], r["embedded_tweet_count"]) for r in rows] == [
+        ("hot-papers-2021-06-18", 2, 3), ("hot-papers-2021-06-19", 0, 0),
+        ("hot-papers-2021-06-20", 1, 0),
+    ]  # fmt: skip
+    assert rows[1]["post_digest_date"] == date(2021, 6, 19)
+    # Rebuilt later from the snapshot alone: the sidecar beside it says which digests were read.
+    sidecar = posts_file(snapshot)
+    sidecar.write_text("".join(json.dumps(p) + "\n" for p in read))
+    write_dataset(snapshot, tmp_path / "later.dataset")
+    assert _rows(tmp_path / "later.dataset", "posts") == rows
+    # A damaged line is named and skipped; its post still comes from its records.
+    sidecar.write_text(json.dumps(read[0]) + "\n{not json\n" + json.dumps(read[1]) + "\n")
+    write_dataset(snapshot, tmp_path / "damaged.dataset")
+    assert _rows(tmp_path / "damaged.dataset", "posts") == rows
+    assert "d.posts.jsonl:2: skipped, not a post block (not JSON" in caplog.text
+    # An older snapshot has none: the posts seen in records, and one line saying so.
+    sidecar.unlink()
+    caplog.clear()
+    write_dataset(snapshot, tmp_path / "old.dataset")
+    assert [r["post_slug"] for r in _rows(tmp_path / "old.dataset", "posts")] == [
+        "hot-papers-2021-06-18", "hot-papers-2021-06-20"]  # fmt: skip
+    assert [r.getMessage() for r in caplog.records] == [
+        "d.posts.jsonl: not found; the posts table lists only posts with entries"
+    ]
+
+
+def test_duckdb_refuses_a_dataset_whose_keys_do_not_hold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every foreign key is checked after loading: a broken one keeps the previous dataset."""
+    snapshot = write_snapshot(tmp_path / "d.jsonl", _two_listings_in_one_digest())
+    write_dataset(snapshot, tmp_path / "d.dataset")
+    before = (tmp_path / "d.dataset").resolve()
+    orphan = ("entry_tweets", ("tweet_id",), "posts")  # tweet IDs are no post IDs
+    monkeypatch.setattr(dataset_module, "FOREIGN_KEYS", (orphan,))
+    monkeypatch.setattr(dataset_module, "_create_table", _without_foreign_keys)
+    with pytest.raises(
+        DatasetError, match=r"foreign key does not hold: entry_tweets\(tweet_id\) -> posts: 3 rows"
+    ):
+        write_dataset(snapshot, tmp_path / "d.dataset")
+    assert (tmp_path / "d.dataset").resolve() == before
+
+
+_create_table = dataset_module._create_table
+
+
+def _without_foreign_keys(con: Any, name: str, source: str) -> str:
+    """The real DDL minus its FOREIGN KEY clauses, so only the check after loading can see it."""
+    sql = _create_table(con, name, source)
+    return sql.split(", FOREIGN KEY")[0] + ")" if ", FOREIGN KEY" in sql else sql

@@ -115,8 +115,7 @@ def _dictionary(name: str, rows: Mapping[str, int]) -> str:
         f"Primary key: {keys}{refs}.\n\n| column | type | null | description |\n|---|---|---|---|\n"
     )
     body = "".join(
-        f"| `{f.name}` | `{f.type}` | {'yes' if f.nullable else 'no'} | "
-        f"{_cell(description(f))} |\n"
+        f"| `{f.name}` | `{f.type}` | {'yes' if f.nullable else 'no'} | {_cell(description(f))} |\n"
         for f in schema
     )
     return head + body + "\n"
@@ -162,7 +161,7 @@ def render_card(
         f"`license: other`). Each part stays under its source's terms:\n\n{_sources()}\n"
         f"{_COLLECTED}\n## Files\n\n{files}- `hot_papers.duckdb`: the same tables with keys "
         "and comments.\n- `croissant.json`: Croissant 1.0 metadata.\n- `dataset.json`: row "
-        "counts and column types.\n\nLoad a table: `datasets.load_dataset(FOLDER, \"papers\")`."
+        'counts and column types.\n\nLoad a table: `datasets.load_dataset(FOLDER, "papers")`.'
         f"\n\n## Data dictionary\n\n{dictionary}"
     )
 

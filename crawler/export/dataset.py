@@ -30,9 +30,9 @@ from typing import Any
 import duckdb
 from jsonschema import Draft7Validator
 
+from crawler.export.card import write_card
 from crawler.export.files import fsync_dir
 from crawler.export.jsonlines import sort_key
-from crawler.export.card import write_card
 from crawler.export.tables import (
     FOREIGN_KEYS,
     LAYOUT,
@@ -151,7 +151,7 @@ def post_errors(post: Mapping[str, Any]) -> list[str]:
     return [e.message for e in _post_validator().iter_errors(post)]
 
 
-def read_posts(snapshot: Path) -> list[dict[str, Any]] | None:
+def read_posts(snapshot: Path) -> list[Mapping[str, Any]] | None:
     """The posts sidecar's post blocks; None (with one line) when there is none, as beside a
     snapshot of an older version: then ``posts`` lists only the posts seen in records. A line
     that is not a post block is named and skipped (its post still comes from its records)."""
@@ -159,11 +159,9 @@ def read_posts(snapshot: Path) -> list[dict[str, Any]] | None:
     try:
         lines = path.read_bytes().splitlines()
     except FileNotFoundError:
-        logger.warning(
-            "%s: not found; the posts table lists only posts with entries", path.name
-        )
+        logger.warning("%s: not found; the posts table lists only posts with entries", path.name)
         return None
-    posts = []
+    posts: list[Mapping[str, Any]] = []
     for number, line in enumerate(lines, 1):
         try:
             post = json.loads(line)
@@ -182,7 +180,7 @@ def _build(
     folder: Path,
     *,
     checked: bool,
-    posts: list[dict[str, Any]] | None,
+    posts: list[Mapping[str, Any]] | None,
 ) -> tuple[dict[str, int], tuple[str | None, str | None]]:
     builder = _Builder(folder)
     try:
@@ -337,7 +335,11 @@ class _Builder:
         self.last = _greatest(self.last, record["post"]["published_at"])
 
     def _tweets(self, record: dict[str, Any], key: str) -> None:
-        when, paper, entry_id = record["post"]["published_at"], record["arxiv_id"], record["entry_id"]
+        when, paper, entry_id = (
+            record["post"]["published_at"],
+            record["arxiv_id"],
+            record["entry_id"],
+        )
         for position, tweet in enumerate(record["tweets"], 1):
             extra = LAYOUT.extract("entry_tweets", tweet)
             row = {"entry_id": entry_id, "position": position, "tweet_id": tweet["id"], **extra}
@@ -480,6 +482,7 @@ def _write_duckdb(folder: Path) -> None:
         con.execute("SET threads = 1")
         con.execute("SET memory_limit = '64MB'")
         con.execute(f"SET temp_directory = {_sql_string(str(spill))}")
+        con.execute("BEGIN TRANSACTION")  # one commit: 150 comments one by one cost seconds
         for name in _REFERENCED_FIRST:
             source = f"read_parquet({_sql_string(str(folder / f'{name}.parquet'))})"
             con.execute(_create_table(con, name, source))
@@ -488,6 +491,7 @@ def _write_duckdb(folder: Path) -> None:
         broken = foreign_key_violations(con)
         if broken:
             raise DatasetError(f"foreign key does not hold: {broken[0]}")
+        con.execute("COMMIT")
         con.execute("CHECKPOINT")
     finally:
         con.close()
@@ -532,7 +536,9 @@ def foreign_key_violations(con: duckdb.DuckDBPyConnection) -> list[str]:
     broken = []
     for table, columns, referenced in FOREIGN_KEYS:
         keys = PRIMARY_KEYS[referenced]
-        on = " AND ".join(f"r.{_ident(k)} = t.{_ident(c)}" for c, k in zip(columns, keys, strict=True))
+        on = " AND ".join(
+            f"r.{_ident(k)} = t.{_ident(c)}" for c, k in zip(columns, keys, strict=True)
+        )
         known = " AND ".join(f"t.{_ident(c)} IS NOT NULL" for c in columns)
         sql = (
             f"SELECT count(*), min(t.{_ident(columns[0])}) FROM {table} t WHERE {known} AND NOT "

@@ -438,8 +438,9 @@ def _plots(con: duckdb.DuckDBPyConnection, info: Mapping[str, Any]) -> list[str]
         _section("attention", "Attention and citations", _figure_html(
             attention, "Scatter plot of likes against citations",
             f"{plotted:,} papers: the likes of the paper's embedded tweets (summed over distinct "
-            "tweets, latest count each) against its citation count from Semantic Scholar. Both axes are logarithmic above 1 and "
-            "linear below, so papers with no citations still show.",
+            "tweets, latest count each) against its citation count from Semantic Scholar. Both "
+            "axes are logarithmic above 1 and linear below, so papers with no citations still "
+            "show.",
             "no paper has both tweet likes and a citation count (are details or Semantic "
             "Scholar off?).")),
     ]  # fmt: skip
@@ -579,8 +580,9 @@ def _change_rows(changes: Sequence[Mapping[str, Any]]) -> Iterable[str]:
                 f"{name}: {_short(v.get('before'))} → {_short(v.get('after'))}"
                 for name, v in fields.items()
             )
+            day = str(line.get("published_at") or line.get("date") or "")[:10]  # schema 2: date
             yield (
-                f"<tr><td>{escape(str(line.get('published_at') or line.get('date') or '')[:10])}</td>"
+                f"<tr><td>{escape(day)}</td>"
                 f"<td>{escape(str(line.get('slug', '')))} #{_fmt(line.get('rank'))}</td>"
                 f"<td>{escape(str(change.get('what', '')))} "
                 f"<span class='mono'>{escape(str(change.get('key', '')))}</span></td>"

@@ -293,7 +293,7 @@ def described(f: pa.Field, text: str) -> pa.Field:
 
 def description(f: pa.Field | pa.Schema) -> str:
     """A column's (or a table's) description, "" when it has none."""
-    meta = f.metadata or {}
+    meta: dict[bytes, bytes] = f.metadata or {}
     return meta.get(DESCRIPTION.encode(), b"").decode("utf-8")
 
 
@@ -365,31 +365,50 @@ def _derived_schemas(leaves: list[Leaf]) -> dict[str, list[pa.Field]]:
         _column(entries, "arxiv_id", nullable=False),
         described(when.with_name("first_seen"), f"Earliest {WHEN} of the digests listing it."),
         described(when.with_name("last_seen"), f"Latest {WHEN} of the digests listing it."),
-        _count("digest_count", "Distinct digests (posts) listing the paper; a paper listed "
-               "twice in one digest counts once."),
-        _count("listing_count", "Entries listing the paper (rows of entries with this "
-               "arxiv_id); at least digest_count."),
+        _count(
+            "digest_count",
+            "Distinct digests (posts) listing the paper; a paper listed "
+            "twice in one digest counts once.",
+        ),
+        _count(
+            "listing_count",
+            "Entries listing the paper (rows of entries with this "
+            "arxiv_id); at least digest_count.",
+        ),
         described(rank.with_name("best_rank"), "The best (smallest) rank over its listings."),
         described(
             pa.field("ranks", pa.list_(pa.field("item", ranks, nullable=False)), nullable=False),
             f"Every listing as {{{WHEN}, rank}}, oldest first.",
         ),
-        described(_column(entries, "digest_title", nullable=True),
-                  "The title the most recent listing's digest gave the paper."),
+        described(
+            _column(entries, "digest_title", nullable=True),
+            "The title the most recent listing's digest gave the paper.",
+        ),
         *metadata,
-        described(_column(entries, "digest_favorites", nullable=True).with_name(
-            "max_digest_favorites"), "The largest digest_favorites over its listings: the "
-            "digest's count of likes, taken when the digest was written (not tweet likes)."),
-        described(_column(entries, "digest_retweets", nullable=True).with_name(
-            "max_digest_retweets"), "The largest digest_retweets over its listings."),
+        described(
+            _column(entries, "digest_favorites", nullable=True).with_name("max_digest_favorites"),
+            "The largest digest_favorites over its listings: the "
+            "digest's count of likes, taken when the digest was written (not tweet likes).",
+        ),
+        described(
+            _column(entries, "digest_retweets", nullable=True).with_name("max_digest_retweets"),
+            "The largest digest_retweets over its listings.",
+        ),
         _count("tweet_count", "Distinct tweets embedded in its listings."),
-        described(pa.field("linking_tweet_count", INT), "Distinct embedded tweets whose links "
-                  "point at the paper; null when no such tweet's details are known."),
-        described(_column(tweets, LIKES, nullable=True).with_name("tweet_like_count_total"),
-                  f"Sum over its distinct embedded tweets of their latest {LIKES} (tweets "
-                  "whose details are not ok are left out); null when none is known."),
-        described(_column(entries, "code_urls", nullable=False),
-                  "Code links of all its listings, first seen first."),
+        described(
+            pa.field("linking_tweet_count", INT),
+            "Distinct embedded tweets whose links "
+            "point at the paper; null when no such tweet's details are known.",
+        ),
+        described(
+            _column(tweets, LIKES, nullable=True).with_name("tweet_like_count_total"),
+            f"Sum over its distinct embedded tweets of their latest {LIKES} (tweets "
+            "whose details are not ok are left out); null when none is known.",
+        ),
+        described(
+            _column(entries, "code_urls", nullable=False),
+            "Code links of all its listings, first seen first.",
+        ),
     ]
     posts = [f for leaf, f in ((x, x.field) for x in leaves) if leaf.path[:1] == ("post",)]
     return {
@@ -400,7 +419,9 @@ def _derived_schemas(leaves: list[Leaf]) -> dict[str, list[pa.Field]]:
             _count("embedded_tweet_count", "Tweets embedded in its entries (with repeats)."),
         ],
         "tweets": [
-            described(when.with_name("first_seen"), f"Earliest {WHEN} of the digests embedding it."),
+            described(
+                when.with_name("first_seen"), f"Earliest {WHEN} of the digests embedding it."
+            ),
             described(when.with_name("last_seen"), f"Latest {WHEN} of the digests embedding it."),
             _count("entry_count", "Entries embedding the tweet."),
         ],
