@@ -71,11 +71,16 @@ def run_crawl(
 
 
 def unobserved(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Records without the times their tweets were observed: two crawls from scratch differ
-    in nothing else."""
+    """Records without the times values were fetched and tweets observed: two crawls from
+    scratch differ in nothing else."""
     records = json.loads(json.dumps(records))
+    for record in records:
+        blocks = [record["arxiv"], record["semantic_scholar"]]
+        blocks += [t[k] for t in record["tweets"] for k in ("embed", "details")]
+        for block in blocks:
+            block.pop("fetched_at")
     for tweet in (t for r in records for t in r["tweets"]):
-        for point in tweet["details"].get("history", []):
+        for point in tweet["details"]["history"] or []:
             point.pop("observed_at")
     return records
 

@@ -33,6 +33,7 @@ from tests.records_v2 import (
     DAY_A,
     DAY_B,
     DAY_C,
+    FETCHED,
     LATE,
     LORA,
     T1,
@@ -57,7 +58,7 @@ TABLE_ARRAYS = {("tweets",), ("tweets", "*", "details", "history")}  # arrays th
 DERIVED = {
     "entries": {"tweet_count"},
     "tweets": {"first_seen", "last_seen", "appearances"},
-    "entry_tweets": {"post_slug", "post_date", "rank", "arxiv_id", "position", "tweet_id"},
+    "entry_tweets": {"post_slug", "post_published_at", "rank", "arxiv_id", "position", "tweet_id"},
     "tweet_history": {"tweet_id"},
 }
 
@@ -143,14 +144,14 @@ def test_every_record_leaf_is_a_column_of_the_type_the_schema_gives() -> None:
         from_leaves = {leaf.column for leaf in leaves.values() if leaf.table == table}
         assert set(SCHEMAS[table].names) == from_leaves | extra, table
     # spot checks a reader relies on
-    assert leaves[("tweets", "*", "details", "favorite_count")].column == "favorite_count"
+    assert leaves[("tweets", "*", "details", "like_count")].column == "like_count"
     assert leaves[("digest", "title")].column == "digest_title"
     assert leaves[("arxiv", "title")].column == "arxiv_title"
     assert leaves[("tweets", "*", "embed", "status")].column == "embed_status"
     assert leaves[("tweets", "*", "details", "status")].column == "details_status"
-    assert leaves[("impact", "citation_count")].column == "citation_count"
+    assert leaves[("semantic_scholar", "citation_count")].column == "citation_count"
     assert leaves[("tweets", "*", "links_paper")].table == "entry_tweets"
-    assert SCHEMAS["entries"].names[:4] == ["post_slug", "post_date", "rank", "arxiv_id"]
+    assert SCHEMAS["entries"].names[:4] == ["post_slug", "post_published_at", "rank", "arxiv_id"]
 
 
 def test_nullable_where_the_schema_or_a_status_allows_a_missing_value() -> None:
@@ -158,16 +159,16 @@ def test_nullable_where_the_schema_or_a_status_allows_a_missing_value() -> None:
     assert not entries.field("post_slug").nullable and not entries.field("rank").nullable
     assert not entries.field("arxiv_status").nullable  # every branch has a status
     assert entries.field("arxiv_title").nullable  # an error has no title
-    assert entries.field("post_date").nullable  # "utc_or_null"
-    assert tweets.field("favorite_count").nullable and tweets.field("reason").nullable
+    assert entries.field("post_published_at").nullable  # "utc_or_null"
+    assert tweets.field("like_count").nullable and tweets.field("reason").nullable
     assert not SCHEMAS["tweet_history"].field("observed_at").nullable
 
 
 def test_a_schema_change_changes_the_columns() -> None:
     schema = copy.deepcopy(record_schema())
-    ok_impact = schema["properties"]["impact"]["oneOf"][0]
-    ok_impact["properties"]["h_index"] = {"type": ["integer", "null"]}
-    ok_impact["required"].append("h_index")
+    block = schema["properties"]["semantic_scholar"]
+    block["properties"]["h_index"] = {"type": ["integer", "null"]}
+    block["required"].append("h_index")
     schema["properties"]["digest"]["properties"]["retweets"] = {"type": ["string", "null"]}
     schemas = make_layout(schema).schemas
     assert schemas["entries"].field("h_index").type == pa.int64()
@@ -206,18 +207,19 @@ def test_entries_are_the_records_flattened(small: Path) -> None:
         ("hot-papers-2021-06-20", 1), ("hot-papers-2021-06-20", 2), ("hot-papers-2021-06-22", 1),
     ]  # fmt: skip
     first = rows[0]
-    assert first["post_date"] == _at(DAY_A)
+    assert first["post_published_at"] == _at(DAY_A)
     assert first["arxiv_id"] == LORA and first["versioned_id"] == f"{LORA}v1"
     assert first["arxiv_title"].endswith("(v1)") and first["digest_title"].startswith("LoRA")
     assert (first["retweets"], first["favorites"], first["tweet_count"]) == (2059, 229, 2)
     assert first["arxiv_authors"][0] == {"name": "Ada Lovelace", "affiliations": ["Analytical Engines"]}  # fmt: skip
     assert first["publication_date"] == date(2021, 6, 17) and first["citation_count"] == 100
     assert first["code_urls"] == [CODE]
-    assert first["published"] == _at("2021-06-17T17:37:18Z")
+    assert first["published_at"] == _at("2021-06-17T17:37:18Z")
+    assert first["arxiv_fetched_at"] == _at(FETCHED)
     failed = rows[1]
     assert (failed["arxiv_status"], failed["arxiv_error"], failed["arxiv_title"]) == (
         "not_found", "no such", None)  # fmt: skip
-    assert (failed["impact_status"], failed["citation_count"]) == ("error", None)
+    assert (failed["semantic_scholar_status"], failed["citation_count"]) == ("error", None)
     assert rows[2]["arxiv_id"] is None and rows[2]["favorites"] is None
 
 
@@ -228,20 +230,20 @@ def test_papers_aggregate_listings_with_the_latest_good_metadata(small: Path) ->
     assert (lora["first_seen"], lora["last_seen"]) == (_at(DAY_A), _at(DAY_C))
     assert (lora["appearances"], lora["best_rank"]) == (3, 1)
     assert lora["ranks"] == [
-        {"post_date": _at(DAY_A), "rank": 1},
-        {"post_date": _at(DAY_B), "rank": 2},
-        {"post_date": _at(DAY_C), "rank": 1},
+        {"post_published_at": _at(DAY_A), "rank": 1},
+        {"post_published_at": _at(DAY_B), "rank": 2},
+        {"post_published_at": _at(DAY_C), "rank": 1},
     ]
     # the last listing had an arXiv error: metadata is from the most recent ok one (v2)
     assert (lora["arxiv_status"], lora["version"], lora["arxiv_title"]) == (
         "ok", 2, "LoRA: Low-Rank Adaptation of Large Language Models")  # fmt: skip
-    assert (lora["impact_status"], lora["citation_count"]) == ("ok", 120)
+    assert (lora["semantic_scholar_status"], lora["citation_count"]) == ("ok", 120)
     assert (lora["tweet_count"], lora["linking_tweet_count"], lora["tweet_likes"]) == (2, 1, 70)
     assert lora["code_urls"] == [CODE, "https://github.com/other/lora"]
     assert (lora["favorites"], lora["retweets"]) == (300, 2059)
     late = papers[LATE]
     assert (late["arxiv_status"], late["arxiv_title"], late["appearances"]) == ("ok", "Found later", 2)  # fmt: skip
-    assert late["impact_status"] == "disabled"  # no ok impact: the most recent listing's
+    assert late["semantic_scholar_status"] == "disabled"  # no ok impact: the most recent listing's
     assert (late["tweet_count"], late["linking_tweet_count"], late["tweet_likes"]) == (0, None, None)  # fmt: skip
 
 
@@ -250,7 +252,7 @@ def test_tweets_once_each_with_embeddings_and_history(small: Path) -> None:
     assert set(tweets) == {T1, T2, T3}
     t1 = tweets[T1]
     assert (t1["appearances"], t1["first_seen"], t1["last_seen"]) == (2, _at(DAY_A), _at(DAY_B))
-    assert (t1["favorite_count"], t1["reply_count"], t1["details_status"]) == (70, 4, "ok")
+    assert (t1["like_count"], t1["reply_count"], t1["details_status"]) == (70, 4, "ok")
     assert t1["created_at"] == datetime(2021, 6, 18, 17, 0, tzinfo=UTC)
     assert (t1["details_author_handle"], t1["author_blue_verified"]) == ("edwardjhu", False)
     assert t1["linked_arxiv_ids"] == [LORA, "2106.00002"]
@@ -258,8 +260,8 @@ def test_tweets_once_each_with_embeddings_and_history(small: Path) -> None:
     assert (tweets[T2]["details_status"], tweets[T2]["reason"]) == ("tombstone", "Age-restricted")
     t3 = tweets[T3]
     assert (t3["embed_status"], t3["embed_error"]) == ("deleted", "oEmbed answered HTTP 404")
-    assert (t3["details_status"], t3["favorite_count"], t3["linked_arxiv_ids"]) == ("error", None, None)  # fmt: skip
-    history = [(r["tweet_id"], r["observed_at"], r["favorite_count"]) for r in _rows(small, "tweet_history")]  # fmt: skip
+    assert (t3["details_status"], t3["like_count"], t3["linked_arxiv_ids"]) == ("error", None, None)  # fmt: skip
+    history = [(r["tweet_id"], r["observed_at"], r["like_count"]) for r in _rows(small, "tweet_history")]  # fmt: skip
     assert history == [
         (T1, _at("2021-06-19T08:00:00Z"), 40),
         (T1, _at("2021-06-19T12:00:00Z"), 50),
@@ -274,7 +276,7 @@ def test_tweets_once_each_with_embeddings_and_history(small: Path) -> None:
 
 
 def test_posts_count_their_entries(small: Path) -> None:
-    posts = [(r["post_slug"], r["post_date"], r["entries"], r["embedded_tweets"])
+    posts = [(r["post_slug"], r["post_published_at"], r["entries"], r["embedded_tweets"])
              for r in _rows(small, "posts")]  # fmt: skip
     assert posts == [
         ("hot-papers-2021-06-18", _at(DAY_A), 3, 3),
@@ -294,7 +296,7 @@ def test_every_table_has_its_declared_schema_and_zstd(small: Path) -> None:
 
 
 def test_types_do_not_depend_on_what_the_run_saw(tmp_path: Path) -> None:
-    """Every tweet's details failed: favorite_count is still int64, and every schema is equal."""
+    """Every tweet's details failed: like_count is still int64, and every schema is equal."""
     failing = TweetDetails(status="error", error="syndication answered HTTP 500")
     the_post = post("hot-papers-2021-06-18", DAY_A)
     records = [
@@ -304,8 +306,8 @@ def test_types_do_not_depend_on_what_the_run_saw(tmp_path: Path) -> None:
     write_dataset(write_snapshot(tmp_path / "bad.jsonl", records), tmp_path / "bad.dataset")
     write_dataset(write_snapshot(tmp_path / "empty.jsonl", []), tmp_path / "empty.dataset")
     tweets = pq.read_table(tmp_path / "bad.dataset" / "tweets.parquet")
-    assert tweets.schema.field("favorite_count").type == pa.int64()
-    assert tweets.column("favorite_count").to_pylist() == [None, None]
+    assert tweets.schema.field("like_count").type == pa.int64()
+    assert tweets.column("like_count").to_pylist() == [None, None]
     assert tweets.column("created_at").to_pylist() == [None, None]  # pre-snowflake IDs
     for name in TABLE_NAMES:
         bad = pq.read_schema(tmp_path / "bad.dataset" / f"{name}.parquet")
@@ -357,13 +359,13 @@ def test_a_failure_leaves_the_previous_dataset(
     before = write_dataset(snapshot, target)
     # a record from an older crawler: rejected with its line number, in one line
     old = small_corpus()[0] | {"schema_version": 1}
-    old.pop("impact")
+    old.pop("semantic_scholar")
     lines = snapshot.read_bytes().splitlines(keepends=True)
     snapshot.write_bytes(lines[0] + json.dumps(old).encode() + b"\n")
     with pytest.raises(DatasetError) as failed:
         write_dataset(snapshot, target)
     message = str(failed.value)
-    assert "\n" not in message and "digests.jsonl line 2: not a schema 2 record" in message
+    assert "\n" not in message and "digests.jsonl line 2: not a schema 3 record" in message
     assert os.readlink(target) == before.folder.name
     assert pq.read_table(target / "entries.parquet").num_rows == 6
     assert _folders(tmp_path) == [before.folder.name]
@@ -405,7 +407,7 @@ def test_duckdb_holds_the_same_tables_and_types(small: Path) -> None:
         con.close()
     assert types["first_seen"] == "TIMESTAMP WITH TIME ZONE"
     assert types["appearances"] == "BIGINT" and types["code_urls"] == "VARCHAR[]"
-    assert types["ranks"] == "STRUCT(post_date TIMESTAMP WITH TIME ZONE, rank BIGINT)[]"
+    assert types["ranks"] == "STRUCT(post_published_at TIMESTAMP WITH TIME ZONE, rank BIGINT)[]"
     assert types["publication_date"] == "DATE"
     assert not list(small.glob("*.wal")) and not list(small.glob(".*"))
 

@@ -475,7 +475,7 @@ def test_a_file_name_that_is_not_utf8_loses_no_record(tmp_path: Path, server: St
     done = crawl(out, urls_of(server), "-a", f"source={folder}", settings=FAST)
     assert_complete(done, out, records=30 + 16)
     sources = {r["post"]["source"] for r in done.records}
-    assert f"{folder}/hot-\\xff\\xfe-papers.md" in sources  # the bytes, shown as escapes
+    assert "hot-\\xff\\xfe-papers.md" in sources  # the bytes, shown as escapes, below the folder
     assert sum(r["post"]["source"].endswith("\\xfe-papers.md") for r in done.records) == 30
 
 
@@ -748,7 +748,7 @@ def test_a_record_that_breaks_the_schema(
     else:  # kept, its block replaced by an error saying why
         assert len(done.records) == ALL_RECORDS and report["snapshot_replaced"] is True
         (broken,) = [r for r in done.records if r["arxiv"]["status"] == "error"]
-        assert broken["rank"] == 3 and broken["post"]["source"].startswith(where[:-1])
+        assert broken["rank"] == 3 and broken["post"]["source"] == SAMPLES[0].name
         assert broken["arxiv"]["error"].startswith("answer broke the output schema: ")
         assert report["incomplete_services"] == {"arxiv": 1}
 

@@ -144,7 +144,8 @@ class Command(ScrapyCrawl):
         paths = []
         if state_db := self.settings.get("STATE_DB"):
             try:
-                StateStore(state_db).close()
+                # Checked only: an upgrade waits for this run's lock (another run may use it).
+                StateStore(state_db, migrate=False).close()
             except StateError as exc:
                 self._refuse([str(exc)])
             paths.append(Path(state_db))

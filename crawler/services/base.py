@@ -26,6 +26,8 @@ from crawler.parsing.text import replace_surrogates
 V = TypeVar("V")
 
 DAY = 86400.0
+# Counts are int64 in the record schema and the tables: a larger one is a broken answer.
+COUNT_MAX = 2**63 - 1
 
 
 class BatchRefused(ValueError):

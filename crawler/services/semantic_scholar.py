@@ -22,7 +22,7 @@ from crawler.downloader.contract import AnswerUnusable, Politeness, service_meta
 from crawler.items import DigestEntry, Impact
 from crawler.parsing.arxiv_ids import MalformedArxivId, canonical, parse_arxiv_id
 from crawler.parsing.text import replace_surrogates, shorten
-from crawler.services.base import Service
+from crawler.services.base import COUNT_MAX, Service
 
 # --- answers ---
 
@@ -178,8 +178,8 @@ def _count(data: dict[str, Any], key: str) -> int | None:
     value = data.get(key)
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise _WrongShape(f"{key} is not a non-negative integer")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= COUNT_MAX:
+        raise _WrongShape(f"{key} is not a non-negative integer (int64)")
     return value
 
 
@@ -188,6 +188,8 @@ def _year(value: object) -> int | None:
         return None
     if not isinstance(value, int) or isinstance(value, bool):
         raise _WrongShape("year is not an integer")
+    if not 1000 <= value <= 9999:
+        raise _WrongShape(f"year {value} is not between 1000 and 9999")
     return value
 
 

@@ -23,7 +23,7 @@ from scrapy.settings import BaseSettings
 from crawler.downloader.contract import AnswerUnusable, Politeness, service_meta
 from crawler.items import DigestEntry, TweetDetails
 from crawler.parsing.text import replace_surrogates, shorten
-from crawler.services.base import DAY, Service
+from crawler.services.base import COUNT_MAX, DAY, Service
 
 # --- answers ---
 
@@ -238,8 +238,8 @@ class _Fields:
 
     def count(self, key: str) -> int | None:
         value: int | None = self._get(key, int, "a non-negative integer")
-        if value is not None and value < 0:
-            raise DetailsUnusable(f"{self.where}{key} is not a non-negative integer")
+        if value is not None and not 0 <= value <= COUNT_MAX:
+            raise DetailsUnusable(f"{self.where}{key} is not a non-negative integer (int64)")
         return value
 
     def snowflake(self, key: str) -> str | None:

@@ -82,7 +82,8 @@ class Write:
 
 
 class StateStore:
-    def __init__(self, path: str | Path, history_max: int = 365) -> None:
+    def __init__(self, path: str | Path, history_max: int = 365, *, migrate: bool = True) -> None:
+        """``migrate=False`` only checks the file can be used (before a run holds its lock)."""
         self.path = Path(path)
         self.history_max = history_max
         self.failed: str | None = None  # the first failure; every later use fails at once
@@ -101,7 +102,8 @@ class StateStore:
             self._check_readable()
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable per transaction
-            self._migrate()
+            if migrate:
+                self._migrate()
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
