@@ -57,8 +57,8 @@ TABLE_ARRAYS = {("tweets",), ("tweets", "*", "details", "history")}  # arrays th
 # Columns that are not record leaves: keys repeated from the parent row, and aggregates.
 DERIVED = {
     "entries": {"tweet_count"},
-    "tweets": {"first_seen", "last_seen", "appearances"},
-    "entry_tweets": {"post_slug", "post_published_at", "rank", "arxiv_id", "position", "tweet_id"},
+    "tweets": {"first_seen", "last_seen", "entry_count"},
+    "entry_tweets": {"entry_id", "position", "tweet_id"},
     "tweet_history": {"tweet_id"},
 }
 
@@ -144,14 +144,17 @@ def test_every_record_leaf_is_a_column_of_the_type_the_schema_gives() -> None:
         from_leaves = {leaf.column for leaf in leaves.values() if leaf.table == table}
         assert set(SCHEMAS[table].names) == from_leaves | extra, table
     # spot checks a reader relies on
-    assert leaves[("tweets", "*", "details", "like_count")].column == "like_count"
+    assert leaves[("tweets", "*", "details", "like_count")].column == "details_like_count"
     assert leaves[("digest", "title")].column == "digest_title"
     assert leaves[("arxiv", "title")].column == "arxiv_title"
     assert leaves[("tweets", "*", "embed", "status")].column == "embed_status"
     assert leaves[("tweets", "*", "details", "status")].column == "details_status"
-    assert leaves[("semantic_scholar", "citation_count")].column == "citation_count"
+    assert leaves[("semantic_scholar", "citation_count")].column == (
+        "semantic_scholar_citation_count"
+    )
     assert leaves[("tweets", "*", "links_paper")].table == "entry_tweets"
-    assert SCHEMAS["entries"].names[:4] == ["post_slug", "post_published_at", "rank", "arxiv_id"]
+    assert SCHEMAS["entries"].names[:6] == [
+        "entry_id", "post_id", "post_slug", "post_published_at", "rank", "arxiv_id"]  # fmt: skip
 
 
 def test_nullable_where_the_schema_or_a_status_allows_a_missing_value() -> None:
@@ -160,7 +163,7 @@ def test_nullable_where_the_schema_or_a_status_allows_a_missing_value() -> None:
     assert not entries.field("arxiv_status").nullable  # every branch has a status
     assert entries.field("arxiv_title").nullable  # an error has no title
     assert entries.field("post_published_at").nullable  # "utc_or_null"
-    assert tweets.field("like_count").nullable and tweets.field("reason").nullable
+    assert tweets.field("details_like_count").nullable and tweets.field("details_reason").nullable
     assert not SCHEMAS["tweet_history"].field("observed_at").nullable
 
 
@@ -171,10 +174,10 @@ def test_a_schema_change_changes_the_columns() -> None:
     block["required"].append("h_index")
     schema["properties"]["digest"]["properties"]["retweets"] = {"type": ["string", "null"]}
     schemas = make_layout(schema).schemas
-    assert schemas["entries"].field("h_index").type == pa.int64()
-    assert schemas["papers"].field("h_index").type == pa.int64()
-    assert schemas["entries"].field("retweets").type == pa.string()
-    assert "h_index" not in SCHEMAS["entries"].names
+    assert schemas["entries"].field("semantic_scholar_h_index").type == pa.int64()
+    assert schemas["papers"].field("semantic_scholar_h_index").type == pa.int64()
+    assert schemas["entries"].field("digest_retweets").type == pa.string()
+    assert "semantic_scholar_h_index" not in SCHEMAS["entries"].names
 
 
 def test_a_schema_shape_without_a_column_type_fails_loudly() -> None:
@@ -208,19 +211,22 @@ def test_entries_are_the_records_flattened(small: Path) -> None:
     ]  # fmt: skip
     first = rows[0]
     assert first["post_published_at"] == _at(DAY_A)
-    assert first["arxiv_id"] == LORA and first["versioned_id"] == f"{LORA}v1"
+    assert first["arxiv_id"] == LORA and first["arxiv_versioned_id"] == f"{LORA}v1"
     assert first["arxiv_title"].endswith("(v1)") and first["digest_title"].startswith("LoRA")
-    assert (first["retweets"], first["favorites"], first["tweet_count"]) == (2059, 229, 2)
+    assert (first["digest_retweets"], first["digest_favorites"], first["tweet_count"]) == (
+        2059, 229, 2)  # fmt: skip
     assert first["arxiv_authors"][0] == {"name": "Ada Lovelace", "affiliations": ["Analytical Engines"]}  # fmt: skip
-    assert first["publication_date"] == date(2021, 6, 17) and first["citation_count"] == 100
+    assert first["semantic_scholar_publication_date"] == date(2021, 6, 17)
+    assert first["semantic_scholar_citation_count"] == 100
     assert first["code_urls"] == [CODE]
-    assert first["published_at"] == _at("2021-06-17T17:37:18Z")
+    assert first["arxiv_published_at"] == _at("2021-06-17T17:37:18Z")
     assert first["arxiv_fetched_at"] == _at(FETCHED)
     failed = rows[1]
     assert (failed["arxiv_status"], failed["arxiv_error"], failed["arxiv_title"]) == (
         "not_found", "no such", None)  # fmt: skip
-    assert (failed["semantic_scholar_status"], failed["citation_count"]) == ("error", None)
-    assert rows[2]["arxiv_id"] is None and rows[2]["favorites"] is None
+    assert (failed["semantic_scholar_status"], failed["semantic_scholar_citation_count"]) == (
+        "error", None)  # fmt: skip
+    assert rows[2]["arxiv_id"] is None and rows[2]["digest_favorites"] is None
 
 
 def test_papers_aggregate_listings_with_the_latest_good_metadata(small: Path) -> None:
@@ -228,46 +234,52 @@ def test_papers_aggregate_listings_with_the_latest_good_metadata(small: Path) ->
     assert list(papers) == [LORA, LATE]  # first listed first; entries without an ID have none
     lora = papers[LORA]
     assert (lora["first_seen"], lora["last_seen"]) == (_at(DAY_A), _at(DAY_C))
-    assert (lora["appearances"], lora["best_rank"]) == (3, 1)
+    assert (lora["digest_count"], lora["listing_count"], lora["best_rank"]) == (3, 3, 1)
     assert lora["ranks"] == [
         {"post_published_at": _at(DAY_A), "rank": 1},
         {"post_published_at": _at(DAY_B), "rank": 2},
         {"post_published_at": _at(DAY_C), "rank": 1},
     ]
     # the last listing had an arXiv error: metadata is from the most recent ok one (v2)
-    assert (lora["arxiv_status"], lora["version"], lora["arxiv_title"]) == (
+    assert (lora["arxiv_status"], lora["arxiv_version"], lora["arxiv_title"]) == (
         "ok", 2, "LoRA: Low-Rank Adaptation of Large Language Models")  # fmt: skip
-    assert (lora["semantic_scholar_status"], lora["citation_count"]) == ("ok", 120)
-    assert (lora["tweet_count"], lora["linking_tweet_count"], lora["tweet_likes"]) == (2, 1, 70)
+    assert (lora["semantic_scholar_status"], lora["semantic_scholar_citation_count"]) == (
+        "ok", 120)  # fmt: skip
+    assert (lora["tweet_count"], lora["linking_tweet_count"], lora["tweet_like_count_total"]) == (
+        2, 1, 70)  # fmt: skip
     assert lora["code_urls"] == [CODE, "https://github.com/other/lora"]
-    assert (lora["favorites"], lora["retweets"]) == (300, 2059)
+    assert (lora["max_digest_favorites"], lora["max_digest_retweets"]) == (300, 2059)
     late = papers[LATE]
-    assert (late["arxiv_status"], late["arxiv_title"], late["appearances"]) == ("ok", "Found later", 2)  # fmt: skip
+    assert (late["arxiv_status"], late["arxiv_title"], late["listing_count"]) == ("ok", "Found later", 2)  # fmt: skip
     assert late["semantic_scholar_status"] == "disabled"  # no ok impact: the most recent listing's
-    assert (late["tweet_count"], late["linking_tweet_count"], late["tweet_likes"]) == (0, None, None)  # fmt: skip
+    assert (late["tweet_count"], late["linking_tweet_count"], late["tweet_like_count_total"]) == (0, None, None)  # fmt: skip
 
 
 def test_tweets_once_each_with_embeddings_and_history(small: Path) -> None:
     tweets = {r["tweet_id"]: r for r in _rows(small, "tweets")}
     assert set(tweets) == {T1, T2, T3}
     t1 = tweets[T1]
-    assert (t1["appearances"], t1["first_seen"], t1["last_seen"]) == (2, _at(DAY_A), _at(DAY_B))
-    assert (t1["like_count"], t1["reply_count"], t1["details_status"]) == (70, 4, "ok")
+    assert (t1["entry_count"], t1["first_seen"], t1["last_seen"]) == (2, _at(DAY_A), _at(DAY_B))
+    assert (t1["details_like_count"], t1["details_reply_count"], t1["details_status"]) == (
+        70, 4, "ok")  # fmt: skip
     assert t1["created_at"] == datetime(2021, 6, 18, 17, 0, tzinfo=UTC)
-    assert (t1["details_author_handle"], t1["author_blue_verified"]) == ("edwardjhu", False)
+    assert (t1["details_author_handle"], t1["details_author_blue_verified"]) == ("edwardjhu", False)
     assert t1["linked_arxiv_ids"] == [LORA, "2106.00002"]
-    assert t1["media"][0]["type"] == "photo" and t1["embed_status"] == "ok"
-    assert (tweets[T2]["details_status"], tweets[T2]["reason"]) == ("tombstone", "Age-restricted")
+    assert t1["details_media"][0]["type"] == "photo" and t1["embed_status"] == "ok"
+    assert (tweets[T2]["details_status"], tweets[T2]["details_reason"]) == (
+        "tombstone", "Age-restricted")  # fmt: skip
     t3 = tweets[T3]
     assert (t3["embed_status"], t3["embed_error"]) == ("deleted", "oEmbed answered HTTP 404")
-    assert (t3["details_status"], t3["like_count"], t3["linked_arxiv_ids"]) == ("error", None, None)  # fmt: skip
+    assert (t3["details_status"], t3["details_like_count"], t3["linked_arxiv_ids"]) == ("error", None, None)  # fmt: skip
     history = [(r["tweet_id"], r["observed_at"], r["like_count"]) for r in _rows(small, "tweet_history")]  # fmt: skip
     assert history == [
         (T1, _at("2021-06-19T08:00:00Z"), 40),
         (T1, _at("2021-06-19T12:00:00Z"), 50),
         (T1, _at("2021-06-21T08:00:00Z"), 70),
     ]
-    embeddings = [(r["post_slug"][-5:], r["rank"], r["position"], r["tweet_id"], r["links_paper"])
+    entries = {r["entry_id"]: r for r in _rows(small, "entries")}
+    embeddings = [(entries[r["entry_id"]]["post_slug"][-5:], entries[r["entry_id"]]["rank"],
+                   r["position"], r["tweet_id"], r["links_paper"])
                   for r in _rows(small, "entry_tweets")]  # fmt: skip
     assert embeddings == [
         ("06-18", 1, 1, T1, True), ("06-18", 1, 2, T2, None), ("06-18", 3, 1, T3, None),
@@ -276,7 +288,7 @@ def test_tweets_once_each_with_embeddings_and_history(small: Path) -> None:
 
 
 def test_posts_count_their_entries(small: Path) -> None:
-    posts = [(r["post_slug"], r["post_published_at"], r["entries"], r["embedded_tweets"])
+    posts = [(r["post_slug"], r["post_published_at"], r["entry_count"], r["embedded_tweet_count"])
              for r in _rows(small, "posts")]  # fmt: skip
     assert posts == [
         ("hot-papers-2021-06-18", _at(DAY_A), 3, 3),
@@ -306,8 +318,8 @@ def test_types_do_not_depend_on_what_the_run_saw(tmp_path: Path) -> None:
     write_dataset(write_snapshot(tmp_path / "bad.jsonl", records), tmp_path / "bad.dataset")
     write_dataset(write_snapshot(tmp_path / "empty.jsonl", []), tmp_path / "empty.dataset")
     tweets = pq.read_table(tmp_path / "bad.dataset" / "tweets.parquet")
-    assert tweets.schema.field("like_count").type == pa.int64()
-    assert tweets.column("like_count").to_pylist() == [None, None]
+    assert tweets.schema.field("details_like_count").type == pa.int64()
+    assert tweets.column("details_like_count").to_pylist() == [None, None]
     assert tweets.column("created_at").to_pylist() == [None, None]  # pre-snowflake IDs
     for name in TABLE_NAMES:
         bad = pq.read_schema(tmp_path / "bad.dataset" / f"{name}.parquet")
@@ -329,7 +341,7 @@ def test_records_are_streamed_in_bounded_row_groups(
     assert sizes == [100, 100, 100, 100, 50]
     papers = pq.read_table(tmp_path / "s.dataset" / "papers.parquet")
     assert summary.rows["papers"] == papers.num_rows == len(set(papers.column("arxiv_id").to_pylist()))  # fmt: skip
-    assert sum(papers.column("appearances").to_pylist()) == 450
+    assert sum(papers.column("listing_count").to_pylist()) == 450
 
 
 def _folders(parent: Path) -> list[str]:
@@ -406,9 +418,9 @@ def test_duckdb_holds_the_same_tables_and_types(small: Path) -> None:
     finally:
         con.close()
     assert types["first_seen"] == "TIMESTAMP WITH TIME ZONE"
-    assert types["appearances"] == "BIGINT" and types["code_urls"] == "VARCHAR[]"
+    assert types["digest_count"] == "BIGINT" and types["code_urls"] == "VARCHAR[]"
     assert types["ranks"] == "STRUCT(post_published_at TIMESTAMP WITH TIME ZONE, rank BIGINT)[]"
-    assert types["publication_date"] == "DATE"
+    assert types["semantic_scholar_publication_date"] == "DATE"
     assert not list(small.glob("*.wal")) and not list(small.glob(".*"))
 
 
@@ -555,7 +567,8 @@ def test_every_column_is_described_once_in_parquet_duckdb_and_the_card(small: Pa
             text = description(f)
             assert text, (name, f.name)
             assert comments[(name, f.name)] == text, (name, f.name)
-            assert f"| `{f.name}` | `{f.type}` |" in card and text.replace("|", "\\|") in card
+            declared = SCHEMAS[name].field(f.name).type
+            assert f"| `{f.name}` | `{declared}` |" in card and text.replace("|", "\\|") in card
 
 
 def _two_listings_in_one_digest() -> list[dict[str, Any]]:

@@ -142,8 +142,8 @@ def posts_file(snapshot: Path) -> Path:
 
 @cache
 def _post_validator() -> Draft7Validator:
-    whole = schema()
-    return Draft7Validator({**whole["properties"]["post"], "definitions": whole["definitions"]})
+    whole = schema()  # evolved from the whole schema, so its $refs resolve as in a record
+    return Draft7Validator(whole).evolve(schema=whole["properties"]["post"])
 
 
 def post_errors(post: Mapping[str, Any]) -> list[str]:

@@ -161,8 +161,10 @@ PLAIN = FuncFormatter(_plain)
 
 
 def _symlog(ax: Any, which: str) -> None:
-    """A symmetric log scale on ``which`` ("x" or "y") whose ticks read as numbers."""
+    """A symmetric log scale on ``which`` ("x" or "y") for counts, from 0 (so 0, 1, 10, …
+    always show, even for one point), whose ticks read as numbers."""
     getattr(ax, f"set_{which}scale")("symlog", linthresh=1)
+    getattr(ax, f"set_{which}lim")(0, None)
     getattr(ax, f"{which}axis").set_major_formatter(PLAIN)
 
 
