@@ -29,6 +29,7 @@ from typing import Any
 
 import duckdb
 from jsonschema import Draft7Validator
+from jsonschema.protocols import Validator
 
 from crawler.export.card import write_card
 from crawler.export.files import fsync_dir
@@ -141,7 +142,7 @@ def posts_file(snapshot: Path) -> Path:
 
 
 @cache
-def _post_validator() -> Draft7Validator:
+def _post_validator() -> Validator:
     whole = schema()  # evolved from the whole schema, so its $refs resolve as in a record
     return Draft7Validator(whole).evolve(schema=whole["properties"]["post"])
 
