@@ -660,3 +660,20 @@ def _without_foreign_keys(con: Any, name: str, source: str) -> str:
     """The real DDL minus its FOREIGN KEY clauses, so only the check after loading can see it."""
     sql = _create_table(con, name, source)
     return sql.split(", FOREIGN KEY")[0] + ")" if ", FOREIGN KEY" in sql else sql
+
+
+def test_a_repeated_key_is_named_and_keeps_the_previous_dataset(tmp_path: Path) -> None:
+    """A digest numbering two entries alike gives them one entry_id: the primary key names it."""
+    the_post = post("hot-papers-2021-06-18", DAY_A)
+    good = write_snapshot(tmp_path / "d.jsonl", [record(entry(the_post, 1, LORA))])
+    before = write_dataset(good, tmp_path / "d.dataset").folder
+    twice = [record(entry(the_post, 1, LORA)), record(entry(the_post, 1, LATE))]
+    snapshot = write_snapshot(tmp_path / "d.jsonl", twice)
+    entry_id = twice[0]["entry_id"]
+    message = (
+        rf"entries: entry_id {entry_id} is not unique, 2 rows "
+        r"\(post digests/hot-papers-2021-06-18.md, rank 1\)$"
+    )
+    with pytest.raises(DatasetError, match=message):
+        write_dataset(snapshot, tmp_path / "d.dataset")
+    assert (tmp_path / "d.dataset").resolve() == before.resolve()

@@ -487,7 +487,11 @@ def _write_duckdb(folder: Path) -> None:
         for name in _REFERENCED_FIRST:
             source = f"read_parquet({_sql_string(str(folder / f'{name}.parquet'))})"
             con.execute(_create_table(con, name, source))
-            con.execute(f"INSERT INTO {name} SELECT * FROM {source}")
+            try:
+                con.execute(f"INSERT INTO {name} SELECT * FROM {source}")
+            except duckdb.ConstraintException as exc:
+                con.execute("ROLLBACK")  # the file is discarded; the Parquet says which key
+                raise DatasetError(_duplicate_key(con, name, source) or one_line(exc)) from exc
             _comment(con, name)
         broken = foreign_key_violations(con)
         if broken:
@@ -523,6 +527,22 @@ def _create_table(con: duckdb.DuckDBPyConnection, name: str, source: str) -> str
                 f"({', '.join(map(_ident, PRIMARY_KEYS[referenced]))})"
             )
     return f"CREATE TABLE {name} ({', '.join(parts)})"
+
+
+def _duplicate_key(con: duckdb.DuckDBPyConnection, name: str, source: str) -> str | None:
+    """Which key repeats, and for an entry where (a digest that numbers two entries alike)."""
+    keys = ", ".join(map(_ident, PRIMARY_KEYS[name]))
+    extra = ", any_value(post_source), any_value(rank)" if name == "entries" else ""
+    found = con.execute(
+        f"SELECT count(*), {keys}{extra} FROM {source} GROUP BY {keys} HAVING count(*) > 1 LIMIT 1"
+    ).fetchall()
+    if not found:
+        return None
+    count, *values = found[0]
+    width = len(PRIMARY_KEYS[name])
+    where = f" (post {values[width]}, rank {values[width + 1]})" if extra else ""
+    shown = ", ".join(f"{k} {v}" for k, v in zip(PRIMARY_KEYS[name], values, strict=False))
+    return f"{name}: {shown} is not unique, {count} rows{where}"
 
 
 def _comment(con: duckdb.DuckDBPyConnection, name: str) -> None:
