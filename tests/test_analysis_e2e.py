@@ -186,6 +186,8 @@ def test_the_folder_loads_by_table_name_and_validates_as_croissant(
         loaded = datasets.load_dataset(str(folder), name, split="train")
         assert loaded.num_rows == pq.ParquetFile(folder / f"{name}.parquet").metadata.num_rows
         assert loaded.column_names == SCHEMAS[name].names, name
+    default = datasets.load_dataset(str(folder), split="train")  # dataset.json is not data
+    assert default.column_names == SCHEMAS["papers"].names
     mlcroissant = pytest.importorskip("mlcroissant")
     croissant = mlcroissant.Dataset(str(folder / "croissant.json"))
     assert [r.name for r in croissant.metadata.record_sets] == list(TABLE_NAMES)
