@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import crawler.export.dataset as dataset_module
-from crawler.export.dataset import DUCKDB_FILE, DatasetError, posts_file, write_dataset
+from crawler.export.dataset import DUCKDB_FILE, DatasetError, write_dataset
+from crawler.export.files import posts_file
 from crawler.export.tables import (
     SCHEMAS,
     TABLE_NAMES,

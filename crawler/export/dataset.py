@@ -32,7 +32,7 @@ from jsonschema import Draft7Validator
 from jsonschema.protocols import Validator
 
 from crawler.export.card import write_card
-from crawler.export.files import fsync_dir
+from crawler.export.files import fsync_dir, posts_file
 from crawler.export.jsonlines import sort_key
 from crawler.export.tables import (
     FOREIGN_KEYS,
@@ -134,11 +134,6 @@ def _records(snapshot: Path, *, checked: bool) -> Iterator[dict[str, Any]]:
                     f"({problems[0]})"
                 )
             yield record
-
-
-def posts_file(snapshot: Path) -> Path:
-    """``NAME.posts.jsonl``: the digests a run read, beside the snapshot ``NAME.jsonl``."""
-    return snapshot.with_name(f"{snapshot.stem}.posts.jsonl")
 
 
 @cache

@@ -25,7 +25,7 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 
 from crawler import signals as our_signals
-from crawler.export.files import atomic_write
+from crawler.export.files import atomic_write, posts_file
 from crawler.export.jsonlines import sort_key
 from crawler.items import Post
 from crawler.outcome import Outcome
@@ -127,8 +127,6 @@ class RunFiles:
     def _write_posts(self) -> None:
         """``NAME.posts.jsonl`` beside the snapshot it describes, so a dataset rebuilt from
         that snapshot later still lists the digests without entries."""
-        from crawler.export.dataset import posts_file  # pyarrow and DuckDB load late (below)
-
         assert self.path is not None
         path = posts_file(self.path)
         lines = sorted(self.posts.values(), key=lambda p: (p["published_at"] or "", p["slug"]))
