@@ -191,6 +191,8 @@ def test_the_folder_loads_by_table_name_and_validates_as_croissant(
     mlcroissant = pytest.importorskip("mlcroissant")
     croissant = mlcroissant.Dataset(str(folder / "croissant.json"))
     assert [r.name for r in croissant.metadata.record_sets] == list(TABLE_NAMES)
+    issues = croissant.metadata.ctx.issues
+    assert not issues.errors and not issues.warnings, (issues.errors, issues.warnings)
     papers = list(croissant.records("papers"))
     assert len(papers) == pq.ParquetFile(folder / "papers.parquet").metadata.num_rows
 

@@ -238,7 +238,8 @@ _CONTEXT = {
     "cr": "http://mlcommons.org/croissant/", "rai": "http://mlcommons.org/croissant/RAI/",
     "dct": "http://purl.org/dc/terms/", "citeAs": "cr:citeAs", "column": "cr:column",
     "conformsTo": "dct:conformsTo", "data": {"@id": "cr:data", "@type": "@json"},
-    "dataType": {"@id": "cr:dataType", "@type": "@vocab"}, "examples":
+    "dataType": {"@id": "cr:dataType", "@type": "@vocab"},
+    "equivalentProperty": "cr:equivalentProperty", "samplingRate": "cr:samplingRate", "examples":
     {"@id": "cr:examples", "@type": "@json"}, "extract": "cr:extract", "field": "cr:field",
     "fileProperty": "cr:fileProperty", "fileObject": "cr:fileObject", "fileSet": "cr:fileSet",
     "format": "cr:format", "includes": "cr:includes", "isLiveDataset": "cr:isLiveDataset",
@@ -270,20 +271,21 @@ def render_croissant(
     ]
     run = run_report or {}
     terms = " ".join(f"{who}: {terms}." for who, _, terms in SOURCES)
+    published = run.get("finished_at") or period[1]
+    when = f"; digests {period[0]} to {period[1]}" if period[0] else ""
     return {
         "@context": _CONTEXT,
         "@type": "sc:Dataset",
         "conformsTo": "http://mlcommons.org/croissant/1.0",
         "name": "hot-papers",
         "description": "arXiv papers that Hot Papers digests listed as popular on Twitter, "
-        f"enriched with arXiv, Semantic Scholar and tweet details; digests {period[0]} to "
-        f"{period[1]}.",
+        f"enriched with arXiv, Semantic Scholar and tweet details{when}.",
         "license": "other: no single license; each part stays under its source's terms "
         "(see usageInfo and README.md)",
         "usageInfo": terms,
         "url": CARD_FILE,
         "version": f"{SCHEMA_VERSION}.0.0",
-        "datePublished": run.get("finished_at") or period[1],
+        **({"datePublished": published} if published else {}),
         "citeAs": "Hot Papers dataset, compiled by the hot-papers crawler.",
         "distribution": files,
         "recordSet": [_record_set(name) for name in TABLE_NAMES],
