@@ -87,7 +87,7 @@ class Impact:
 class Tweet:
     id: str  # a 64-bit snowflake: kept as a string so no JSON reader loses precision
     url: str
-    author_handle: str
+    author_handle: str | None  # None: neither the link (/i/web/status/ID) nor the text names it
     author_name: str | None
     lang: str | None
     date_text: str | None

@@ -27,6 +27,10 @@ DIGESTS_READ = "digests/read"
 DIGESTS_EMPTY = "digests/empty"
 DIGESTS_UNREADABLE = "digests/unreadable"
 DIGESTS_MISSING = "digests/missing"
+# Problems in a digest: "error" ones lost input (an entry, a tweet, a paper link), "warning" ones
+# lost nothing. The spider counts them under these keys; errors decide the exit status.
+INPUT_LOST = "digests/problems/error"
+INPUT_WARNINGS = "digests/problems/warning"
 ENTRIES_PARSED = "entries/parsed"
 RECORDS_WRITTEN = "records/written"  # left the record pipeline, valid
 RECORDS_INVALID = "records/invalid"  # dropped: broke the schema (a bug of ours)
@@ -174,7 +178,8 @@ class Outcome:
     def exit_status(self) -> ExitStatus:
         """The first that applies, most serious first: not completed (we stopped, the crawl
         did not finish, arguments refused) 1; output failed 5; records invalid 3; a source
-        unreadable or missing, or no digest read at all, 2; enrichment incomplete 4; else 0."""
+        unreadable or missing, input lost inside a digest (an error-level problem), or no
+        digest read at all, 2; enrichment incomplete 4; else 0."""
         if self.stop_problem or self.reason != "finished" or self._get(ARGUMENTS_INVALID):
             return ExitStatus.NOT_COMPLETED
         if self._get(OUTPUT_FAILED):
@@ -182,7 +187,7 @@ class Outcome:
         if self._get(RECORDS_INVALID):
             return ExitStatus.INVALID_RECORDS
         unread = self._get(DIGESTS_UNREADABLE) or self._get(DIGESTS_MISSING)
-        if unread or not self._get(DIGESTS_READ):
+        if unread or self._get(INPUT_LOST) or not self._get(DIGESTS_READ):
             return ExitStatus.SOURCE_UNREADABLE
         if self.incomplete_services():
             return ExitStatus.ENRICHMENT_INCOMPLETE

@@ -98,6 +98,9 @@ ITEM_PIPELINES = {
 }
 # Entries read from one digest at most; the rest of an absurd file is skipped with an error.
 MAX_ENTRIES_PER_DIGEST = 1000
+# Files and folders one folder or pattern of the source argument may visit; beyond it that
+# source is refused with an error (a tree far larger than any digest archive, a runaway glob).
+SOURCE_SCAN_MAX = 100_000
 
 # --- Output -------------------------------------------------------------------------------------
 FEED_STORAGES = {

@@ -7,12 +7,13 @@ and URLs: the same errback reports a missing file and an unreachable URL.
 from __future__ import annotations
 
 import atexit
+import fnmatch
 import glob
 import os
 import shutil
 import stat
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -26,14 +27,27 @@ class Source:
     url: str  # what Scrapy fetches
     name: str  # what messages call it: the path as given, or the URL
     # What records call it (post.source): relative to the source argument, so records never
-    # carry a path of the crawling machine; see relative_name().
+    # carry a path of the crawling machine (a file's name, the path below a folder or a
+    # glob's leading folder, a URL without user:password).
     record_name: str = ""
 
 
 @dataclass(slots=True)
 class Expanded:
     sources: list[Source]
-    problems: list[str]  # one line each: a spec that matched nothing
+    problems: list[str]  # one line each: a spec that matched nothing, a dangling link, the cap
+
+
+SCAN_MAX = 100_000  # files and folders one source may visit (SOURCE_SCAN_MAX)
+
+
+def without_userinfo(url: str) -> str:
+    """``url`` without ``user:password@``: what logs, the run report and records may show."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=host))
 
 
 SAMPLES_NAME = "crawler/samples"  # how records name the bundled samples when not on disk
@@ -97,27 +111,143 @@ def _file(path: Path, below: Path | None = None) -> Source:
     return Source(path.resolve().as_uri(), _display(path), printable_path(relative))
 
 
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
-
-
-def _fixed_folder(pattern: str) -> Path:
-    """A glob's leading folder without magic (``posts/`` of ``posts/2021-*.md``)."""
-    fixed = []
-    for part in Path(pattern).parts:
-        if glob.has_magic(part):
-            break
-        fixed.append(part)
-    return Path(*fixed) if fixed else Path(".")
+def _leading_folder(pattern: str) -> Path:
+    """A glob's leading folder without wildcards (``posts/`` of ``posts/2021-*.md``)."""
+    parts = Path(pattern).parts
+    fixed = next(i for i, part in enumerate([*parts, "*"]) if glob.has_magic(part))
+    return Path(*parts[:fixed]) if fixed else Path(".")
 
 
 def _digests_in(folder: Path) -> list[Path]:
     return sorted(
         p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in DIGEST_SUFFIXES
     )
+
+
+class ScanLimit(Exception):
+    """A source visited more files and folders than ``SOURCE_SCAN_MAX``."""
+
+
+@dataclass(slots=True)
+class _Scan:
+    """One source's walk: bounded, and never twice into the same folder at the same step of
+    the pattern, so a symlink back into a folder it is already inside ends the walk there
+    (``glob(recursive=True)`` followed ``a -> .`` for ever)."""
+
+    limit: int
+    files: list[Path] = field(default_factory=list)
+    dangling: list[Path] = field(default_factory=list)
+    seen: set[tuple[int, int, int]] = field(default_factory=set)
+    listings: dict[Path, list[os.DirEntry[str]]] = field(default_factory=dict)
+    visited: int = 0
+
+    def entries(self, folder: Path) -> list[os.DirEntry[str]]:
+        """A folder's entries, listed once per walk (``**/*.md`` looks at each folder twice)."""
+        known = self.listings.get(folder)
+        if known is None:
+            known = self.listings[folder] = self._list(folder)
+        return known
+
+    def _list(self, folder: Path) -> list[os.DirEntry[str]]:
+        try:
+            with os.scandir(folder) as listing:
+                found = []
+                for entry in listing:
+                    self.visited += 1
+                    if self.visited > self.limit:
+                        raise ScanLimit
+                    found.append(entry)
+        except OSError:  # not a folder, gone, unreadable, a symlink loop: nothing in it
+            return []
+        return found
+
+    def first_visit(self, folder: Path, step: int) -> bool:
+        try:
+            info = os.stat(folder)
+        except OSError:
+            return False
+        key = (info.st_dev, info.st_ino, step)
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+    def found(self, path: Path, entry: os.DirEntry[str] | None = None) -> None:
+        if path.is_file():
+            self.files.append(path)
+        elif (entry.is_symlink() if entry else path.is_symlink()) and not path.exists():
+            self.dangling.append(path)
+
+
+def _visible(name: str, part: str) -> bool:
+    """Like glob: a wildcard does not match a hidden name unless the pattern starts with '.'."""
+    return part.startswith(".") or not name.startswith(".")
+
+
+def _step(scan: _Scan, stack: list[tuple[Path, int]], parts: list[str], at: Path, i: int) -> None:
+    """Match ``parts[i]`` in folder ``at``, pushing what matches."""
+    part, last = parts[i], i == len(parts) - 1
+    if part == "**":
+        if not scan.first_visit(at, i):
+            return
+        stack.append((at, i + 1))  # zero folders
+        for entry in scan.entries(at):
+            if not _visible(entry.name, part):
+                continue
+            if entry.is_dir():
+                stack.append((at / entry.name, i))
+            elif last:
+                scan.found(at / entry.name, entry)
+    elif glob.has_magic(part):
+        for entry in scan.entries(at):
+            if _visible(entry.name, part) and fnmatch.fnmatchcase(entry.name, part):
+                stack.append((at / entry.name, i + 1))
+    else:
+        stack.append((at / part, i + 1))
+
+
+def walk_pattern(pattern: str, limit: int = SCAN_MAX) -> _Scan:
+    """The files a glob pattern (``**`` allowed) matches, sorted; :class:`ScanLimit` beyond
+    ``limit`` files and folders visited."""
+    path = Path(pattern)
+    parts = list(path.parts)
+    fixed = next(i for i, part in enumerate([*parts, "*"]) if glob.has_magic(part))
+    start = Path(*parts[:fixed]) if fixed else Path(".")
+    rest = parts[fixed:]
+    scan = _Scan(limit)
+    stack: list[tuple[Path, int]] = [(start, 0)]
+    while stack:
+        at, i = stack.pop()
+        if i == len(rest):
+            scan.found(at)
+        elif i == 0 or at.is_dir():
+            _step(scan, stack, rest, at, i)
+    scan.files.sort()
+    scan.dangling.sort()
+    return scan
+
+
+def _folder(path: Path, item: str, limit: int) -> tuple[list[Source], list[str]]:
+    """Every digest file directly in a folder, and a line for each dangling digest link."""
+    scan = _Scan(limit)
+    for entry in scan.entries(path):
+        if Path(entry.name).suffix.lower() in DIGEST_SUFFIXES:
+            scan.found(path / entry.name, entry)
+    found = sorted(scan.files)
+    problems = [f"{_display_link(p)}: dangling symbolic link (its target is missing)" for p in
+                sorted(scan.dangling)]  # fmt: skip
+    if not found and not problems:
+        problems.append(f"{printable_path(item)}: folder has no .md, .markdown or .txt files")
+    return [_file(p, path) for p in found], problems
+
+
+def _display_link(path: Path) -> str:
+    """A symlink's own path (not its target's), as records would name it."""
+    absolute = Path(os.path.abspath(path))
+    try:
+        return printable_path(str(absolute.relative_to(Path.cwd().resolve())))
+    except ValueError:
+        return printable_path(str(absolute))
 
 
 def _samples() -> Expanded:
@@ -134,36 +264,47 @@ def _samples() -> Expanded:
     )
 
 
-def _expand_one(item: str) -> tuple[list[Source], str | None]:
-    """One comma-separated piece of ``source``: its sources, or why it names none."""
+def _pattern(item: str, limit: int) -> tuple[list[Source], list[str]]:
+    pattern = os.path.expanduser(item)
+    scan = walk_pattern(pattern, limit)
+    below = _leading_folder(pattern)
+    problems = [
+        f"{_display_link(p)}: dangling symbolic link (its target is missing)" for p in scan.dangling
+    ]
+    if not scan.files and not problems:
+        problems.append(f"{printable_path(item)}: pattern matches no file")
+    return [_file(p, below) for p in scan.files], problems
+
+
+def _expand_one(item: str, limit: int) -> tuple[list[Source], list[str]]:
+    """One comma-separated piece of ``source``: its sources, and lines for what it lost."""
     if item.lower().startswith(("http://", "https://")):
-        return [Source(url=item, name=item, record_name=_without_password(item))], None
+        shown = without_userinfo(item)
+        return [Source(url=item, name=shown, record_name=shown)], []
     path = Path(os.path.expanduser(item))
-    if path.is_dir():
-        found = _digests_in(path)
-        return [_file(p, path) for p in found], None if found else (
-            f"{item}: folder has no .md, .markdown or .txt files"
-        )
-    if glob.has_magic(item):
-        pattern = os.path.expanduser(item)
-        matches = sorted(Path(m) for m in glob.glob(pattern, recursive=True))
-        files = [m for m in matches if m.is_file()]
-        below = _fixed_folder(pattern)
-        return [
-            _file(p, below) for p in files
-        ], None if files else f"{item}: pattern matches no file"
+    try:
+        if path.is_dir():
+            return _folder(path, item, limit)
+        if glob.has_magic(item):
+            return _pattern(item, limit)
+    except ScanLimit:
+        return [], [
+            f"{printable_path(item)}: more than {limit:,} files and folders visited "
+            "(SOURCE_SCAN_MAX); nothing read from it"
+        ]
     try:
         check_local_source(str(path))
     except SourceRefused as exc:
-        return [], f"{printable_path(item)}: {exc}"
-    return [_file(path)], None
+        return [], [f"{printable_path(item)}: {exc}"]
+    return [_file(path)], []
 
 
-def expand_sources(spec: str | None) -> Expanded:
+def expand_sources(spec: str | None, limit: int = SCAN_MAX) -> Expanded:
     """Comma-separated files, folders, globs and http(s) URLs; None means the bundled samples.
 
     A given but empty spec (an unset shell variable, ``,,,``) names nothing and says so: it
-    must not quietly crawl the samples into a production snapshot.
+    must not quietly crawl the samples into a production snapshot. Each folder or pattern
+    visits at most ``limit`` files and folders (``SOURCE_SCAN_MAX``).
     """
     if spec is None:
         return _samples()
@@ -173,9 +314,8 @@ def expand_sources(spec: str | None) -> Expanded:
     sources: dict[str, Source] = {}
     problems: list[str] = []
     for item in items:
-        found, problem = _expand_one(item)
+        found, lost = _expand_one(item, limit)
         for source in found:
             sources.setdefault(source.url, source)
-        if problem:
-            problems.append(problem)
+        problems.extend(lost)
     return Expanded(list(sources.values()), problems)

@@ -15,7 +15,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Any, TypeVar
-from urllib.parse import urljoin
+from urllib.parse import unquote, urljoin, urlsplit
 
 import scrapy
 from scrapy import signals as scrapy_signals
@@ -23,6 +23,7 @@ from scrapy.crawler import Crawler
 from scrapy.http import Response
 from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
+from w3lib.http import basic_auth_header
 
 from crawler import signals
 from crawler.downloader.contract import short_url
@@ -34,11 +35,13 @@ from crawler.outcome import (
     DIGESTS_TOTAL,
     DIGESTS_UNREADABLE,
     ENTRIES_PARSED,
+    INPUT_LOST,
+    INPUT_WARNINGS,
     Outcome,
 )
 from crawler.parsing.digest import Digest, DigestError, parse_digest_bytes
 from crawler.services.registry import SERVICES
-from crawler.sources import expand_sources
+from crawler.sources import SCAN_MAX, Expanded, expand_sources, without_userinfo
 from crawler.state.freshness import refresh_choices
 
 logger = logging.getLogger(__name__)
@@ -46,6 +49,16 @@ logger = logging.getLogger(__name__)
 ARGUMENTS = ("source", "refresh")
 
 T = TypeVar("T")
+
+
+def _credentials(url: str) -> dict[str, bytes]:
+    """``user:password@`` of a source URL as a basic-auth header, so the request's URL (which
+    Scrapy logs) carries no password; Scrapy drops the header on a redirect to another host."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return {}
+    user, password = unquote(parts.username), unquote(parts.password or "")
+    return {"Authorization": basic_auth_header(user, password)}
 
 
 class CrawlStopping(Exception):
@@ -129,9 +142,23 @@ class DigestsSpider(scrapy.Spider):
         crawler.settings.set("REFRESH", spider.refresh, priority="spider")
         return spider
 
+    async def _expand(self) -> Expanded | None:
+        """The sources, walked in a daemon thread (a folder tree, a slow or hung filesystem
+        must not freeze the crawl or hold up a stop); None once the crawl is stopping."""
+        limit = self.crawler.settings.getint("SOURCE_SCAN_MAX", SCAN_MAX)
+        stopping = Outcome.of(self.crawler).stopping
+        try:
+            return await in_daemon_thread(stopping, expand_sources, self.source, limit)
+        except CrawlStopping:
+            logger.info("Stopped while expanding the source argument")
+            self._announce_exhausted()
+            return None
+
     async def start(self) -> AsyncIterator[scrapy.Request]:
         stats = self.crawler.stats
-        expanded = expand_sources(self.source)
+        expanded = await self._expand()
+        if expanded is None:
+            return
         for problem in expanded.problems:
             logger.error("source %s", problem)
             stats.inc_value(DIGESTS_MISSING)
@@ -146,7 +173,8 @@ class DigestsSpider(scrapy.Spider):
             if engine is not None and engine.needs_backout():
                 await self.crawler.signals.wait_for(scrapy_signals.scheduler_empty)
             yield scrapy.Request(
-                source.url,
+                without_userinfo(source.url),
+                headers=_credentials(source.url),
                 callback=self.parse_digest,
                 errback=self.source_failed,
                 cb_kwargs={"name": source.name, "record_name": source.record_name},
@@ -190,9 +218,9 @@ class DigestsSpider(scrapy.Spider):
                 stats.inc_value(DIGESTS_EMPTY)
             for problem in digest.problems:
                 where = f"{name}:{problem.line}" if problem.line else name
-                log = logger.error if problem.severity == "error" else logger.warning
-                log("%s: %s", where, problem.message)
-                stats.inc_value(f"digests/problems/{problem.severity}")
+                lost = problem.severity == "error"
+                (logger.error if lost else logger.warning)("%s: %s", where, problem.message)
+                stats.inc_value(INPUT_LOST if lost else INPUT_WARNINGS)
             for entry in digest.entries:
                 entry.post.record_source = record_name or name  # post.source of the records
                 stats.inc_value(ENTRIES_PARSED)

@@ -48,7 +48,7 @@ def test_every_sample_parses_completely(
     digest = _sample(prefix)
     assert digest.problems == []
     assert digest.post.slug == slug
-    assert digest.post.date == date
+    assert digest.post.published_at == date
     assert digest.post.tags == ["arXiv", "Twitter", "Machine Learning", "Computer Science"]
     assert digest.post.category == "arXiv"
     assert [e.rank for e in digest.entries] == list(range(1, entries + 1))
@@ -277,10 +277,10 @@ def test_byte_parser_returns_or_raises_only_its_own_error(data: bytes) -> None:
 
 def test_bad_front_matter_values_are_problems_not_crashes() -> None:
     for front, problem in [
-        ("date: 2021-13-45", "invalid YAML front matter (month must be in 1..12)"),
-        ("date: 0001-01-01T00:00:00+01:00", "is not a date"),
+        ("date: 2021-13-45", "front matter date '2021-13-45' is not a valid date; ignored"),
+        ("date: 0001-01-01T00:00:00+01:00", "is not a valid date; ignored"),
         ("title: !!python/object:os.system x", "invalid YAML front matter"),
     ]:
         d = parse_digest(f"---\n{front}\n---\n\n" + entry(1), "x.md")
-        assert len(d.entries) == 1 and d.post.date is None
+        assert len(d.entries) == 1 and d.post.published_at is None
         assert any(problem in p.message for p in d.problems), d.problems

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]  # no stubs installed
 import polars as pl
 import pytest
 
@@ -93,6 +93,7 @@ def test_one_availability_per_tweet_as_served(sample_crawl: Crawl, catalogue: Ca
     seen = set()
     for tweet in (t for r in sample_crawl.records for t in r["tweets"]):
         served, details = catalogue.tweets[tweet["id"]], catalogue.details[tweet["id"]]
+        expected: tuple[str, str | None]
         if details.outcome == "tombstone":
             text = details.tombstone_text or ""
             expected = (meaning[text], text)

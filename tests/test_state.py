@@ -237,7 +237,8 @@ def test_the_state_hands_an_upgraded_value_back_with_its_fetch_time(tmp_path: Pa
     value = state.stored(arxiv, key)
     assert value is not None and value.status == "ok" and value.versioned_id
     assert value.fetched_at == "2023-11-14T22:13:20.000Z"
-    assert not written_by_newer(arxiv, state.store.get("arxiv", key))  # not fetched again for it
+    row = state.store.get("arxiv", key)
+    assert row is not None and not written_by_newer(arxiv, row)  # not fetched again for it
     # a refresh that fetches it again: the new time, and no change for the rename
     refetched = dataclasses.replace(value, fetched_at="2026-01-01T00:00:00.000Z")
     assert state.save(arxiv, {key: refetched})[key].fetched_at == "2026-01-01T00:00:00.000Z"

@@ -33,7 +33,7 @@ NUMBERS: dict[str, tuple[type, float]] = {
     "PROGRESS_INTERVAL": (float, -1), "CONCURRENT_ITEMS": (int, 1),
     "CONCURRENT_REQUESTS": (int, 1), "DOWNLOAD_TIMEOUT": (float, 0),
     "DOWNLOAD_MAXSIZE": (int, 0), "MAX_ENTRIES_PER_DIGEST": (int, 1),
-    "DETAILS_HISTORY_MAX": (int, 1),
+    "DETAILS_HISTORY_MAX": (int, 1), "SOURCE_SCAN_MAX": (int, 1),
 }  # fmt: skip
 
 

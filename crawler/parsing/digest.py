@@ -112,7 +112,24 @@ def _slug_from_source(source: str) -> str:
 
 
 # libyaml when present: the front matter is read twice (events, then values), both in C.
-_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BASE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _SafeLoader(_BASE_LOADER):  # type: ignore[misc, valid-type]
+    """A safe loader whose impossible timestamps (``2021-02-30``) stay text: YAML's own
+    constructor raised for the whole document, and one bad date cost every other field."""
+
+
+def _timestamp_or_text(loader: yaml.constructor.SafeConstructor, node: yaml.Node) -> object:
+    try:
+        return loader.construct_yaml_timestamp(node)  # type: ignore[arg-type]
+    except (ValueError, OverflowError):
+        return loader.construct_scalar(node)  # type: ignore[arg-type]
+
+
+_SafeLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_or_text)
+_SAFE_LOADER = _SafeLoader
+_DATE_KEY_RE = re.compile(r"^date[ \t]*:", re.M)
 
 
 class _AliasError(yaml.YAMLError):
@@ -135,6 +152,7 @@ class _FrontMatter:
     meta: dict[Any, Any]
     body_start: int  # where the entries begin
     valid: bool  # present, readable and a mapping: the file is a digest even without entries
+    date_line: int = 1  # the line of its ``date:`` key, for the message when it is not a date
 
 
 def _load_yaml(raw: str, first_line: int, problems: list[Problem]) -> dict[Any, Any] | None:
@@ -174,19 +192,28 @@ def _front_matter(text: str, limit: int, problems: list[Problem]) -> _FrontMatte
         problems.append(Problem(line, f"front matter is longer than {limit} characters; ignored"))
         return _FrontMatter({}, closing.end(), valid=False)
     meta = _load_yaml(raw, 1, problems)
-    return _FrontMatter(meta or {}, closing.end(), valid=bool(meta))
+    key = _DATE_KEY_RE.search(raw)
+    date_line = 1 + text.count("\n", 0, opening.end() + key.start()) if key else 1
+    return _FrontMatter(meta or {}, closing.end(), valid=bool(meta), date_line=date_line)
 
 
 def _str_or_none(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def _post(meta: dict[Any, Any], source: str, encoding: str, problems: list[Problem]) -> Post:
+def _post(front: _FrontMatter, source: str, encoding: str, problems: list[Problem]) -> Post:
+    """The post's fields, each read on its own: a bad one is reported and the rest kept."""
+    meta = front.meta
     raw_tags = meta.get("tags") or []
     tags = [str(t) for t in raw_tags] if isinstance(raw_tags, list) else [str(raw_tags)]
     post_date = iso_utc(meta.get("date"))
     if meta and post_date is None:
-        problems.append(Problem(1, f"front matter date {meta.get('date')!r} is not a date"))
+        shown = _str_or_none(meta.get("date"))
+        problems.append(
+            Problem(front.date_line, f"front matter date {shown!r} is not a valid date; ignored")
+            if shown is not None
+            else Problem(1, "front matter has no date")
+        )
     title = _str_or_none(meta.get("title"))
     return Post(
         source=source,
@@ -450,7 +477,7 @@ def parse_digest(
         text = _without_nuls(text, problems)
     text = text.removeprefix("\ufeff")
     front = _front_matter(text, front_matter_max, problems)
-    post = _post(front.meta, source, encoding, problems)
+    post = _post(front, source, encoding, problems)
     limit = max(0, max_entries)
     headings, overflow = _headings(text, front.body_start, limit)
     if overflow:

@@ -14,10 +14,15 @@ from lxml import etree, html
 from crawler.items import Tweet
 from crawler.parsing.text import repair_mojibake
 
+# Every path a tweet link takes: /<handle>/status/ID, /<handle>/statuses/ID (the old API form),
+# /i/web/status/ID and /i/status/ID (no handle), the old /#!/<handle>/status/ID; on twitter.com,
+# x.com and their www. and mobile. hosts. The ID runs to the end of the digits: a longer one is
+# refused whole, never cut to a prefix that names another tweet.
 _STATUS_RE = re.compile(
-    r"^https?://(?:www\.|mobile\.)?(?P<host>twitter\.com|x\.com)/(?P<handle>[^/?#]+)/status(?:es)?/"
-    r"(?P<id>\d{1,20})"
+    r"^https?://(?:www\.|mobile\.)?(?P<host>twitter\.com|x\.com)/(?:#!/)?"
+    r"(?:i/(?:web/)?status|(?P<handle>[^/?#]+)/status(?:es)?)/(?P<id>\d+)"
 )
+MAX_TWEET_ID = 2**63 - 1  # a snowflake is a 63-bit integer
 _HANDLE_RE = re.compile(r"\(@(?P<handle>\w+)\)\s*$")
 _DASHES = ("\u2014", "&mdash;")
 
@@ -26,10 +31,19 @@ class TweetParseError(ValueError):
     """A blockquote that names no tweet we could ask oEmbed about."""
 
 
-def parse_status_url(url: str) -> tuple[str, str, str] | None:
-    """``(host, handle, tweet_id)`` of a tweet link on twitter.com or x.com, else None."""
+def parse_status_url(url: str) -> tuple[str, str | None, str] | None:
+    """``(host, handle, tweet_id)`` of a tweet link on twitter.com or x.com, else None.
+
+    The handle is None for ``/i/web/status/ID``; the ID is as written (see :func:`is_tweet_id`).
+    """
     m = _STATUS_RE.match(url.strip())
     return (m["host"], m["handle"], m["id"]) if m else None
+
+
+def is_tweet_id(digits: str) -> bool:
+    """At most 19 digits and below 2^63: anything else names no tweet (and no SQLite or
+    Parquet int64 holds it)."""
+    return digits.isdigit() and len(digits) <= 19 and int(digits) <= MAX_TWEET_ID
 
 
 def _text_of(element: etree._Element) -> str:
@@ -94,6 +108,11 @@ def parse_blockquote(markup: str) -> Tweet:
     if status is None:
         raise TweetParseError("tweet blockquote without a status link")
     (host, handle, tweet_id), link = status
+    if not is_tweet_id(tweet_id):
+        shown = tweet_id if len(tweet_id) <= 40 else f"{tweet_id[:40]}..."
+        raise TweetParseError(
+            f"status link ID {shown} is not a tweet ID (a 63-bit number); tweet not read"
+        )
     p = root.find(".//p")
     text = repair_mojibake(_text_of(p)) if p is not None else ""
     lang = p.get("lang") if p is not None else None
@@ -106,9 +125,12 @@ def parse_blockquote(markup: str) -> Tweet:
         attribution = container.text or ""
     found = _attribution(attribution)
     name = repair_mojibake(found[0]).strip() if found else None
+    # A link without a handle (/i/web/status/ID) keeps that form: it opens the tweet, while a
+    # handle taken from the attribution text could be stale.
+    path = f"{handle}/status" if handle else "i/web/status"
     return Tweet(
         id=tweet_id,
-        url=f"https://{host}/{handle}/status/{tweet_id}",
+        url=f"https://{host}/{path}/{tweet_id}",
         author_handle=found[1] if found else handle,
         author_name=name or None,
         lang=lang,

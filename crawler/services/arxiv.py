@@ -33,7 +33,8 @@ from crawler.parsing.arxiv_ids import (
     parse_arxiv_id,
     split_versioned,
 )
-from crawler.services.base import BatchRefused, Service
+from crawler.parsing.text import shorten
+from crawler.services.base import BatchRefused, Service, checked_int
 
 MAX_RESULTS_CAP = 2000  # the API never returns more entries in one answer
 _MAX_GET_URL = 2000  # longer id_lists go as a POST form, as the API allows
@@ -92,9 +93,10 @@ def _datetime(value: str | None) -> datetime:
 def _int(root: etree._Element, path: str) -> int:
     value = _text(root, path)
     try:
-        return int(value.strip()) if value else 0
+        number = int(value.strip()) if value else 0
+        return checked_int(number, path, "count") or 0
     except ValueError as exc:
-        raise AnswerUnusable(f"bad {path}: {value!r}") from exc
+        raise AnswerUnusable(f"bad {path}: {shorten(repr(value), 60)}") from exc
 
 
 def _stripped(value: str | None) -> str | None:
@@ -107,6 +109,7 @@ def _result(entry: etree._Element) -> arxiv.Result:
     ref = split_versioned(entry_id)  # MalformedArxivId (a ValueError) for v0, no version, ...
     if ref.version is None:
         raise ValueError(f"entry id without a version: {entry_id!r}")
+    checked_int(ref.version, "version", "version")  # v99999999999999999999: no table holds it
     authors = [
         arxiv.Result.Author(
             name=" ".join((_text(a, "atom:name") or "").split()),
@@ -208,12 +211,19 @@ def unasked(ids: list[str], page: FeedPage) -> list[str]:
     ]
 
 
+def stranger_problem(ids: list[str], page: FeedPage) -> str | None:
+    """Why the feed is about papers other than ``ids``, or None."""
+    if strangers := unasked(ids, page):
+        return f"feed lists papers that were not asked for ({strangers[0]})"
+    return None
+
+
 def page_problem(ids: list[str], page: FeedPage) -> str | None:
     """Why an answer should be asked for again, or None."""
     if page.broken:
         return f"malformed entry ({page.broken[0]})"
-    if strangers := unasked(ids, page):
-        return f"feed lists papers that were not asked for ({strangers[0]})"
+    if stranger := stranger_problem(ids, page):
+        return stranger
     # An empty feed is also arXiv's right answer for unknown IDs, so it is taken at its word
     # here; the enrichment flow treats "all stored papers vanished" as an incident.
     if page.total_results > len(page.results) and len(page.results) < len(ids):
@@ -281,6 +291,7 @@ class Arxiv(Service[ArxivMeta]):
         "not_found": 1,  # perhaps announced since
     }
     judge_per_answer = True
+    integers: ClassVar[dict[str, str]] = {"version": "version"}
     numbers: ClassVar[dict[str, tuple[type, float]]] = {
         "ARXIV_DELAY": (float, 0), "ARXIV_DELAY_MARGIN": (float, 0),
         "ARXIV_BATCH_SIZE": (int, 1), "ARXIV_BATCH_WAIT": (float, 0),
@@ -314,7 +325,7 @@ class Arxiv(Service[ArxivMeta]):
     def build_request(self, keys: list[str], hints: Mapping[str, str | None]) -> Request:
         return build_request(self.url, keys, self.politeness, self.check)
 
-    def check(self, request: Request, response: Response) -> FeedPage | None:
+    def parse(self, request: Request, response: Response) -> FeedPage | None:
         try:
             page = parse_feed(response.body)
         except ApiError:
@@ -322,6 +333,9 @@ class Arxiv(Service[ArxivMeta]):
         if problem := page_problem(request.meta.get("keys") or [], page):
             raise AnswerUnusable(problem)
         return page
+
+    def about_other(self, keys: list[str], parsed: FeedPage) -> str | None:
+        return stranger_problem(keys, parsed)
 
     def values(self, keys: list[str], response: Response) -> dict[str, ArxivMeta]:
         if response.status not in (200, 400):

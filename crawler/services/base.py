@@ -19,15 +19,20 @@ from scrapy import Request
 from scrapy.http import Response
 from scrapy.settings import BaseSettings
 
-from crawler.downloader.contract import PARSED, Politeness
+from crawler.downloader.contract import PARSED, AnswerUnusable, Politeness
 from crawler.items import DigestEntry
 from crawler.parsing.text import replace_surrogates
 
 V = TypeVar("V")
 
 DAY = 86400.0
-# Counts are int64 in the record schema and the tables: a larger one is a broken answer.
-COUNT_MAX = 2**63 - 1
+INT64_MAX = 2**63 - 1  # SQLite INTEGER, Parquet int64, DuckDB BIGINT: nothing wider is stored
+# The ranges an integer from a service may take, by what it is (record.schema.json agrees).
+BOUNDS: dict[str, tuple[int, int]] = {
+    "count": (0, INT64_MAX),
+    "year": (1000, 9999),  # four digits
+    "version": (1, INT64_MAX),
+}
 
 
 class BatchRefused(ValueError):
@@ -90,6 +95,9 @@ class Service(ABC, Generic[V]):
     numbers: ClassVar[dict[str, tuple[type, float]]] = {}  # settings checked as numbers
     # Fields that move all the time (counts): not changes for the change feed.
     volatile: ClassVar[tuple[str, ...]] = ()
+    # Every integer field of ``value_type`` and its kind in :data:`BOUNDS`: checked when an
+    # answer is parsed and again when a stored value is read (tests check none is missing).
+    integers: ClassVar[dict[str, str]] = {}
 
     batch_size: int = 1
     batch_wait: float = 0.0
@@ -135,9 +143,25 @@ class Service(ABC, Generic[V]):
     @abstractmethod
     def build_request(self, keys: list[str], hints: Mapping[str, str | None]) -> Request: ...
 
-    @abstractmethod
     def check(self, request: Request, response: Response) -> Any:
-        """Parse a 200 answer, or raise ``AnswerUnusable`` (retried)."""
+        """Parse a 200 answer, or raise ``AnswerUnusable`` (retried): an answer that does not
+        parse, or that is about something other than what was asked (a cache ignoring the
+        query string serves one body for every request)."""
+        parsed = self.parse(request, response)
+        keys = request.meta.get("keys") or []
+        if parsed is not None and (problem := self.about_other(keys, parsed)):
+            raise AnswerUnusable(problem)
+        return parsed
+
+    @abstractmethod
+    def parse(self, request: Request, response: Response) -> Any:
+        """A 200 answer parsed, or ``AnswerUnusable``; None when :meth:`values` decides."""
+
+    @abstractmethod
+    def about_other(self, keys: list[str], parsed: Any) -> str | None:
+        """Why a parsed answer is not about the ``keys`` asked (it names another), or None.
+
+        Required of every service: an answer is only used once it names what was asked."""
 
     def parsed(self, response: Response) -> Any:
         """The answer as :meth:`check` parsed it in the downloader, or parsed now."""
@@ -186,6 +210,10 @@ class Service(ABC, Generic[V]):
         """A stored value back from JSON; fields a newer version added are ignored."""
         known = {f.name for f in dataclasses.fields(self.value_type)}
         value = self.value_type(**{k: v for k, v in data.items() if k in known})
+        # A value stored before ranges were checked (2^63 likes) would fail every dataset build
+        # for as long as it stays fresh: out of range, it is read as unreadable (fetched again).
+        for name, kind in self.integers.items():
+            checked_int(getattr(value, name), name, kind)
         return value  # type: ignore[no-any-return]  # value_type: see error()
 
 
@@ -206,3 +234,21 @@ def clean_str(value: object) -> str | None:
     if not isinstance(value, str):
         raise ValueError(f"expected a string, got {type(value).__name__}")
     return replace_surrogates(value)
+
+
+def checked_int(value: object, name: str, kind: str) -> int | None:
+    """A JSON integer a service answered (or the state holds): None stays None; anything not
+    an integer (``true`` included) or outside ``BOUNDS[kind]`` is a ValueError naming ``name``.
+
+    Every service parses its integers with this, so a value no table can hold (a count of
+    10^20, a year of 10^12) is an unusable answer and never stored as good."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{name} is not an integer")
+    lowest, highest = BOUNDS[kind]
+    if not lowest <= value <= highest:
+        text = str(value)
+        shown = text if len(text) <= 24 else f"{text[:20]}… ({len(text)} digits)"
+        raise ValueError(f"{name} {shown} is out of range ({lowest}..{highest})")
+    return value

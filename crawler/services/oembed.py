@@ -2,7 +2,8 @@
 
 404 means deleted (or never existed, or the account is suspended) and 403 protected; both are
 final answers. A 200 that is not the JSON oEmbed returns, or has fields of the wrong type, is
-retried and never stored over a good value.
+retried and never stored over a good value, and so is one whose ``url`` names another tweet
+(a cache that ignores the query string answers every request with one tweet's embed).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from scrapy.settings import BaseSettings
 
 from crawler.downloader.contract import AnswerUnusable, Politeness, service_meta
 from crawler.items import DigestEntry, Embed, EmbedStatus
-from crawler.parsing.tweets import TweetParseError, blockquote_text
+from crawler.parsing.text import shorten
+from crawler.parsing.tweets import TweetParseError, blockquote_text, parse_status_url
 from crawler.services.base import Service, clean_str
 
 FINAL_STATUSES: dict[int, EmbedStatus] = {404: "deleted", 403: "protected"}
@@ -81,8 +83,18 @@ class OEmbed(Service[Embed]):
         meta = service_meta(self.name, self.politeness, self.check, keys=keys)
         return Request(f"{self.url}?{query}", meta=meta, dont_filter=True)
 
-    def check(self, request: Request, response: Response) -> Embed:
+    def parse(self, request: Request, response: Response) -> Embed:
         return parse_oembed(response.body)
+
+    def about_other(self, keys: list[str], parsed: Embed) -> str | None:
+        """oEmbed's ``url`` is the tweet's canonical link: its status ID must be the one asked."""
+        (asked,) = keys
+        link = parse_status_url(parsed.url or "")
+        if link is None:
+            return f"oEmbed answer names no tweet (url {shorten(repr(parsed.url), 80)})"
+        if link[2] != asked:
+            return f"oEmbed answer is about tweet {link[2]}, not {asked}"
+        return None
 
     def values(self, keys: list[str], response: Response) -> dict[str, Embed]:
         (key,) = keys

@@ -1,7 +1,9 @@
 """Semantic Scholar's paper batch endpoint: citation signals for up to 500 arXiv papers at once.
 
 One answer covers many papers, so only a broken answer as a whole is refused
-(:class:`ImpactUnusable`); one odd element costs just its own paper an ``error``.
+(:class:`ImpactUnusable`); one odd element (a count past int64, a year not of four digits, an
+answer about another paper) costs just its own paper an ``error``. A 400 for a batch of several
+papers (one ID the endpoint refuses) splits the batch, so only that paper gets the error.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from crawler.downloader.contract import AnswerUnusable, Politeness, service_meta
 from crawler.items import DigestEntry, Impact
 from crawler.parsing.arxiv_ids import MalformedArxivId, canonical, parse_arxiv_id
 from crawler.parsing.text import replace_surrogates, shorten
-from crawler.services.base import COUNT_MAX, Service
+from crawler.services.base import BatchRefused, Service, checked_int
 
 # --- answers ---
 
@@ -175,22 +177,18 @@ def _text(data: dict[str, Any], key: str, where: str = "") -> str | None:
 
 
 def _count(data: dict[str, Any], key: str) -> int | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= COUNT_MAX:
-        raise _WrongShape(f"{key} is not a non-negative integer (int64)")
-    return value
+    return _int(data.get(key), key, "count")
 
 
 def _year(value: object) -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise _WrongShape("year is not an integer")
-    if not 1000 <= value <= 9999:
-        raise _WrongShape(f"year {value} is not between 1000 and 9999")
-    return value
+    return _int(value, "year", "year")
+
+
+def _int(value: object, name: str, kind: str) -> int | None:
+    try:
+        return checked_int(value, name, kind)
+    except ValueError as exc:
+        raise _WrongShape(str(exc)) from None
 
 
 def _date(value: object) -> str | None:
@@ -221,6 +219,10 @@ class SemanticScholar(Service[Impact]):
     judge_per_answer = True
     # Venue, year, TLDR, open access are changes; counts move daily and are not.
     volatile = ("citation_count", "influential_citation_count", "reference_count")
+    integers: ClassVar[dict[str, str]] = {
+        "citation_count": "count", "influential_citation_count": "count",
+        "reference_count": "count", "publication_year": "year",
+    }  # fmt: skip
     numbers: ClassVar[dict[str, tuple[type, float]]] = {
         "S2_BATCH_SIZE": (int, 1), "S2_BATCH_WAIT": (float, 0), "S2_DELAY": (float, 0),
     }  # fmt: skip
@@ -272,13 +274,22 @@ class SemanticScholar(Service[Impact]):
             dont_filter=True,
         )
 
-    def check(self, request: Request, response: Response) -> dict[str, Impact]:
+    def parse(self, request: Request, response: Response) -> dict[str, Impact]:
         try:
             return parse_batch(response.body, request.meta["keys"])
         except ImpactUnusable as exc:
             raise AnswerUnusable(str(exc)) from exc
 
+    def about_other(self, keys: list[str], parsed: dict[str, Impact]) -> str | None:
+        """Checked while parsing: the answer is a list in request order (its length must match),
+        and an element whose ``externalIds.ArXiv`` names another paper is an error for that
+        paper alone (:func:`parse_batch`), as one odd element must not cost the batch."""
+        return None
+
     def values(self, keys: list[str], response: Response) -> dict[str, Impact]:
+        if response.status == 400 and len(batch_ids(keys)) > 1:
+            # One ID the endpoint refuses fails the whole batch: split it (like arXiv's 400).
+            raise BatchRefused(parse_error_body(response.body))
         if response.status != 200:
             said = f"Semantic Scholar answered HTTP {response.status}"
             return {k: self.error(f"{said}: {parse_error_body(response.body)}") for k in keys}

@@ -23,7 +23,7 @@ from scrapy.settings import BaseSettings
 from crawler.downloader.contract import AnswerUnusable, Politeness, service_meta
 from crawler.items import DigestEntry, TweetDetails
 from crawler.parsing.text import replace_surrogates, shorten
-from crawler.services.base import COUNT_MAX, DAY, Service
+from crawler.services.base import DAY, Service, checked_int
 
 # --- answers ---
 
@@ -238,9 +238,10 @@ class _Fields:
 
     def count(self, key: str) -> int | None:
         value: int | None = self._get(key, int, "a non-negative integer")
-        if value is not None and not 0 <= value <= COUNT_MAX:
-            raise DetailsUnusable(f"{self.where}{key} is not a non-negative integer (int64)")
-        return value
+        try:
+            return checked_int(value, f"{self.where}{key}", "count")
+        except ValueError as exc:
+            raise DetailsUnusable(str(exc)) from None
 
     def snowflake(self, key: str) -> str | None:
         value: str | None = self._get(key, str, "a string of digits")
@@ -375,6 +376,7 @@ class Syndication(Service[TweetDetails]):
     downgrades = frozenset({"not_found"})
     # Status changes and text edits are changes; counts are not (they are the history).
     volatile = ("like_count", "reply_count", "history")
+    integers: ClassVar[dict[str, str]] = {"like_count": "count", "reply_count": "count"}
     numbers: ClassVar[dict[str, tuple[type, float]]] = {
         "SYNDICATION_CONCURRENCY": (int, 1), "SYNDICATION_CONCURRENCY_MAX": (int, 0),
         "SYNDICATION_DELAY": (float, 0),
@@ -410,11 +412,16 @@ class Syndication(Service[TweetDetails]):
         meta = service_meta(self.name, self.politeness, self.check, keys=keys)
         return Request(f"{self.url}?{query}", meta=meta, dont_filter=True)
 
-    def check(self, request: Request, response: Response) -> TweetDetails:
+    def parse(self, request: Request, response: Response) -> TweetDetails:
         try:
             return parse_details(response.body, tweet_id=request.meta["keys"][0])
         except DetailsUnusable as exc:
             raise AnswerUnusable(str(exc)) from exc
+
+    def about_other(self, keys: list[str], parsed: TweetDetails) -> str | None:
+        """The answer's ``id_str`` is compared with the asked ID while it is parsed
+        (:func:`parse_details` refuses another tweet): the value does not keep it."""
+        return None
 
     def values(self, keys: list[str], response: Response) -> dict[str, TweetDetails]:
         (key,) = keys
@@ -439,7 +446,9 @@ class Syndication(Service[TweetDetails]):
         }
 
     def with_history(self, value: TweetDetails, history: list[dict[str, Any]]) -> TweetDetails:
-        return dataclasses.replace(value, history=history)
+        """A point stored before counts were range-checked (2^63 likes) is left out: no table
+        can hold it, and it would fail every dataset built from then on."""
+        return dataclasses.replace(value, history=[p for p in history if _in_range(p)])
 
     def ttl(self, value: TweetDetails, now: float) -> float:
         """Young tweets go stale fast, old ones slowly (``DETAILS_TTL_BY_AGE``)."""
@@ -450,6 +459,15 @@ class Syndication(Service[TweetDetails]):
                 if age_days <= max_age:
                     return days * DAY
         return super().ttl(value, now)
+
+
+def _in_range(point: dict[str, Any]) -> bool:
+    try:
+        for name in ("like_count", "reply_count"):
+            checked_int(point.get(name), name, "count")
+    except ValueError:
+        return False
+    return True
 
 
 def age_table(settings: BaseSettings) -> list[tuple[float, float]]:

@@ -21,7 +21,7 @@ from scrapy.exceptions import NotConfigured
 
 from crawler.outcome import Outcome
 from crawler.services.base import Service
-from crawler.state.freshness import Freshness
+from crawler.state.freshness import Freshness, from_the_future
 from crawler.state.store import FORMAT, Row, StateError, StateStore, Write, utc_ms_text
 
 logger = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class State:
         self.freshness = Freshness(settings.get("REFRESH") or "none")
         self.stats = crawler.stats
         self._warned: set[str] = set()
+        self._future: set[tuple[str, str]] = set()  # (kind, key) stored with a future time
         crawler.signals.connect(self.close, signal=signals.engine_stopped)
 
     @classmethod
@@ -74,8 +75,8 @@ class State:
             if service.kind not in self._warned:
                 self._warned.add(service.kind)
                 logger.warning(
-                    "STATE_DB %s: stored %s values that cannot be read are fetched again "
-                    "(first: %s: %s)", self.store.path, service.kind, key, exc,
+                    "STATE_DB %s: stored %s values that cannot be read (or are out of range) are "
+                    "fetched again (first: %s: %s)", self.store.path, service.kind, key, exc,
                 )  # fmt: skip
             return None
 
@@ -92,9 +93,13 @@ class State:
         value = self._decode(service, key, row)
         if value is None:
             return None
-        if not self.freshness.is_fresh(service, row, value, time.time(), self.run_id):
+        now = time.time()
+        if not self.freshness.is_fresh(service, row, value, now, self.run_id):
             if count:
                 self.stats.inc_value(f"state/{service.kind}/stale")
+            if from_the_future(row, now) and (service.kind, key) not in self._future:
+                self._future.add((service.kind, key))
+                self.stats.inc_value(f"state/{service.kind}/from_the_future")
             return None
         if count and row.run_id != self.run_id:
             self.stats.inc_value(f"state/{service.kind}/reused")
@@ -155,5 +160,12 @@ class State:
         return {key: self._with_history(service, key, value) for key, value in keep.items()}
 
     def close(self) -> None:
+        if self._future:
+            kinds = ", ".join(sorted({kind for kind, _ in self._future}))
+            logger.warning(
+                "STATE_DB %s: %d stored values (%s) were fetched in the future (the clock moved "
+                "back, or the state comes from another machine): fetched again",
+                self.store.path, len(self._future), kinds,
+            )  # fmt: skip
         with contextlib.suppress(StateError):
             self.store.close()

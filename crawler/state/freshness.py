@@ -2,8 +2,8 @@
 
 The service decides how long a value lasts (``Service.ttl``: per status from ``STATE_TTL_DAYS``,
 and for tweet details by the tweet's age); the ``refresh`` argument forces kinds to be fetched
-again; errors and values a newer version wrote are always fetched again; a value this run
-already fetched never is.
+again; errors, values a newer version wrote and values fetched "in the future" (a clock moved
+back) are always fetched again; a value this run already fetched never is.
 """
 
 from __future__ import annotations
@@ -30,6 +30,13 @@ def written_by_newer(service: Service[Any], row: Row) -> bool:
     return not set(row.value) <= {f.name for f in dataclasses.fields(service.value_type)}
 
 
+def from_the_future(row: Row, now: float) -> bool:
+    """Fetched after ``now``: the clock moved back, or the state came from another machine.
+    A negative age proves nothing about how old the value is, so it is stale, not fresh for
+    ever."""
+    return row.fetched_at > now
+
+
 class Freshness:
     def __init__(self, refresh: str) -> None:
         self.refresh = refresh  # checked by the spider and the crawl command
@@ -48,5 +55,7 @@ class Freshness:
         if row.run_id == run_id or self.left_alone(service):
             return True  # fetched by this very run (once per crawl), or not to be refreshed
         if self.forced(service) or row.status == "error" or written_by_newer(service, row):
+            return False
+        if from_the_future(row, now):
             return False
         return now - row.fetched_at < service.ttl(value, now)

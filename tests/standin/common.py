@@ -87,6 +87,8 @@ def status_answer(service: str, code: int, after: float | str | None = None) -> 
         ans = json_answer(code, {"error": f"HTTP {code}"})
     elif service == "semantic_scholar" and code == 429:
         ans = json_answer(code, {"message": S2_TOO_MANY, "code": "429"})
+    elif service == "semantic_scholar" and code == 400:  # what it says to an ID it refuses
+        ans = json_answer(code, {"error": "Invalid paper ID in the request"})
     elif service == "semantic_scholar":
         ans = json_answer(code, {"message": "Internal Server Error", "code": str(code)})
     elif service == "arxiv" and code == 429:

@@ -21,10 +21,13 @@ PLAIN_KINDS = frozenset({"drop", "reset", "cut", "slow", "html", "truncated", "e
 SHAPE_KINDS = {
     "shape:author_name_number": "oembed",
     "shape:html_missing": "oembed",
+    "shape:one_tweet_for_all": "oembed",  # a cache ignoring the query: one tweet's embed
     "shape:favorite_count_string": "syndication",
     "shape:user_list": "syndication",
+    "shape:huge_counts": "syndication",  # favorite_count 2^63, conversation_count 10^20
     "shape:wrong_length": "semantic_scholar",
     "shape:object": "semantic_scholar",
+    "shape:huge_numbers": "semantic_scholar",  # citationCount 10^20, referenceCount 2^63, ...
     "shape:unasked_ids": "arxiv",
     "shape:unversioned_id": "arxiv",
     "shape:v0": "arxiv",

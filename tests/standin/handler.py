@@ -105,6 +105,8 @@ def faulty_answer(
     if kind in SHAPE_KINDS:
         if service == "arxiv":
             return arxiv.reshape(kind, normal, catalogue, params)
+        if kind == "shape:one_tweet_for_all":
+            return oembed.one_tweet_for_all(catalogue, params)
         reshape = {"oembed": oembed.reshape, "syndication": syndication.reshape}.get(
             service, semantic_scholar.reshape
         )

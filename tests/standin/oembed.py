@@ -49,6 +49,13 @@ def _json(status: int, obj: object) -> Answer:
     return json_answer(status, obj, escape_slashes=True)
 
 
+def one_tweet_for_all(catalogue: Catalogue, params: dict[str, list[str]]) -> Answer:
+    """What a cache that ignores the query string serves: the embed of the catalogue's first
+    tweet that has one, whatever was asked."""
+    first_id = min(t for t, tweet in catalogue.tweets.items() if tweet.status == "ok")
+    return answer(catalogue, {**params, "url": [catalogue.tweets[first_id].url]})
+
+
 def reshape(kind: str, normal: Answer) -> Answer:
     """``author_name_number``: ``author_name`` is a number; ``html_missing``: no ``html``."""
     if normal.status != 200 or not normal.body:

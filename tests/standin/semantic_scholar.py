@@ -91,7 +91,8 @@ def answer(catalogue: Catalogue, method: str, params: dict[str, list[str]], body
 
 def reshape(kind: str, normal: Answer) -> Answer:
     """``wrong_length``: one item short (or one extra ``null`` for an empty list);
-    ``object``: the list wrapped in ``{"data": [...]}``."""
+    ``object``: the list wrapped in ``{"data": [...]}``; ``huge_numbers``: every paper with
+    ``citationCount`` 10^20, ``referenceCount`` 2^63 and ``year`` 10^12."""
     if normal.status != 200 or not normal.body:
         return normal
     items = json.loads(normal.body)
@@ -99,4 +100,7 @@ def reshape(kind: str, normal: Answer) -> Answer:
         return json_answer(200, items[:-1] if items else [None])
     if kind == "shape:object":
         return json_answer(200, {"data": items})
+    if kind == "shape:huge_numbers":
+        huge = {"citationCount": 10**20, "referenceCount": 2**63, "year": 10**12}
+        return json_answer(200, [None if item is None else item | huge for item in items])
     return normal

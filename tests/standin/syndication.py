@@ -201,7 +201,9 @@ def tweet_object(d: TweetDetails, quoted: TweetDetails | None = None) -> dict[st
 
 
 def reshape(kind: str, normal: Answer) -> Answer:
-    """``favorite_count_string``: the count as a string; ``user_list``: ``user`` in a list."""
+    """``favorite_count_string``: the count as a string; ``user_list``: ``user`` in a list;
+    ``huge_counts``: counts no int64 holds (``favorite_count`` 2^63, ``conversation_count``
+    10^20)."""
     if normal.status != 200 or not normal.body:
         return normal
     obj = json.loads(normal.body)
@@ -210,4 +212,6 @@ def reshape(kind: str, normal: Answer) -> Answer:
             obj["favorite_count"] = str(obj["favorite_count"])
         elif kind == "shape:user_list":
             obj["user"] = [obj["user"]]
+        elif kind == "shape:huge_counts":
+            obj["favorite_count"], obj["conversation_count"] = 2**63, 10**20
     return json_answer(200, obj)
