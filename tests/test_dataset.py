@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import copy
 import json
 import os
@@ -433,10 +434,8 @@ def _readme_lines() -> dict[str, str]:
     text = (ROOT / "README.md").read_text()
     section = text.split("### Reading the data", 1)[1]
     block = section.split("```python\n", 1)[1].split("```", 1)[0]
-    lines = [line for line in block.splitlines() if line.strip()]
-    return {
-        f"{line.split('.', 1)[0]}.{line.split('.', 1)[1].split('(')[0]}": line for line in lines
-    }
+    statements = [ast.get_source_segment(block, node) or "" for node in ast.parse(block).body]
+    return {f"{s.split('.', 1)[0]}.{s.split('.', 1)[1].split('(')[0]}": s for s in statements}
 
 
 def _run_readme(name: str, folder: Path) -> Any:
