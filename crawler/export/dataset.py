@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import sqlite3
@@ -34,6 +35,14 @@ from jsonschema.protocols import Validator
 from crawler.export.card import write_card
 from crawler.export.files import fsync_dir, posts_file
 from crawler.export.jsonlines import sort_key
+from crawler.export.ownership import (
+    MANIFEST,
+    MARKER,
+    WRITTEN_BY,
+    dataset_problem,
+    is_our_dataset,
+    mark_folder,
+)
 from crawler.export.tables import (
     FOREIGN_KEYS,
     LAYOUT,
@@ -52,9 +61,14 @@ logger = logging.getLogger(__name__)
 
 BATCH_ROWS = 4096  # rows per Parquet row group and per staging write
 DUCKDB_FILE = "hot_papers.duckdb"
-MANIFEST_FILE = "dataset.json"
+MANIFEST_FILE = MANIFEST
 _STAGING_FILE = ".staging.sqlite3"
 _RUN_KEYS = ("run_id", "started_at", "finished_at", "exit_status", "records", "changed_records")
+
+
+# A version folder's name after ``.TARGET``: ours are "-" and 12 hex digits (secrets.token_hex(6)),
+# with ".link" (the symlink on its way in) or ".previous" (an older real folder moved aside).
+_VERSION_NAME = re.compile(r"-[0-9a-f]{12}(\.link|\.previous)?")
 
 
 class DatasetError(RuntimeError):
@@ -93,15 +107,19 @@ def write_dataset(
     chained) propagates.
     """
     snapshot, target = Path(snapshot), Path(target)
+    if problem := dataset_problem(target):
+        raise DatasetError(problem)
     folder = target.parent / f".{target.name}-{secrets.token_hex(6)}"
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         folder.mkdir()
+        mark_folder(folder)  # first: a killed run's leftover is recognisably ours too
         read = list(posts) if posts is not None else read_posts(snapshot)
         rows, period = _build(snapshot, folder, checked=checked, posts=read)
         _write_duckdb(folder)
         _write_manifest(folder, snapshot, rows, period, run_report)
         write_card(folder, rows=rows, period=period, run_report=run_report)
+        (folder / MARKER).unlink()  # the manifest marks the finished folder as ours
         _sync_tree(folder)
         _swap(target, folder)
     except Exception as exc:
@@ -577,6 +595,7 @@ def _write_manifest(
 ) -> None:
     """What the folder holds, for people and tools that open it without this code."""
     manifest = {
+        "written_by": WRITTEN_BY,  # what lets a later run replace this folder
         "record_schema_version": SCHEMA_VERSION,
         "snapshot": snapshot.name,
         "first_post": period[0],
@@ -608,9 +627,12 @@ def _sync_tree(folder: Path) -> None:
 def _swap(target: Path, folder: Path) -> None:
     """Point ``target`` at ``folder`` with one rename(2) of a fresh symlink over it.
 
-    A real folder at ``target`` (made by hand or by an older version) cannot be renamed over
-    atomically; it is moved aside first, the one moment ``target`` is missing.
+    A real folder at ``target`` (a dataset of an older version) cannot be renamed over
+    atomically; it is moved aside first, the one moment ``target`` is missing. Only a dataset
+    of ours is ever replaced (:mod:`crawler.export.ownership`).
     """
+    if problem := dataset_problem(target):
+        raise DatasetError(problem)
     link = folder.with_name(folder.name + ".link")
     os.symlink(folder.name, link)  # relative: the parent folder can move as a whole
     aside = None
@@ -628,11 +650,15 @@ def _swap(target: Path, folder: Path) -> None:
 
 
 def _remove_old(target: Path, *, keep: Path) -> None:
-    """Earlier folders, and leftovers of runs that were killed. One writer per target."""
+    """Earlier folders, and leftovers of runs that were killed (ours by their marker or
+    manifest, and by their name); anything else there is left alone. One writer per target."""
     for path in target.parent.glob(escape(f".{target.name}-") + "*"):
-        if path.name == keep.name:
+        suffix = path.name[len(target.name) + 1 :]
+        if path.name == keep.name or not _VERSION_NAME.fullmatch(suffix):
             continue
-        if path.is_dir() and not path.is_symlink():
+        if is_our_dataset(path):
             shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
+        elif path.is_symlink() and path.name.endswith(".link"):
+            path.unlink(missing_ok=True)  # a link of ours that never went in
+        elif not path.is_symlink() and path.is_dir():
+            logger.warning("left alone: %s is not marked as a dataset this crawler wrote", path)
