@@ -243,3 +243,15 @@ def test_a_kept_snapshot_keeps_its_dataset_and_report(
                             settings=FAST, analysis=True)  # fmt: skip
     assert refused.returncode == 2  # no digest could be read: the snapshot is kept
     assert (link.resolve(), report.read_bytes(), out.read_bytes()) == before
+
+
+def test_a_posts_list_that_is_not_ours_is_never_replaced(tmp_path: Path) -> None:
+    """``NAME.posts.jsonl`` is checked like every output beside the snapshot: before anything
+    starts, one line, exit 1, the file as it was."""
+    out = tmp_path / "digests.jsonl"
+    notes = out.with_name("digests.posts.jsonl")
+    notes.write_text("my reading list\n")
+    refused = run_crawl(out, None, settings=FAST)
+    assert refused.returncode == 1
+    assert f"error: posts list {notes} exists and is not one this crawler wrote" in refused.log
+    assert notes.read_text() == "my reading list\n" and not out.exists()

@@ -28,6 +28,7 @@ from scrapy.settings import BaseSettings
 from crawler import signals as our_signals
 from crawler.export.files import atomic_write, posts_file
 from crawler.export.jsonlines import sort_key
+from crawler.export.ownership import posts_problem
 from crawler.items import Post
 from crawler.outcome import Outcome
 from crawler.record.build import post_block
@@ -80,6 +81,7 @@ def beside_outputs(snapshot: Path, settings: BaseSettings) -> list[tuple[str, Pa
     name = str(snapshot.with_suffix(""))
     outputs = [("run report", run_report_path(snapshot))]
     outputs.append(("change feed folder", changes_folder(snapshot)))
+    outputs.append(("posts list", posts_file(snapshot)))
     dataset = _beside(settings.get("DATASET_DIR"), name)
     if dataset is not None and writes_dataset(snapshot):
         outputs.append(("DATASET_DIR", dataset))
@@ -166,6 +168,9 @@ class RunFiles:
         that snapshot later still lists the digests without entries."""
         assert self.path is not None
         path = posts_file(self.path)
+        if problem := posts_problem(path):  # checked before the crawl; asked again
+            self.outcome.output_failed(problem)
+            return
         lines = sorted(self.posts.values(), key=lambda p: (p["published_at"] or "", p["slug"]))
         try:
             atomic_write(path, b"".join(_json_line(p) for p in lines))
