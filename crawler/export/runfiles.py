@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,10 +23,15 @@ from urllib.parse import urlparse
 from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
+from scrapy.settings import BaseSettings
 
-from crawler.export.files import atomic_write
+from crawler import signals as our_signals
+from crawler.export.files import atomic_write, posts_file
 from crawler.export.jsonlines import sort_key
+from crawler.export.ownership import posts_problem
+from crawler.items import Post
 from crawler.outcome import Outcome
+from crawler.record.build import post_block
 from crawler.services.registry import SERVICES
 from crawler.state.extension import State
 from crawler.state.store import StateError
@@ -34,19 +39,55 @@ from crawler.state.store import StateError
 logger = logging.getLogger(__name__)
 
 
-def feed_path(feeds: dict[str, Any]) -> Path | None:
-    """The first feed that is a local file, if any."""
-    for uri in feeds:
+def local_feeds(feeds: Mapping[str, Any]) -> list[tuple[Path, str]]:
+    """Every feed that is a local file, with its format, in the order given."""
+    found = []
+    for uri, options in feeds.items():
         parsed = urlparse(str(uri))
         if parsed.scheme in ("", "file") and "%(" not in str(uri):
-            return Path(parsed.path if parsed.scheme == "file" else str(uri))
-    return None
+            path = Path(parsed.path if parsed.scheme == "file" else str(uri))
+            feed_format = options.get("format", "") if isinstance(options, Mapping) else ""
+            found.append((path, str(feed_format or "")))
+    return found
+
+
+def feed_path(feeds: dict[str, Any]) -> Path | None:
+    """The first feed that is a local file, if any."""
+    found = local_feeds(feeds)
+    return found[0][0] if found else None
 
 
 def _beside(template: str | None, name: str) -> Path | None:
     """``{name}.dataset`` -> ``output/digests.dataset`` for the snapshot output/digests.jsonl;
     empty turns the output off."""
     return Path(template.replace("{name}", name)) if template else None
+
+
+def writes_dataset(snapshot: Path) -> bool:
+    """The dataset (and the report on it) is built from JSON Lines snapshots only."""
+    return snapshot.suffix.lower() in (".jsonl", ".jsonlines")
+
+
+def run_report_path(snapshot: Path) -> Path:
+    return snapshot.with_name(f"{snapshot.stem}.run.json")
+
+
+def changes_folder(snapshot: Path) -> Path:
+    return snapshot.with_name(f"{snapshot.stem}.changes")
+
+
+def beside_outputs(snapshot: Path, settings: BaseSettings) -> list[tuple[str, Path]]:
+    """What a run writes beside ``snapshot``, each named as its messages name it."""
+    name = str(snapshot.with_suffix(""))
+    outputs = [("run report", run_report_path(snapshot))]
+    outputs.append(("change feed folder", changes_folder(snapshot)))
+    outputs.append(("posts list", posts_file(snapshot)))
+    dataset = _beside(settings.get("DATASET_DIR"), name)
+    if dataset is not None and writes_dataset(snapshot):
+        outputs.append(("DATASET_DIR", dataset))
+        if report := _beside(settings.get("REPORT_FILE"), name):
+            outputs.append(("REPORT_FILE", report))
+    return outputs
 
 
 def record_keys(record: dict[str, Any]) -> Iterator[tuple[str, str]]:
@@ -65,6 +106,10 @@ def record_keys(record: dict[str, Any]) -> Iterator[tuple[str, str]]:
 # The change feed names values by the record's block ("semantic_scholar"), the state by kind.
 _BLOCK_OF_KIND = {service.kind: service.record_block for service in SERVICES}
 _KIND_OF_BLOCK = {block: kind for kind, block in _BLOCK_OF_KIND.items()}
+
+
+def _json_line(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False).encode() + b"\n"
 
 
 def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -86,12 +131,16 @@ class RunFiles:
         self._ids: dict[tuple[str, str], list[int]] = {}  # the pending rows behind each change
         self._hits: Any = None  # temporary file: one line per record that carries a change
         self.changed_records = 0
+        self.report_written = False  # NAME.run.json: written once, however the run ends
         self.changes: list[dict[str, Any]] = []  # this run's change lines, for the HTML report
+        self.posts: dict[str, dict[str, Any]] = {}  # every digest read, by post ID
+        self.finished_at: datetime | None = None  # one instant for every file of the run
         name = str(self.path.with_suffix(""))
         self.dataset_dir = _beside(crawler.settings.get("DATASET_DIR"), name)
         self.report_file = _beside(crawler.settings.get("REPORT_FILE"), name)
         crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(self.item_scraped, signal=signals.item_scraped)
+        crawler.signals.connect(self.digest_read, signal=our_signals.digest_read)
         crawler.signals.connect(self.finish, signal=signals.feed_exporter_closed)
 
     @classmethod
@@ -109,6 +158,25 @@ class RunFiles:
     def spider_opened(self, spider: Any) -> None:
         self.state = self.crawler.get_extension(State)
         self._hits = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
+
+    def digest_read(self, post: Post, **_: Any) -> None:
+        """Records exist only for entries: the posts table needs every digest read as well."""
+        block = post_block(post)
+        self.posts.setdefault(block["id"], block)
+
+    def _write_posts(self) -> None:
+        """``NAME.posts.jsonl`` beside the snapshot it describes, so a dataset rebuilt from
+        that snapshot later still lists the digests without entries."""
+        assert self.path is not None
+        path = posts_file(self.path)
+        if problem := posts_problem(path):  # checked before the crawl; asked again
+            self.outcome.output_failed(problem)
+            return
+        lines = sorted(self.posts.values(), key=lambda p: (p["published_at"] or "", p["slug"]))
+        try:
+            atomic_write(path, b"".join(_json_line(p) for p in lines))
+        except OSError as exc:
+            self.outcome.output_failed(f"posts list {path} not written: {exc.strerror or exc}")
 
     def _load_pending(self) -> None:
         """Changes stored by this run and by earlier runs whose snapshot never landed."""
@@ -166,7 +234,7 @@ class RunFiles:
         self.changed_records = len(lines)
         changes_file = None
         if lines:
-            changes_file = self.path.with_name(f"{self.path.stem}.changes") / f"{self.run_id}.jsonl"
+            changes_file = changes_folder(self.path) / f"{self.run_id}.jsonl"
             atomic_write(
                 changes_file,
                 b"".join(json.dumps(c, ensure_ascii=False).encode() + b"\n" for c in lines),
@@ -189,6 +257,7 @@ class RunFiles:
 
     def finish(self) -> None:
         assert self.path is not None
+        self.finished_at = datetime.now(UTC)
         changes_file: Path | None = None
         try:
             changes_file = self._write_changes()
@@ -198,6 +267,7 @@ class RunFiles:
             if self._hits is not None:
                 self._hits.close()
         if self.replaced():
+            self._write_posts()
             self.write_analysis(self.report(changes_file))
         self.write_report(changes_file)
 
@@ -207,7 +277,7 @@ class RunFiles:
         assert self.path is not None
         if self.dataset_dir is None:
             return
-        if self.path.suffix.lower() not in (".jsonl", ".jsonlines"):
+        if not writes_dataset(self.path):
             logger.info("no dataset: the snapshot %s is not JSON Lines", self.path)
             return
         # Imported here: pyarrow, DuckDB and matplotlib cost every crawl process ~0.5 s to load.
@@ -216,7 +286,13 @@ class RunFiles:
 
         try:
             # Checked: the snapshot holds only records the record pipeline validated.
-            write_dataset(self.path, self.dataset_dir, run_report=run_report, checked=True)
+            write_dataset(
+                self.path,
+                self.dataset_dir,
+                run_report=run_report,
+                checked=True,
+                posts=list(self.posts.values()),
+            )
             if self.report_file is not None:
                 write_report(
                     self.report_file, self.dataset_dir, run_report=run_report, changes=self.changes
@@ -233,7 +309,7 @@ class RunFiles:
         return {
             "run_id": self.run_id,
             "started_at": self.outcome.started.isoformat(),
-            "finished_at": datetime.now(UTC).isoformat(),
+            "finished_at": (self.finished_at or datetime.now(UTC)).isoformat(),
             "finish_reason": self.outcome.reason,
             "exit_status": int(self.outcome.exit_status()),
             "snapshot": str(self.path),
@@ -252,7 +328,8 @@ class RunFiles:
 
     def write_report(self, changes_file: Path | None) -> None:
         assert self.path is not None
-        path = self.path.with_name(f"{self.path.stem}.run.json")
+        path = run_report_path(self.path)
+        self.report_written = True
         try:
             report = self.report(changes_file)
             atomic_write(path, json.dumps(report, indent=2, ensure_ascii=False).encode() + b"\n")
