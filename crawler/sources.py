@@ -27,7 +27,8 @@ class Source:
     url: str  # what Scrapy fetches
     name: str  # what messages call it: the path as given, or the URL
     # What records call it (post.source): relative to the source argument, so records never
-    # carry a path of the crawling machine; see relative_name().
+    # carry a path of the crawling machine (a file's name, the path below a folder or a
+    # glob's leading folder, a URL without user:password).
     record_name: str = ""
 
 
@@ -110,14 +111,11 @@ def _file(path: Path, below: Path | None = None) -> Source:
     return Source(path.resolve().as_uri(), _display(path), printable_path(relative))
 
 
-def _fixed_folder(pattern: str) -> Path:
-    """A glob's leading folder without magic (``posts/`` of ``posts/2021-*.md``)."""
-    fixed = []
-    for part in Path(pattern).parts:
-        if glob.has_magic(part):
-            break
-        fixed.append(part)
-    return Path(*fixed) if fixed else Path(".")
+def _leading_folder(pattern: str) -> Path:
+    """A glob's leading folder without wildcards (``posts/`` of ``posts/2021-*.md``)."""
+    parts = Path(pattern).parts
+    fixed = next(i for i, part in enumerate([*parts, "*"]) if glob.has_magic(part))
+    return Path(*parts[:fixed]) if fixed else Path(".")
 
 
 def _digests_in(folder: Path) -> list[Path]:
@@ -267,13 +265,14 @@ def _samples() -> Expanded:
 
 
 def _pattern(item: str, limit: int) -> tuple[list[Source], list[str]]:
-    scan = walk_pattern(os.path.expanduser(item), limit)
+    pattern = os.path.expanduser(item)
+    scan = walk_pattern(pattern, limit)
+    below = _leading_folder(pattern)
     problems = [
         f"{_display_link(p)}: dangling symbolic link (its target is missing)" for p in scan.dangling
     ]
     if not scan.files and not problems:
         problems.append(f"{printable_path(item)}: pattern matches no file")
-    below = _fixed_folder(os.path.expanduser(item))
     return [_file(p, below) for p in scan.files], problems
 
 

@@ -93,3 +93,17 @@ def catalogue() -> Catalogue:
 def standin(catalogue: Catalogue) -> Iterator[StandIn]:
     with StandIn(catalogue) as server:
         yield server
+
+
+def _fetch_times(records: list[dict[str, Any]]) -> list[str | None]:
+    blocks = [b for r in records for b in (r["arxiv"], r["semantic_scholar"])]
+    blocks += [t[k] for r in records for t in r["tweets"] for k in ("embed", "details")]
+    return [b["fetched_at"] for b in blocks]
+
+
+def assert_same_values(records: list[dict[str, Any]], before: list[dict[str, Any]]) -> None:
+    """The same records as ``before`` but for when values were fetched, and no fetch time went
+    back (a value kept keeps its time, one fetched again has a later one)."""
+    assert unobserved(records) == unobserved(before)
+    for now, then in zip(_fetch_times(records), _fetch_times(before), strict=True):
+        assert then is None or (now is not None and now >= then)

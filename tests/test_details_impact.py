@@ -172,10 +172,13 @@ def test_impact_and_code_links_as_served(first_crawl: Any) -> None:
         tweet_code = [u for t in record["tweets"] for u in cat.code_urls(t["id"])]
         texts = json.dumps([record["arxiv"].get("abstract"), record["arxiv"].get("comment"),
                             record["digest"]["abstract"]]).lower()  # fmt: skip
-        for url in record["code_urls"]:
+        for link in record["code_urls"]:
+            url, sources = link["url"], link["sources"]
             host_path = url.removeprefix("https://").lower()
-            assert url in tweet_code or host_path in texts, url
-        assert [u for u in record["code_urls"] if u in tweet_code] == list(
+            assert url in tweet_code or host_path in texts or sources == ["hf"], link
+            assert ("tweet" in sources) == (url in tweet_code), link
+            assert ("hf" in sources) == (url == record["hf"]["github_repo"]), link
+        assert [u["url"] for u in record["code_urls"] if u["url"] in tweet_code] == list(
             dict.fromkeys(tweet_code)
         )
     assert any(record["code_urls"] for record in crawl.records)

@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import run_crawl
 from tests.standin import Catalogue, StandIn
+from tests.standin.requestlog import max_concurrency, min_start_gap
 
 pytestmark = pytest.mark.e2e
 
@@ -82,6 +83,9 @@ def test_one_request_per_paper_and_never_a_429_under_the_window(clean: Any) -> N
     assert len(hf) > 3 * WINDOW[0]  # the crawl really spanned several windows
     assert [r for r in hf if r.status == 429 or r.refused] == []
     assert all(r.authorization is None for r in hf)  # anonymous without HF_TOKEN
+    # arXiv's rule holds with HF on the same host and port: one at a time, ARXIV_DELAY apart.
+    arxiv = sorted((r for r in log if r.service == "arxiv"), key=lambda r: r.start)
+    assert min_start_gap(arxiv) >= 0.2 and max_concurrency(arxiv) == 1  # FAST ARXIV_DELAY
     summary = next(line for line in crawl.log.splitlines() if line.startswith("  Hugging Face:"))
     assert f"; {len(hf)} requests (0 throttled), 0 retries" in summary, summary
 
@@ -220,3 +224,26 @@ def test_hf_papers_false_sends_nothing_and_says_disabled(
     assert [r for r in log if r.service == "hf_papers"] == []
     blocks = [r["hf"] for r in crawl.records]
     assert all(b == {"status": "disabled", **dict.fromkeys(list(b)[1:])} for b in blocks)
+
+
+def test_a_new_code_repository_is_a_change_but_moving_counts_are_not(
+    tmp_path: Path, catalogue: Catalogue
+) -> None:
+    cat = catalogue.copy()
+    out = tmp_path / "out.jsonl"
+    aid = min(a for a, p in cat.hf_pages.items() if p.github_repo is None)
+    with _server(cat) as server:
+        first = run_crawl(out, server, settings=FAST)
+        cat.advance_day(1)  # every page's upvotes (and stars) move
+        cat.hf_pages[aid].github_repo = "https://github.com/ada/new-repo"
+        again = run_crawl(out, server, "-a", "refresh=hf", settings=FAST)
+    assert first.returncode == again.returncode == 0, again.log[-3000:]
+    report = json.loads(out.with_name("out.run.json").read_text())
+    lines = [json.loads(line) for line in Path(report["changes_file"]).read_text().splitlines()]
+    changes = [c for line in lines for c in line["changes"]]
+    assert {c["key"] for c in changes} == {aid} and {c["what"] for c in changes} == {"hf"}
+    assert changes[0]["fields"] == {
+        "github_repo": {"before": None, "after": "https://github.com/ada/new-repo"}
+    }
+    record = next(r for r in again.records if r["arxiv_id"] == aid)
+    assert {"url": "https://github.com/ada/new-repo", "sources": ["hf"]} in record["code_urls"]

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 import polars as pl
 import pytest
 
@@ -93,9 +93,10 @@ def test_one_availability_per_tweet_as_served(sample_crawl: Crawl, catalogue: Ca
     seen = set()
     for tweet in (t for r in sample_crawl.records for t in r["tweets"]):
         served, details = catalogue.tweets[tweet["id"]], catalogue.details[tweet["id"]]
+        expected: tuple[str, str | None]
         if details.outcome == "tombstone":
             text = details.tombstone_text or ""
-            expected: tuple[str, str | None] = (meaning[text], text)
+            expected = (meaning[text], text)
         elif served.status == "protected":
             expected = ("protected", "oEmbed answered HTTP 403")
         elif served.status == "deleted" and details.outcome != "tweet":

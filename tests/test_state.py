@@ -14,7 +14,7 @@ import pytest
 from scrapy.crawler import Crawler
 
 from crawler.enrich.memo import Memo
-from crawler.items import ArxivMeta, Embed, HfPaper, TweetDetails
+from crawler.items import ArxivMeta, Embed
 from crawler.services.arxiv import Arxiv
 from crawler.services.base import DAY
 from crawler.services.hf_papers import HfPapers
@@ -41,32 +41,20 @@ def _state(crawler: Crawler) -> State:
 def test_each_service_caps_its_own_history(tmp_path: Path) -> None:
     """PAPER_HISTORY_MAX caps a paper's Hugging Face observations; DETAILS_HISTORY_MAX the
     tweets'."""
-    crawler = _crawler(tmp_path, PAPER_HISTORY_MAX=2, DETAILS_HISTORY_MAX=3)
-    state = _state(crawler)
-    hf, details = HfPapers(crawler.settings), Syndication(crawler.settings)
+    settings = project_settings(PAPER_HISTORY_MAX=2, DETAILS_HISTORY_MAX=3)
+    hf, details = HfPapers(settings), Syndication(settings)
     assert (hf.history_max, details.history_max) == (2, 3)
-    for upvotes in range(4):
-        state.save(
-            hf,
-            {
-                "2106.09685": HfPaper(
-                    status="ok", upvotes=upvotes, fetched_at=f"2026-01-0{upvotes + 1}T00:00:00.000Z"
-                )
-            },
-        )
-        state.save(
-            details,
-            {
-                "7": TweetDetails(
-                    status="ok",
-                    like_count=upvotes,
-                    fetched_at=f"2026-01-0{upvotes + 1}T00:00:00.000Z",
-                )
-            },
-        )
-    assert [p["upvotes"] for p in state.store.history("hf", "2106.09685")] == [2, 3]
-    assert [p["like_count"] for p in state.store.history("details", "7")] == [1, 2, 3]
-    state.close()
+    store = StateStore(tmp_path / "s.sqlite3", history_max=365)
+    for n in range(4):
+        when = f"2026-01-0{n + 1}T00:00:00.000Z"
+        for service, key, count in ((hf, "2106.09685", "upvotes"), (details, "7", "like_count")):
+            point = (when, {"observed_at": when, count: n})
+            write = Write(key, {"status": "ok"}, "ok", observation=point,
+                          history_max=service.history_max)  # fmt: skip
+            store.write(service.kind, [write], 5.0, "r1")
+    assert [p["upvotes"] for p in store.history("hf", "2106.09685")] == [2, 3]
+    assert [p["like_count"] for p in store.history("details", "7")] == [1, 2, 3]
+    store.close()
 
 
 def test_store_round_trip_wal_history_and_changes(tmp_path: Path) -> None:

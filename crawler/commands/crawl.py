@@ -37,8 +37,7 @@ NUMBERS: dict[str, tuple[type, float]] = {
     "PROGRESS_INTERVAL": (float, -1), "CONCURRENT_ITEMS": (int, 1),
     "CONCURRENT_REQUESTS": (int, 1), "DOWNLOAD_TIMEOUT": (float, 0),
     "DOWNLOAD_MAXSIZE": (int, 0), "MAX_ENTRIES_PER_DIGEST": (int, 1),
-    "DETAILS_HISTORY_MAX": (int, 1), "SOURCE_SCAN_MAX": (int, 1),
-    "RATELIMIT_RESERVE": (int, 0),
+    "DETAILS_HISTORY_MAX": (int, 1), "SOURCE_SCAN_MAX": (int, 1), "RATELIMIT_RESERVE": (int, 0),
 }  # fmt: skip
 
 
@@ -126,6 +125,7 @@ def usage_error(message: str) -> NoReturn:
 _BESIDE_CHECKS = {
     "run report": ownership.run_report_problem,
     "change feed folder": ownership.changes_problem,
+    "posts list": ownership.posts_problem,
     "DATASET_DIR": ownership.dataset_problem,
     "REPORT_FILE": ownership.report_problem,
 }

@@ -29,9 +29,6 @@ from crawler.parsing.text import replace_surrogates
 V = TypeVar("V")
 
 DAY = 86400.0
-# Counts are int64 in the record schema and the tables: a larger one is a broken answer.
-COUNT_MAX = 2**63 - 1
-
 INT64_MAX = 2**63 - 1  # SQLite INTEGER, Parquet int64, DuckDB BIGINT: nothing wider is stored
 # The ranges an integer from a service may take, by what it is (record.schema.json agrees).
 BOUNDS: dict[str, tuple[int, int]] = {

@@ -30,11 +30,10 @@ from crawler.services.base import (
     Service,
     age_table,
     age_table_problems,
+    checked_int,
     paper_age_days,
     ttl_for_age,
 )
-
-INT64_MAX = 2**63 - 1
 
 
 class _Unusable(ValueError):
@@ -104,12 +103,10 @@ def _url(data: dict[str, Any], key: str) -> str | None:
 
 
 def _count(data: dict[str, Any], key: str) -> int | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= INT64_MAX:
-        raise _Unusable(f"{key} is not an integer from 0 to 2^63-1")
-    return value
+    try:
+        return checked_int(data.get(key), key, "count")
+    except ValueError as exc:
+        raise _Unusable(str(exc)) from exc
 
 
 def _keywords(value: object) -> list[str] | None:
@@ -215,7 +212,8 @@ class HfPapers(Service[HfPaper]):
         return parse_paper(response.body, request.meta["keys"][0])
 
     def about_other(self, keys: list[str], parsed: HfPaper) -> str | None:
-        """None: :func:`parse_paper` already refuses a page that names another paper."""
+        """Checked while parsing: the page's ``id`` must be the arXiv ID asked
+        (:func:`parse_paper`), since the value itself no longer carries it."""
         return None
 
     def values(self, keys: list[str], response: Response) -> dict[str, HfPaper]:

@@ -24,9 +24,9 @@ SHAPE_KINDS = {
     "shape:one_tweet_for_all": "oembed",  # a cache ignoring the query: one tweet's embed
     "shape:favorite_count_string": "syndication",
     "shape:user_list": "syndication",
+    "shape:huge_counts": "syndication",  # favorite_count 2^63, conversation_count 10^20
     "shape:hf_other_paper": "hf_papers",
     "shape:hf_upvotes_string": "hf_papers",
-    "shape:huge_counts": "syndication",  # favorite_count 2^63, conversation_count 10^20
     "shape:wrong_length": "semantic_scholar",
     "shape:object": "semantic_scholar",
     "shape:huge_numbers": "semantic_scholar",  # citationCount 10^20, referenceCount 2^63, ...
