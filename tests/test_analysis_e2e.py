@@ -1,8 +1,9 @@
-"""The analysis-ready outputs after a real sample crawl, as a new user opens them (issues 13 and
-20): the eight tables (issue 22: paper_history, citations_by_year) and the DuckDB file with their declared types, keys, descriptions and the
-right rows (a digest without entries included), the publishable folder loaded by ``datasets``
-and validated by ``mlcroissant``, the report in Chromium, and all of it kept when a run keeps
-the previous snapshot."""
+"""The analysis-ready outputs after a real sample crawl, as a new user opens them (issues 13,
+20 and 22): the eight tables and the DuckDB file with their declared types, keys, descriptions
+and the right rows (a digest without entries included; paper history and citations per year as
+the records hold them, two observations per paper after a refresh a day later), the publishable
+folder loaded by ``datasets`` and validated by ``mlcroissant``, the report in Chromium, and all
+of it kept when a run keeps the previous snapshot."""
 
 from __future__ import annotations
 
