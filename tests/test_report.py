@@ -311,3 +311,4 @@ def test_what_mattered_since_draws_citations_per_year_upvotes_and_code(dataset: 
     text = " ".join(_parse(section.group(0)).text)
     assert "1 of 2 papers have a code link" in text
     assert "Left: 1 papers' summed tweet likes" in text
+    assert "The 1 papers (at most 8) with the most tweet likes" in text

@@ -350,10 +350,10 @@ def _short_title(arxiv_id: str, title: str | None, likes: int | None) -> str:
     return f"{name} ({arxiv_id}, {_fmt(likes)} likes)"
 
 
-def _cited_by_year(con: duckdb.DuckDBPyConnection) -> Figure | None:
+def _cited_by_year(con: duckdb.DuckDBPyConnection) -> tuple[Figure | None, int]:
     rows = _rows(con, _CITED)
     if not rows:
-        return None
+        return None, 0
     fig = _figure(3.8)
     ax = fig.add_subplot()
     for i, (paper, title, likes, years, counts) in enumerate(rows):
@@ -369,7 +369,7 @@ def _cited_by_year(con: duckdb.DuckDBPyConnection) -> Figure | None:
     ax.set_xlabel("year (OpenAlex counts_by_year)")
     ax.set_ylabel("citations that year")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
-    return fig
+    return fig, len(rows)
 
 
 def _scatter(ax: Any, points: Sequence[tuple[Any, Any]], xlabel: str, ylabel: str) -> None:
@@ -438,16 +438,18 @@ def _code(con: duckdb.DuckDBPyConnection) -> tuple[Figure | None, int, int]:
 def _mattered(con: duckdb.DuckDBPyConnection, papers: int) -> str:
     likes, upvoted, cited = _likes_against(con)
     code, with_code, starred = _code(con)
+    by_year, lines = _cited_by_year(con)
     body = (
         "<p class='note'>What the papers did after their digest: citations from OpenAlex, "
         "attention on Hugging Face and code. Each value is as of its block's "
         "<code>*_fetched_at</code>; <code>paper_history</code> keeps one observation per "
         "refresh.</p><h3>Citations per year of the most-tweeted papers</h3>"
         + _figure_html(
-            _cited_by_year(con), "Line chart of citations per year of the most-tweeted papers",
-            f"The {CITED_LINES} papers with the most tweet likes that OpenAlex has citations "
-            "for: citations received each year (table citations_by_year, years between the "
-            "first and last with a citation filled with 0), the last year's count labelled.",
+            by_year, "Line chart of citations per year of the most-tweeted papers",
+            f"The {lines:,} papers (at most {CITED_LINES}) with the most tweet likes that "
+            "OpenAlex has citations per year for: citations received each year (table "
+            "citations_by_year, years between the first and last with a citation filled with "
+            "0), the last year's count labelled.",
             "no paper has citations per year (is OpenAlex off?).")
         + "<h3>Tweet likes against Hugging Face upvotes and citations</h3>"
         + _figure_html(
