@@ -71,7 +71,7 @@ def test_tables_and_duckdb_have_their_types_and_rows(crawled: tuple[Path, Crawl]
                             "WHERE table_name = 'entries'").fetchall())  # fmt: skip
     finally:
         db.close()
-    assert types["post_date"] == "TIMESTAMP WITH TIME ZONE"
+    assert types["post_published_at"] == "TIMESTAMP WITH TIME ZONE"
     assert types["rank"] == "BIGINT" and types["citation_count"] == "BIGINT"
     assert types["code_urls"] == "VARCHAR[]"
 

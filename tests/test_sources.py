@@ -72,7 +72,8 @@ def test_records_name_sources_relative_to_the_source_argument(
         assert got == sorted(expected), spec
         assert all(str(tmp_path) not in name for name in got)
     (url,) = expand_sources("https://user:secret@example.org/p.md").sources
-    assert url.url == url.name == "https://user:secret@example.org/p.md"  # still fetched as given
+    assert url.url == "https://user:secret@example.org/p.md"  # still fetched as given
+    assert url.name == url.record_name == "https://example.org/p.md"
 
 
 @pytest.mark.parametrize(
