@@ -212,6 +212,8 @@ class DigestsSpider(scrapy.Spider):
             if digest is None:
                 return
             stats.inc_value(DIGESTS_READ)
+            digest.post.record_source = record_name or name  # post.source of the records
+            self.crawler.signals.send_catch_log(signals.digest_read, post=digest.post)
             if not digest.entries:
                 stats.inc_value(DIGESTS_EMPTY)
             for problem in digest.problems:

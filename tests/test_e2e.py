@@ -123,8 +123,8 @@ def test_default_feed_and_atomic_write(tmp_path: Path, standin: StandIn) -> None
         out, standin, settings={"ARXIV_DELAY": 0.2}, default_feed=True, analysis=True
     )
     assert len(result.records) == 103
-    # Beside it only the run report, the dataset (a link to its folder), the HTML report, the
-    # state and the locks; no temporary file is left.
+    # Beside it only the run report, the list of posts read, the dataset (a link to its
+    # folder), the HTML report, the state and the locks; no temporary file is left.
     names = sorted(p.name for p in tmp_path.iterdir())
     (folder,) = [n for n in names if n.startswith(".out.dataset-")]
     assert (tmp_path / "out.dataset").resolve() == (tmp_path / folder).resolve()
@@ -133,6 +133,7 @@ def test_default_feed_and_atomic_write(tmp_path: Path, standin: StandIn) -> None
         ".state.sqlite3.lock",
         "out.dataset",
         "out.jsonl",
+        "out.posts.jsonl",
         "out.report.html",
         "out.run.json",
         "state.sqlite3",

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pandas as pd  # type: ignore[import-untyped]  # no stubs installed
+import pandas as pd
 import polars as pl
 import pytest
 

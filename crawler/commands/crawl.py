@@ -118,6 +118,7 @@ def usage_error(message: str) -> NoReturn:
 _BESIDE_CHECKS = {
     "run report": ownership.run_report_problem,
     "change feed folder": ownership.changes_problem,
+    "posts list": ownership.posts_problem,
     "DATASET_DIR": ownership.dataset_problem,
     "REPORT_FILE": ownership.report_problem,
 }

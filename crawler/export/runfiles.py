@@ -25,9 +25,13 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 from scrapy.settings import BaseSettings
 
-from crawler.export.files import atomic_write
+from crawler import signals as our_signals
+from crawler.export.files import atomic_write, posts_file
 from crawler.export.jsonlines import sort_key
+from crawler.export.ownership import posts_problem
+from crawler.items import Post
 from crawler.outcome import Outcome
+from crawler.record.build import post_block
 from crawler.services.registry import SERVICES
 from crawler.state.extension import State
 from crawler.state.store import StateError
@@ -77,6 +81,7 @@ def beside_outputs(snapshot: Path, settings: BaseSettings) -> list[tuple[str, Pa
     name = str(snapshot.with_suffix(""))
     outputs = [("run report", run_report_path(snapshot))]
     outputs.append(("change feed folder", changes_folder(snapshot)))
+    outputs.append(("posts list", posts_file(snapshot)))
     dataset = _beside(settings.get("DATASET_DIR"), name)
     if dataset is not None and writes_dataset(snapshot):
         outputs.append(("DATASET_DIR", dataset))
@@ -102,6 +107,10 @@ _BLOCK_OF_KIND = {service.kind: service.record_block for service in SERVICES}
 _KIND_OF_BLOCK = {block: kind for kind, block in _BLOCK_OF_KIND.items()}
 
 
+def _json_line(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False).encode() + b"\n"
+
+
 def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     return {
         k: {"before": before.get(k), "after": after.get(k)}
@@ -123,11 +132,14 @@ class RunFiles:
         self.changed_records = 0
         self.report_written = False  # NAME.run.json: written once, however the run ends
         self.changes: list[dict[str, Any]] = []  # this run's change lines, for the HTML report
+        self.posts: dict[str, dict[str, Any]] = {}  # every digest read, by post ID
+        self.finished_at: datetime | None = None  # one instant for every file of the run
         name = str(self.path.with_suffix(""))
         self.dataset_dir = _beside(crawler.settings.get("DATASET_DIR"), name)
         self.report_file = _beside(crawler.settings.get("REPORT_FILE"), name)
         crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(self.item_scraped, signal=signals.item_scraped)
+        crawler.signals.connect(self.digest_read, signal=our_signals.digest_read)
         crawler.signals.connect(self.finish, signal=signals.feed_exporter_closed)
 
     @classmethod
@@ -145,6 +157,25 @@ class RunFiles:
     def spider_opened(self, spider: Any) -> None:
         self.state = self.crawler.get_extension(State)
         self._hits = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
+
+    def digest_read(self, post: Post, **_: Any) -> None:
+        """Records exist only for entries: the posts table needs every digest read as well."""
+        block = post_block(post)
+        self.posts.setdefault(block["id"], block)
+
+    def _write_posts(self) -> None:
+        """``NAME.posts.jsonl`` beside the snapshot it describes, so a dataset rebuilt from
+        that snapshot later still lists the digests without entries."""
+        assert self.path is not None
+        path = posts_file(self.path)
+        if problem := posts_problem(path):  # checked before the crawl; asked again
+            self.outcome.output_failed(problem)
+            return
+        lines = sorted(self.posts.values(), key=lambda p: (p["published_at"] or "", p["slug"]))
+        try:
+            atomic_write(path, b"".join(_json_line(p) for p in lines))
+        except OSError as exc:
+            self.outcome.output_failed(f"posts list {path} not written: {exc.strerror or exc}")
 
     def _load_pending(self) -> None:
         """Changes stored by this run and by earlier runs whose snapshot never landed."""
@@ -225,6 +256,7 @@ class RunFiles:
 
     def finish(self) -> None:
         assert self.path is not None
+        self.finished_at = datetime.now(UTC)
         changes_file: Path | None = None
         try:
             changes_file = self._write_changes()
@@ -234,6 +266,7 @@ class RunFiles:
             if self._hits is not None:
                 self._hits.close()
         if self.replaced():
+            self._write_posts()
             self.write_analysis(self.report(changes_file))
         self.write_report(changes_file)
 
@@ -252,7 +285,13 @@ class RunFiles:
 
         try:
             # Checked: the snapshot holds only records the record pipeline validated.
-            write_dataset(self.path, self.dataset_dir, run_report=run_report, checked=True)
+            write_dataset(
+                self.path,
+                self.dataset_dir,
+                run_report=run_report,
+                checked=True,
+                posts=list(self.posts.values()),
+            )
             if self.report_file is not None:
                 write_report(
                     self.report_file, self.dataset_dir, run_report=run_report, changes=self.changes
@@ -269,7 +308,7 @@ class RunFiles:
         return {
             "run_id": self.run_id,
             "started_at": self.outcome.started.isoformat(),
-            "finished_at": datetime.now(UTC).isoformat(),
+            "finished_at": (self.finished_at or datetime.now(UTC)).isoformat(),
             "finish_reason": self.outcome.reason,
             "exit_status": int(self.outcome.exit_status()),
             "snapshot": str(self.path),

@@ -157,6 +157,11 @@ def _post(post: Post, source: str) -> dict[str, Any]:
     }
 
 
+def post_block(post: Post) -> dict[str, Any]:
+    """The record's ``post`` block for ``post``, also for a digest without entries."""
+    return _post(post, record_source(post))
+
+
 def build_record(entry: DigestEntry) -> dict[str, Any]:
     source = record_source(entry.post)
     return {
