@@ -283,6 +283,8 @@ def test_the_folder_loads_by_table_name_and_validates_as_croissant(
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     datasets = pytest.importorskip("datasets")
+    # The cache path is read once, at the worker's first import: give this test its own.
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
     for name in TABLE_NAMES:
         loaded = datasets.load_dataset(str(folder), name, split="train")
         assert loaded.num_rows == pq.ParquetFile(folder / f"{name}.parquet").metadata.num_rows

@@ -494,6 +494,9 @@ def test_readme_datasets_line_loads_a_table_by_name(
 ) -> None:
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    datasets = pytest.importorskip("datasets")
+    # The cache path is read once, at the worker's first import: give this test its own.
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
     rows = _run_readme("datasets.load_dataset", small)
     assert rows.num_rows == 2 and rows[0]["arxiv_id"] == LORA
     assert rows.column_names == SCHEMAS["papers"].names
@@ -678,7 +681,8 @@ def _without_foreign_keys(con: Any, name: str, source: str) -> str:
 
 
 def test_a_repeated_key_is_named_and_keeps_the_previous_dataset(tmp_path: Path) -> None:
-    """A digest numbering two entries alike gives them one entry_id: the primary key names it."""
+    """Two records with one entry_id (a snapshot we did not write, or a bug): the primary key
+    names it. (A digest numbering two entries alike gives them distinct keys: test_digest.)"""
     the_post = post("hot-papers-2021-06-18", DAY_A)
     good = write_snapshot(tmp_path / "d.jsonl", [record(entry(the_post, 1, LORA))])
     before = write_dataset(good, tmp_path / "d.dataset").folder
