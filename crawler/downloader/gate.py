@@ -128,12 +128,15 @@ def parse_ratelimit(
     header: bytes | str | None,
     remaining: bytes | str | None = None,
     reset: bytes | str | None = None,
+    reserve: int = 0,
 ) -> tuple[int, float] | None:
     """(requests left, seconds until the window resets) from the IETF draft's headers.
 
     ``RateLimit: "api";r=487;t=212`` (draft 7 on; a list of policies counts as its tightest),
     or the earlier drafts' ``RateLimit-Remaining: 487`` and ``RateLimit-Reset: 212``. None when
-    absent or unreadable: a header nobody foresaw must not stop or speed up a crawl.
+    absent or unreadable: a header nobody foresaw must not stop or speed up a crawl. When
+    several policies are spent (``reserve`` or fewer left), the one resetting last counts:
+    restarting when the first resets would only meet the others' 429s.
     """
     found: list[tuple[int, float]] = []
     for item in _text(header).split(","):
@@ -143,6 +146,9 @@ def parse_ratelimit(
     left, seconds = _text(remaining).strip(), _text(reset).strip()
     if not found and left.isascii() and left.isdigit() and seconds.isascii() and seconds.isdigit():
         found.append((int(left), float(seconds)))
+    spent = [policy for policy in found if policy[0] <= reserve]
+    if spent:
+        return max(spent, key=lambda policy: (policy[1], -policy[0]))
     return min(found) if found else None
 
 
@@ -173,7 +179,8 @@ class RateBudget:
     Each answer says how many requests are left (``r``) and when the window resets (``t``).
     Requests on the wire when an answer is read may not be counted in it yet, so they are taken
     off; each start takes one more. Answers arrive out of order, so within a window the
-    smallest estimate wins; an answer whose reset is clearly later opens a new window. Once
+    smallest estimate wins; an answer whose reset is clearly later opens a new window, and one
+    whose reset is clearly earlier belongs to the window before and is ignored. Once
     ``reserve`` or fewer are left, no request starts before the reset; after it the budget is
     unknown until the next answer (every request of a new window is allowed).
     """
@@ -183,9 +190,12 @@ class RateBudget:
     on_wire: int = 0
 
     NEW_WINDOW = 1.0  # seconds: a later reset than this is another window (t is whole seconds)
+    RESET_MARGIN = 1.0  # seconds added to t: it is whole seconds, maybe rounded down
 
     def answered(self, left: int, reset_in: float, now: float) -> None:
-        resets_at = now + reset_in
+        resets_at = now + reset_in + self.RESET_MARGIN
+        if resets_at < self.resets_at - self.NEW_WINDOW:
+            return  # a late answer from the window before: its count says nothing of this one
         estimate = max(0, left - self.on_wire)
         if self.remaining is None or resets_at > self.resets_at + self.NEW_WINDOW:
             self.remaining, self.resets_at = estimate, resets_at

@@ -321,6 +321,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
             headers.get(b"RateLimit"),
             headers.get(b"RateLimit-Remaining"),
             headers.get(b"RateLimit-Reset"),
+            self.gate.reserve,
         )
         if window is not None:
             self.gate.budget(service).answered(*window, now)

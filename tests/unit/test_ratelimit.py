@@ -44,6 +44,9 @@ def _setup(**settings: Any) -> tuple[BackoffRetryMiddleware, asyncio.AbstractEve
         ('"api";r=487;t=212', (487, 212.0)),
         ('"api";r=0;t=5', (0, 5.0)),
         ('"burst";r=9;t=1, "day";r=3;t=40000', (3, 40000.0)),  # the tightest policy
+        ('"burst";r=0;t=10, "api";r=0;t=200', (0, 200.0)),  # both spent: the later reset
+        ('"api";r=0;t=200, "burst";r=0;t=10', (0, 200.0)),
+        ('"burst";r=0;t=10, "day";r=5;t=900', (0, 10.0)),  # only the burst is spent
         ('"api";t=212;r=487', (487, 212.0)),
         ('"api";r=487', None),
         ('"api";r=-1;t=5', None),
@@ -60,6 +63,25 @@ def test_earlier_drafts_headers_are_read_too() -> None:
     assert parse_ratelimit(None, b"12", b"30") == (12, 30.0)
     assert parse_ratelimit(None, b"12", None) is None
     assert parse_ratelimit(b'"api";r=1;t=2', b"12", b"30") == (1, 2.0)  # the current one wins
+
+
+def test_spent_policies_within_the_reserve_wait_for_the_last_reset() -> None:
+    header = b'"burst";r=2;t=10, "api";r=3;t=200, "day";r=400;t=9000'
+    assert parse_ratelimit(header) == (2, 10.0)  # nothing spent: the tightest
+    assert parse_ratelimit(header, reserve=3) == (3, 200.0)  # two spent: the later reset
+
+
+def test_a_late_answer_from_the_window_before_is_ignored() -> None:
+    """A late ``r=10;t=0`` after the new window's ``r=499;t=300`` must not hold ~489 allowed
+    requests until the reset (5 minutes)."""
+    budget = RateBudget()
+    budget.answered(499, 300.0, now=100.0)
+    budget.answered(10, 0.0, now=100.2)
+    assert budget.remaining == 499
+    for _ in range(10):
+        budget.started()
+        budget.ended()
+    assert (budget.remaining, budget.wait(101.0, reserve=0)) == (489, 0.0)
 
 
 def test_policy_parsing() -> None:
@@ -82,17 +104,18 @@ def test_a_budget_takes_requests_on_the_wire_off_and_keeps_the_smallest_estimate
     budget.started()
     assert (budget.remaining, budget.wait(1.0, reserve=0)) == (7, 0.0)
     budget.answered(100, 300.0, now=2.0)  # a reset clearly later: a new window
-    assert (budget.remaining, budget.resets_at) == (97, 302.0)
+    assert (budget.remaining, budget.resets_at) == (97, 303.0)  # t plus the margin
 
 
 def test_a_spent_window_holds_until_its_reset_then_is_unknown() -> None:
     budget = RateBudget()
     budget.answered(3, 10.0, now=0.0)
-    assert budget.wait(1.0, reserve=3) == 9.0  # the reserve is reached
+    assert budget.wait(1.0, reserve=3) == 10.0  # the reserve is reached; t plus 1 s margin
     assert budget.wait(1.0, reserve=2) == 0.0
     budget.started()
-    assert budget.wait(1.0, reserve=2) == 9.0
-    assert budget.wait(10.0, reserve=2) == 0.0 and budget.remaining is None
+    assert budget.wait(1.0, reserve=2) == 10.0
+    assert budget.wait(10.5, reserve=2) == 0.5
+    assert budget.wait(11.0, reserve=2) == 0.0 and budget.remaining is None
 
 
 def test_no_request_starts_once_the_window_is_spent_until_it_resets() -> None:
@@ -108,7 +131,7 @@ def test_no_request_starts_once_the_window_is_spent_until_it_resets() -> None:
         return starts, mw
 
     starts, mw = run(scenario())
-    assert starts == [0.0, 0.0, 0.0, 60.0]  # the fourth waits for the window the third spent
+    assert starts == [0.0, 0.0, 0.0, 61.0]  # the fourth waits for the window the third spent (+1 s)
     assert mw.stats.get_value("retry/svc/gated") == 1
     assert mw.stats.get_value("ratelimit/svc/quota") == 500
     assert mw.stats.get_value("ratelimit/svc/window") == 300.0
@@ -123,7 +146,7 @@ def test_the_reserve_setting_keeps_requests_of_the_window_unused() -> None:
         second = await download(mw, service_request(politeness=ONE), [200], loop.time)
         return first.starts + second.starts
 
-    assert run(scenario()) == [0.0, 30.0]
+    assert run(scenario()) == [0.0, 31.0]
 
 
 def test_requests_in_flight_count_against_the_window() -> None:
@@ -144,7 +167,7 @@ def test_requests_in_flight_count_against_the_window() -> None:
         await task
         return [float(waiting), loop.time()]
 
-    assert run(scenario()) == [1.0, 20.0]  # 2 left - 3 on the wire: spent
+    assert run(scenario()) == [1.0, 21.0]  # 2 left - 3 on the wire: spent; t + 1 s margin
 
 
 @pytest.mark.parametrize(
@@ -166,7 +189,7 @@ def test_a_429_waits_the_window_and_is_retried(headers: dict[str, str], waited: 
 
     trace, mw = run(scenario())
     assert isinstance(trace.result, Response) and trace.result.status == 200
-    assert trace.starts == [0.0, pytest.approx(42.0)]
+    assert trace.starts == [0.0, pytest.approx(43.0)]  # t plus the 1 s margin
     if "Retry-After" not in headers:
         assert mw.stats.get_value("service/svc/window_waits") == 1
     assert waited <= trace.starts[1]
@@ -201,4 +224,17 @@ def test_a_window_wait_of_minutes_is_logged_once(caplog: pytest.LogCaptureFixtur
 
     run(scenario())
     lines = [r.getMessage() for r in caplog.records if "rate limit" in r.getMessage()]
-    assert lines == ["svc: holding its requests for 212 s (rate limit)"]
+    assert lines == ["svc: holding its requests for 213 s (rate limit)"]
+
+
+def test_two_spent_policies_hold_until_the_later_reset() -> None:
+    """Restarting when the burst window resets would meet the spent api window's 429s."""
+
+    async def scenario() -> list[float]:
+        mw, loop = _setup()
+        spent = {"RateLimit": '"burst";r=0;t=10, "api";r=0;t=200'}
+        first = await download(mw, service_request(politeness=ONE), [(200, spent)], loop.time)
+        second = await download(mw, service_request(politeness=ONE), [200], loop.time)
+        return first.starts + second.starts
+
+    assert run(scenario()) == [0.0, 201.0]
