@@ -217,3 +217,24 @@ def test_a_semantic_scholar_400_for_one_id_costs_only_that_paper(
     }
     assert _run_report(out)["incomplete_services"] == {"semantic_scholar": 1}
     assert _run_report(out)["stats"]["semantic_scholar/batch_splits"] == len(refused) - 1
+
+
+def test_semantic_scholar_refusing_every_request_costs_log_n_requests(
+    tmp_path: Path, catalogue: Catalogue
+) -> None:
+    """Every S2 request answered 400 (a changed field name, a key problem): splitting each
+    batch down to single IDs cost 2n-1 requests; depth first it costs O(log n)."""
+    out = tmp_path / "digests.jsonl"
+    with StandIn(catalogue, min_interval={"semantic_scholar": 0.0}) as server:
+        server.faults.add(Fault("status:400", service="semantic_scholar", times=100000))
+        done = run_crawl(out, server, settings=FAST | {"TWEET_DETAILS": False})
+        asked = server.requests_for("semantic_scholar")
+    impacts = _impacts(done)
+    papers = len(impacts)
+    assert papers > 64
+    assert {r.status for r in asked} == {400}
+    assert len(asked) <= 2 * papers.bit_length() + 2, len(asked)  # split to leaves: 2n-1
+    assert {v["status"] for v in impacts.values()} == {"error"}
+    assert done.returncode == 4, done.log[-3000:]
+    assert done.log.count("Semantic Scholar refuses every request") == 1
+    assert _run_report(out)["incomplete_services"] == {"semantic_scholar": papers}

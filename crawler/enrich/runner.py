@@ -69,6 +69,14 @@ class ServiceRunner(Generic[V]):
         self._queue: list[str] = []
         self._hints: dict[str, str | None] = {}
         self._requests = 0  # this service's requests under way (split halves included)
+        # While no request of this service has been accepted, a refused batch is split depth
+        # first: one half is sent, the other held until an answer is accepted. Two refused
+        # single keys with nothing accepted: the service refuses every request (a changed
+        # field, a key problem), so held halves get the error without requests, O(log n) in all.
+        self._accepted = False
+        self._waiting: list[list[str]] = []
+        self._leaf_refusals = 0
+        self._refuses_all: str | None = None
         self._input_done = False
         # The batch timer runs on the event loop; unit tests give it a virtual clock and put
         # that clock here too, so "idle for batch_wait" is measured on the same clock.
@@ -125,7 +133,7 @@ class ServiceRunner(Generic[V]):
         self._check_idle()
 
     def _check_idle(self) -> None:
-        if self._input_done and not self._queue and self.busy <= 0:
+        if self._input_done and not self._queue and not self._waiting and self.busy <= 0:
             self._idle.set()
 
     def _flush(self) -> None:
@@ -159,22 +167,19 @@ class ServiceRunner(Generic[V]):
         self._flush()
 
     # -- fetching -----------------------------------------------------------------------------
-    def _send(self, keys: list[str]) -> None:
+    def _send(self, keys: list[str], refused: str | None = None) -> None:
         self._requests += 1
-        task = asyncio.get_running_loop().create_task(self._fetch(keys))
+        task = asyncio.get_running_loop().create_task(self._fetch(keys, refused))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _fetch(self, keys: list[str]) -> None:
+    async def _fetch(self, keys: list[str], refused: str | None = None) -> None:
+        """Fetch and settle one batch; ``refused``: settle it as refused, without a request."""
         hints = {key: self._hints.pop(key, None) for key in keys}
-        self.stats.inc_value(f"{self.prefix}/batches")
-        self.stats.inc_value(f"{self.prefix}/keys_requested", len(keys))
         values: dict[str, V] | None
         try:
-            async with self._permits:
-                values = await self._ask(keys, hints)
-                if values is not None:
-                    values = await self._look_up_missing(keys, values)
+            values = await self._requested(keys, hints) if refused is None else None
+            values = self._all(keys, refused) if refused is not None else values
             if values is not None:
                 values = await self._settle(keys, values)
         except asyncio.CancelledError:
@@ -191,6 +196,8 @@ class ServiceRunner(Generic[V]):
             self.stats.inc_value(failed_key(self.service.name), len(keys))
         finally:
             self._requests -= 1
+            if not self._requests:
+                self._release_waiting()  # nothing under way will decide them: they go as usual
             self._check_idle()
         if values is None:
             return  # split: the halves resolve these keys
@@ -199,6 +206,17 @@ class ServiceRunner(Generic[V]):
             self.memo.finish(key, values[key])
         if not self._requests:
             self._flush()
+
+    async def _requested(
+        self, keys: list[str], hints: dict[str, str | None]
+    ) -> dict[str, V] | None:
+        self.stats.inc_value(f"{self.prefix}/batches")
+        self.stats.inc_value(f"{self.prefix}/keys_requested", len(keys))
+        async with self._permits:
+            values = await self._ask(keys, hints)
+            if values is not None:
+                values = await self._look_up_missing(keys, values)
+        return values
 
     def _all(self, keys: list[str], message: str) -> dict[str, V]:
         return {key: self.service.error(message) for key in keys}
@@ -236,22 +254,65 @@ class ServiceRunner(Generic[V]):
         except Exception as exc:  # connection errors, timeouts, cut bodies, oversized answers
             return self._all(keys, f"{label} request failed: {failure_text(exc)}")
         try:
-            return self._stamped(self.service.values(keys, response))
+            values = self._stamped(self.service.values(keys, response))
         except BatchRefused as exc:
-            if len(keys) == 1:
-                return self._all(keys, f"{label} refused {keys[0]}: {exc}")
-            # Something in this batch is refused: split it so the rest are still enriched.
-            self.stats.inc_value(f"{self.prefix}/batch_splits")
-            half = len(keys) // 2
-            for part in (keys[:half], keys[half:]):
-                self._hints.update({key: hints.get(key) for key in part})
-                self._send(part)
-            return None
+            return self._refused(keys, hints, exc)
         except AnswerUnusable as exc:
             return self._all(keys, f"{label} answer unusable: {exc}")
         except Exception as exc:  # an answer nobody foresaw (deep nesting, absurd dates, ...)
             logger.warning("%s: unexpected answer: %s", label, failure_text(exc))
             return self._all(keys, f"{label} answer unusable: {failure_text(exc)}")
+        if 200 <= response.status < 300:  # accepted: refusals are not systematic
+            self._accepted, self._refuses_all = True, None
+            self._release_waiting()
+        return values
+
+    def _refused(
+        self, keys: list[str], hints: dict[str, str | None], exc: BatchRefused
+    ) -> dict[str, V] | None:
+        """A refused batch is split so the rest are still enriched (None: its halves resolve
+        the keys); a single key is its own error. Not split once the service refuses all."""
+        label = self.service.label
+        if self._refuses_all is not None:
+            return self._all(keys, f"{self._refuses_all}: {exc}")
+        if len(keys) == 1:
+            if not self._accepted:
+                self._leaf_refused(exc)
+            return self._all(keys, f"{label} refused {keys[0]}: {exc}")
+        self.stats.inc_value(f"{self.prefix}/batch_splits")
+        half = len(keys) // 2
+        parts = [keys[:half], keys[half:]]
+        for part in parts:
+            self._hints.update({key: hints.get(key) for key in part})
+        if not self._accepted:
+            self._waiting.append(parts.pop())  # depth first until something is accepted
+        for part in parts:
+            self._send(part)
+        return None
+
+    def _leaf_refused(self, exc: BatchRefused) -> None:
+        """A single key refused with nothing accepted: its sibling is tried; a second one
+        means the service refuses every request, and held keys get the error unasked."""
+        self._leaf_refusals += 1
+        if self._leaf_refusals < 2:
+            if self._waiting:
+                self._send(self._waiting.pop())
+            return
+        label = self.service.label
+        self._refuses_all = f"{label} refused the request, as every request so far (not split)"
+        logger.error(
+            "%s refuses every request (%s): its refused batches are not split further",
+            label, exc,
+        )  # fmt: skip
+        self.stats.inc_value(f"{self.prefix}/refuses_all")
+        held, self._waiting = self._waiting, []
+        for part in held:
+            self._send(part, refused=f"{self._refuses_all}: {exc}")
+
+    def _release_waiting(self) -> None:
+        held, self._waiting = self._waiting, []
+        for part in held:
+            self._send(part)
 
     @staticmethod
     def _stamped(values: dict[str, V]) -> dict[str, V]:

@@ -298,8 +298,9 @@ class SemanticScholar(Service[Impact]):
         return None
 
     def values(self, keys: list[str], response: Response) -> dict[str, Impact]:
-        if response.status == 400 and len(batch_ids(keys)) > 1:
-            # One ID the endpoint refuses fails the whole batch: split it (like arXiv's 400).
+        if response.status == 400:
+            # One ID the endpoint refuses fails the whole batch: the runner splits it (like
+            # arXiv's 400); refused alone, it is that paper's error.
             raise BatchRefused(parse_error_body(response.body))
         if response.status != 200:
             said = f"Semantic Scholar answered HTTP {response.status}"

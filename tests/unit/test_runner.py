@@ -389,3 +389,57 @@ def test_per_key_service_needs_no_probe_once_it_answered_correctly(tmp_path: Pat
     assert asked == [fresh, target]
     assert embed is not None
     assert (embed.status, embed.error) == ("deleted", "oEmbed answered HTTP 404")
+
+
+def test_a_service_refusing_every_request_costs_log_n_requests_not_2n(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A changed field name or a key problem refuses every request: splitting a 32-key batch
+    down to single keys would cost 63 requests, all refused."""
+
+    async def scenario() -> tuple[list[list[str]], dict[str, ArxivMeta]]:
+        runner, engine = _runner(
+            Arxiv, lambda r: arxiv_feed(r, known=set(IDS), refused=set(IDS)),
+            ARXIV_BATCH_SIZE=32,
+        )  # fmt: skip
+        entries = [entry(i) for i in IDS[:32]]
+        for e in entries:
+            runner.want(e)
+        await _fill_all(runner, entries)
+        return _asked(engine), {e.arxiv_id or "": e.arxiv for e in entries if e.arxiv}
+
+    asked, values = run(scenario())
+    assert asked == [IDS[:32], IDS[:16], IDS[:8], IDS[:4], IDS[:2], [IDS[0]], [IDS[1]]]
+    assert values[IDS[0]].error == f"arXiv refused {IDS[0]}: incorrect id format for {IDS[0]}"
+    assert {k: v.status for k, v in values.items()} == {k: "error" for k in IDS[:32]}
+    assert values[IDS[20]].error == (
+        "arXiv refused the request, as every request so far (not split): "
+        f"incorrect id format for {IDS[1]}"
+    )
+    lines = [r.getMessage() for r in caplog.records if "refuses every request" in r.getMessage()]
+    assert lines == [
+        f"arXiv refuses every request (incorrect id format for {IDS[1]}): "
+        "its refused batches are not split further"
+    ]
+
+
+def test_a_bad_first_key_with_nothing_accepted_yet_costs_only_itself() -> None:
+    """Depth first, the first refused single key is no proof: its sibling is accepted."""
+    bad = IDS[0]
+
+    async def scenario() -> tuple[list[list[str]], dict[str, ArxivMeta]]:
+        runner, engine = _runner(
+            Arxiv, lambda r: arxiv_feed(r, known=set(IDS), refused={bad}), ARXIV_BATCH_SIZE=8
+        )
+        entries = [entry(i) for i in IDS[:8]]
+        for e in entries:
+            runner.want(e)
+        await _fill_all(runner, entries)
+        return _asked(engine), {e.arxiv_id or "": e.arxiv for e in entries if e.arxiv}
+
+    asked, values = run(scenario())
+    assert asked == [IDS[:8], IDS[:4], IDS[:2], [IDS[0]], [IDS[1]], IDS[4:8], IDS[2:4]]
+    assert values[bad].error == f"arXiv refused {bad}: incorrect id format for {bad}"
+    assert {k: v.status for k, v in values.items() if k != bad} == {
+        k: "ok" for k in IDS[:8] if k != bad
+    }
