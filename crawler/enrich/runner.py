@@ -85,6 +85,10 @@ class ServiceRunner(Generic[V]):
         self._judging = 0  # answers waiting for that evidence
         self._probe: asyncio.Future[bool | None] | None = None
         self._incident_logged = False
+        # Keys answered by a single lookup, and whether any lookup answered ok this run: the
+        # lookup is another endpoint than the batch, judged on its own evidence.
+        self._looked_up: set[str] = set()
+        self._lookup_ok = False
         # The runners of the crawl (this one included), for the crawl-wide idle rule; the
         # pipeline sets it. Alone by default (unit tests of one service).
         self.peers: list[ServiceRunner[Any]] = [self]
@@ -219,6 +223,8 @@ class ServiceRunner(Generic[V]):
             values[key] = (alone or {}).get(key) or self.service.error(
                 f"{self.service.label} lookup of {key} gave no value"
             )
+            self._looked_up.add(key)
+            self._lookup_ok = self._lookup_ok or _status(values[key]) == "ok"
         return values
 
     async def _ask(
@@ -308,8 +314,17 @@ class ServiceRunner(Generic[V]):
             and known.get(key) != _status(values[key])
         }
         good = {key for key, status in known.items() if status == "ok"}
-        if not suspects or await self._trusted(keys, values, good):
+        # A lookup's negative answer contradicting a stored good value is believed only once
+        # some lookup answered ok: the batch's answers say nothing about the lookup endpoint.
+        lookups = suspects & self._looked_up
+        held = {key for key in lookups if key in good and not self._lookup_ok}
+        suspects -= lookups
+        batch = [key for key in keys if key not in self._looked_up]
+        if suspects and not await self._trusted(batch, values, good - self._looked_up):
+            held |= suspects
+        if not held:
             return set()
+        suspects = held
         self.stats.inc_value(f"{self.prefix}/incidents", len(suspects))
         if not self._incident_logged:
             self._incident_logged = True
@@ -327,7 +342,7 @@ class ServiceRunner(Generic[V]):
             # new key (arXiv's normal answer for an ID it does not have).
             if good:
                 return any(_status(values[key]) == "ok" for key in good)
-            return len(keys) == 1 or any(_status(v) == "ok" for v in values.values())
+            return len(keys) == 1 or any(_status(values[key]) == "ok" for key in keys)
         if self._ok_seen.is_set():
             return True
         if self._probe is None:
