@@ -88,7 +88,7 @@ class ServiceRunner(Generic[V]):
         # Keys answered by a single lookup, and whether any lookup answered ok this run: the
         # lookup is another endpoint than the batch, judged on its own evidence.
         self._looked_up: set[str] = set()
-        self._lookup_ok = False
+        self._lookup_ok = asyncio.Event()
         # The runners of the crawl (this one included), for the crawl-wide idle rule; the
         # pipeline sets it. Alone by default (unit tests of one service).
         self.peers: list[ServiceRunner[Any]] = [self]
@@ -224,7 +224,8 @@ class ServiceRunner(Generic[V]):
                 f"{self.service.label} lookup of {key} gave no value"
             )
             self._looked_up.add(key)
-            self._lookup_ok = self._lookup_ok or _status(values[key]) == "ok"
+            if _status(values[key]) == "ok":
+                self._lookup_ok.set()
         return values
 
     async def _ask(
@@ -316,9 +317,9 @@ class ServiceRunner(Generic[V]):
         good = {key for key, status in known.items() if status == "ok"}
         # A lookup's negative answer contradicting a stored good value is believed only once
         # some lookup answered ok: the batch's answers say nothing about the lookup endpoint.
-        lookups = suspects & self._looked_up
-        held = {key for key in lookups if key in good and not self._lookup_ok}
-        suspects -= lookups
+        lookups = suspects & self._looked_up & good
+        held = set() if not lookups or await self._first_ok_or_idle(self._lookup_ok) else lookups
+        suspects -= self._looked_up
         batch = [key for key in keys if key not in self._looked_up]
         if suspects and not await self._trusted(batch, values, good - self._looked_up):
             held |= suspects
@@ -350,19 +351,23 @@ class ServiceRunner(Generic[V]):
         healthy = await asyncio.shield(self._probe)
         return healthy if healthy is not None else await self._first_ok_or_idle()
 
-    async def _first_ok_or_idle(self) -> bool:
-        """Nothing stored to probe with (a first run): wait for this crawl's first ok answer,
-        or until the service has nothing else under way."""
+    async def _first_ok_or_idle(self, ok: asyncio.Event | None = None) -> bool:
+        """Nothing stored to probe with (a first run): wait for this crawl's first ok answer
+        (by default any; ``ok`` for one endpoint's), or until the service has nothing else
+        under way."""
+        ok = self._ok_seen if ok is None else ok
+        if ok.is_set():
+            return True
         self._judging += 1
         try:
             self._check_idle()
-            waits = [asyncio.ensure_future(e.wait()) for e in (self._ok_seen, self._idle)]
+            waits = [asyncio.ensure_future(e.wait()) for e in (ok, self._idle)]
             try:
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for wait in waits:
                     wait.cancel()
-            return self._ok_seen.is_set()
+            return ok.is_set()
         finally:
             self._judging -= 1
 
