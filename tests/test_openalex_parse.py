@@ -18,6 +18,7 @@ from crawler.logredact import redact, redact_url_secrets
 from crawler.services.base import DAY
 from crawler.services.openalex import (
     FIELDS,
+    LOOKUP_FIELDS,
     MAX_COUNT,
     OpenAlex,
     arxiv_doi,
@@ -131,11 +132,16 @@ def test_the_preprint_itself_has_no_published_version() -> None:
     )
 
 
+ON_ARXIV = {"landing_page_url": "http://arxiv.org/abs/2106.09685v2", "pdf_url": None,
+            "source": ARXIV}  # fmt: skip
+NATURE = {"id": "https://openalex.org/S137773608", "display_name": "Nature", "type": "journal"}
+
+
 def test_a_merged_preprint_answers_its_journal_version() -> None:
     journal = {"id": "https://openalex.org/S137773608", "display_name": "Nature", "type": "journal"}
     body = json.dumps(
         work("2106.09685", doi="https://doi.org/10.1038/S41586-021-03819-2", publication_year=2022,
-             primary_location={"source": journal})
+             primary_location={"source": journal}, locations=[{"source": journal}, ON_ARXIV])
     ).encode()  # fmt: skip
     value = parse_single(body, "2106.09685")
     assert value.status == "ok"
@@ -144,8 +150,53 @@ def test_a_merged_preprint_answers_its_journal_version() -> None:
     }  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"doi": "https://doi.org/10.1038/s41586-021-03819-2"},  # a journal work, nothing on arXiv
+        {"doi": None},
+        {
+            "doi": "https://doi.org/10.1038/x",
+            "locations": [{"landing_page_url": "https://arxiv.org/abs/2101.00001"}],
+        },
+        {
+            "doi": "https://doi.org/10.1038/x",
+            "locations": [{"pdf_url": "https://example.org/abs/2106.09685"}],
+        },
+        {
+            "doi": "https://doi.org/10.1038/x",
+            "locations": {"landing_page_url": "https://arxiv.org/abs/2106.09685"},
+        },
+        {"doi": "https://doi.org/10.1038/x", "locations": [None, {"landing_page_url": 7}]},
+    ],
+)
+def test_a_single_lookup_answering_a_work_not_shown_to_be_the_paper_is_refused(
+    over: dict[str, Any],
+) -> None:
+    body = json.dumps(work("2106.09685", primary_location={"source": NATURE}) | over).encode()
+    with pytest.raises(AnswerUnusable, match=r"not shown to be 2106\.09685"):
+        parse_single(body, "2106.09685")
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        {"landing_page_url": "https://arxiv.org/abs/2106.09685"},
+        {"landing_page_url": "http://arxiv.org/abs/2106.09685v3", "pdf_url": None},
+        {"landing_page_url": None, "pdf_url": "https://arxiv.org/pdf/2106.09685v1.pdf"},
+    ],
+)
+def test_a_merged_work_listing_the_papers_arxiv_page_is_accepted(location: dict[str, Any]) -> None:
+    journal = work("2106.09685", doi="https://doi.org/10.1038/x", locations=[{}, location],
+                   primary_location={"source": NATURE})  # fmt: skip
+    value = parse_single(json.dumps(journal).encode(), "2106.09685v2")
+    assert (value.status, value.published_version and value.published_version["doi"]) == (
+        "ok", "10.1038/x",
+    )  # fmt: skip
+
+
 def test_a_single_lookup_answering_another_preprint_is_refused() -> None:
-    with pytest.raises(AnswerUnusable, match="another paper"):
+    with pytest.raises(AnswerUnusable, match=r"not shown to be 2106\.09685"):
         parse_single(json.dumps(work("2101.00001")).encode(), "2106.09685")
     with pytest.raises(AnswerUnusable):
         parse_single(b"[]", "2106.09685")
@@ -233,7 +284,7 @@ def test_requests_carry_the_key_which_no_message_shows() -> None:
     )
     assert listed.url.endswith("&api_key=s3cr3t")
     assert single.url == (
-        f"https://api.openalex.org/works/doi:10.48550/arXiv.2106.09685?select={FIELDS}"
+        f"https://api.openalex.org/works/doi:10.48550/arXiv.2106.09685?select={LOOKUP_FIELDS}"
         "&api_key=s3cr3t"
     )
     assert single.meta["lookup"] is True and listed.meta["lookup"] is False

@@ -40,6 +40,9 @@ FIELDS = (
     "id,doi,publication_year,cited_by_count,counts_by_year,primary_location,open_access,"
     "primary_topic"
 )
+# A single lookup may answer a merged work under the publisher's DOI: its locations (one per
+# copy, the arXiv one among them) are the evidence that it is the paper asked.
+LOOKUP_FIELDS = f"{FIELDS},locations"
 MAX_BATCH = 50  # OpenAlex's largest page, and the most DOIs one filter may OR together
 MAX_COUNT = 2**63 - 1  # counts are int64 downstream
 ARXIV_SOURCE = "https://openalex.org/S4306400194"  # the source "arXiv (Cornell University)"
@@ -47,6 +50,9 @@ DOI_PREFIX = "https://doi.org/"
 BUDGET_SPENT = "OpenAlex daily budget spent; no more OpenAlex requests this run"
 
 _WORK_ID = re.compile(r"(?:https://openalex\.org/)?(W[0-9]{1,19})")
+_ARXIV_URL = re.compile(
+    r"https?://(?:www\.|export\.)?arxiv\.org/(?:abs|pdf)/(.+?)(?:v[0-9]+)?(?:\.pdf)?/?", re.I
+)
 
 
 class _WrongShape(ValueError):
@@ -119,15 +125,41 @@ def _cited(work: dict[str, Any]) -> int:
 
 def parse_single(body: bytes, arxiv_id: str) -> OpenAlexWork:
     """The answer of a single lookup: the work itself (the merged version's, with the
-    publisher's DOI, for a merged preprint). Another preprint's work is refused (retried)."""
+    publisher's DOI, for a merged preprint). A work that does not show it is the paper asked
+    (its DOI is the arXiv DOI, or a location is the arXiv page) is refused (retried)."""
     data = _json(body)
     if not isinstance(data, dict):
         raise AnswerUnusable("answer is not a JSON object")
     doi = data.get("doi")
     theirs = doi_key(doi) if isinstance(doi, str) else ""
-    if theirs.startswith("10.48550/arxiv.") and theirs != doi_key(arxiv_doi(arxiv_id)):
-        raise AnswerUnusable(f"answer is about another paper ({shorten(theirs, 80)})")
+    if theirs != doi_key(arxiv_doi(arxiv_id)) and not _located_on_arxiv(data, arxiv_id):
+        named = shorten(theirs, 80) if theirs else "no DOI"
+        raise AnswerUnusable(f"answer is not shown to be {arxiv_id} ({named}, no arXiv location)")
     return parse_work(data, arxiv_id)
+
+
+def _located_on_arxiv(data: dict[str, Any], arxiv_id: str) -> bool:
+    """Whether one of the work's locations is the arXiv page or PDF of ``arxiv_id`` (any
+    version)."""
+    locations = data.get("locations")
+    if not isinstance(locations, list):
+        return False
+    wanted = doi_key(arxiv_doi(arxiv_id))
+    for location in locations:
+        if not isinstance(location, dict):
+            continue
+        for url in (location.get("landing_page_url"), location.get("pdf_url")):
+            m = _ARXIV_URL.fullmatch(url.strip()) if isinstance(url, str) else None
+            if m is not None and _same_paper(m[1], wanted):
+                return True
+    return False
+
+
+def _same_paper(named: str, wanted: str) -> bool:
+    try:
+        return doi_key(arxiv_doi(named)) == wanted
+    except MalformedArxivId:
+        return False
 
 
 def parse_work(data: dict[str, Any], arxiv_id: str) -> OpenAlexWork:
@@ -313,7 +345,8 @@ class OpenAlex(Service[OpenAlexWork]):
 
     def lookup_request(self, key: str) -> Request:
         path = quote(f"doi:{arxiv_doi(key)}", safe=":/")
-        return self._request(f"{self.url}/works/{path}", {"select": FIELDS}, [key], lookup=True)
+        params = {"select": LOOKUP_FIELDS}
+        return self._request(f"{self.url}/works/{path}", params, [key], lookup=True)
 
     def parse(self, request: Request, response: Response) -> dict[str, OpenAlexWork]:
         keys: list[str] = request.meta["keys"]
