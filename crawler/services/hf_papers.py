@@ -158,8 +158,9 @@ class HfPapers(Service[HfPaper]):
     # ok: past the last PAPER_TTL_BY_AGE row; a page may appear for a paper any time.
     ttl_days: ClassVar[dict[str, float]] = {"ok": 30, "not_indexed": 7}
     downgrades = frozenset({"not_indexed"})
-    # A new code link or project page is a change; counts and when they were taken are not.
-    volatile = ("upvotes", "comments", "github_stars", "history")
+    # A new code link or project page, or new publication times, are changes; counts, when
+    # they were taken, and the AI summary and keywords (a model regenerates them) are not.
+    volatile = ("upvotes", "comments", "github_stars", "ai_summary", "ai_keywords", "history")
     history_max_setting = "PAPER_HISTORY_MAX"
     integers: ClassVar[dict[str, str]] = {
         "upvotes": "count", "comments": "count", "github_stars": "count",
