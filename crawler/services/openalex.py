@@ -33,7 +33,7 @@ from crawler.downloader.contract import (
 from crawler.items import DigestEntry, OpenAlexWork
 from crawler.parsing.arxiv_ids import MalformedArxivId, canonical, parse_arxiv_id
 from crawler.parsing.text import replace_surrogates, shorten
-from crawler.services.base import PaperAgeTTL, Service, age_table_problems
+from crawler.services.base import PaperAgeTTL, Service, age_table_problems, checked_int
 
 # Top-level fields only (OpenAlex's select= takes no nested paths), those the value uses.
 FIELDS = (
@@ -44,7 +44,6 @@ FIELDS = (
 # copy, the arXiv one among them) are the evidence that it is the paper asked.
 LOOKUP_FIELDS = f"{FIELDS},locations"
 MAX_BATCH = 50  # OpenAlex's largest page, and the most DOIs one filter may OR together
-MAX_COUNT = 2**63 - 1  # counts are int64 downstream
 ARXIV_SOURCE = "https://openalex.org/S4306400194"  # the source "arXiv (Cornell University)"
 DOI_PREFIX = "https://doi.org/"
 BUDGET_SPENT = "OpenAlex daily budget spent; no more OpenAlex requests this run"
@@ -245,19 +244,28 @@ def _text(data: dict[str, Any], key: str, where: str = "") -> str | None:
 
 
 def _count(value: object, what: str) -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_COUNT:
-        raise _WrongShape(f"{what} is not a count (0..2^63-1)")
-    return value
+    return _checked(value, what, "count")
 
 
 def _year(value: object, what: str) -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or not 1000 <= value <= 9999:
-        raise _WrongShape(f"{what} is not a year (1000..9999)")
-    return value
+    return _checked(value, what, "year")
+
+
+def _checked(value: object, what: str, kind: str) -> int | None:
+    """``checked_int``, its refusal costing only this work (an error for its paper)."""
+    try:
+        return checked_int(value, what, kind)
+    except ValueError as exc:
+        raise _WrongShape(str(exc)) from exc
+
+
+def nested_integers(value: OpenAlexWork) -> None:
+    """The integers inside a stored value, range-checked as when parsed (ValueError)."""
+    for point in value.counts_by_year or []:
+        checked_int(point.get("year"), "counts_by_year[].year", "year")
+        checked_int(point.get("cited_by_count"), "counts_by_year[].cited_by_count", "count")
+    if isinstance(value.published_version, dict):
+        checked_int(value.published_version.get("year"), "published_version.year", "year")
 
 
 def error_text(response: Response) -> str:
@@ -382,6 +390,12 @@ class OpenAlex(Service[OpenAlexWork]):
             entry.openalex = OpenAlexWork(status="error", error=problem)
         else:
             entry.openalex = values[entry.arxiv_id]
+
+    def decode(self, data: dict[str, Any]) -> OpenAlexWork:
+        """Also the nested integers (``counts_by_year[].*``, ``published_version.year``)."""
+        value = super().decode(data)
+        nested_integers(value)
+        return value
 
     def observation(self, value: OpenAlexWork, observed_at: str) -> dict[str, Any] | None:
         if value.status != "ok":
