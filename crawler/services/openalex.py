@@ -32,7 +32,7 @@ from crawler.downloader.contract import (
 )
 from crawler.items import DigestEntry, OpenAlexWork
 from crawler.parsing.arxiv_ids import MalformedArxivId, canonical, parse_arxiv_id
-from crawler.parsing.text import replace_surrogates, shorten
+from crawler.parsing.text import refuse_constant, replace_surrogates, shorten
 from crawler.services.base import PaperAgeTTL, Service, age_table_problems, checked_int
 
 # Top-level fields only (OpenAlex's select= takes no nested paths), those the value uses.
@@ -83,13 +83,9 @@ def list_query(arxiv_ids: list[str]) -> dict[str, str]:
 # --- answers ---------------------------------------------------------------------------------
 def _json(body: bytes) -> Any:
     try:
-        return json.loads(body, parse_constant=_refuse_constant)
+        return json.loads(body, parse_constant=refuse_constant)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, NaN
         raise AnswerUnusable(f"answer is not JSON ({shorten(str(exc))})") from exc
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def parse_list(body: bytes, arxiv_ids: list[str]) -> dict[str, OpenAlexWork]:
