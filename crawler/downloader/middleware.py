@@ -382,6 +382,10 @@ class BackoffRetryMiddleware(RetryMiddleware):
             dont_filter=True,
         )
         redirected.meta["redirect_times"] = hops + 1
+        # Another resource: its own retries and backoff, not what is left of the original's
+        # (at most MAX_REDIRECTS hops, so the attempts stay bounded).
+        for key in ("retry_times", "retry_reason", _RETRIES, _ATTEMPT):
+            redirected.meta.pop(key, None)
         if response.status == 303 or (response.status in (301, 302) and request.method == "POST"):
             redirected = redirected.replace(method="GET", body=b"")
         return redirected
