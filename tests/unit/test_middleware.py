@@ -391,7 +391,8 @@ def test_a_followed_redirect_gets_retries_of_its_own() -> None:
 
     async def scenario() -> tuple[Response | Exception | None, list[str]]:
         mw, loop = _setup(RETRY_TIMES=4, RETRY_BACKOFF_BASE=0.01)
-        answers = [503, 503, 503, (301, {"Location": "/works/W1"}), 503, 503, 503, 200]
+        answers: list[Answer] = [503, 503, 503, (301, {"Location": "/works/W1"}), 503, 503, 503]
+        answers.append(200)
         trace = await download(mw, service_request(url="http://svc.test/works/doi:1"), answers,
                                loop.time)  # fmt: skip
         return trace.result, [r.url for r in trace.requests]

@@ -239,7 +239,11 @@ def test_an_answer_naming_an_earlier_reset_is_believed_with_its_own_reset() -> N
     assert budget.wait(0.5, reserve=0) == pytest.approx(0.7)
     assert budget.wait(1.2, reserve=0) == 0.0 and budget.remaining is None
     budget.answered(481, 296.0, now=2.0)  # the next answer: the long window again
-    assert (budget.remaining, budget.resets_at) == (481, 298.0)
+    assert _state(budget) == (481, 298.0)
+
+
+def _state(budget: RateBudget) -> tuple[int | None, float]:
+    return budget.remaining, budget.resets_at
 
 
 def test_a_429_spending_a_short_window_holds_the_service_for_that_window_only() -> None:
