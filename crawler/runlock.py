@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import json
 import os
+import stat
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -45,7 +46,9 @@ class RunLock:
     def _take(path: Path) -> int:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            # Never through a symlink, never into a file that is not a lock of ours: the lock
+            # file is truncated and rewritten below.
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         except OSError as exc:
             raise RunLocked(f"cannot take the run lock {path}: {exc.strerror or exc}") from None
         try:
@@ -55,6 +58,9 @@ class RunLock:
             os.close(fd)
             raise RunLocked(f"{path.name[1:-5]} is in use by another run ({_describe(holder)}); "
                             "not starting") from None  # fmt: skip
+        if not _is_our_lock(fd):
+            os.close(fd)
+            raise RunLocked(f"{path} is not a run lock this crawler wrote; not starting")
         # Who holds it, for the second run's message. Not the command line: it may carry a key.
         me = {"pid": os.getpid(), "started_at": datetime.now(UTC).isoformat(timespec="seconds")}
         with contextlib.suppress(OSError):  # who holds it only informs; a full disk is fine
@@ -76,6 +82,20 @@ class RunLock:
         tb: TracebackType | None,
     ) -> None:  # fmt: skip
         self.release()
+
+
+def _is_our_lock(fd: int) -> bool:
+    """A regular file, empty or holding who held it (``{"pid": …, "started_at": …}``)."""
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        return False
+    held = os.pread(fd, 4097, 0)
+    if not held.strip():
+        return True
+    try:
+        info = json.loads(held)
+    except ValueError:
+        return False
+    return isinstance(info, dict) and set(info) == {"pid", "started_at"}
 
 
 def _describe(holder: str) -> str:

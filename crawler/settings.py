@@ -126,6 +126,7 @@ FEED_EXPORTERS = {
     "jsonlines": "crawler.export.jsonlines.SortedJsonLinesExporter",
     "jsonl": "crawler.export.jsonlines.SortedJsonLinesExporter",
     "parquet": "crawler.export.parquet.ParquetItemExporter",
+    "csv": "crawler.export.csvfeed.JsonCellCsvItemExporter",  # nested values as JSON text
 }
 # After a run that replaced the snapshot: typed Parquet tables and a DuckDB file in a folder,
 # and a self-contained HTML report ("{name}" is the snapshot's path without its suffix: the

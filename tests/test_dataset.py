@@ -372,14 +372,27 @@ def test_a_failure_leaves_the_previous_dataset(
     assert _folders(tmp_path) == [before.folder.name]
 
 
-def test_a_real_folder_at_the_target_is_replaced(tmp_path: Path) -> None:
+def test_a_real_dataset_folder_of_ours_at_the_target_is_replaced(tmp_path: Path) -> None:
     target = tmp_path / "digests.dataset"
     target.mkdir()
     (target / "stale.parquet").write_bytes(b"old")
+    manifest = {"record_schema_version": 2, "tables": {}}  # as an older version wrote it
+    (target / "dataset.json").write_text(json.dumps(manifest))
     snapshot = write_snapshot(tmp_path / "digests.jsonl", small_corpus())
     summary = write_dataset(snapshot, target)
     assert target.is_symlink() and not (target / "stale.parquet").exists()
     assert _folders(tmp_path) == [summary.folder.name]
+
+
+def test_a_folder_at_the_target_that_is_not_ours_is_left_alone(tmp_path: Path) -> None:
+    target = tmp_path / "digests.dataset"
+    target.mkdir()
+    (target / "mine.parquet").write_bytes(b"somebody's")
+    snapshot = write_snapshot(tmp_path / "digests.jsonl", small_corpus())
+    with pytest.raises(DatasetError, match=r"is not a dataset this crawler wrote"):
+        write_dataset(snapshot, target)
+    assert [p.name for p in target.iterdir()] == ["mine.parquet"]
+    assert _folders(tmp_path) == []
 
 
 def test_duckdb_holds_the_same_tables_and_types(small: Path) -> None:

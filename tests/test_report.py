@@ -12,6 +12,7 @@ import pytest
 from matplotlib.image import imread
 
 from crawler.export.dataset import write_dataset
+from crawler.export.ownership import REPORT_MARK
 from crawler.export.report import render_report, write_report
 from tests.records_v2 import LORA, small_corpus, write_snapshot
 
@@ -148,7 +149,7 @@ def test_an_empty_dataset_still_renders_with_no_data_notes(empty_dataset: Path) 
 
 def test_write_report_replaces_the_file_whole(dataset: Path, tmp_path: Path) -> None:
     target = tmp_path / "digests.report.html"
-    target.write_text("old report")
+    target.write_text(f"<!DOCTYPE html>\n{REPORT_MARK}\nold report")
     write_report(target, dataset, run_report=RUN, changes=CHANGES)
     assert target.read_text().startswith("<!DOCTYPE html>")
     with pytest.raises(Exception, match="missing"):

@@ -16,15 +16,19 @@ from typing import Any, NoReturn
 
 from scrapy.commands.crawl import Command as ScrapyCrawl
 from scrapy.crawler import Crawler
+from scrapy.exceptions import UsageError
 from scrapy.settings import BaseSettings
 
-from crawler.export.runfiles import feed_path
+from crawler.export import ownership
+from crawler.export.runfiles import RunFiles, beside_outputs, feed_path, local_feeds
 from crawler.outcome import ExitStatus, Outcome
 from crawler.runlock import RunLock, RunLocked
 from crawler.services.base import number_problems
 from crawler.services.registry import SERVICES
 from crawler.state.freshness import refresh_choices
 from crawler.state.store import StateError, StateStore
+
+FORCED_STOP = "shutdown forced (a second signal)"  # the finish reason nothing else records
 
 # Settings of ours (and Scrapy's we depend on) and their lowest sensible value.
 NUMBERS: dict[str, tuple[type, float]] = {
@@ -101,6 +105,48 @@ def _stop(problems: list[str], status: int) -> NoReturn:
     raise SystemExit(int(status))
 
 
+def usage_error(message: str) -> NoReturn:
+    """Replaces argparse's ``error``: Scrapy routes every usage error (argparse's own, and each
+    :class:`UsageError` a command raises) through it, and it would print the usage text and
+    exit 2, which README reserves for an unreadable source. A usage error is a refused run."""
+    _stop(
+        [message.strip().splitlines()[0] if message.strip() else "usage error"],
+        ExitStatus.NOT_COMPLETED,
+    )
+
+
+_BESIDE_CHECKS = {
+    "run report": ownership.run_report_problem,
+    "change feed folder": ownership.changes_problem,
+    "DATASET_DIR": ownership.dataset_problem,
+    "REPORT_FILE": ownership.report_problem,
+}
+
+
+def _feeds(settings: BaseSettings) -> list[tuple[Path, str]]:
+    """The local feed files (``DEFAULT_FEED`` when no feed is given), with their formats."""
+    if feeds := settings.getdict("FEEDS"):
+        return local_feeds(feeds)
+    default = settings.get("DEFAULT_FEED")
+    return [(Path(default), "jsonlines")] if default else []
+
+
+def ownership_problems(settings: BaseSettings) -> list[str]:
+    """Every path this run would replace must be free, or hold what this crawler wrote there,
+    and no output may be, or lie inside, another (replacing the outer one would take the inner
+    one along). One line per output; see :mod:`crawler.export.ownership`."""
+    feeds = _feeds(settings)
+    named = [("output", path) for path, _ in feeds]
+    checks = [(str(path), ownership.snapshot_problem(path, fmt)) for path, fmt in feeds]
+    if feeds:
+        for name, path in beside_outputs(feeds[0][0], settings):
+            named.append((name, path))
+            checks.append((name, _BESIDE_CHECKS[name](path)))
+    if state_db := settings.get("STATE_DB"):
+        named.append(("STATE_DB", Path(state_db)))
+    return ownership.overlap_problems(named) or ownership.first_problems(checks)
+
+
 def snapshot_path(settings: BaseSettings) -> Path | None:
     """The snapshot file: the first local feed, or ``DEFAULT_FEED`` when no feed is given."""
     feeds = settings.getdict("FEEDS")
@@ -120,6 +166,10 @@ class Command(ScrapyCrawl):
         self._run_crawler = super()._create_crawler(spidercls)
         return self._run_crawler
 
+    def add_options(self, parser: argparse.ArgumentParser) -> None:
+        super().add_options(parser)
+        parser.error = usage_error  # type: ignore[method-assign]
+
     def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
         super().process_options(args, opts)
         assert self.settings is not None
@@ -130,28 +180,38 @@ class Command(ScrapyCrawl):
         if problems:
             _stop(problems, status)
 
+    def _check_spider(self, args: list[str], opts: argparse.Namespace) -> None:
+        """One spider, known, with arguments it accepts (usage errors: one line, exit 1)."""
+        assert self.crawler_process is not None
+        if unknown := [a for a in args if a.startswith("-")]:
+            raise UsageError(f"unrecognized option {unknown[0]} (scrapy crawl -h lists them)")
+        if len(args) != 1:
+            raise UsageError("name one spider: scrapy crawl digests [options]")
+        loader = self.crawler_process.spider_loader
+        try:
+            spidercls = loader.load(args[0])
+        except KeyError:
+            known = ", ".join(sorted(loader.list())) or "none"
+            self._refuse([f"spider {args[0]!r} is unknown; this project has: {known}"])
+        check = getattr(spidercls, "argument_problems", None)
+        if check is not None:
+            self._refuse(check(opts.spargs))
+
     def _preflight(self, args: list[str], opts: argparse.Namespace) -> list[Path]:
         """Refuse a run that cannot succeed; the paths it must lock."""
-        assert self.settings is not None and self.crawler_process is not None
-        if args:
-            try:
-                spidercls = self.crawler_process.spider_loader.load(args[0])
-            except KeyError:
-                spidercls = None  # Scrapy reports an unknown spider itself
-            check = getattr(spidercls, "argument_problems", None)
-            if check is not None:
-                self._refuse(check(opts.spargs))
-        paths = []
+        assert self.settings is not None
+        self._check_spider(args, opts)
+        snapshot = snapshot_path(self.settings)
+        if snapshot is not None and (problem := output_problem(snapshot)):
+            self._refuse([problem], ExitStatus.OUTPUT_FAILED)
+        self._refuse(ownership_problems(self.settings))
+        paths = [snapshot] if snapshot is not None else []
         if state_db := self.settings.get("STATE_DB"):
             try:
                 StateStore(state_db).close()
             except StateError as exc:
                 self._refuse([str(exc)])
             paths.append(Path(state_db))
-        if snapshot := snapshot_path(self.settings):
-            if problem := output_problem(snapshot):
-                self._refuse([problem], ExitStatus.OUTPUT_FAILED)
-            paths.append(snapshot)
         return paths
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
@@ -162,9 +222,27 @@ class Command(ScrapyCrawl):
             _stop([str(exc)], ExitStatus.NOT_COMPLETED)
         try:
             super().run(args, opts)
+            self._report_forced_stop()
         finally:
             lock.release()
         self.exitcode = int(self.exit_status())
+
+    def _report_forced_stop(self) -> None:
+        """Scrapy's forced shutdown (a second Ctrl-C) stops the reactor before the crawl
+        closes, so nothing wrote ``NAME.run.json``; README promises one for every run."""
+        crawler = self._run_crawler
+        assert self.crawler_process is not None
+        if crawler is None or self.crawler_process.bootstrap_failed:
+            return  # it never started: an error while starting, already reported
+        try:
+            files = crawler.get_extension(RunFiles)
+        except RuntimeError:  # the extensions were never built
+            return
+        if files is None or files.report_written:
+            return
+        outcome = Outcome.of(crawler)
+        outcome.reason = outcome.reason or FORCED_STOP
+        files.write_report(None)
 
     def exit_status(self) -> ExitStatus:
         if self.exitcode or self._run_crawler is None:

@@ -14,7 +14,9 @@ pointed at it with one atomic rename. Readers see the old dataset or the new one
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import secrets
 import shutil
 import sqlite3
@@ -29,6 +31,14 @@ import duckdb
 
 from crawler.export.files import fsync_dir
 from crawler.export.jsonlines import sort_key
+from crawler.export.ownership import (
+    MANIFEST,
+    MARKER,
+    WRITTEN_BY,
+    dataset_problem,
+    is_our_dataset,
+    mark_folder,
+)
 from crawler.export.tables import (
     LAYOUT,
     PAPER_BLOCKS,
@@ -42,9 +52,15 @@ from crawler.record import SCHEMA_VERSION, schema_errors
 
 BATCH_ROWS = 4096  # rows per Parquet row group and per staging write
 DUCKDB_FILE = "hot_papers.duckdb"
-MANIFEST_FILE = "dataset.json"
+MANIFEST_FILE = MANIFEST
 _STAGING_FILE = ".staging.sqlite3"
 _RUN_KEYS = ("run_id", "started_at", "finished_at", "exit_status", "records", "changed_records")
+
+
+# A version folder's name after ``.TARGET``: ours are "-" and 12 hex digits (secrets.token_hex(6)),
+# with ".link" (the symlink on its way in) or ".previous" (an older real folder moved aside).
+_VERSION_NAME = re.compile(r"-[0-9a-f]{12}(\.link|\.previous)?")
+logger = logging.getLogger(__name__)
 
 
 class DatasetError(RuntimeError):
@@ -80,13 +96,17 @@ def write_dataset(
     chained) propagates.
     """
     snapshot, target = Path(snapshot), Path(target)
+    if problem := dataset_problem(target):
+        raise DatasetError(problem)
     folder = target.parent / f".{target.name}-{secrets.token_hex(6)}"
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         folder.mkdir()
+        mark_folder(folder)  # first: a killed run's leftover is recognisably ours too
         rows, period = _build(snapshot, folder, checked=checked)
         _write_duckdb(folder)
         _write_manifest(folder, snapshot, rows, period, run_report)
+        (folder / MARKER).unlink()  # the manifest marks the finished folder as ours
         _sync_tree(folder)
         _swap(target, folder)
     except Exception as exc:
@@ -434,6 +454,7 @@ def _write_manifest(
 ) -> None:
     """What the folder holds, for people and tools that open it without this code."""
     manifest = {
+        "written_by": WRITTEN_BY,  # what lets a later run replace this folder
         "record_schema_version": SCHEMA_VERSION,
         "snapshot": snapshot.name,
         "first_post": period[0],
@@ -464,9 +485,12 @@ def _sync_tree(folder: Path) -> None:
 def _swap(target: Path, folder: Path) -> None:
     """Point ``target`` at ``folder`` with one rename(2) of a fresh symlink over it.
 
-    A real folder at ``target`` (made by hand or by an older version) cannot be renamed over
-    atomically; it is moved aside first, the one moment ``target`` is missing.
+    A real folder at ``target`` (a dataset of an older version) cannot be renamed over
+    atomically; it is moved aside first, the one moment ``target`` is missing. Only a dataset
+    of ours is ever replaced (:mod:`crawler.export.ownership`).
     """
+    if problem := dataset_problem(target):
+        raise DatasetError(problem)
     link = folder.with_name(folder.name + ".link")
     os.symlink(folder.name, link)  # relative: the parent folder can move as a whole
     aside = None
@@ -484,11 +508,15 @@ def _swap(target: Path, folder: Path) -> None:
 
 
 def _remove_old(target: Path, *, keep: Path) -> None:
-    """Earlier folders, and leftovers of runs that were killed. One writer per target."""
+    """Earlier folders, and leftovers of runs that were killed (ours by their marker or
+    manifest, and by their name); anything else there is left alone. One writer per target."""
     for path in target.parent.glob(escape(f".{target.name}-") + "*"):
-        if path.name == keep.name:
+        suffix = path.name[len(target.name) + 1 :]
+        if path.name == keep.name or not _VERSION_NAME.fullmatch(suffix):
             continue
-        if path.is_dir() and not path.is_symlink():
+        if is_our_dataset(path):
             shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
+        elif path.is_symlink() and path.name.endswith(".link"):
+            path.unlink(missing_ok=True)  # a link of ours that never went in
+        elif not path.is_symlink() and path.is_dir():
+            logger.warning("left alone: %s is not marked as a dataset this crawler wrote", path)

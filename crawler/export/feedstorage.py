@@ -15,8 +15,10 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import shutil
 import tempfile
+from glob import escape
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,6 +27,7 @@ from scrapy.extensions.feedexport import FileFeedStorage
 
 from crawler.export.files import fsync_dir
 from crawler.export.jsonlines import EXPORT_FAILED, RECORDS_IN_FILE, SORT_DIR_PREFIX, mark_failed
+from crawler.export.ownership import is_our_sort_folder, snapshot_problem
 from crawler.outcome import OUTPUT_STORED, RECORDS_WRITTEN, Outcome
 
 logger = logging.getLogger(__name__)
@@ -40,6 +43,19 @@ class _Discard(io.BytesIO):
         return len(data)
 
 
+def _remove_leftovers(target: Path) -> None:
+    """What a killed run left beside ``target`` (runs exclude each other by a lock): its
+    temporary snapshot (a regular file named as :func:`tempfile.mkstemp` names ours) and the
+    folders where its records waited to be sorted (marked as ours). Nothing else is touched."""
+    temporary = re.compile(re.escape(f".{target.name}.") + r"[a-z0-9_]{8}\.tmp")
+    for stale in target.parent.glob(escape(f".{target.name}.") + "*.tmp"):
+        if temporary.fullmatch(stale.name) and stale.is_file() and not stale.is_symlink():
+            stale.unlink(missing_ok=True)
+    for stale in target.parent.glob(f"{SORT_DIR_PREFIX}*"):
+        if is_our_sort_folder(stale):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 class AtomicFileFeedStorage(FileFeedStorage):
     def __init__(
         self,
@@ -50,6 +66,7 @@ class AtomicFileFeedStorage(FileFeedStorage):
     ) -> None:
         super().__init__(uri, feed_options=feed_options)
         self.crawler = crawler
+        self.feed_format = str((feed_options or {}).get("format") or "")
 
     @property
     def outcome(self) -> Outcome | None:
@@ -68,12 +85,7 @@ class AtomicFileFeedStorage(FileFeedStorage):
             if target.is_dir():
                 raise IsADirectoryError(f"{target} is a folder")
             target.parent.mkdir(parents=True, exist_ok=True)
-            # Left by a run that was killed (runs exclude each other by a lock): the temporary
-            # snapshot, and the folders where records waited to be sorted.
-            for stale in target.parent.glob(f".{target.name}.*.tmp"):
-                stale.unlink(missing_ok=True)
-            for stale in target.parent.glob(f"{SORT_DIR_PREFIX}*"):
-                shutil.rmtree(stale, ignore_errors=True)
+            _remove_leftovers(target)
             tmp = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in store()
                 mode="w+b", prefix=f".{target.name}.", suffix=".tmp", dir=target.parent,
                 delete=False,
@@ -92,6 +104,9 @@ class AtomicFileFeedStorage(FileFeedStorage):
         failed = getattr(file, EXPORT_FAILED, None)
         if failed:
             return failed, True
+        # Checked before the crawl too; asked again in case the file was swapped meanwhile.
+        if problem := snapshot_problem(Path(self.path), self.feed_format):
+            return problem, True
         if self.outcome is None:
             return None
         records = getattr(file, RECORDS_IN_FILE, None)

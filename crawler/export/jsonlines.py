@@ -16,10 +16,13 @@ import os
 import sqlite3
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO, Any
 
 from itemadapter import ItemAdapter
 from scrapy.exporters import BaseItemExporter
+
+from crawler.export.ownership import mark_folder
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +78,7 @@ class RecordPark:
     def open(self) -> None:
         try:
             self._tmp = tempfile.TemporaryDirectory(prefix=SORT_DIR_PREFIX, dir=self._work_dir())
+            mark_folder(Path(self._tmp.name))  # a killed run's leftover is removed as ours
             self._db = sqlite3.connect(f"{self._tmp.name}/records.sqlite3")
             self._db.execute("PRAGMA journal_mode=OFF")
             self._db.execute("PRAGMA synchronous=OFF")

@@ -25,6 +25,7 @@ from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
 from matplotlib.figure import Figure
 
 from crawler.export.files import atomic_write
+from crawler.export.ownership import REPORT_MARK, report_problem
 from crawler.export.tables import TABLE_NAMES
 
 if TYPE_CHECKING:
@@ -583,7 +584,7 @@ def render_report(
     first, last = info["first"], info["last"]
     title = f"Hot Papers {first} – {last}" if first else "Hot Papers"
     return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<!DOCTYPE html>\n{REPORT_MARK}\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)}</title><style>{CSS}</style></head>"
         f"<body><main>{_header(Path(dataset), info)}{''.join(parts)}"
@@ -602,4 +603,6 @@ def write_report(
     """Render the report for ``dataset`` and replace ``path`` with it in one rename."""
     path = Path(path)
     page = render_report(Path(dataset), run_report=run_report, changes=changes)
+    if problem := report_problem(path):  # checked before the crawl; asked again
+        raise ValueError(problem)
     atomic_write(path, page.encode("utf-8"))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
+from scrapy.settings import BaseSettings
 
 from crawler.export.files import atomic_write
 from crawler.export.jsonlines import sort_key
@@ -33,19 +34,54 @@ from crawler.state.store import StateError
 logger = logging.getLogger(__name__)
 
 
-def feed_path(feeds: dict[str, Any]) -> Path | None:
-    """The first feed that is a local file, if any."""
-    for uri in feeds:
+def local_feeds(feeds: Mapping[str, Any]) -> list[tuple[Path, str]]:
+    """Every feed that is a local file, with its format, in the order given."""
+    found = []
+    for uri, options in feeds.items():
         parsed = urlparse(str(uri))
         if parsed.scheme in ("", "file") and "%(" not in str(uri):
-            return Path(parsed.path if parsed.scheme == "file" else str(uri))
-    return None
+            path = Path(parsed.path if parsed.scheme == "file" else str(uri))
+            feed_format = options.get("format", "") if isinstance(options, Mapping) else ""
+            found.append((path, str(feed_format or "")))
+    return found
+
+
+def feed_path(feeds: dict[str, Any]) -> Path | None:
+    """The first feed that is a local file, if any."""
+    found = local_feeds(feeds)
+    return found[0][0] if found else None
 
 
 def _beside(template: str | None, name: str) -> Path | None:
     """``{name}.dataset`` -> ``output/digests.dataset`` for the snapshot output/digests.jsonl;
     empty turns the output off."""
     return Path(template.replace("{name}", name)) if template else None
+
+
+def writes_dataset(snapshot: Path) -> bool:
+    """The dataset (and the report on it) is built from JSON Lines snapshots only."""
+    return snapshot.suffix.lower() in (".jsonl", ".jsonlines")
+
+
+def run_report_path(snapshot: Path) -> Path:
+    return snapshot.with_name(f"{snapshot.stem}.run.json")
+
+
+def changes_folder(snapshot: Path) -> Path:
+    return snapshot.with_name(f"{snapshot.stem}.changes")
+
+
+def beside_outputs(snapshot: Path, settings: BaseSettings) -> list[tuple[str, Path]]:
+    """What a run writes beside ``snapshot``, each named as its messages name it."""
+    name = str(snapshot.with_suffix(""))
+    outputs = [("run report", run_report_path(snapshot))]
+    outputs.append(("change feed folder", changes_folder(snapshot)))
+    dataset = _beside(settings.get("DATASET_DIR"), name)
+    if dataset is not None and writes_dataset(snapshot):
+        outputs.append(("DATASET_DIR", dataset))
+        if report := _beside(settings.get("REPORT_FILE"), name):
+            outputs.append(("REPORT_FILE", report))
+    return outputs
 
 
 def record_keys(record: dict[str, Any]) -> Iterator[tuple[str, str]]:
@@ -79,6 +115,7 @@ class RunFiles:
         self._ids: dict[tuple[str, str], list[int]] = {}  # the pending rows behind each change
         self._hits: Any = None  # temporary file: one line per record that carries a change
         self.changed_records = 0
+        self.report_written = False  # NAME.run.json: written once, however the run ends
         self.changes: list[dict[str, Any]] = []  # this run's change lines, for the HTML report
         name = str(self.path.with_suffix(""))
         self.dataset_dir = _beside(crawler.settings.get("DATASET_DIR"), name)
@@ -154,7 +191,7 @@ class RunFiles:
         self.changed_records = len(lines)
         changes_file = None
         if lines:
-            changes_file = self.path.with_name(f"{self.path.stem}.changes") / f"{self.run_id}.jsonl"
+            changes_file = changes_folder(self.path) / f"{self.run_id}.jsonl"
             atomic_write(
                 changes_file,
                 b"".join(json.dumps(c, ensure_ascii=False).encode() + b"\n" for c in lines),
@@ -191,7 +228,7 @@ class RunFiles:
         assert self.path is not None
         if self.dataset_dir is None:
             return
-        if self.path.suffix.lower() not in (".jsonl", ".jsonlines"):
+        if not writes_dataset(self.path):
             logger.info("no dataset: the snapshot %s is not JSON Lines", self.path)
             return
         # Imported here: pyarrow, DuckDB and matplotlib cost every crawl process ~0.5 s to load.
@@ -236,7 +273,8 @@ class RunFiles:
 
     def write_report(self, changes_file: Path | None) -> None:
         assert self.path is not None
-        path = self.path.with_name(f"{self.path.stem}.run.json")
+        path = run_report_path(self.path)
+        self.report_written = True
         try:
             report = self.report(changes_file)
             atomic_write(path, json.dumps(report, indent=2, ensure_ascii=False).encode() + b"\n")

@@ -23,7 +23,7 @@ from crawler.outcome import (
 )
 from tests.unit.helpers import unit_crawler
 
-OLD = b'{"previous": "snapshot"}\n'
+OLD = b'{"schema_version": 3, "previous": "snapshot"}\n'  # a snapshot of ours
 
 
 def _record(rank: int, title: str = "t") -> dict[str, Any]:
@@ -157,12 +157,13 @@ def test_a_failed_export_keeps_the_snapshot(tmp_path: Path) -> None:
     assert outcome.exit_status() == ExitStatus.OUTPUT_FAILED
 
 
-def test_a_failed_rename_is_an_output_failure_not_an_exception(tmp_path: Path) -> None:
+def test_a_folder_put_at_the_target_is_an_output_failure_not_an_exception(tmp_path: Path) -> None:
     crawler = _crawler()
     target, outcome = _run(tmp_path, crawler, break_target=True)
     assert target.is_dir() and _leftovers(tmp_path) == []
+    assert (target / "inside").read_text() == "x"  # never replaced: it is not ours
     (problem,) = outcome.output_problems
-    assert problem.startswith(f"{target} could not be written (")
+    assert problem.startswith(f"{target} not replaced: output {target} is a folder, not a snapshot")
     assert outcome.snapshots == {str(target.resolve()): False}
     assert outcome.exit_status() == ExitStatus.OUTPUT_FAILED
 
@@ -184,7 +185,7 @@ def test_appending_starts_from_the_old_file_and_stale_temporary_files_go(tmp_pat
     crawler = _crawler(parsed=1)
     target = tmp_path / "snapshot.jsonl"
     target.write_bytes(OLD)
-    (tmp_path / ".snapshot.jsonl.killed.tmp").write_bytes(b"left by a killed run")
+    (tmp_path / ".snapshot.jsonl.k1lled_x.tmp").write_bytes(b"left by a killed run")
     storage = _storage(crawler, target, overwrite=False)
     file = storage.open(crawler.spider)
     assert _leftovers(tmp_path) == [Path(file.name).name]  # only this run's

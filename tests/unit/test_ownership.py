@@ -1,0 +1,46 @@
+"""What a run may replace (crawler/export/ownership.py), on real files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from crawler.export import ownership
+
+
+def test_a_snapshot_with_a_large_first_record_is_ours(tmp_path: Path) -> None:
+    snapshot = tmp_path / "digests.jsonl"
+    record = {"schema_version": 3, "abstract": "x" * 300_000}  # past any fixed-size head
+    snapshot.write_text(json.dumps(record) + "\n")
+    assert ownership.snapshot_problem(snapshot, "jsonlines") is None
+    snapshot.write_text(json.dumps({"abstract": "x" * 300_000}) + "\n")
+    problem = ownership.snapshot_problem(snapshot, "jsonlines")
+    assert problem is not None and problem.startswith(f"output {snapshot} exists and is not")
+
+
+def test_an_empty_file_may_be_replaced_a_folder_may_not(tmp_path: Path) -> None:
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    assert ownership.snapshot_problem(tmp_path / "empty.jsonl", "jsonlines") is None
+    (tmp_path / "dir.jsonl").mkdir()
+    assert ownership.snapshot_problem(tmp_path / "dir.jsonl", "jsonlines") == (
+        f"output {tmp_path / 'dir.jsonl'} is a folder, not a snapshot this crawler wrote; "
+        "not replacing it"
+    )
+
+
+def test_overlaps_are_one_line_per_output(tmp_path: Path) -> None:
+    out = tmp_path / "output"
+    named = [
+        ("output", out / "digests.jsonl"),
+        ("DATASET_DIR", out),
+        ("STATE_DB", out / "state.sqlite3"),
+        ("REPORT_FILE", tmp_path / "r.html"),
+        ("run report", tmp_path / "r.html"),
+    ]
+    assert ownership.overlap_problems(named) == [
+        f"DATASET_DIR {out} contains output {out / 'digests.jsonl'}; "
+        "each output needs a path of its own",
+        f"REPORT_FILE {tmp_path / 'r.html'} is run report {tmp_path / 'r.html'}; "
+        "each output needs a path of its own",
+    ]
+    assert ownership.overlap_problems(named[2:4]) == []
