@@ -27,6 +27,7 @@ from scrapy.settings import BaseSettings
 
 from crawler.export.files import atomic_write
 from crawler.export.jsonlines import sort_key
+from crawler.export.unchanged import inputs_key, up_to_date
 from crawler.outcome import Outcome
 from crawler.state.extension import State
 from crawler.state.store import StateError
@@ -117,6 +118,9 @@ class RunFiles:
         self.changed_records = 0
         self.report_written = False  # NAME.run.json: written once, however the run ends
         self.changes: list[dict[str, Any]] = []  # this run's change lines, for the HTML report
+        # The dataset and report: "written", "unchanged" (kept: built from these very inputs),
+        # "failed", or None when not attempted (turned off, not JSON Lines, snapshot kept).
+        self.analysis: str | None = None
         name = str(self.path.with_suffix(""))
         self.dataset_dir = _beside(crawler.settings.get("DATASET_DIR"), name)
         self.report_file = _beside(crawler.settings.get("REPORT_FILE"), name)
@@ -224,23 +228,61 @@ class RunFiles:
 
     def write_analysis(self, run_report: dict[str, Any]) -> None:
         """The dataset folder and the HTML report, replaced like the snapshot, only when the
-        snapshot was: a run that keeps the previous snapshot keeps the previous dataset."""
+        snapshot was: a run that keeps the previous snapshot keeps the previous dataset. When
+        both were built from these very inputs (a byte-identical snapshot, the same code) they
+        are kept as they are: rebuilding would cost seconds to write the same data."""
         assert self.path is not None
         if self.dataset_dir is None:
             return
         if not writes_dataset(self.path):
             logger.info("no dataset: the snapshot %s is not JSON Lines", self.path)
             return
+        key = self._inputs_key()
+        if key is not None and not self.changes and self._kept(key):
+            return
+        self.analysis = "written" if self._build(run_report, key) else "failed"
+
+    def _kept(self, key: str) -> bool:
+        """Keep the dataset and report if they show exactly these inputs already."""
+        assert self.dataset_dir is not None
+        if not up_to_date(key, self.dataset_dir, self.report_file):
+            return False
+        self.analysis = "unchanged"
+        logger.info(
+            "dataset %s%s kept as it is: built from a byte-identical snapshot",
+            self.dataset_dir,
+            f" and report {self.report_file}" if self.report_file else "",
+        )
+        return True
+
+    def _inputs_key(self) -> str | None:
+        """The key of what the dataset and report are built from (None: rebuild them)."""
+        assert self.path is not None
+        try:
+            return inputs_key([self.path])
+        except OSError as exc:
+            logger.debug("inputs of the dataset not hashed (%s): rebuilt", exc)
+            return None
+
+    def _build(self, run_report: dict[str, Any], key: str | None) -> bool:
+        """Write the dataset and the report; a failure is the run's output failure (exit 5)."""
+        assert self.path is not None and self.dataset_dir is not None
         # Imported here: pyarrow, DuckDB and matplotlib cost every crawl process ~0.5 s to load.
         from crawler.export.dataset import DatasetError, one_line, write_dataset
         from crawler.export.report import write_report
 
         try:
             # Checked: the snapshot holds only records the record pipeline validated.
-            write_dataset(self.path, self.dataset_dir, run_report=run_report, checked=True)
+            write_dataset(
+                self.path, self.dataset_dir, run_report=run_report, checked=True, built_from=key
+            )
             if self.report_file is not None:
                 write_report(
-                    self.report_file, self.dataset_dir, run_report=run_report, changes=self.changes
+                    self.report_file,
+                    self.dataset_dir,
+                    run_report=run_report,
+                    changes=self.changes,
+                    built_from=key,
                 )
         except Exception as exc:  # matplotlib, DuckDB, pyarrow: one line, never a traceback
             self.outcome.output_failed(
@@ -248,6 +290,8 @@ class RunFiles:
                 if isinstance(exc, DatasetError)
                 else f"report not written: {one_line(exc)}"
             )
+            return False
+        return True
 
     def report(self, changes_file: Path | None) -> dict[str, Any]:
         stats = self.crawler.stats.get_stats()
@@ -265,6 +309,7 @@ class RunFiles:
             "changed_records": self.changed_records,
             "incomplete_services": self.outcome.incomplete_services(),
             "changes_file": str(changes_file) if changes_file else None,
+            "dataset": self.analysis,
             "stats": {
                 k: v if isinstance(v, int | float | str) else str(v)
                 for k, v in sorted(stats.items())
