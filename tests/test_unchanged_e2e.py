@@ -4,11 +4,16 @@ folder, the same files, untouched, and the run report says so; anything else reb
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SAMPLES, Crawl, run_crawl
+from tests.conftest import ROOT, SAMPLES, Crawl, run_crawl
+from tests.helpers import wait_until
 from tests.standin import Catalogue, StandIn
 
 pytestmark = pytest.mark.e2e
@@ -77,3 +82,99 @@ def test_a_changed_snapshot_rebuilds_the_dataset(tmp_path: Path, catalogue: Cata
     assert crawl.returncode == 0, crawl.log[-2000:]
     assert _dataset_field(out) == "written"
     assert out.with_name("digests.dataset").resolve() != folder
+
+
+# -- the dataset and report in a child process ----------------------------------------------------
+BROKEN = "raise ImportError('{name} is broken on purpose (test)')\n"
+# Blocks the child in its first import of DuckDB until the test ends it, after saying so.
+HELD = (
+    "import os, pathlib, threading\n"
+    "pathlib.Path(os.environ['HELD_MARK']).write_text(str(os.getpid()))\n"
+    "threading.Event().wait()\n"
+)
+
+
+def _fake_modules(folder: Path, **sources: str) -> Path:
+    """Packages that shadow the real ones for the processes given this folder first on the path."""
+    for name, source in sources.items():
+        (folder / name).mkdir(parents=True)
+        (folder / name / "__init__.py").write_text(source.format(name=name))
+    return folder
+
+
+def _command(out: Path, server: StandIn, *args: str) -> list[str]:
+    cmd = [sys.executable, "-m", "scrapy", "crawl", "digests", "-O", str(out), *args]
+    settings = {"LOG_LEVEL": "INFO", "STATE_DB": out.parent / "state.sqlite3"}
+    for name, value in (settings | server.settings | FAST).items():
+        cmd += ["-s", f"{name}={value}"]
+    return cmd
+
+
+def _env(fakes: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": f"{fakes}{os.pathsep}{ROOT}", **extra}
+
+
+def _analysis_before(out: Path) -> tuple[Path, bytes]:
+    return out.with_name("digests.dataset").resolve(), out.with_name(
+        "digests.report.html"
+    ).read_bytes()
+
+
+def test_a_failing_dataset_step_exits_5_and_keeps_the_previous_dataset(
+    tmp_path: Path, catalogue: Catalogue
+) -> None:
+    out = tmp_path / "digests.jsonl"
+    _crawl(out, catalogue)
+    before = _analysis_before(out)
+    # pyarrow, DuckDB and matplotlib unusable: the crawl's own process never needs them.
+    fakes = _fake_modules(tmp_path / "fakes", pyarrow=BROKEN, duckdb=BROKEN, matplotlib=BROKEN)
+    with StandIn(catalogue) as server:
+        cmd = _command(out, server, "-a", f"source={SAMPLES[0]}")  # fewer records: rebuilt
+        proc = subprocess.run(cmd, cwd=ROOT, env=_env(fakes), capture_output=True, check=False)
+    log = proc.stderr.decode("utf-8", "replace")
+    assert proc.returncode == 5, log[-3000:]
+    assert "Traceback" not in log
+    errors = [line for line in log.splitlines() if "] ERROR: " in line]
+    assert len(errors) == 1 and errors[0].endswith(
+        f"dataset {out.with_name('digests.dataset')} not replaced: "
+        "duckdb is broken on purpose (test)"
+    ), errors
+    report = json.loads(out.with_suffix(".run.json").read_text("utf-8"))
+    assert (report["exit_status"], report["snapshot_replaced"], report["dataset"]) == (
+        5, True, "failed",
+    )  # fmt: skip
+    assert _analysis_before(out) == before
+    manifest = json.loads((before[0] / "dataset.json").read_text("utf-8"))
+    assert len(out.read_bytes().splitlines()) < manifest["tables"]["entries"]["rows"]
+
+
+def test_a_stop_while_the_dataset_is_written_ends_it_and_keeps_the_previous_one(
+    tmp_path: Path, catalogue: Catalogue
+) -> None:
+    out = tmp_path / "digests.jsonl"
+    _crawl(out, catalogue)
+    before = _analysis_before(out)
+    mark = tmp_path / "held.pid"
+    fakes = _fake_modules(tmp_path / "fakes", duckdb=HELD)
+    with StandIn(catalogue) as server:
+        cmd = _command(out, server, "-a", f"source={SAMPLES[0]}")
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=_env(fakes, HELD_MARK=str(mark)), stderr=subprocess.PIPE
+        )
+        try:
+            wait_until(mark.exists, "the dataset step to start")
+            child = int(mark.read_text())
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=120)  # a hang fails instead of blocking the suite
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    log = err.decode("utf-8", "replace")
+    assert proc.returncode == 5, log[-3000:]
+    assert "Traceback" not in log
+    errors = [line for line in log.splitlines() if "] ERROR: " in line]
+    assert len(errors) == 1 and "the run was stopped while it was being written" in errors[0]
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)  # ended, and reaped by the crawl
+    assert _analysis_before(out) == before
+    assert json.loads(out.with_suffix(".run.json").read_text("utf-8"))["dataset"] == "failed"

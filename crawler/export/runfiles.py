@@ -25,6 +25,7 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 from scrapy.settings import BaseSettings
 
+from crawler.export import analysis
 from crawler.export.files import atomic_write
 from crawler.export.jsonlines import sort_key
 from crawler.export.unchanged import inputs_key, up_to_date
@@ -212,7 +213,7 @@ class RunFiles:
         assert self.path is not None
         return self.outcome.snapshots.get(str(self.path.resolve()), False)
 
-    def finish(self) -> None:
+    async def finish(self) -> None:
         assert self.path is not None
         changes_file: Path | None = None
         try:
@@ -223,10 +224,10 @@ class RunFiles:
             if self._hits is not None:
                 self._hits.close()
         if self.replaced():
-            self.write_analysis(self.report(changes_file))
+            await self.write_analysis(self.report(changes_file))
         self.write_report(changes_file)
 
-    def write_analysis(self, run_report: dict[str, Any]) -> None:
+    async def write_analysis(self, run_report: dict[str, Any]) -> None:
         """The dataset folder and the HTML report, replaced like the snapshot, only when the
         snapshot was: a run that keeps the previous snapshot keeps the previous dataset. When
         both were built from these very inputs (a byte-identical snapshot, the same code) they
@@ -240,7 +241,7 @@ class RunFiles:
         key = self._inputs_key()
         if key is not None and not self.changes and self._kept(key):
             return
-        self.analysis = "written" if self._build(run_report, key) else "failed"
+        self.analysis = "written" if await self._build(run_report, key) else "failed"
 
     def _kept(self, key: str) -> bool:
         """Keep the dataset and report if they show exactly these inputs already."""
@@ -264,32 +265,22 @@ class RunFiles:
             logger.debug("inputs of the dataset not hashed (%s): rebuilt", exc)
             return None
 
-    def _build(self, run_report: dict[str, Any], key: str | None) -> bool:
-        """Write the dataset and the report; a failure is the run's output failure (exit 5)."""
+    async def _build(self, run_report: dict[str, Any], key: str | None) -> bool:
+        """Write the dataset and the report in a child process (``crawler.export.analysis``),
+        so this one never loads pyarrow, DuckDB and matplotlib and hears a stop meanwhile; a
+        failure is the run's output failure (exit 5), one line."""
         assert self.path is not None and self.dataset_dir is not None
-        # Imported here: pyarrow, DuckDB and matplotlib cost every crawl process ~0.5 s to load.
-        from crawler.export.dataset import DatasetError, one_line, write_dataset
-        from crawler.export.report import write_report
-
-        try:
-            # Checked: the snapshot holds only records the record pipeline validated.
-            write_dataset(
-                self.path, self.dataset_dir, run_report=run_report, checked=True, built_from=key
-            )
-            if self.report_file is not None:
-                write_report(
-                    self.report_file,
-                    self.dataset_dir,
-                    run_report=run_report,
-                    changes=self.changes,
-                    built_from=key,
-                )
-        except Exception as exc:  # matplotlib, DuckDB, pyarrow: one line, never a traceback
-            self.outcome.output_failed(
-                str(exc)
-                if isinstance(exc, DatasetError)
-                else f"report not written: {one_line(exc)}"
-            )
+        job = {
+            "snapshot": str(self.path),
+            "dataset": str(self.dataset_dir),
+            "report": None if self.report_file is None else str(self.report_file),
+            "run_report": run_report,
+            "changes": self.changes,
+            "built_from": key,
+        }
+        problem = await analysis.build(job, stopped=lambda: not self.crawler.crawling)
+        if problem is not None:
+            self.outcome.output_failed(problem)
             return False
         return True
 
