@@ -19,19 +19,22 @@ ImpactStatus = Literal["ok", "not_found", "error", "disabled"]
 
 @dataclass(slots=True)
 class Post:
-    source: str
+    source: str  # what messages call it: the path as given, or the URL
     slug: str
     title: str | None
-    date: str | None  # ISO 8601 UTC, e.g. 2021-01-04T10:51:45Z
+    published_at: str | None  # ISO 8601 UTC, e.g. 2021-01-04T10:51:45Z
     tags: list[str] = field(default_factory=list)
     category: str | None = None
     encoding: str = "utf-8"
+    # What records call it: relative to the `source` argument (see crawler/sources.py)
+    record_source: str | None = None
 
 
 @dataclass(slots=True)
 class Embed:
     status: EmbedStatus
     error: str | None = None
+    fetched_at: str | None = None  # when fetched upstream, ISO 8601 UTC with ms
     text: str | None = None
     html: str | None = None
     author_name: str | None = None
@@ -46,8 +49,9 @@ class TweetDetails:
     status: DetailsStatus
     error: str | None = None  # not_found, error
     reason: str | None = None  # tombstone: the tombstone's text
+    fetched_at: str | None = None  # when fetched upstream, ISO 8601 UTC with ms
     created_at: str | None = None  # ISO 8601 UTC with milliseconds
-    favorite_count: int | None = None
+    like_count: int | None = None  # the answer's favorite_count
     reply_count: int | None = None  # the answer's conversation_count
     lang: str | None = None
     text: str | None = None
@@ -57,7 +61,7 @@ class TweetDetails:
     quoted_tweet_id: str | None = None
     in_reply_to_id: str | None = None
     possibly_sensitive: bool | None = None
-    # [{observed_at, favorite_count, reply_count}], oldest first; kept across runs by the state
+    # [{observed_at, like_count, reply_count}], oldest first; kept across runs by the state
     history: list[dict[str, object]] = field(default_factory=list)
 
 
@@ -67,12 +71,13 @@ class Impact:
 
     status: ImpactStatus
     error: str | None = None
+    fetched_at: str | None = None  # when fetched upstream, ISO 8601 UTC with ms
     semantic_scholar_id: str | None = None
     citation_count: int | None = None
     influential_citation_count: int | None = None
     reference_count: int | None = None
     venue: str | None = None
-    year: int | None = None
+    publication_year: int | None = None
     publication_date: str | None = None  # YYYY-MM-DD
     tldr: str | None = None
     open_access_pdf: str | None = None
@@ -95,13 +100,14 @@ class Tweet:
 class ArxivMeta:
     status: ArxivStatus
     error: str | None = None
-    id: str | None = None  # versioned, e.g. 2106.09685v2
+    fetched_at: str | None = None  # when fetched upstream, ISO 8601 UTC with ms
+    versioned_id: str | None = None  # e.g. 2106.09685v2
     version: int | None = None
     title: str | None = None
     authors: list[dict[str, object]] = field(default_factory=list)
-    summary: str | None = None
-    published: str | None = None
-    updated: str | None = None
+    abstract: str | None = None  # the Atom summary
+    published_at: str | None = None
+    updated_at: str | None = None
     primary_category: str | None = None
     categories: list[str] = field(default_factory=list)
     comment: str | None = None

@@ -60,8 +60,8 @@ class CrawlReport:
     def item_scraped(self, item: Any, **_: Any) -> None:
         if not isinstance(item, dict):
             return
-        labels = {s.kind: s.label for s in self.services}
-        blocks = [(k, item[k]) for k in ("arxiv", "impact")] + [
+        labels = {s.record_block: s.label for s in self.services}
+        blocks = [(k, item[k]) for k in ("arxiv", "semantic_scholar")] + [
             (k, tweet[k]) for tweet in item["tweets"] for k in ("embed", "details")
         ]
         for kind, block in blocks:
@@ -123,9 +123,9 @@ class CrawlReport:
             f"{time.monotonic() - self._started:.1f} s",
         ]
         for s in self.services:
-            n = s.name
+            n, statuses = s.name, self._statuses(s.record_block)
             lines.append(
-                f"  {s.label + ':':<18}{self._statuses(s.kind)}; {g(f'service/{n}/requests')} "
+                f"  {s.label + ':':<18}{statuses}; {g(f'service/{n}/requests')} "
                 f"requests ({g(f'service/{n}/throttled')} throttled), {g(f'retry/{n}/count')} "
                 f"retries, {g(f'retry/{n}/max_reached')} given up"
             )

@@ -6,4 +6,5 @@ so the last partial batch goes out at once instead of after a timeout.
 """
 
 entry_parsed = object()  # kwargs: entry (crawler.items.DigestEntry)
+digest_read = object()  # kwargs: post (crawler.items.Post); every digest read, with entries or not
 digests_exhausted = object()  # no kwargs: every source has been read or has failed

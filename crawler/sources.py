@@ -25,7 +25,11 @@ DIGEST_SUFFIXES = (".md", ".markdown", ".txt")
 @dataclass(frozen=True, slots=True)
 class Source:
     url: str  # what Scrapy fetches
-    name: str  # what records and messages call it: the path as given, or the URL
+    name: str  # what messages call it: the path as given, or the URL
+    # What records call it (post.source): relative to the source argument, so records never
+    # carry a path of the crawling machine (a file's name, the path below a folder or a
+    # glob's leading folder, a URL without user:password).
+    record_name: str = ""
 
 
 @dataclass(slots=True)
@@ -101,8 +105,17 @@ def _display(path: Path) -> str:
     return printable_path(shown)
 
 
-def _file(path: Path) -> Source:
-    return Source(url=path.resolve().as_uri(), name=_display(path))
+def _file(path: Path, below: Path | None = None) -> Source:
+    """A local file; ``below``: the folder its record name is relative to (else its name)."""
+    relative = path.name if below is None else os.path.relpath(path, below)
+    return Source(path.resolve().as_uri(), _display(path), printable_path(relative))
+
+
+def _leading_folder(pattern: str) -> Path:
+    """A glob's leading folder without wildcards (``posts/`` of ``posts/2021-*.md``)."""
+    parts = Path(pattern).parts
+    fixed = next(i for i, part in enumerate([*parts, "*"]) if glob.has_magic(part))
+    return Path(*parts[:fixed]) if fixed else Path(".")
 
 
 def _digests_in(folder: Path) -> list[Path]:
@@ -225,7 +238,7 @@ def _folder(path: Path, item: str, limit: int) -> tuple[list[Source], list[str]]
                 sorted(scan.dangling)]  # fmt: skip
     if not found and not problems:
         problems.append(f"{printable_path(item)}: folder has no .md, .markdown or .txt files")
-    return [_file(p) for p in found], problems
+    return [_file(p, path) for p in found], problems
 
 
 def _display_link(path: Path) -> str:
@@ -241,27 +254,33 @@ def _samples() -> Expanded:
     samples = sample_dir()
     if samples.is_relative_to(Path(str(resources.files("crawler")))):
         return Expanded([_file(p) for p in _digests_in(samples)], [])
-    # Copied out of an egg: name them as in the source tree, so records stay byte-stable.
+    # Copied out of an egg: name them as in the source tree, so messages stay the same.
     return Expanded(
-        [Source(p.resolve().as_uri(), f"{SAMPLES_NAME}/{p.name}") for p in _digests_in(samples)],
+        [
+            Source(p.resolve().as_uri(), f"{SAMPLES_NAME}/{p.name}", p.name)
+            for p in _digests_in(samples)
+        ],
         [],
     )
 
 
 def _pattern(item: str, limit: int) -> tuple[list[Source], list[str]]:
-    scan = walk_pattern(os.path.expanduser(item), limit)
+    pattern = os.path.expanduser(item)
+    scan = walk_pattern(pattern, limit)
+    below = _leading_folder(pattern)
     problems = [
         f"{_display_link(p)}: dangling symbolic link (its target is missing)" for p in scan.dangling
     ]
     if not scan.files and not problems:
         problems.append(f"{printable_path(item)}: pattern matches no file")
-    return [_file(p) for p in scan.files], problems
+    return [_file(p, below) for p in scan.files], problems
 
 
 def _expand_one(item: str, limit: int) -> tuple[list[Source], list[str]]:
     """One comma-separated piece of ``source``: its sources, and lines for what it lost."""
     if item.lower().startswith(("http://", "https://")):
-        return [Source(url=item, name=without_userinfo(item))], []
+        shown = without_userinfo(item)
+        return [Source(url=item, name=shown, record_name=shown)], []
     path = Path(os.path.expanduser(item))
     try:
         if path.is_dir():

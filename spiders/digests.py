@@ -177,7 +177,7 @@ class DigestsSpider(scrapy.Spider):
                 headers=_credentials(source.url),
                 callback=self.parse_digest,
                 errback=self.source_failed,
-                cb_kwargs={"name": source.name},
+                cb_kwargs={"name": source.name, "record_name": source.record_name},
                 dont_filter=True,
             )
 
@@ -200,7 +200,9 @@ class DigestsSpider(scrapy.Spider):
         self.crawler.stats.inc_value(DIGESTS_UNREADABLE)
         return None
 
-    async def parse_digest(self, response: Response, name: str) -> AsyncIterator[DigestEntry]:
+    async def parse_digest(
+        self, response: Response, name: str, record_name: str = ""
+    ) -> AsyncIterator[DigestEntry]:
         stats = self.crawler.stats
         try:
             try:
@@ -210,6 +212,8 @@ class DigestsSpider(scrapy.Spider):
             if digest is None:
                 return
             stats.inc_value(DIGESTS_READ)
+            digest.post.record_source = record_name or name  # post.source of the records
+            self.crawler.signals.send_catch_log(signals.digest_read, post=digest.post)
             if not digest.entries:
                 stats.inc_value(DIGESTS_EMPTY)
             for problem in digest.problems:
@@ -218,6 +222,7 @@ class DigestsSpider(scrapy.Spider):
                 (logger.error if lost else logger.warning)("%s: %s", where, problem.message)
                 stats.inc_value(INPUT_LOST if lost else INPUT_WARNINGS)
             for entry in digest.entries:
+                entry.post.record_source = record_name or name  # post.source of the records
                 stats.inc_value(ENTRIES_PARSED)
                 self.crawler.signals.send_catch_log(signals.entry_parsed, entry=entry)
                 yield entry

@@ -71,11 +71,16 @@ def run_crawl(
 
 
 def unobserved(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Records without the times their tweets were observed: two crawls from scratch differ
-    in nothing else."""
+    """Records without the times values were fetched and tweets observed: two crawls from
+    scratch differ in nothing else."""
     records = json.loads(json.dumps(records))
+    for record in records:
+        blocks = [record["arxiv"], record["semantic_scholar"]]
+        blocks += [t[k] for t in record["tweets"] for k in ("embed", "details")]
+        for block in blocks:
+            block.pop("fetched_at")
     for tweet in (t for r in records for t in r["tweets"]):
-        for point in tweet["details"].get("history", []):
+        for point in tweet["details"]["history"] or []:
             point.pop("observed_at")
     return records
 
@@ -89,3 +94,17 @@ def catalogue() -> Catalogue:
 def standin(catalogue: Catalogue) -> Iterator[StandIn]:
     with StandIn(catalogue) as server:
         yield server
+
+
+def _fetch_times(records: list[dict[str, Any]]) -> list[str | None]:
+    blocks = [b for r in records for b in (r["arxiv"], r["semantic_scholar"])]
+    blocks += [t[k] for r in records for t in r["tweets"] for k in ("embed", "details")]
+    return [b["fetched_at"] for b in blocks]
+
+
+def assert_same_values(records: list[dict[str, Any]], before: list[dict[str, Any]]) -> None:
+    """The same records as ``before`` but for when values were fetched, and no fetch time went
+    back (a value kept keeps its time, one fetched again has a later one)."""
+    assert unobserved(records) == unobserved(before)
+    for now, then in zip(_fetch_times(records), _fetch_times(before), strict=True):
+        assert then is None or (now is not None and now >= then)

@@ -48,3 +48,20 @@ def wait_until(
         if time.monotonic() > deadline:
             pytest.fail(f"gave up waiting after {limit:.0f} s for {what}\n{detail()}")
         time.sleep(0.02)  # the pause between two looks, not a guess at how long it takes
+
+
+# Fields of an enrichment block that say how the fetch went, not what the service served.
+FETCH_FIELDS = ("error", "reason", "fetched_at")
+
+
+def served(block: dict[str, Any], *, status: bool = True) -> dict[str, Any]:
+    """A record's block without the fetch's own fields (a stand-in cannot know when it was
+    asked); ``status=False`` drops ``status`` too."""
+    drop = FETCH_FIELDS if status else (*FETCH_FIELDS, "status")
+    return {k: v for k, v in block.items() if k not in drop}
+
+
+def nonnull(block: dict[str, Any]) -> dict[str, Any]:
+    """A dense block's fields that hold a value, without ``fetched_at``: what schema 2 wrote
+    for a failure (``{"status": "error", "error": "..."}``)."""
+    return {k: v for k, v in block.items() if v is not None and k != "fetched_at"}

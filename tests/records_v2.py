@@ -1,7 +1,6 @@
-"""Schema-2 records for the export tests, and a synthetic corpus of any size.
+"""Schema-3 records for the export tests, and a synthetic corpus of any size.
 
-The crawler does not produce schema-2 records end to end yet, so these are built from the item
-classes with :func:`crawler.record.build_record` and checked with ``schema_errors`` each time:
+They are built from the item classes with :func:`crawler.record.build_record` and checked with ``schema_errors`` each time:
 they cannot drift from the contract. ``crawler/parsing/links.py`` is still a placeholder, so
 ``linked_arxiv_ids``/``links_paper``/``code_urls`` are set here explicitly when a test needs them.
 
@@ -24,6 +23,7 @@ from crawler.items import ArxivMeta, DigestEntry, Embed, Impact, Post, Tweet, Tw
 from crawler.record import build_record, schema_errors
 
 TWITTER_EPOCH_MS = 1288834974657
+FETCHED = "2021-06-19T08:00:00.000Z"  # when the services were asked, in these records
 LOREM = (
     "We study how large models adapt to new tasks with few trainable parameters, and show that "
     "low-rank updates match full fine-tuning on several benchmarks while cutting memory. "
@@ -45,7 +45,7 @@ def post(slug: str, date: str | None, *, title: str | None = None, source: str =
         source=source or f"digests/{slug}.md",
         slug=slug,
         title=title if title is not None else slug.replace("-", " ").title(),
-        date=date,
+        published_at=date,
         tags=["arXiv", "Twitter"],
         category="arXiv",
     )
@@ -62,10 +62,11 @@ def arxiv_ok(
 ) -> ArxivMeta:
     vid = f"{arxiv_id}v{version}"
     return ArxivMeta(
-        status="ok", id=vid, version=version, title=title, summary=summary,
+        status="ok", fetched_at=FETCHED, versioned_id=vid, version=version, title=title,
+        abstract=summary,
         authors=[{"name": "Ada Lovelace", "affiliations": ["Analytical Engines"]},
                  {"name": "Alan Turing", "affiliations": []}],
-        published="2021-06-17T17:37:18Z", updated="2021-06-18T10:00:00Z",
+        published_at="2021-06-17T17:37:18Z", updated_at="2021-06-18T10:00:00Z",
         primary_category=category, categories=[category, "cs.AI"], comment=comment,
         abs_url=f"https://arxiv.org/abs/{vid}", pdf_url=f"https://arxiv.org/pdf/{vid}",
     )  # fmt: skip
@@ -79,7 +80,8 @@ def impact_ok(citations: int | None, *, year: int = 2021) -> Impact:
     return Impact(
         status="ok", semantic_scholar_id=f"s2-{citations}", citation_count=citations,
         influential_citation_count=None if citations is None else citations // 10,
-        reference_count=40, venue="ICLR", year=year, publication_date=f"{year}-06-17",
+        reference_count=40, venue="ICLR", publication_year=year,
+        publication_date=f"{year}-06-17", fetched_at=FETCHED,
         tldr="Low-rank updates suffice.", open_access_pdf=None,
     )  # fmt: skip
 
@@ -87,7 +89,7 @@ def impact_ok(citations: int | None, *, year: int = 2021) -> Impact:
 def embed_ok(handle: str, tweet_id: str, text: str = "Our new paper") -> Embed:
     url = f"https://twitter.com/{handle}/status/{tweet_id}"
     return Embed(
-        status="ok", text=text, html=f'<blockquote class="twitter-tweet"><p>{text}</p>',
+        status="ok", fetched_at=FETCHED, text=text, html=f'<blockquote class="twitter-tweet"><p>{text}</p>',
         author_name=handle.title(), author_url=f"https://twitter.com/{handle}", url=url,
     )  # fmt: skip
 
@@ -101,14 +103,15 @@ def details_ok(
     urls: Sequence[str] = (),
 ) -> TweetDetails:
     return TweetDetails(
-        status="ok", created_at=None, favorite_count=favorites, reply_count=replies, lang="en",
+        status="ok", fetched_at=FETCHED, created_at=None, like_count=favorites, reply_count=replies,
+        lang="en",
         text="Our new paper", author={"id": "12", "handle": handle, "name": handle.title(),
                                       "blue_verified": False},
         urls=[{"url": "https://t.co/x", "expanded_url": u} for u in urls],
         media=[{"type": "photo", "url": "https://pbs.twimg.com/media/x.jpg", "video_url": None,
                 "alt_text": None}],
         possibly_sensitive=False,
-        history=[{"observed_at": t, "favorite_count": f, "reply_count": r} for t, f, r in history],
+        history=[{"observed_at": t, "like_count": f, "reply_count": r} for t, f, r in history],
     )  # fmt: skip
 
 
@@ -145,7 +148,7 @@ def entry(
         arxiv = arxiv_ok(arxiv_id, title) if arxiv_id else arxiv_failed(error="no arXiv link")
     return DigestEntry(
         post=the_post, rank=rank, line=10 * rank, title=title, authors=["Ada Lovelace"],
-        retweets=retweets, favorites=favorites, counts_at=the_post.date,
+        retweets=retweets, favorites=favorites, counts_at=the_post.published_at,
         abs_url=f"https://arxiv.org/abs/{arxiv_id}" if arxiv_id else None,
         pdf_url=f"https://arxiv.org/pdf/{arxiv_id}" if arxiv_id else None,
         categories=list(categories), abstract=LOREM, arxiv_id=arxiv_id, arxiv_version=None,
@@ -160,7 +163,7 @@ def record(
     links: dict[str, list[str]] | None = None,
     code_urls: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The schema-2 record for ``the_entry``, checked against the schema.
+    """The schema-3 record for ``the_entry``, checked against the schema.
 
     ``links`` sets a tweet's ``linked_arxiv_ids`` (and so ``links_paper``), which the link
     parser placeholder cannot produce yet; only tweets with details ok may have them.
@@ -245,7 +248,7 @@ def synthetic_records(count: int, *, per_post: int = 24, seed: int = 0) -> Itera
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Write a synthetic schema-2 snapshot.")
+    parser = argparse.ArgumentParser(description="Write a synthetic schema-3 snapshot.")
     parser.add_argument("out", type=Path)
     parser.add_argument("--records", type=int, default=7000)
     args = parser.parse_args(argv)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import copy
 import json
 import os
@@ -17,20 +18,30 @@ import pytest
 
 import crawler.export.dataset as dataset_module
 from crawler.export.dataset import DUCKDB_FILE, DatasetError, write_dataset
-from crawler.export.tables import SCHEMAS, TABLE_NAMES, SchemaMappingError, record_leaves
+from crawler.export.files import posts_file
+from crawler.export.tables import (
+    SCHEMAS,
+    TABLE_NAMES,
+    SchemaMappingError,
+    description,
+    record_leaves,
+)
 from crawler.export.tables import layout as make_layout
 from crawler.items import TweetDetails
 from crawler.record import schema as record_schema
+from crawler.record.build import post_block
 from tests.records_v2 import (
     CODE,
     DAY_A,
     DAY_B,
     DAY_C,
+    FETCHED,
     LATE,
     LORA,
     T1,
     T2,
     T3,
+    details_ok,
     entry,
     post,
     record,
@@ -48,8 +59,8 @@ TABLE_ARRAYS = {("tweets",), ("tweets", "*", "details", "history")}  # arrays th
 # Columns that are not record leaves: keys repeated from the parent row, and aggregates.
 DERIVED = {
     "entries": {"tweet_count"},
-    "tweets": {"first_seen", "last_seen", "appearances"},
-    "entry_tweets": {"post_slug", "post_date", "rank", "arxiv_id", "position", "tweet_id"},
+    "tweets": {"first_seen", "last_seen", "entry_count"},
+    "entry_tweets": {"entry_id", "position", "tweet_id"},
     "tweet_history": {"tweet_id"},
 }
 
@@ -135,14 +146,17 @@ def test_every_record_leaf_is_a_column_of_the_type_the_schema_gives() -> None:
         from_leaves = {leaf.column for leaf in leaves.values() if leaf.table == table}
         assert set(SCHEMAS[table].names) == from_leaves | extra, table
     # spot checks a reader relies on
-    assert leaves[("tweets", "*", "details", "favorite_count")].column == "favorite_count"
+    assert leaves[("tweets", "*", "details", "like_count")].column == "details_like_count"
     assert leaves[("digest", "title")].column == "digest_title"
     assert leaves[("arxiv", "title")].column == "arxiv_title"
     assert leaves[("tweets", "*", "embed", "status")].column == "embed_status"
     assert leaves[("tweets", "*", "details", "status")].column == "details_status"
-    assert leaves[("impact", "citation_count")].column == "citation_count"
+    assert leaves[("semantic_scholar", "citation_count")].column == (
+        "semantic_scholar_citation_count"
+    )
     assert leaves[("tweets", "*", "links_paper")].table == "entry_tweets"
-    assert SCHEMAS["entries"].names[:4] == ["post_slug", "post_date", "rank", "arxiv_id"]
+    assert SCHEMAS["entries"].names[:6] == [
+        "entry_id", "post_id", "post_slug", "post_published_at", "rank", "arxiv_id"]  # fmt: skip
 
 
 def test_nullable_where_the_schema_or_a_status_allows_a_missing_value() -> None:
@@ -150,22 +164,22 @@ def test_nullable_where_the_schema_or_a_status_allows_a_missing_value() -> None:
     assert not entries.field("post_slug").nullable and not entries.field("rank").nullable
     assert not entries.field("arxiv_status").nullable  # every branch has a status
     assert entries.field("arxiv_title").nullable  # an error has no title
-    assert entries.field("post_date").nullable  # "utc_or_null"
-    assert tweets.field("favorite_count").nullable and tweets.field("reason").nullable
+    assert entries.field("post_published_at").nullable  # "utc_or_null"
+    assert tweets.field("details_like_count").nullable and tweets.field("details_reason").nullable
     assert not SCHEMAS["tweet_history"].field("observed_at").nullable
 
 
 def test_a_schema_change_changes_the_columns() -> None:
     schema = copy.deepcopy(record_schema())
-    ok_impact = schema["properties"]["impact"]["oneOf"][0]
-    ok_impact["properties"]["h_index"] = {"type": ["integer", "null"]}
-    ok_impact["required"].append("h_index")
+    block = schema["properties"]["semantic_scholar"]
+    block["properties"]["h_index"] = {"type": ["integer", "null"]}
+    block["required"].append("h_index")
     schema["properties"]["digest"]["properties"]["retweets"] = {"type": ["string", "null"]}
     schemas = make_layout(schema).schemas
-    assert schemas["entries"].field("h_index").type == pa.int64()
-    assert schemas["papers"].field("h_index").type == pa.int64()
-    assert schemas["entries"].field("retweets").type == pa.string()
-    assert "h_index" not in SCHEMAS["entries"].names
+    assert schemas["entries"].field("semantic_scholar_h_index").type == pa.int64()
+    assert schemas["papers"].field("semantic_scholar_h_index").type == pa.int64()
+    assert schemas["entries"].field("digest_retweets").type == pa.string()
+    assert "semantic_scholar_h_index" not in SCHEMAS["entries"].names
 
 
 def test_a_schema_shape_without_a_column_type_fails_loudly() -> None:
@@ -198,19 +212,23 @@ def test_entries_are_the_records_flattened(small: Path) -> None:
         ("hot-papers-2021-06-20", 1), ("hot-papers-2021-06-20", 2), ("hot-papers-2021-06-22", 1),
     ]  # fmt: skip
     first = rows[0]
-    assert first["post_date"] == _at(DAY_A)
-    assert first["arxiv_id"] == LORA and first["versioned_id"] == f"{LORA}v1"
+    assert first["post_published_at"] == _at(DAY_A)
+    assert first["arxiv_id"] == LORA and first["arxiv_versioned_id"] == f"{LORA}v1"
     assert first["arxiv_title"].endswith("(v1)") and first["digest_title"].startswith("LoRA")
-    assert (first["retweets"], first["favorites"], first["tweet_count"]) == (2059, 229, 2)
+    assert (first["digest_retweets"], first["digest_favorites"], first["tweet_count"]) == (
+        2059, 229, 2)  # fmt: skip
     assert first["arxiv_authors"][0] == {"name": "Ada Lovelace", "affiliations": ["Analytical Engines"]}  # fmt: skip
-    assert first["publication_date"] == date(2021, 6, 17) and first["citation_count"] == 100
+    assert first["semantic_scholar_publication_date"] == date(2021, 6, 17)
+    assert first["semantic_scholar_citation_count"] == 100
     assert first["code_urls"] == [CODE]
-    assert first["published"] == _at("2021-06-17T17:37:18Z")
+    assert first["arxiv_published_at"] == _at("2021-06-17T17:37:18Z")
+    assert first["arxiv_fetched_at"] == _at(FETCHED)
     failed = rows[1]
     assert (failed["arxiv_status"], failed["arxiv_error"], failed["arxiv_title"]) == (
         "not_found", "no such", None)  # fmt: skip
-    assert (failed["impact_status"], failed["citation_count"]) == ("error", None)
-    assert rows[2]["arxiv_id"] is None and rows[2]["favorites"] is None
+    assert (failed["semantic_scholar_status"], failed["semantic_scholar_citation_count"]) == (
+        "error", None)  # fmt: skip
+    assert rows[2]["arxiv_id"] is None and rows[2]["digest_favorites"] is None
 
 
 def test_papers_aggregate_listings_with_the_latest_good_metadata(small: Path) -> None:
@@ -218,46 +236,52 @@ def test_papers_aggregate_listings_with_the_latest_good_metadata(small: Path) ->
     assert list(papers) == [LORA, LATE]  # first listed first; entries without an ID have none
     lora = papers[LORA]
     assert (lora["first_seen"], lora["last_seen"]) == (_at(DAY_A), _at(DAY_C))
-    assert (lora["appearances"], lora["best_rank"]) == (3, 1)
+    assert (lora["digest_count"], lora["listing_count"], lora["best_rank"]) == (3, 3, 1)
     assert lora["ranks"] == [
-        {"post_date": _at(DAY_A), "rank": 1},
-        {"post_date": _at(DAY_B), "rank": 2},
-        {"post_date": _at(DAY_C), "rank": 1},
+        {"post_published_at": _at(DAY_A), "rank": 1},
+        {"post_published_at": _at(DAY_B), "rank": 2},
+        {"post_published_at": _at(DAY_C), "rank": 1},
     ]
     # the last listing had an arXiv error: metadata is from the most recent ok one (v2)
-    assert (lora["arxiv_status"], lora["version"], lora["arxiv_title"]) == (
+    assert (lora["arxiv_status"], lora["arxiv_version"], lora["arxiv_title"]) == (
         "ok", 2, "LoRA: Low-Rank Adaptation of Large Language Models")  # fmt: skip
-    assert (lora["impact_status"], lora["citation_count"]) == ("ok", 120)
-    assert (lora["tweet_count"], lora["linking_tweet_count"], lora["tweet_likes"]) == (2, 1, 70)
+    assert (lora["semantic_scholar_status"], lora["semantic_scholar_citation_count"]) == (
+        "ok", 120)  # fmt: skip
+    assert (lora["tweet_count"], lora["linking_tweet_count"], lora["tweet_like_count_total"]) == (
+        2, 1, 70)  # fmt: skip
     assert lora["code_urls"] == [CODE, "https://github.com/other/lora"]
-    assert (lora["favorites"], lora["retweets"]) == (300, 2059)
+    assert (lora["max_digest_favorites"], lora["max_digest_retweets"]) == (300, 2059)
     late = papers[LATE]
-    assert (late["arxiv_status"], late["arxiv_title"], late["appearances"]) == ("ok", "Found later", 2)  # fmt: skip
-    assert late["impact_status"] == "disabled"  # no ok impact: the most recent listing's
-    assert (late["tweet_count"], late["linking_tweet_count"], late["tweet_likes"]) == (0, None, None)  # fmt: skip
+    assert (late["arxiv_status"], late["arxiv_title"], late["listing_count"]) == ("ok", "Found later", 2)  # fmt: skip
+    assert late["semantic_scholar_status"] == "disabled"  # no ok impact: the most recent listing's
+    assert (late["tweet_count"], late["linking_tweet_count"], late["tweet_like_count_total"]) == (0, None, None)  # fmt: skip
 
 
 def test_tweets_once_each_with_embeddings_and_history(small: Path) -> None:
     tweets = {r["tweet_id"]: r for r in _rows(small, "tweets")}
     assert set(tweets) == {T1, T2, T3}
     t1 = tweets[T1]
-    assert (t1["appearances"], t1["first_seen"], t1["last_seen"]) == (2, _at(DAY_A), _at(DAY_B))
-    assert (t1["favorite_count"], t1["reply_count"], t1["details_status"]) == (70, 4, "ok")
+    assert (t1["entry_count"], t1["first_seen"], t1["last_seen"]) == (2, _at(DAY_A), _at(DAY_B))
+    assert (t1["details_like_count"], t1["details_reply_count"], t1["details_status"]) == (
+        70, 4, "ok")  # fmt: skip
     assert t1["created_at"] == datetime(2021, 6, 18, 17, 0, tzinfo=UTC)
-    assert (t1["details_author_handle"], t1["author_blue_verified"]) == ("edwardjhu", False)
+    assert (t1["details_author_handle"], t1["details_author_blue_verified"]) == ("edwardjhu", False)
     assert t1["linked_arxiv_ids"] == [LORA, "2106.00002"]
-    assert t1["media"][0]["type"] == "photo" and t1["embed_status"] == "ok"
-    assert (tweets[T2]["details_status"], tweets[T2]["reason"]) == ("tombstone", "Age-restricted")
+    assert t1["details_media"][0]["type"] == "photo" and t1["embed_status"] == "ok"
+    assert (tweets[T2]["details_status"], tweets[T2]["details_reason"]) == (
+        "tombstone", "Age-restricted")  # fmt: skip
     t3 = tweets[T3]
     assert (t3["embed_status"], t3["embed_error"]) == ("deleted", "oEmbed answered HTTP 404")
-    assert (t3["details_status"], t3["favorite_count"], t3["linked_arxiv_ids"]) == ("error", None, None)  # fmt: skip
-    history = [(r["tweet_id"], r["observed_at"], r["favorite_count"]) for r in _rows(small, "tweet_history")]  # fmt: skip
+    assert (t3["details_status"], t3["details_like_count"], t3["linked_arxiv_ids"]) == ("error", None, None)  # fmt: skip
+    history = [(r["tweet_id"], r["observed_at"], r["like_count"]) for r in _rows(small, "tweet_history")]  # fmt: skip
     assert history == [
         (T1, _at("2021-06-19T08:00:00Z"), 40),
         (T1, _at("2021-06-19T12:00:00Z"), 50),
         (T1, _at("2021-06-21T08:00:00Z"), 70),
     ]
-    embeddings = [(r["post_slug"][-5:], r["rank"], r["position"], r["tweet_id"], r["links_paper"])
+    entries = {r["entry_id"]: r for r in _rows(small, "entries")}
+    embeddings = [(entries[r["entry_id"]]["post_slug"][-5:], entries[r["entry_id"]]["rank"],
+                   r["position"], r["tweet_id"], r["links_paper"])
                   for r in _rows(small, "entry_tweets")]  # fmt: skip
     assert embeddings == [
         ("06-18", 1, 1, T1, True), ("06-18", 1, 2, T2, None), ("06-18", 3, 1, T3, None),
@@ -266,7 +290,7 @@ def test_tweets_once_each_with_embeddings_and_history(small: Path) -> None:
 
 
 def test_posts_count_their_entries(small: Path) -> None:
-    posts = [(r["post_slug"], r["post_date"], r["entries"], r["embedded_tweets"])
+    posts = [(r["post_slug"], r["post_published_at"], r["entry_count"], r["embedded_tweet_count"])
              for r in _rows(small, "posts")]  # fmt: skip
     assert posts == [
         ("hot-papers-2021-06-18", _at(DAY_A), 3, 3),
@@ -286,7 +310,7 @@ def test_every_table_has_its_declared_schema_and_zstd(small: Path) -> None:
 
 
 def test_types_do_not_depend_on_what_the_run_saw(tmp_path: Path) -> None:
-    """Every tweet's details failed: favorite_count is still int64, and every schema is equal."""
+    """Every tweet's details failed: like_count is still int64, and every schema is equal."""
     failing = TweetDetails(status="error", error="syndication answered HTTP 500")
     the_post = post("hot-papers-2021-06-18", DAY_A)
     records = [
@@ -296,8 +320,8 @@ def test_types_do_not_depend_on_what_the_run_saw(tmp_path: Path) -> None:
     write_dataset(write_snapshot(tmp_path / "bad.jsonl", records), tmp_path / "bad.dataset")
     write_dataset(write_snapshot(tmp_path / "empty.jsonl", []), tmp_path / "empty.dataset")
     tweets = pq.read_table(tmp_path / "bad.dataset" / "tweets.parquet")
-    assert tweets.schema.field("favorite_count").type == pa.int64()
-    assert tweets.column("favorite_count").to_pylist() == [None, None]
+    assert tweets.schema.field("details_like_count").type == pa.int64()
+    assert tweets.column("details_like_count").to_pylist() == [None, None]
     assert tweets.column("created_at").to_pylist() == [None, None]  # pre-snowflake IDs
     for name in TABLE_NAMES:
         bad = pq.read_schema(tmp_path / "bad.dataset" / f"{name}.parquet")
@@ -319,7 +343,7 @@ def test_records_are_streamed_in_bounded_row_groups(
     assert sizes == [100, 100, 100, 100, 50]
     papers = pq.read_table(tmp_path / "s.dataset" / "papers.parquet")
     assert summary.rows["papers"] == papers.num_rows == len(set(papers.column("arxiv_id").to_pylist()))  # fmt: skip
-    assert sum(papers.column("appearances").to_pylist()) == 450
+    assert sum(papers.column("listing_count").to_pylist()) == 450
 
 
 def _folders(parent: Path) -> list[str]:
@@ -349,13 +373,13 @@ def test_a_failure_leaves_the_previous_dataset(
     before = write_dataset(snapshot, target)
     # a record from an older crawler: rejected with its line number, in one line
     old = small_corpus()[0] | {"schema_version": 1}
-    old.pop("impact")
+    old.pop("semantic_scholar")
     lines = snapshot.read_bytes().splitlines(keepends=True)
     snapshot.write_bytes(lines[0] + json.dumps(old).encode() + b"\n")
     with pytest.raises(DatasetError) as failed:
         write_dataset(snapshot, target)
     message = str(failed.value)
-    assert "\n" not in message and "digests.jsonl line 2: not a schema 2 record" in message
+    assert "\n" not in message and "digests.jsonl line 2: not a schema 3 record" in message
     assert os.readlink(target) == before.folder.name
     assert pq.read_table(target / "entries.parquet").num_rows == 6
     assert _folders(tmp_path) == [before.folder.name]
@@ -409,45 +433,68 @@ def test_duckdb_holds_the_same_tables_and_types(small: Path) -> None:
     finally:
         con.close()
     assert types["first_seen"] == "TIMESTAMP WITH TIME ZONE"
-    assert types["appearances"] == "BIGINT" and types["code_urls"] == "VARCHAR[]"
-    assert types["ranks"] == "STRUCT(post_date TIMESTAMP WITH TIME ZONE, rank BIGINT)[]"
-    assert types["publication_date"] == "DATE"
+    assert types["digest_count"] == "BIGINT" and types["code_urls"] == "VARCHAR[]"
+    assert types["ranks"] == "STRUCT(post_published_at TIMESTAMP WITH TIME ZONE, rank BIGINT)[]"
+    assert types["semantic_scholar_publication_date"] == "DATE"
     assert not list(small.glob("*.wal")) and not list(small.glob(".*"))
 
 
-# The README one-liners, run as written (with the path substituted).
-README = {
-    "duckdb": """duckdb.connect("{d}/hot_papers.duckdb", read_only=True).sql("SELECT arxiv_id, arxiv_title, appearances FROM papers ORDER BY appearances DESC LIMIT 10").fetchall()""",
-    "pandas": """pandas.read_parquet("{d}/papers.parquet")""",
-    "polars": """polars.read_parquet("{d}/papers.parquet")""",
-    "datasets": """datasets.load_dataset("parquet", data_files={{"train": "{d}/entries.parquet"}}, split="train")""",
-}
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def _run_snippet(module: str, folder: Path) -> Any:
+def _readme_lines() -> dict[str, str]:
+    """README's "Reading the data" one-liners, by the library each one uses."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("### Reading the data", 1)[1]
+    block = section.split("```python\n", 1)[1].split("```", 1)[0]
+    statements = [ast.get_source_segment(block, node) or "" for node in ast.parse(block).body]
+    return {f"{s.split('.', 1)[0]}.{s.split('.', 1)[1].split('(')[0]}": s for s in statements}
+
+
+def _run_readme(name: str, folder: Path) -> Any:
+    """The README line ``name`` run as written, on ``folder``'s snapshot and dataset."""
+    line = _readme_lines()[name]
+    module = name.split(".")[0]
     lib = pytest.importorskip(module)
-    return eval(README[module].format(d=folder), {module: lib})  # our own text, run as written
+    code = line.replace('"output/', f'"{folder.parent}/')
+    return eval(code, {module: lib})  # our own README, run as written
+
+
+def test_readme_lines_are_the_ones_tested() -> None:
+    assert sorted(_readme_lines()) == [
+        "datasets.load_dataset", "duckdb.connect", "pandas.read_json", "pandas.read_parquet",
+        "polars.read_parquet",
+    ]  # fmt: skip
 
 
 def test_readme_duckdb_line_runs(small: Path) -> None:
-    top = _run_snippet("duckdb", small)
+    top = _run_readme("duckdb.connect", small).fetchall()
     assert top[0][0] == LORA and top[0][2] == 3
 
 
-def test_readme_pandas_line_runs(small: Path) -> None:
-    frame = _run_snippet("pandas", small)
+def test_readme_pandas_lines_keep_ids_as_strings(small: Path) -> None:
+    records = _run_readme("pandas.read_json", small)
+    ids = [i for i in records["arxiv_id"] if isinstance(i, str)]
+    assert sorted(set(ids)) == [LATE, LORA] and len(ids) == 5  # strings, not floats
+    assert all(isinstance(i, str) and len(i) == 16 for i in records["entry_id"])
+    frame = _run_readme("pandas.read_parquet", small)
     assert list(frame["arxiv_id"]) == [LORA, LATE]
-    assert str(frame["first_seen"].dtype) == "datetime64[ms, UTC]"
+    assert str(frame["arxiv_id"].dtype) == "string[pyarrow]"
 
 
 def test_readme_polars_line_runs(small: Path) -> None:
-    frame = _run_snippet("polars", small)
+    frame = _run_readme("polars.read_parquet", small)
     assert frame["arxiv_id"].to_list() == [LORA, LATE]
 
 
-def test_readme_datasets_line_runs(small: Path) -> None:
-    rows = _run_snippet("datasets", small)
-    assert rows.num_rows == 6 and rows[0]["arxiv_id"] == LORA
+def test_readme_datasets_line_loads_a_table_by_name(
+    small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    rows = _run_readme("datasets.load_dataset", small)
+    assert rows.num_rows == 2 and rows[0]["arxiv_id"] == LORA
+    assert rows.column_names == SCHEMAS["papers"].names
 
 
 @pytest.mark.parametrize("checked", [False, True])
@@ -468,3 +515,178 @@ def test_a_snapshot_checked_as_it_was_written_is_not_validated_again(
     summary = write_dataset(snapshot, tmp_path / "digests.dataset", checked=checked)
     assert summary.rows["entries"] == len(records)
     assert len(calls) == (0 if checked else len(records))
+
+
+# -- issue 20: names by one rule, one source of descriptions, keys, every digest read ---------
+
+
+def test_column_names_follow_the_mechanical_rule() -> None:
+    """``block.leaf`` -> ``block_leaf`` below the table's row; a tweet's ``id`` is ``tweet_id``."""
+    for leaf in record_leaves():
+        expected = (
+            "tweet_id" if leaf.rel == ("id",) and leaf.table != "entries" else "_".join(leaf.rel)
+        )
+        assert leaf.column == expected, leaf.path
+    entries, tweets = SCHEMAS["entries"].names, SCHEMAS["tweets"].names
+    for name in ("digest_retweets", "digest_linked_version", "arxiv_title", "arxiv_version",
+                 "semantic_scholar_citation_count", "post_published_at", "post_digest_date",
+                 "entry_id", "rank", "arxiv_id", "code_urls", "arxiv_fetched_at"):  # fmt: skip
+        assert name in entries, name
+    assert {"embed_status", "details_like_count", "availability", "tweet_id"} <= set(tweets)
+    assert SCHEMAS["entry_tweets"].names[:3] == ["entry_id", "position", "tweet_id"]
+    assert {
+        "digest_count",
+        "listing_count",
+        "max_digest_favorites",
+        "tweet_like_count_total",
+    } <= set(SCHEMAS["papers"].names)
+
+
+def _schema_node(path: tuple[str, ...]) -> dict[str, Any]:
+    """The schema node of a leaf, read by hand: through items and the first branch having it."""
+    node: dict[str, Any] = record_schema()
+    for step in path:
+        if step == "*":
+            node = node["items"]
+            continue
+        while "properties" not in node or step not in node["properties"]:
+            branches = node.get("oneOf") or node.get("allOf") or []
+            node = next(b for b in branches if "properties" in b and step in b["properties"])
+        node = node["properties"][step]
+    return node
+
+
+def test_every_column_is_described_once_in_parquet_duckdb_and_the_card(small: Path) -> None:
+    """A leaf's description is the schema's own text; Parquet, DuckDB and the card's data
+    dictionary carry the same text for every column of every table."""
+    for leaf in record_leaves():
+        assert leaf.description == _schema_node(leaf.path)["description"], leaf.path
+    card = (small / "README.md").read_text()
+    con = duckdb.connect(str(small / DUCKDB_FILE), read_only=True)
+    try:
+        comments = {
+            (t, c): text
+            for t, c, text in con.sql(
+                "SELECT table_name, column_name, comment FROM duckdb_columns() WHERE NOT internal"
+            ).fetchall()
+        }
+        tables = dict(con.sql("SELECT table_name, comment FROM duckdb_tables()").fetchall())
+    finally:
+        con.close()
+    for name in TABLE_NAMES:
+        stored = pq.read_schema(small / f"{name}.parquet")
+        assert tables[name] == description(stored) == description(SCHEMAS[name]) != ""
+        for f in stored:
+            text = description(f)
+            assert text, (name, f.name)
+            assert comments[(name, f.name)] == text, (name, f.name)
+            declared = SCHEMAS[name].field(f.name).type
+            assert f"| `{f.name}` | `{declared}` |" in card and text.replace("|", "\\|") in card
+
+
+def _two_listings_in_one_digest() -> list[dict[str, Any]]:
+    """LoRA twice in one digest (ranks 1 and 3) and once in another; T1 embedded twice."""
+    a, b = post("hot-papers-2021-06-18", DAY_A), post("hot-papers-2021-06-20", DAY_B)
+    t1 = tweet(T1, "edwardjhu", details=details_ok(50, 2, handle="edwardjhu"))
+    t2 = tweet(T2, "ada", details=details_ok(7, 1, handle="ada"))
+    return [
+        record(entry(a, 1, LORA, tweets=[t1], favorites=229)),
+        record(entry(a, 3, LORA, tweets=[t1, t2], favorites=12)),
+        record(entry(b, 2, LORA, favorites=300)),
+    ]
+
+
+def test_papers_count_digests_and_listings_apart(tmp_path: Path) -> None:
+    snapshot = write_snapshot(tmp_path / "d.jsonl", _two_listings_in_one_digest())
+    write_dataset(snapshot, tmp_path / "d.dataset")
+    (paper,) = _rows(tmp_path / "d.dataset", "papers")
+    assert (paper["digest_count"], paper["listing_count"], paper["best_rank"]) == (2, 3, 1)
+    assert paper["max_digest_favorites"] == 300  # the largest digest count, not a sum
+    assert (paper["tweet_count"], paper["tweet_like_count_total"]) == (2, 57)  # T1 once: 50 + 7
+    tweets = {r["tweet_id"]: r["entry_count"] for r in _rows(tmp_path / "d.dataset", "tweets")}
+    assert tweets == {T1: 2, T2: 1}
+    embedded = _rows(tmp_path / "d.dataset", "entry_tweets")
+    entry_ids = {r["entry_id"] for r in _rows(tmp_path / "d.dataset", "entries")}
+    assert len(entry_ids) == 3 and {r["entry_id"] for r in embedded} <= entry_ids
+    assert [r["position"] for r in embedded] == [1, 1, 2]
+
+
+def _empty_post() -> dict[str, Any]:
+    return post_block(post("hot-papers-2021-06-19", "2021-06-20T09:15:00Z"))
+
+
+def test_posts_list_digests_without_entries(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    records = _two_listings_in_one_digest()
+    snapshot = write_snapshot(tmp_path / "d.jsonl", records)
+    read = [records[0]["post"], _empty_post(), records[2]["post"]]
+    write_dataset(snapshot, tmp_path / "given.dataset", posts=read)
+    rows = _rows(tmp_path / "given.dataset", "posts")
+    assert [(r["post_slug"], r["entry_count"], r["embedded_tweet_count"]) for r in rows] == [
+        ("hot-papers-2021-06-18", 2, 3), ("hot-papers-2021-06-19", 0, 0),
+        ("hot-papers-2021-06-20", 1, 0),
+    ]  # fmt: skip
+    assert rows[1]["post_digest_date"] == date(2021, 6, 19)
+    # Rebuilt later from the snapshot alone: the sidecar beside it says which digests were read.
+    sidecar = posts_file(snapshot)
+    sidecar.write_text("".join(json.dumps(p) + "\n" for p in read))
+    write_dataset(snapshot, tmp_path / "later.dataset")
+    assert _rows(tmp_path / "later.dataset", "posts") == rows
+    # A damaged line is named and skipped; its post still comes from its records.
+    sidecar.write_text(json.dumps(read[0]) + "\n{not json\n" + json.dumps(read[1]) + "\n")
+    write_dataset(snapshot, tmp_path / "damaged.dataset")
+    assert _rows(tmp_path / "damaged.dataset", "posts") == rows
+    assert "d.posts.jsonl:2: skipped, not a post block (not JSON" in caplog.text
+    # An older snapshot has none: the posts seen in records, and one line saying so.
+    sidecar.unlink()
+    caplog.clear()
+    write_dataset(snapshot, tmp_path / "old.dataset")
+    assert [r["post_slug"] for r in _rows(tmp_path / "old.dataset", "posts")] == [
+        "hot-papers-2021-06-18", "hot-papers-2021-06-20"]  # fmt: skip
+    assert [r.getMessage() for r in caplog.records] == [
+        "d.posts.jsonl: not found; the posts table lists only posts with entries"
+    ]
+
+
+def test_duckdb_refuses_a_dataset_whose_keys_do_not_hold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every foreign key is checked after loading: a broken one keeps the previous dataset."""
+    snapshot = write_snapshot(tmp_path / "d.jsonl", _two_listings_in_one_digest())
+    write_dataset(snapshot, tmp_path / "d.dataset")
+    before = (tmp_path / "d.dataset").resolve()
+    orphan = ("entry_tweets", ("tweet_id",), "posts")  # tweet IDs are no post IDs
+    monkeypatch.setattr(dataset_module, "FOREIGN_KEYS", (orphan,))
+    monkeypatch.setattr(dataset_module, "_create_table", _without_foreign_keys)
+    with pytest.raises(
+        DatasetError, match=r"foreign key does not hold: entry_tweets\(tweet_id\) -> posts: 3 rows"
+    ):
+        write_dataset(snapshot, tmp_path / "d.dataset")
+    assert (tmp_path / "d.dataset").resolve() == before
+
+
+_create_table = dataset_module._create_table
+
+
+def _without_foreign_keys(con: Any, name: str, source: str) -> str:
+    """The real DDL minus its FOREIGN KEY clauses, so only the check after loading can see it."""
+    sql = _create_table(con, name, source)
+    return sql.split(", FOREIGN KEY")[0] + ")" if ", FOREIGN KEY" in sql else sql
+
+
+def test_a_repeated_key_is_named_and_keeps_the_previous_dataset(tmp_path: Path) -> None:
+    """A digest numbering two entries alike gives them one entry_id: the primary key names it."""
+    the_post = post("hot-papers-2021-06-18", DAY_A)
+    good = write_snapshot(tmp_path / "d.jsonl", [record(entry(the_post, 1, LORA))])
+    before = write_dataset(good, tmp_path / "d.dataset").folder
+    twice = [record(entry(the_post, 1, LORA)), record(entry(the_post, 1, LATE))]
+    snapshot = write_snapshot(tmp_path / "d.jsonl", twice)
+    entry_id = twice[0]["entry_id"]
+    message = (
+        rf"entries: entry_id {entry_id} is not unique, 2 rows "
+        r"\(post digests/hot-papers-2021-06-18.md, rank 1\)$"
+    )
+    with pytest.raises(DatasetError, match=message):
+        write_dataset(snapshot, tmp_path / "d.dataset")
+    assert (tmp_path / "d.dataset").resolve() == before.resolve()

@@ -13,6 +13,7 @@ import pytest
 
 from crawler.parsing.tweets import snowflake_created_at
 from tests.conftest import Crawl, run_crawl
+from tests.helpers import served as served_fields
 from tests.standin import Catalogue, StandIn
 
 pytestmark = pytest.mark.e2e
@@ -46,7 +47,7 @@ def first_crawl(tmp_path_factory: pytest.TempPathFactory, catalogue: Catalogue) 
         first_log = server.log
         served_first = {
             "details": _all_expected(cat),
-            "impact": {aid: c.expected() for aid, c in cat.citations.items()},
+            "semantic_scholar": {aid: c.expected() for aid, c in cat.citations.items()},
         }
         server.reset_log()
         cat.advance_day(1)  # likes and replies move on "a later day"
@@ -65,10 +66,11 @@ def test_every_tweet_has_its_details_as_served(first_crawl: Any) -> None:
         assert tweet["created_at"] == snowflake_created_at(tweet["id"])
         if expected["status"] == "ok":
             history = details.pop("history")
-            assert details == expected
-            assert [(h["favorite_count"], h["reply_count"]) for h in history] == [
-                (expected["favorite_count"], expected["reply_count"])
+            assert served_fields(details) == expected
+            assert [(h["like_count"], h["reply_count"]) for h in history] == [
+                (expected["like_count"], expected["reply_count"])
             ]
+            assert details["fetched_at"] == history[-1]["observed_at"]  # one fetch, one time
             linked = cat.linked_arxiv_ids(tweet["id"])
             assert tweet["linked_arxiv_ids"] == linked
             assert tweet["links_paper"] is (record["arxiv_id"] in linked)
@@ -101,14 +103,17 @@ def test_refresh_details_appends_one_observation_per_tweet(first_crawl: Any) -> 
         history = tweet["details"]["history"]
         assert len(history) == 2 and history[0]["observed_at"] < history[1]["observed_at"]
         assert history[0] == before[tweet["id"]]["history"][0]
-        assert (history[1]["favorite_count"], history[1]["reply_count"]) == (
-            expected["favorite_count"], expected["reply_count"],
+        assert (history[1]["like_count"], history[1]["reply_count"]) == (
+            expected["like_count"], expected["reply_count"],
         )  # fmt: skip
-        assert tweet["details"]["favorite_count"] == expected["favorite_count"]
+        assert tweet["details"]["like_count"] == expected["like_count"]
+        # refetched: the block says when, and that is the newest observation's time
+        assert tweet["details"]["fetched_at"] == history[1]["observed_at"]
+        assert tweet["details"]["fetched_at"] > before[tweet["id"]]["fetched_at"]
     grew = [
         t for _, t in _tweets(second)
         if t["details"]["status"] == "ok"
-        and t["details"]["history"][1]["favorite_count"] > t["details"]["history"][0]["favorite_count"]
+        and t["details"]["history"][1]["like_count"] > t["details"]["history"][0]["like_count"]
     ]  # fmt: skip
     assert grew  # the counts really moved between the two observations
 
@@ -148,14 +153,16 @@ def test_impact_and_code_links_as_served(first_crawl: Any) -> None:
     asked = [i.removeprefix("ARXIV:") for i in s2[0].ids]
     assert sorted(asked) == sorted({r["arxiv_id"] for r in crawl.records if r["arxiv_id"]})
     for record in crawl.records:
-        citation = served["impact"].get(record["arxiv_id"])
+        citation = served["semantic_scholar"].get(record["arxiv_id"])
+        block = record["semantic_scholar"]
         if citation is None:
-            assert record["impact"]["status"] == "not_found"
+            assert block["status"] == "not_found"
         else:  # an empty venue, TLDR or PDF link means "none" (null in the record)
             empty_is_none = {k: citation[k] or None for k in ("venue", "tldr", "open_access_pdf")}
-            assert record["impact"] == citation | empty_is_none
+            assert served_fields(block) == citation | empty_is_none
+            assert block["error"] is None and block["fetched_at"] is not None
         tweet_code = [u for t in record["tweets"] for u in cat.code_urls(t["id"])]
-        texts = json.dumps([record["arxiv"].get("summary"), record["arxiv"].get("comment"),
+        texts = json.dumps([record["arxiv"].get("abstract"), record["arxiv"].get("comment"),
                             record["digest"]["abstract"]]).lower()  # fmt: skip
         for url in record["code_urls"]:
             host_path = url.removeprefix("https://").lower()
@@ -185,7 +192,8 @@ def test_services_turned_off_and_the_api_key(tmp_path: Path, catalogue: Catalogu
         del os.environ["S2_API_KEY"]
     assert crawl.returncode == 0 and off.returncode == 0
     assert {t["details"]["status"] for _, t in _tweets(crawl)} == {"disabled"}
-    assert {r["impact"]["status"] for r in off.records} == {"disabled"}
+    assert {r["semantic_scholar"]["status"] for r in off.records} == {"disabled"}
+    assert {r["semantic_scholar"]["fetched_at"] for r in off.records} == {None}
     report = (tmp_path / "out.run.json").read_text()
     assert env_key not in crawl.log and env_key not in report
     with_setting = run_crawl(
@@ -207,7 +215,9 @@ def test_unreachable_services_keep_good_values_and_say_so(
     assert good.returncode == 0
     assert again.returncode == 4, again.log[-2000:]
     assert "INCOMPLETE Semantic Scholar" in again.log and "INCOMPLETE Tweet details" in again.log
-    assert [r["impact"] for r in again.records] == [r["impact"] for r in good.records]
+    assert [r["semantic_scholar"] for r in again.records] == [
+        r["semantic_scholar"] for r in good.records
+    ]  # the good values kept, with the time they were fetched
     assert [t["details"] for _, t in _tweets(again)] == [t["details"] for _, t in _tweets(good)]
     report = json.loads((tmp_path / "out.run.json").read_text())
     assert report["exit_status"] == 4

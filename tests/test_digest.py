@@ -48,7 +48,7 @@ def test_every_sample_parses_completely(
     digest = _sample(prefix)
     assert digest.problems == []
     assert digest.post.slug == slug
-    assert digest.post.date == date
+    assert digest.post.published_at == date
     assert digest.post.tags == ["arXiv", "Twitter", "Machine Learning", "Computer Science"]
     assert digest.post.category == "arXiv"
     assert [e.rank for e in digest.entries] == list(range(1, entries + 1))
@@ -282,5 +282,5 @@ def test_bad_front_matter_values_are_problems_not_crashes() -> None:
         ("title: !!python/object:os.system x", "invalid YAML front matter"),
     ]:
         d = parse_digest(f"---\n{front}\n---\n\n" + entry(1), "x.md")
-        assert len(d.entries) == 1 and d.post.date is None
+        assert len(d.entries) == 1 and d.post.published_at is None
         assert any(problem in p.message for p in d.problems), d.problems

@@ -12,6 +12,7 @@ from crawler.parsing.digest import parse_digest_bytes
 from crawler.parsing.tweets import blockquote_text
 from crawler.record import schema_errors
 from tests.conftest import SAMPLES, Crawl, run_crawl
+from tests.helpers import served
 from tests.standin import Catalogue, StandIn
 
 pytestmark = pytest.mark.e2e  # real crawls in a subprocess
@@ -36,7 +37,7 @@ def test_every_entry_once_and_valid(crawl: tuple[Crawl, StandIn]) -> None:
     for path in SAMPLES:
         digest = parse_digest_bytes(path.read_bytes(), path.name)
         for e in digest.entries:
-            expected[(f"crawler/samples/{path.name}", e.rank)] += 1
+            expected[(path.name, e.rank)] += 1  # post.source: below the samples folder
     assert keys == expected
     assert all(schema_errors(r) == [] for r in result.records)
     assert "Traceback" not in result.log
@@ -53,9 +54,11 @@ def test_arxiv_fields_equal_what_was_served(
         paper = catalogue.papers.get(r["arxiv_id"])
         if paper is None:
             assert r["arxiv_id"] in catalogue.absent
-            assert arxiv == {"status": "not_found", "error": f"arXiv has no paper {r['arxiv_id']}"}
+            assert arxiv["error"] == f"arXiv has no paper {r['arxiv_id']}"
+            assert set(served(arxiv).values()) == {"not_found", None}  # dense: all null
         else:
-            assert {k: v for k, v in arxiv.items() if k != "status"} == paper.expected()
+            assert served(arxiv, status=False) == paper.expected()
+            assert arxiv["error"] is None and arxiv["fetched_at"] is not None
             assert arxiv["status"] == "ok"
     assert statuses == {"ok": 103 - len(catalogue.absent), "not_found": len(catalogue.absent)}
     assert len(catalogue.absent) > 0
@@ -66,12 +69,12 @@ def test_embeds_equal_what_was_served(crawl: tuple[Crawl, StandIn], catalogue: C
     seen: Counter[str] = Counter()
     for r in result.records:
         for t in r["tweets"]:
-            served = catalogue.tweets[t["id"]]
+            served_tweet = catalogue.tweets[t["id"]]
             embed = t["embed"]
             seen[embed["status"]] += 1
-            if served.status == "ok":
-                answer = served.oembed(omit_script=True)
-                assert embed == {
+            if served_tweet.status == "ok":
+                answer = served_tweet.oembed(omit_script=True)
+                assert served(embed) == {
                     "status": "ok",
                     "text": blockquote_text(answer["html"]),
                     "html": answer["html"],
@@ -82,8 +85,9 @@ def test_embeds_equal_what_was_served(crawl: tuple[Crawl, StandIn], catalogue: C
                 if r["post"]["source"].endswith("003_175887caae0d4ac0.txt"):
                     assert embed["text"] == t["text"]  # clean sample: post and embed agree
             else:
-                status = {"deleted": 404, "protected": 403}[served.status]
-                assert embed == {"status": served.status, "error": f"oEmbed answered HTTP {status}"}
+                status = {"deleted": 404, "protected": 403}[served_tweet.status]
+                assert embed["error"] == f"oEmbed answered HTTP {status}"
+                assert set(served(embed).values()) == {served_tweet.status, None}
     assert seen["ok"] > 100 and seen["deleted"] > 0 and seen["protected"] > 0
     renamed = [t for r in result.records for t in r["tweets"] if t["id"] in catalogue.renamed]
     assert renamed and all(
@@ -119,8 +123,8 @@ def test_default_feed_and_atomic_write(tmp_path: Path, standin: StandIn) -> None
         out, standin, settings={"ARXIV_DELAY": 0.2}, default_feed=True, analysis=True
     )
     assert len(result.records) == 103
-    # Beside it only the run report, the dataset (a link to its folder), the HTML report, the
-    # state and the locks; no temporary file is left.
+    # Beside it only the run report, the list of posts read, the dataset (a link to its
+    # folder), the HTML report, the state and the locks; no temporary file is left.
     names = sorted(p.name for p in tmp_path.iterdir())
     (folder,) = [n for n in names if n.startswith(".out.dataset-")]
     assert (tmp_path / "out.dataset").resolve() == (tmp_path / folder).resolve()
@@ -129,6 +133,7 @@ def test_default_feed_and_atomic_write(tmp_path: Path, standin: StandIn) -> None
         ".state.sqlite3.lock",
         "out.dataset",
         "out.jsonl",
+        "out.posts.jsonl",
         "out.report.html",
         "out.run.json",
         "state.sqlite3",

@@ -9,7 +9,11 @@ from crawler.export.jsonlines import SortedJsonLinesExporter
 
 
 def _record(date: str, slug: str, rank: int, title: str = "t") -> dict:
-    return {"post": {"date": date, "slug": slug, "source": "s.md"}, "rank": rank, "title": title}
+    return {
+        "post": {"published_at": date, "slug": slug, "source": "s.md"},
+        "rank": rank,
+        "title": title,
+    }
 
 
 def test_sorted_by_post_date_slug_rank_and_deduplicated() -> None:

@@ -63,19 +63,19 @@ def test_feed_into_arxiv_results_and_records() -> None:
     assert lora.get_short_id() == "2106.09685v2"
     metas = match_results(["2106.09685", "hep-th/9901001v1", "2101.00001"], page)
     ok = metas["2106.09685"]
-    assert (ok.status, ok.id, ok.version) == ("ok", "2106.09685v2", 2)
+    assert (ok.status, ok.versioned_id, ok.version) == ("ok", "2106.09685v2", 2)
     assert ok.authors == [
         {"name": "Edward J. Hu", "affiliations": ["Microsoft"]},
         {"name": "Yelong Shen", "affiliations": []},
     ]
-    assert ok.summary == "An important paradigm & more."
-    assert (ok.published, ok.updated) == ("2021-06-17T17:37:18Z", "2021-10-16T18:26:32Z")
+    assert ok.abstract == "An important paradigm & more."
+    assert (ok.published_at, ok.updated_at) == ("2021-06-17T17:37:18Z", "2021-10-16T18:26:32Z")
     assert (ok.primary_category, ok.categories) == ("cs.CL", ["cs.CL", "cs.LG"])
     assert (ok.comment, ok.journal_ref, ok.doi) == ("Draft V2", None, None)
     assert ok.abs_url == "https://arxiv.org/abs/2106.09685v2"
     assert ok.pdf_url == "https://arxiv.org/pdf/2106.09685v2"
     old = metas["hep-th/9901001v1"]
-    assert (old.id, old.doi, old.journal_ref) == (
+    assert (old.versioned_id, old.doi, old.journal_ref) == (
         "hep-th/9901001v1",
         "10.1000/xyz",
         "J. Phys. 1 (1999)",
@@ -88,7 +88,7 @@ def test_subject_class_ids_match_arxiv_canonical_answer() -> None:
     feed = FEED.replace(b"hep-th/9901001v1", b"math/0309136v1")
     metas = match_results(["math.GT/0309136"], parse_feed(feed))
     assert metas["math.GT/0309136"].status == "ok"
-    assert metas["math.GT/0309136"].id == "math/0309136v1"
+    assert metas["math.GT/0309136"].versioned_id == "math/0309136v1"
 
 
 def test_version_asked_for_must_match() -> None:

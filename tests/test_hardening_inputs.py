@@ -91,7 +91,7 @@ def test_one_bad_front_matter_date_keeps_every_other_field() -> None:
     )
     digest = parse_digest(text, "x.md")
     post = digest.post
-    assert (post.title, post.slug, post.tags, post.category, post.date) == (
+    assert (post.title, post.slug, post.tags, post.category, post.published_at) == (
         "Hot Papers 2021-03-01", "hot-papers-2021-03-01", ["a", "b"], "arXiv", None
     )  # fmt: skip
     assert (6, "front matter date '2021-02-30' is not a valid date; ignored") in [

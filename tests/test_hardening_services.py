@@ -38,7 +38,11 @@ def _embeds(crawl: Crawl) -> dict[str, dict[str, Any]]:
 
 
 def _impacts(crawl: Crawl) -> dict[str, dict[str, Any]]:
-    return {r["arxiv_id"]: r["impact"] for r in crawl.records if r["arxiv_id"]}
+    return {
+        r["arxiv_id"]: {k: v for k, v in r["semantic_scholar"].items() if k != "fetched_at"}
+        for r in crawl.records
+        if r["arxiv_id"]
+    }  # without the fetch time: compared across runs
 
 
 def _run_report(out: Path) -> dict[str, Any]:
@@ -72,14 +76,14 @@ def test_values_no_table_can_hold_are_errors_and_the_next_run_is_complete(
     assert first.returncode == 4, first.log[-3000:]
     assert "OverflowError" not in first.log
     details = _details(first)[tweet]
-    assert details["status"] == "error" and details.get("favorite_count") is None
+    assert details["status"] == "error" and details["like_count"] is None
     assert "favorite_count 9223372036854775808 is out of range" in details["error"]
     found = {aid: i for aid, i in _impacts(first).items() if cat.citations.get(aid) is not None}
     assert found
     for impact in found.values():
         assert impact["status"] == "error" and impact.get("citation_count") is None
         assert "citationCount 100000000000000000000 is out of range" in impact["error"]
-    failed = sum(r["impact"]["status"] == "error" for r in first.records)
+    failed = sum(r["semantic_scholar"]["status"] == "error" for r in first.records)
     assert report["incomplete_services"] == {"syndication": 1, "semantic_scholar": failed}
     assert entries == len(first.records)  # the dataset was written
     # The next run over the same state asks again for what failed, and is complete.
@@ -94,8 +98,8 @@ def _poison(state: Path) -> dict[str, int]:
     """Values today's main stored from such answers, written straight into the state: the good
     rows (and history points) per kind, still fresh."""
     huge = {
-        "details": {"favorite_count": 2**63},
-        "impact": {"citation_count": 10**20, "year": 10**12},
+        "details": {"like_count": 2**63},
+        "impact": {"citation_count": 10**20, "publication_year": 10**12},
     }
     db = sqlite3.connect(state)
     rows = db.execute("SELECT kind, key, value FROM fetched WHERE status = 'ok'").fetchall()
@@ -107,7 +111,7 @@ def _poison(state: Path) -> dict[str, int]:
                 "UPDATE fetched SET value = ? WHERE kind = ? AND key = ?", (changed, kind, key)
             )
             poisoned[kind] += 1
-    point = json.dumps({"observed_at": "2020-01-01T00:00:00.000Z", "favorite_count": 2**63})
+    point = json.dumps({"observed_at": "2020-01-01T00:00:00.000Z", "like_count": 2**63})
     db.execute("UPDATE observations SET data = ? WHERE kind = 'details'", (point,))
     db.commit()
     db.close()
@@ -130,13 +134,13 @@ def test_a_state_holding_values_no_table_can_hold_fetches_them_again(
     assert (details_asked, impacts_asked) == (poisoned["details"], poisoned["impact"])
     lines = [line for line in again.log.splitlines() if "(or are out of range)" in line]
     assert len(lines) == 2, lines  # one line per kind, naming the field
-    assert any("favorite_count 9223372036854775808 is out of range" in x for x in lines)
+    assert any("like_count 9223372036854775808 is out of range" in x for x in lines)
     for details in _details(again).values():
         if details["status"] == "ok":  # the stored point is left out, the new one kept
-            assert [p["favorite_count"] for p in details["history"]] == [details["favorite_count"]]
+            assert [p["like_count"] for p in details["history"]] == [details["like_count"]]
     dataset = out.with_name("digests.dataset")
     history = pq.read_table(dataset / "tweet_history.parquet")
-    assert 0 < _max_int(history, "favorite_count") <= INT64_MAX
+    assert 0 < _max_int(history, "like_count") <= INT64_MAX
     assert pq.read_table(dataset / "tweets.parquet").num_rows == len(_details(again))
 
 

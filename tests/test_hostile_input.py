@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SAMPLES, Crawl, run_crawl
+from tests.helpers import nonnull
 from tests.standin import Author, Catalogue, Paper, StandIn
 from tests.test_digest import FRONT, entry
 
@@ -103,7 +104,7 @@ def hostile_crawl(
 
 def _records(crawl: Crawl, name: str) -> list[dict]:
     """A post's records by rank (records stream out in completion order)."""
-    found = [r for r in crawl.records if r["post"]["source"].endswith("/" + name)]
+    found = [r for r in crawl.records if r["post"]["source"] == name]  # relative to the folder
     return sorted(found, key=lambda r: r["rank"])
 
 
@@ -137,14 +138,16 @@ def test_whatever_can_be_read_is_read(hostile_crawl: tuple[Crawl, dict[str, str]
     cut = _records(crawl, "cut.md")
     assert [r["rank"] for r in cut] == [1, 2, 3] and [len(r["tweets"]) for r in cut] == [1, 1, 0]
     (u16,) = _records(crawl, "utf16.md")
-    assert u16["arxiv_id"] == "hep-th/9901001" and u16["arxiv"]["id"] == "hep-th/9901001v3"
+    assert (
+        u16["arxiv_id"] == "hep-th/9901001" and u16["arxiv"]["versioned_id"] == "hep-th/9901001v3"
+    )
     (legacy,) = _records(crawl, "legacy.md")
     assert legacy["digest"]["title"] == "Léon’s"
-    assert (legacy["arxiv_id"], legacy["digest"]["arxiv_version"]) == ("2106.99999", 2)
-    assert legacy["arxiv"]["id"] == "2106.99999v2" and legacy["arxiv"]["version"] == 2
+    assert (legacy["arxiv_id"], legacy["digest"]["linked_version"]) == ("2106.99999", 2)
+    assert legacy["arxiv"]["versioned_id"] == "2106.99999v2" and legacy["arxiv"]["version"] == 2
     malformed, no_links, xcom = _records(crawl, "links.md")
-    assert malformed["arxiv"] == {"status": "error", "error": "malformed arXiv ID 'abc'"}
-    assert no_links["arxiv"] == {"status": "error", "error": "entry has no links line"}
+    assert nonnull(malformed["arxiv"]) == {"status": "error", "error": "malformed arXiv ID 'abc'"}
+    assert nonnull(no_links["arxiv"]) == {"status": "error", "error": "entry has no links line"}
     assert xcom["tweets"][0]["url"].startswith("https://x.com/")
     assert xcom["tweets"][0]["embed"]["status"] in ("ok", "deleted", "protected")
     dup = _records(crawl, "status.md")

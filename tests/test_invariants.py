@@ -37,7 +37,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.conftest import ROOT, SAMPLES, Crawl
+from tests.conftest import ROOT, SAMPLES, Crawl, assert_same_values
 from tests.standin import Catalogue, Fault, StandIn
 from tests.standin.handler import normal_answer
 from tests.standin.server import Answer
@@ -475,7 +475,7 @@ def test_a_file_name_that_is_not_utf8_loses_no_record(tmp_path: Path, server: St
     done = crawl(out, urls_of(server), "-a", f"source={folder}", settings=FAST)
     assert_complete(done, out, records=30 + 16)
     sources = {r["post"]["source"] for r in done.records}
-    assert f"{folder}/hot-\\xff\\xfe-papers.md" in sources  # the bytes, shown as escapes
+    assert "hot-\\xff\\xfe-papers.md" in sources  # the bytes, shown as escapes, below the folder
     assert sum(r["post"]["source"].endswith("\\xfe-papers.md") for r in done.records) == 30
 
 
@@ -565,7 +565,7 @@ def test_state_written_by_a_newer_version(
         )
     done = crawl(out, urls_of(server), settings=FAST)
     assert_complete(done, out)
-    assert done.raw == baseline.raw
+    assert_same_values(done.records, baseline.records)  # values refetched: new times
     assert len(server.requests_for("oembed")) == 125 and server.requests_for("arxiv") == []
     server.reset_log()
     # A newer file format: refused with one line, the snapshot kept.
@@ -663,7 +663,7 @@ def test_a_full_tmpdir_changes_nothing(tmp_path: Path, server: StandIn, baseline
         )
         assert sorted(p.name for p in tmpdir.iterdir()) == ["filler"]
     assert_complete(done, out)
-    assert done.raw == baseline.raw
+    assert_same_values(done.records, baseline.records)  # values refetched: new times
     assert stray_files(out.parent) == []
 
 
@@ -748,7 +748,7 @@ def test_a_record_that_breaks_the_schema(
     else:  # kept, its block replaced by an error saying why
         assert len(done.records) == ALL_RECORDS and report["snapshot_replaced"] is True
         (broken,) = [r for r in done.records if r["arxiv"]["status"] == "error"]
-        assert broken["rank"] == 3 and broken["post"]["source"].startswith(where[:-1])
+        assert broken["rank"] == 3 and broken["post"]["source"] == SAMPLES[0].name
         assert broken["arxiv"]["error"].startswith("answer broke the output schema: ")
         assert report["incomplete_services"] == {"arxiv": 1}
 
@@ -948,7 +948,7 @@ def test_a_second_run_on_the_same_state_or_snapshot_is_refused(
             release.set()
         done = first.wait()
     assert_complete(done, out)
-    assert done.raw == baseline.raw
+    assert_same_values(done.records, baseline.records)  # values refetched: new times
 
 
 def test_the_run_lock_on_a_full_or_read_only_filesystem(tmp_path: Path) -> None:

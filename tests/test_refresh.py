@@ -95,13 +95,13 @@ def test_unchanged_refresh_costs_nothing_and_is_byte_identical(
         assert server.log == []
     assert first.returncode == second.returncode == 0
     assert first.raw == second.raw and len(second.records) == 103
-    keys = [(r["post"]["date"], r["post"]["slug"], r["rank"]) for r in second.records]
+    keys = [(r["post"]["published_at"], r["post"]["slug"], r["rank"]) for r in second.records]
     assert keys == sorted(keys)
     report = json.loads((tmp_path / "snapshot.run.json").read_text())
     assert report["records"] == 103 and report["exit_status"] == 0
     assert report["changed_records"] == 0 and report["changes_file"] is None
     assert report["stats"]["state/arxiv/reused"] == 103
-    assert all(r["schema_version"] == 2 and "run_id" not in r for r in second.records)
+    assert all(r["schema_version"] == 3 and "run_id" not in r for r in second.records)
 
 
 def test_a_new_digest_costs_one_arxiv_request_and_its_new_tweets(
@@ -161,8 +161,8 @@ def test_stale_and_failed_fetches_are_asked_again(
         assert out.read_bytes() == snapshot  # a refused run never replaces the snapshot
     assert bad.returncode == 1
     assert (
-        "refresh=sometimes: must be one of none, all, errors, arxiv, impact, tweets, embeds, details"
-        in bad.log
+        "refresh=sometimes: must be one of none, all, errors, arxiv, impact, semantic_scholar, "
+        "tweets, embeds, details" in bad.log
     )
     assert "Traceback" not in bad.log
 

@@ -1,4 +1,7 @@
-"""NAME.report.html: self-contained, readable, and rendered for real in headless Chromium."""
+"""NAME.report.html: self-contained, readable, and rendered for real in headless Chromium.
+
+Plots are inline SVG whose text stays text, so their tick labels are read off the page itself
+(and off what Chromium laid out), not guessed from pixels."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from matplotlib.image import imread
 from crawler.export.dataset import write_dataset
 from crawler.export.ownership import REPORT_MARK
 from crawler.export.report import render_report, write_report
-from tests.records_v2 import LORA, small_corpus, write_snapshot
+from tests.records_v2 import LORA, T1, small_corpus, write_snapshot
 
 CHROMIUM = Path("/usr/bin/chromium")
 HEADINGS = [
@@ -65,6 +68,10 @@ class _Page(HTMLParser):
         self.text: list[str] = []
         self.headings: list[str] = []
         self._heading: list[str] | None = None
+        self.svg_text: list[list[str]] = []  # per plot, the text drawn in it
+        self._in_svg_text = False
+        self.links: list[tuple[str, str]] = []  # (href, text) of outbound <a href>
+        self._link: tuple[str, list[str]] | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.append(tag)
@@ -75,22 +82,51 @@ class _Page(HTMLParser):
                 self.ids.add(value)
         if tag in ("h1", "h2"):
             self._heading = []
+        if tag == "svg" and ("class", "plot") in attrs:
+            self.svg_text.append([])
+        self._in_svg_text = tag == "text" or (self._in_svg_text and tag == "tspan")
+        href = dict(attrs).get("href")
+        if tag == "a" and href and not href.startswith("#"):
+            self._link = (href, [])
 
     def handle_endtag(self, tag: str) -> None:
         if tag in ("h1", "h2") and self._heading is not None:
             self.headings.append("".join(self._heading).strip())
             self._heading = None
+        if tag == "text":
+            self._in_svg_text = False
+        if tag == "a" and self._link is not None:
+            self.links.append((self._link[0], "".join(self._link[1])))
+            self._link = None
 
     def handle_data(self, data: str) -> None:
         self.text.append(data)
         if self._heading is not None:
             self._heading.append(data)
+        if self._in_svg_text and self.svg_text and data.strip():
+            self.svg_text[-1].append(data.strip())
+        if self._link is not None:
+            self._link[1].append(data)
 
 
 def _parse(html: str) -> _Page:
     page = _Page()
     page.feed(html)
     return page
+
+
+NUMBER = re.compile(r"^-?\d{1,3}(,\d{3})*(\.\d+)?%?$")
+
+
+def assert_numeric_ticks(page: _Page) -> None:
+    """Every plot's axes are labelled with plain numbers (or dates), never raw mathtext: the
+    log-scale plots (attention, this run) have 1,000-style labels of their own."""
+    assert len(page.svg_text) == 5, [t[:5] for t in page.svg_text]
+    for texts in page.svg_text:
+        assert sum(bool(NUMBER.match(x)) for x in texts) >= 3, texts
+        assert not any("$" in x or "mathdefault" in x for x in texts), texts
+    attention, health = page.svg_text[3], page.svg_text[4]
+    assert {"1", "10", "100"} <= set(attention) and {"1", "10"} <= set(health)
 
 
 @pytest.fixture(scope="module")
@@ -108,17 +144,20 @@ def empty_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / "e.dataset"
 
 
-def test_nothing_on_the_page_points_outside_it(dataset: Path) -> None:
+def test_nothing_on_the_page_loads_from_outside_it(dataset: Path) -> None:
+    """Only a click leaves the page: <a href> may point out, nothing else may."""
     html = render_report(dataset, run_report=RUN, changes=CHANGES)
     page = _parse(html)
     assert "script" not in page.tags and "link" not in page.tags and "iframe" not in page.tags
-    assert page.refs, "the page has images and in-page links"
+    assert "img" not in page.tags and page.tags.count("svg") == 5
+    assert page.refs, "the page has in-page links"
     for tag, attribute, value in page.refs:
         if value.startswith("#"):
             assert value[1:] in page.ids, f"<{tag} {attribute}> to a missing anchor {value}"
         else:
-            assert value.startswith("data:image/png;base64,"), f"<{tag} {attribute}={value[:40]}>"
-    assert not re.search(r"url\(\s*['\"]?(?!data:)", html), "a stylesheet fetches something"
+            assert tag == "a" and attribute == "href", f"<{tag} {attribute}={value[:40]}>"
+            assert value.startswith("https://"), value
+    assert not re.search(r"url\(\s*['\"]?(?!data:|#)", html), "a style fetches something"
     assert not re.search(r"@import|@font-face", html)
 
 
@@ -127,7 +166,7 @@ def test_the_page_has_its_plots_table_and_run(dataset: Path) -> None:
     text = " ".join(page.text)
     assert page.headings == ["Hot Papers dataset report", *HEADINGS]
     assert "19 June 2021 – 23 June 2021" in text
-    assert page.tags.count("img") == 5  # four dataset plots and the services plot
+    assert page.tags.count("svg") == 5  # four dataset plots and the services plot
     assert "No data" not in text
     assert LORA_TITLE in text and f"arXiv:{LORA}" in text and "github.com/microsoft/LoRA" in text
     assert "version: 1 → 2" in text and "All 1 changed records." in text
@@ -138,13 +177,41 @@ def test_an_empty_dataset_still_renders_with_no_data_notes(empty_dataset: Path) 
     page = _parse(render_report(empty_dataset, run_report=None, changes=None))
     text = " ".join(page.text)
     assert page.headings == ["Hot Papers dataset report", *HEADINGS]
-    assert page.tags.count("img") == 0
+    assert page.tags.count("svg") == 0
     assert text.count("No data") == 6  # four plots, the top papers, the run
-    assert "no dated digest" in text and "No change feed was given." in text
+    assert "No dated digest" in text and "No change feed was given." in text
     quiet = dict(RUN, stats={})  # a run report with no service counts: no plot, a note
     text = " ".join(_parse(render_report(empty_dataset, run_report=quiet, changes=[])).text)
     assert "the run report has no per-service counts" in text
     assert "Nothing changed since the previous run." in text
+
+
+def test_axes_are_labelled_with_plain_numbers(dataset: Path) -> None:
+    assert_numeric_ticks(_parse(render_report(dataset, run_report=RUN, changes=CHANGES)))
+
+
+def test_subtitle_shows_the_period_and_run_not_the_folder(dataset: Path) -> None:
+    page = _parse(render_report(dataset, run_report=RUN, changes=CHANGES))
+    text = " ".join(page.text)
+    assert (
+        f"Digests published 19 June 2021 – 23 June 2021 · run {RUN['run_id']}, "
+        f"finished {RUN['finished_at']}"
+    ) in text
+    assert dataset.name not in text
+
+
+def test_top_papers_rank_by_tweet_likes_and_link_the_paper_and_tweet(dataset: Path) -> None:
+    """LoRA's tweets have 70 likes; the digest printed 300 favorites for it at most. The table
+    says which is which, and links the arXiv page and the most-liked tweet."""
+    html = render_report(dataset, run_report=RUN, changes=CHANGES)
+    first = re.search(r'id="top-papers".*?<tbody><tr>(.*?)</tr>', html, re.S)
+    assert first
+    cells = [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", first.group(1))]
+    assert cells[5:7] == ["70", "300"]  # tweet likes (sum), digest favorites (max)
+    assert "Tweet likes (sum)" in html and "Digest favorites (max)" in html
+    links = dict(_parse(html).links)
+    assert links[f"https://arxiv.org/abs/{LORA}"] == f"arXiv:{LORA}"
+    assert links[f"https://twitter.com/edwardjhu/status/{T1}"] == "tweet (70 likes)"
 
 
 def test_write_report_replaces_the_file_whole(dataset: Path, tmp_path: Path) -> None:
@@ -163,10 +230,11 @@ def test_write_report_replaces_the_file_whole(dataset: Path, tmp_path: Path) -> 
 # Injected into a copy only: the report itself has no script. Records what the browser laid out.
 PROBE = """<script>
 addEventListener("load", () => {
-  for (const img of document.querySelectorAll("img")) {
-    const box = img.getBoundingClientRect();
-    img.dataset.natural = img.naturalWidth + "x" + img.naturalHeight;
-    img.dataset.shown = Math.round(box.width) + "x" + Math.round(box.height);
+  for (const svg of document.querySelectorAll("svg.plot")) {
+    const box = svg.getBoundingClientRect();
+    const view = svg.viewBox.baseVal;
+    svg.dataset.natural = Math.round(view.width) + "x" + Math.round(view.height);
+    svg.dataset.shown = Math.round(box.width) + "x" + Math.round(box.height);
   }
   document.body.dataset.height = document.documentElement.scrollHeight;
 });
@@ -186,7 +254,8 @@ def _chromium(tmp_path: Path, page: Path, *args: str) -> subprocess.CompletedPro
 
 def shown_in_chromium(report: Path, tmp_path: Path) -> str:
     """The report's DOM as Chromium laid it out, after checking what a person sees first: every
-    heading, and the five plots drawn larger than thumbnails."""
+    heading, the five plots drawn larger than thumbnails, their axes labelled with numbers, and
+    outbound links to arXiv and the tweets."""
     probe = tmp_path / "probe.html"
     probe.write_text(report.read_text().replace("</body>", PROBE + "</body>"))
     dom = _chromium(tmp_path, probe, "--window-size=1100,900", "--dump-dom").stdout
@@ -194,6 +263,10 @@ def shown_in_chromium(report: Path, tmp_path: Path) -> str:
     assert page.headings == ["Hot Papers dataset report", *HEADINGS]
     sizes = re.findall(r'data-natural="(\d+)x(\d+)" data-shown="(\d+)x(\d+)"', dom)
     assert len(sizes) == 5 and all(int(n) > 100 for size in sizes for n in size), sizes
+    assert_numeric_ticks(page)
+    hrefs = [href for href, _ in page.links]
+    assert any(h.startswith("https://arxiv.org/abs/") for h in hrefs), hrefs
+    assert any(re.match(r"https://twitter\.com/[^/]+/status/\d+$", h) for h in hrefs), hrefs
     return dom
 
 

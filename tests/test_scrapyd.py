@@ -248,7 +248,7 @@ def test_deploy_then_schedule_over_http(
     assert exit_status(scrapyd, job) == 0, log[-4000:]
     records = read_records(out, scrapyd, job)
     check_crawl(records, standin, log)
-    assert {r["post"]["source"] for r in records} == {str(p.resolve()) for p in SAMPLES}
+    assert {r["post"]["source"] for r in records} == {p.name for p in SAMPLES}  # below the folder
     job_info = next(j for j in scrapyd.get("listjobs.json", project=PROJECT)["finished"]
                     if j["id"] == job)  # fmt: skip
     assert job_info["spider"] == "digests"

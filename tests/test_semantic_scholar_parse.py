@@ -78,7 +78,7 @@ OK = Impact(
     influential_citation_count=1200,
     reference_count=70,
     venue="International Conference on Learning Representations",
-    year=2021,
+    publication_year=2021,
     publication_date="2021-06-17",
     tldr="LoRA freezes the weights.",
     open_access_pdf="https://arxiv.org/pdf/2106.09685",
@@ -116,8 +116,8 @@ def test_only_paper_id_is_needed() -> None:
         ({"tldr": None}, "tldr", None),
         ({"tldr": {"model": "tldr@v2.0.0", "text": None}}, "tldr", None),
         ({"citationCount": 0}, "citation_count", 0),
-        ({"year": 1000}, "year", 1000),
-        ({"year": 9999}, "year", 9999),
+        ({"year": 1000}, "publication_year", 1000),
+        ({"year": 9999}, "publication_year", 9999),
         ({"citationCount": 2**63 - 1}, "citation_count", 2**63 - 1),
         ({"externalIds": {"DOI": "10.1/x"}}, "semantic_scholar_id", OK.semantic_scholar_id),
         ({"externalIds": {"ArXiv": "2106.09685v3"}}, "semantic_scholar_id", OK.semantic_scholar_id),
@@ -254,14 +254,14 @@ def test_parse_error_body(body: bytes, message: str) -> None:
 
 def _record_errors(impact: Impact) -> list[str]:
     entry = DigestEntry(
-        post=Post(source="s.md", slug="s", title=None, date=None), rank=1, line=1, title="T",
+        post=Post(source="s.md", slug="s", title=None, published_at=None), rank=1, line=1, title="T",
         authors=[], retweets=None, favorites=None, counts_at=None, abs_url=None, pdf_url=None,
         categories=[], abstract="", arxiv_id="2106.09685", arxiv_version=None,
         arxiv_problem=None, impact=impact,
     )  # fmt: skip
     record = build_record(entry)
     json.dumps(record, ensure_ascii=False).encode("utf-8")  # valid Unicode throughout
-    return [e for e in schema_errors(record) if e.startswith("impact")]
+    return [e for e in schema_errors(record) if e.startswith("semantic_scholar")]
 
 
 JSON_SCALARS = (
@@ -328,7 +328,7 @@ def test_well_typed_elements_are_ok_and_valid(element: dict[str, Any]) -> None:
     impact = _one(element)
     assert impact.status == "ok"
     assert _record_errors(impact) == []
-    assert (impact.citation_count, impact.year, impact.publication_date) == (
+    assert (impact.citation_count, impact.publication_year, impact.publication_date) == (
         element.get("citationCount"), element.get("year"), element.get("publicationDate"),
     )  # fmt: skip
     assert impact.venue == (element.get("venue") or None) or "\ufffd" in str(impact.venue)

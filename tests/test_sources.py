@@ -47,6 +47,32 @@ def test_expand_files_folders_globs_and_urls(tmp_path: Path) -> None:
 def test_default_is_the_bundled_samples() -> None:
     expanded = expand_sources(None)
     assert [Path(s.name).name for s in expanded.sources] == [p.name for p in SAMPLES]
+    assert [s.record_name for s in expanded.sources] == [p.name for p in SAMPLES]
+
+
+def test_records_name_sources_relative_to_the_source_argument(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """post.source never holds a path of the crawling machine: it is what the argument names."""
+    (tmp_path / "posts" / "2021" / "06").mkdir(parents=True)
+    for name in ("posts/a.md", "posts/2021/b.md", "posts/2021/06/c.md"):
+        (tmp_path / name).write_text("x")
+    monkeypatch.chdir(tmp_path)
+    cases = {
+        f"{tmp_path}/posts": ["a.md"],  # a folder: the path below it
+        "posts/2021/b.md": ["b.md"],  # a file given directly: its name
+        f"{tmp_path}/posts/2021/b.md": ["b.md"],
+        f"{tmp_path}/posts/**/*.md": ["2021/06/c.md", "2021/b.md", "a.md"],  # below the fixed part
+        "posts/20*/*.md": ["2021/b.md"],
+        "https://user:secret@example.org:8443/d/p.md?x=1": ["https://example.org:8443/d/p.md?x=1"],
+        "https://example.org/p.md": ["https://example.org/p.md"],
+    }
+    for spec, expected in cases.items():
+        got = sorted(s.record_name for s in expand_sources(spec).sources)
+        assert got == sorted(expected), spec
+        assert all(str(tmp_path) not in name for name in got)
+    (url,) = expand_sources("https://user:secret@example.org/p.md").sources
+    assert url.url == url.name == "https://user:secret@example.org/p.md"  # still fetched as given
 
 
 @pytest.mark.parametrize(

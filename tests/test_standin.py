@@ -180,7 +180,7 @@ def as_record(entry: etree._Element) -> dict[str, Any]:
     abs_url, pdf_url = links["alternate"], links["pdf"]
     assert abs_url is not None and pdf_url is not None
     return {
-        "id": vid,
+        "versioned_id": vid,
         "version": int(vid.rsplit("v", 1)[1]),
         "title": " ".join(text_of(entry, "a:title").split()),
         "authors": [
@@ -190,9 +190,9 @@ def as_record(entry: etree._Element) -> dict[str, Any]:
             }
             for a in entry.findall("a:author", NS)
         ],
-        "summary": text_of(entry, "a:summary").strip(),
-        "published": text("a:published"),
-        "updated": text("a:updated"),
+        "abstract": text_of(entry, "a:summary").strip(),
+        "published_at": text("a:published"),
+        "updated_at": text("a:updated"),
         "primary_category": child(entry, "arxiv:primary_category").get("term"),
         "categories": [c.get("term") for c in entry.findall("a:category", NS)],
         "comment": text("arxiv:comment"),
@@ -246,7 +246,8 @@ def test_absent_and_versioned_ids(standin: StandIn, catalogue: Catalogue) -> Non
     ]
     v2 = as_record(feed.findall("a:entry", NS)[0])
     assert v2 == paper.expected(2)
-    assert v2["updated"] == "2021-01-12T12:00:00Z" and v2["published"] == "2021-01-05T12:00:00Z"
+    assert v2["updated_at"] == "2021-01-12T12:00:00Z"
+    assert v2["published_at"] == "2021-01-05T12:00:00Z"
 
 
 @pytest.mark.parametrize("bad", ["abc", "2101.1", "hep-th/99010", "HEP-TH/9901001", "2101.00001v"])

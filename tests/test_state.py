@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gzip
 import json
 import sqlite3
 from pathlib import Path
@@ -18,7 +19,7 @@ from crawler.services.arxiv import Arxiv
 from crawler.services.base import DAY
 from crawler.services.oembed import OEmbed
 from crawler.state.extension import State
-from crawler.state.freshness import Freshness
+from crawler.state.freshness import Freshness, written_by_newer
 from crawler.state.store import FORMAT, Row, StateError, StateStore, Write
 from tests.helpers import project_crawler, project_settings
 
@@ -37,15 +38,15 @@ def _state(crawler: Crawler) -> State:
 
 def test_store_round_trip_wal_history_and_changes(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "s.sqlite3", history_max=2)
-    meta = {"status": "ok", "id": "2106.09685v2", "version": 2}
+    meta = {"status": "ok", "versioned_id": "2106.09685v2", "version": 2}
     store.write("arxiv", [Write("2106.09685", meta, status="ok", change=({"v": 1}, {"v": 2}))],
                 now=100.0, run_id="r1")  # fmt: skip
     for day in ("01", "02", "03"):
-        point = (f"2021-06-{day}T00:00:00Z", {"favorite_count": int(day)})
+        point = (f"2021-06-{day}T00:00:00Z", {"like_count": int(day)})
         store.write("details", [Write("7", {"status": "ok"}, "ok", observation=point)], 5.0, "r1")
     assert store.get("arxiv", "2106.09685") == Row("ok", meta, 100.0, "r1")
     assert store.get("arxiv", "nope") is None
-    assert [p["favorite_count"] for p in store.history("details", "7")] == [2, 3]  # capped at 2
+    assert [p["like_count"] for p in store.history("details", "7")] == [2, 3]  # capped at 2
     (change,) = store.pending_changes()
     assert change[1:] == ("r1", "arxiv", "2106.09685", {"v": 1}, {"v": 2})
     store.drop_changes([change[0]])
@@ -174,3 +175,71 @@ def test_stored_values_keep_their_key_order(tmp_path: Path) -> None:
     store.write("embed", [Write("1", {"b": {"z": 1, "y": 2}, "a": 2}, "ok")], 1.0, "r")
     (raw,) = store.db.execute("SELECT value FROM fetched").fetchone()
     assert raw == json.dumps({"b": {"z": 1, "y": 2}, "a": 2})
+
+
+# A state written by schema 2's crawler (main at f98debe): `git archive f98debe`, then a crawl of
+# the sample 001_b1bb273091d25c9c.txt against the stand-in, dumped with sqlite3's iterdump.
+SCHEMA2_STATE = Path(__file__).parent / "fixtures" / "state_schema2.sql.gz"
+
+
+def schema2_state(path: Path, fetched_at: float) -> Path:
+    """The schema-2 fixture as a database file, its values fetched at ``fetched_at``."""
+    with sqlite3.connect(path) as db:
+        db.executescript(gzip.decompress(SCHEMA2_STATE.read_bytes()).decode("utf-8"))
+        db.execute("UPDATE fetched SET fetched_at = ? WHERE fetched_at > 0", (fetched_at,))
+    db.close()
+    return path
+
+
+def test_a_schema_2_state_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = schema2_state(tmp_path / "old.sqlite3", 1_700_000_000.5)
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        old = {
+            (k, key): json.loads(v)
+            for k, key, v in db.execute("SELECT kind, key, value FROM fetched")
+        }
+    db.close()
+    store = StateStore(path)
+    assert store.upgraded == (2, len(old))
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == FORMAT == 3
+    for (kind, key), before in old.items():
+        row = store.get(kind, key)
+        assert row is not None
+        after = row.value
+        assert after["fetched_at"] == "2023-11-14T22:13:20.500Z"  # the row's time, carried over
+        renamed = {"id", "summary", "published", "updated", "year", "favorite_count"}
+        assert not renamed & set(after)
+        if kind == "arxiv" and before["status"] == "ok":
+            assert (after["versioned_id"], after["abstract"]) == (before["id"], before["summary"])
+            assert (after["published_at"], after["updated_at"]) == (
+                before["published"], before["updated"],
+            )  # fmt: skip
+        if kind == "impact" and before["status"] == "ok":
+            assert after["publication_year"] == before["year"]
+        if kind == "details" and before["status"] == "ok":
+            assert after["like_count"] == before["favorite_count"]
+    points = store.db.execute("SELECT data FROM observations").fetchall()
+    assert points and all("like_count" in json.loads(d) for (d,) in points)
+    assert not any("favorite_count" in json.loads(d) for (d,) in points)
+    store.close()
+    again = StateStore(path)  # a current file is opened without writing anything
+    assert again.upgraded is None
+    again.close()
+
+
+def test_the_state_hands_an_upgraded_value_back_with_its_fetch_time(tmp_path: Path) -> None:
+    path = schema2_state(tmp_path / "s.sqlite3", 1_700_000_000.0)
+    crawler = project_crawler(STATE_DB=str(path))
+    state, arxiv = _state(crawler), Arxiv(crawler.settings)
+    key = next(k for (k,) in state.store.db.execute(
+        "SELECT key FROM fetched WHERE kind = 'arxiv' AND status = 'ok'"))  # fmt: skip
+    value = state.stored(arxiv, key)
+    assert value is not None and value.status == "ok" and value.versioned_id
+    assert value.fetched_at == "2023-11-14T22:13:20.000Z"
+    row = state.store.get("arxiv", key)
+    assert row is not None and not written_by_newer(arxiv, row)  # not fetched again for it
+    # a refresh that fetches it again: the new time, and no change for the rename
+    refetched = dataclasses.replace(value, fetched_at="2026-01-01T00:00:00.000Z")
+    assert state.save(arxiv, {key: refetched})[key].fetched_at == "2026-01-01T00:00:00.000Z"
+    assert state.store.pending_changes() == []

@@ -224,7 +224,7 @@ def test_full_tweet() -> None:
     assert parse_details(_body(FULL)) == TweetDetails(
         status="ok",
         created_at="2021-06-01T01:20:37.203Z",
-        favorite_count=1234,
+        like_count=1234,
         reply_count=56,
         lang="en",
         text="LoRA: Low-Rank Adaptation https://t.co/abc https://t.co/vid",
@@ -527,7 +527,7 @@ def test_unusable_answers(body: bytes, reason: str) -> None:
 
 def _record_errors(details: TweetDetails) -> list[str]:
     """The record contract: the details block of a record holding them validates."""
-    post = Post(source="s.md", slug="s", title="T", date=None)
+    post = Post(source="s.md", slug="s", title="T", published_at=None)
     tweet = Tweet(
         id="20", url="https://twitter.com/a/status/20", author_handle="a", author_name=None,
         lang=None, date_text=None, text="t", details=details,
@@ -649,7 +649,7 @@ def test_well_typed_answers_are_ok_and_valid(data: dict[str, Any]) -> None:
     details = parse_details(json.dumps(data).encode())
     assert details.status == "ok"
     assert _record_errors(details) == []
-    assert (details.favorite_count, details.reply_count, details.in_reply_to_id) == (
+    assert (details.like_count, details.reply_count, details.in_reply_to_id) == (
         data.get("favorite_count"), data.get("conversation_count"),
         data.get("in_reply_to_status_id_str"),
     )  # fmt: skip

@@ -118,6 +118,7 @@ def usage_error(message: str) -> NoReturn:
 _BESIDE_CHECKS = {
     "run report": ownership.run_report_problem,
     "change feed folder": ownership.changes_problem,
+    "posts list": ownership.posts_problem,
     "DATASET_DIR": ownership.dataset_problem,
     "REPORT_FILE": ownership.report_problem,
 }
@@ -208,7 +209,8 @@ class Command(ScrapyCrawl):
         paths = [snapshot] if snapshot is not None else []
         if state_db := self.settings.get("STATE_DB"):
             try:
-                StateStore(state_db).close()
+                # Checked only: an upgrade waits for this run's lock (another run may use it).
+                StateStore(state_db, migrate=False).close()
             except StateError as exc:
                 self._refuse([str(exc)])
             paths.append(Path(state_db))

@@ -19,6 +19,7 @@ enrichment was incomplete.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -208,7 +209,7 @@ class ServiceRunner(Generic[V]):
         except Exception as exc:  # connection errors, timeouts, cut bodies, oversized answers
             return self._all(keys, f"{label} request failed: {failure_text(exc)}")
         try:
-            return self.service.values(keys, response)
+            return self._stamped(self.service.values(keys, response))
         except BatchRefused as exc:
             if len(keys) == 1:
                 return self._all(keys, f"{label} refused {keys[0]}: {exc}")
@@ -224,6 +225,12 @@ class ServiceRunner(Generic[V]):
         except Exception as exc:  # an answer nobody foresaw (deep nesting, absurd dates, ...)
             logger.warning("%s: unexpected answer: %s", label, failure_text(exc))
             return self._all(keys, f"{label} answer unusable: {failure_text(exc)}")
+
+    @staticmethod
+    def _stamped(values: dict[str, V]) -> dict[str, V]:
+        """Values from an answer carry when they were fetched: the record's ``fetched_at``."""
+        now = utc_now_text(time.time())
+        return {key: dataclasses.replace(v, fetched_at=now) for key, v in values.items()}  # type: ignore[type-var]
 
     # -- judging and storing ------------------------------------------------------------------
     async def _settle(self, keys: list[str], values: dict[str, V]) -> dict[str, V]:
@@ -246,7 +253,10 @@ class ServiceRunner(Generic[V]):
             self.stats.inc_value(failed_key(self.service.name), failed)
         if self.state is None:
             now = utc_now_text(time.time())
-            return {key: self._one_point(value, now) for key, value in values.items()}
+            return {
+                key: self._one_point(value, getattr(value, "fetched_at", None) or now)
+                for key, value in values.items()
+            }
         return self.state.save(self.service, values, held)
 
     def _one_point(self, value: V, observed_at: str) -> V:

@@ -154,6 +154,7 @@ def run(job: dict[str, Any]) -> str | None:
             dataset,
             run_report=job["run_report"],
             checked=True,  # the snapshot holds only records the record pipeline validated
+            posts=job["posts"],
             built_from=job["built_from"],
         )
         if job["report"] is not None:

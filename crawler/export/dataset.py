@@ -20,16 +20,20 @@ import re
 import secrets
 import shutil
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
+from functools import cache
 from glob import escape
 from pathlib import Path
 from typing import Any
 
 import duckdb
+from jsonschema import Draft7Validator
+from jsonschema.protocols import Validator
 
-from crawler.export.files import fsync_dir
+from crawler.export.card import write_card
+from crawler.export.files import fsync_dir, posts_file
 from crawler.export.jsonlines import sort_key
 from crawler.export.ownership import (
     MANIFEST,
@@ -40,15 +44,20 @@ from crawler.export.ownership import (
     mark_folder,
 )
 from crawler.export.tables import (
+    FOREIGN_KEYS,
     LAYOUT,
     PAPER_BLOCKS,
+    PRIMARY_KEYS,
     SCHEMAS,
     TABLE_DOCS,
     TABLE_NAMES,
     TableWriter,
+    description,
     entry_row,
 )
-from crawler.record import SCHEMA_VERSION, schema_errors
+from crawler.record import SCHEMA_VERSION, schema, schema_errors
+
+logger = logging.getLogger(__name__)
 
 BATCH_ROWS = 4096  # rows per Parquet row group and per staging write
 DUCKDB_FILE = "hot_papers.duckdb"
@@ -60,7 +69,6 @@ _RUN_KEYS = ("run_id", "started_at", "finished_at", "exit_status", "records", "c
 # A version folder's name after ``.TARGET``: ours are "-" and 12 hex digits (secrets.token_hex(6)),
 # with ".link" (the symlink on its way in) or ".previous" (an older real folder moved aside).
 _VERSION_NAME = re.compile(r"-[0-9a-f]{12}(\.link|\.previous)?")
-logger = logging.getLogger(__name__)
 
 
 class DatasetError(RuntimeError):
@@ -88,11 +96,14 @@ def write_dataset(
     run_report: dict[str, Any] | None = None,
     checked: bool = False,
     built_from: str | None = None,
+    posts: Iterable[Mapping[str, Any]] | None = None,
 ) -> DatasetSummary:
     """Write the tables for ``snapshot`` and swap them in at ``target`` in one step.
 
     ``checked``: every record was validated against the schema as it was written (the snapshot
     this run just wrote), so it is not validated again; that was 40 % of this step's time.
+    ``posts``: the post block of every digest the run read, also those without entries (records
+    exist only for entries); None reads them from ``NAME.posts.jsonl`` beside the snapshot.
     On any failure the previous dataset stays and :class:`DatasetError` (one line, the cause
     chained) propagates. ``built_from``: the key of the inputs (``crawler.export.unchanged``),
     kept in the manifest so a run with the same inputs can keep the folder as it is.
@@ -105,9 +116,11 @@ def write_dataset(
         target.parent.mkdir(parents=True, exist_ok=True)
         folder.mkdir()
         mark_folder(folder)  # first: a killed run's leftover is recognisably ours too
-        rows, period = _build(snapshot, folder, checked=checked)
+        read = list(posts) if posts is not None else read_posts(snapshot)
+        rows, period = _build(snapshot, folder, checked=checked, posts=read)
         _write_duckdb(folder)
         _write_manifest(folder, snapshot, rows, period, run_report, built_from)
+        write_card(folder, rows=rows, period=period, run_report=run_report)
         (folder / MARKER).unlink()  # the manifest marks the finished folder as ours
         _sync_tree(folder)
         _swap(target, folder)
@@ -143,11 +156,52 @@ def _records(snapshot: Path, *, checked: bool) -> Iterator[dict[str, Any]]:
             yield record
 
 
+@cache
+def _post_validator() -> Validator:
+    whole = schema()  # evolved from the whole schema, so its $refs resolve as in a record
+    return Draft7Validator(whole).evolve(schema=whole["properties"]["post"])
+
+
+def post_errors(post: Mapping[str, Any]) -> list[str]:
+    """Why ``post`` is not a record's post block (empty when it is one)."""
+    return [e.message for e in _post_validator().iter_errors(post)]
+
+
+def read_posts(snapshot: Path) -> list[Mapping[str, Any]] | None:
+    """The posts sidecar's post blocks; None (with one line) when there is none, as beside a
+    snapshot of an older version: then ``posts`` lists only the posts seen in records. A line
+    that is not a post block is named and skipped (its post still comes from its records)."""
+    path = posts_file(snapshot)
+    try:
+        lines = path.read_bytes().splitlines()
+    except FileNotFoundError:
+        logger.warning("%s: not found; the posts table lists only posts with entries", path.name)
+        return None
+    posts: list[Mapping[str, Any]] = []
+    for number, line in enumerate(lines, 1):
+        try:
+            post = json.loads(line)
+            problems = ["not an object"] if not isinstance(post, dict) else post_errors(post)
+        except ValueError as exc:
+            problems = [f"not JSON ({exc})"]
+        if problems:
+            logger.warning("%s:%d: skipped, not a post block (%s)", path.name, number, problems[0])
+            continue
+        posts.append(post)
+    return posts
+
+
 def _build(
-    snapshot: Path, folder: Path, *, checked: bool
+    snapshot: Path,
+    folder: Path,
+    *,
+    checked: bool,
+    posts: list[Mapping[str, Any]] | None,
 ) -> tuple[dict[str, int], tuple[str | None, str | None]]:
     builder = _Builder(folder)
     try:
+        for post in posts or ():
+            builder.read_post(post)
         for record in _records(snapshot, checked=checked):
             builder.add(record)
         builder.finish()
@@ -164,18 +218,20 @@ class _Paper:
     first_seen: str | None
     last_seen: str | None
     best_rank: int
-    appearances: int = 0
+    digests: set[str] = field(default_factory=set)  # post IDs: a digest listing it twice is one
+    listings: int = 0
     ranks: list[tuple[str | None, int]] = field(default_factory=list)
     favorites: int | None = None
     retweets: int | None = None
     code_urls: dict[str, None] = field(default_factory=dict)  # an ordered set
 
     def see(self, record: Mapping[str, Any]) -> None:
-        when, rank, digest = record["post"]["date"], record["rank"], record["digest"]
+        when, rank, digest = record["post"]["published_at"], record["rank"], record["digest"]
         self.first_seen = _least(self.first_seen, when)
         self.last_seen = _greatest(self.last_seen, when)
         self.best_rank = min(self.best_rank, rank)
-        self.appearances += 1
+        self.digests.add(record["post"]["id"])
+        self.listings += 1
         self.ranks.append((when, rank))
         self.favorites = _greatest(self.favorites, digest["favorites"])
         self.retweets = _greatest(self.retweets, digest["retweets"])
@@ -276,7 +332,7 @@ class _Builder:
             for name in TABLE_NAMES
         }
         self.papers: dict[str, _Paper] = {}
-        self.posts: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.posts: dict[str, dict[str, Any]] = {}  # by post ID
         self.post_columns = [f.name for f in SCHEMAS["posts"] if f.name.startswith("post_")]
         self.meta_columns = [
             leaf.column for leaf in LAYOUT.leaves_of("entries") if leaf.path[0] in PAPER_BLOCKS
@@ -291,18 +347,21 @@ class _Builder:
         self._tweets(record, key)
         self._paper(record, key)
         self._post(record, row)
-        self.first = _least(self.first, record["post"]["date"])
-        self.last = _greatest(self.last, record["post"]["date"])
+        self.first = _least(self.first, record["post"]["published_at"])
+        self.last = _greatest(self.last, record["post"]["published_at"])
 
     def _tweets(self, record: dict[str, Any], key: str) -> None:
-        when, paper = record["post"]["date"], record["arxiv_id"]
-        keys = _entry_keys(record)
+        when, paper, entry_id = (
+            record["post"]["published_at"],
+            record["arxiv_id"],
+            record["entry_id"],
+        )
         for position, tweet in enumerate(record["tweets"], 1):
             extra = LAYOUT.extract("entry_tweets", tweet)
-            row = {**keys, "position": position, "tweet_id": tweet["id"], **extra}
+            row = {"entry_id": entry_id, "position": position, "tweet_id": tweet["id"], **extra}
             self.writers["entry_tweets"].append(row)
             details = tweet["details"]
-            likes = details.get("favorite_count") if details["status"] == "ok" else None
+            likes = details.get("like_count") if details["status"] == "ok" else None
             params = (tweet["id"], key, when, when, likes, _dumps(tweet))
             self.stage.add(_UPSERT_TWEET, params)
             if paper is not None:
@@ -324,22 +383,26 @@ class _Builder:
         digest = {"title": record["digest"]["title"]}
         self.stage.add(_UPSERT_BLOCK, (paper_id, "digest", 1, key, _dumps(digest)))
 
-    def _post(self, record: dict[str, Any], row: dict[str, Any]) -> None:
-        post = record["post"]
-        ident = (post["date"] or "", post["slug"], post["source"])
-        seen = self.posts.get(ident)
+    def read_post(self, post: Mapping[str, Any]) -> dict[str, Any]:
+        """A digest that was read, with or without entries: one row of ``posts``."""
+        seen = self.posts.get(post["id"])
         if seen is None:
-            seen = self.posts[ident] = {name: row[name] for name in self.post_columns}
-            seen |= {"entries": 0, "embedded_tweets": 0}
-        seen["entries"] += 1
-        seen["embedded_tweets"] += len(record["tweets"])
+            row = LAYOUT.extract("entries", {"post": post})
+            seen = self.posts[post["id"]] = {name: row[name] for name in self.post_columns}
+            seen |= {"entry_count": 0, "embedded_tweet_count": 0}
+        return seen
+
+    def _post(self, record: dict[str, Any], row: dict[str, Any]) -> None:
+        seen = self.read_post(record["post"])
+        seen["entry_count"] += 1
+        seen["embedded_tweet_count"] += len(record["tweets"])
 
     def finish(self) -> None:
         self.stage.flush()
         self.stage.db.commit()
         self._write_papers()
         self._write_tweets()
-        for _, post in sorted(self.posts.items()):
+        for post in sorted(self.posts.values(), key=_post_order):
             self.writers["posts"].append(post)
         for writer in self.writers.values():
             writer.close()
@@ -368,7 +431,7 @@ class _Builder:
         for value, first_seen, last_seen, appearances in self.stage.db.execute(query):
             tweet = json.loads(value)
             row = LAYOUT.extract("tweets", tweet)
-            row |= {"first_seen": first_seen, "last_seen": last_seen, "appearances": appearances}
+            row |= {"first_seen": first_seen, "last_seen": last_seen, "entry_count": appearances}
             self.writers["tweets"].append(row)
             details = tweet["details"]
             for observation in details.get("history", ()) if details["status"] == "ok" else ():
@@ -393,13 +456,9 @@ def _bool(value: bool | None) -> int | None:
     return None if value is None else int(value)
 
 
-def _entry_keys(record: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "post_slug": record["post"]["slug"],
-        "post_date": record["post"]["date"],
-        "rank": record["rank"],
-        "arxiv_id": record["arxiv_id"],
-    }
+def _post_order(row: Mapping[str, Any]) -> tuple[str, str, str]:
+    """Posts in snapshot order: publish time (undated first), slug, source."""
+    return (row["post_published_at"] or "", row["post_slug"], row["post_source"])
 
 
 def _paper_columns(paper_id: str, paper: _Paper, tweets: tuple[Any, ...] | None) -> dict[str, Any]:
@@ -408,17 +467,18 @@ def _paper_columns(paper_id: str, paper: _Paper, tweets: tuple[Any, ...] | None)
         "arxiv_id": paper_id,
         "first_seen": paper.first_seen,
         "last_seen": paper.last_seen,
-        "appearances": paper.appearances,
+        "digest_count": len(paper.digests),
+        "listing_count": paper.listings,
         "best_rank": paper.best_rank,
         "ranks": [
-            {"post_date": when, "rank": rank}
+            {"post_published_at": when, "rank": rank}
             for when, rank in sorted(paper.ranks, key=lambda r: (r[0] or "", r[1]))
         ],
-        "favorites": paper.favorites,
-        "retweets": paper.retweets,
+        "max_digest_favorites": paper.favorites,
+        "max_digest_retweets": paper.retweets,
         "tweet_count": count,
         "linking_tweet_count": linking if known_links else None,
-        "tweet_likes": likes if known_likes else None,
+        "tweet_like_count_total": likes if known_likes else None,
         "code_urls": list(paper.code_urls),
     }
 
@@ -428,7 +488,8 @@ def _sql_string(text: str) -> str:
 
 
 def _write_duckdb(folder: Path) -> None:
-    """The same tables in one DuckDB file, copied (not views) so the folder can move."""
+    """The same tables in one DuckDB file, copied (not views) so the folder can move, with
+    their keys, NOT NULL and descriptions; every foreign key is checked once written."""
     spill = folder / ".duckdb.tmp"
     con = duckdb.connect(str(folder / DUCKDB_FILE))
     try:
@@ -437,14 +498,94 @@ def _write_duckdb(folder: Path) -> None:
         con.execute("SET threads = 1")
         con.execute("SET memory_limit = '64MB'")
         con.execute(f"SET temp_directory = {_sql_string(str(spill))}")
-        for name in TABLE_NAMES:
-            source = _sql_string(str(folder / f"{name}.parquet"))
-            con.execute(f"CREATE TABLE {name} AS SELECT * FROM read_parquet({source})")
-            con.execute(f"COMMENT ON TABLE {name} IS {_sql_string(TABLE_DOCS[name])}")
+        con.execute("BEGIN TRANSACTION")  # one commit: 150 comments one by one cost seconds
+        for name in _REFERENCED_FIRST:
+            source = f"read_parquet({_sql_string(str(folder / f'{name}.parquet'))})"
+            con.execute(_create_table(con, name, source))
+            try:
+                con.execute(f"INSERT INTO {name} SELECT * FROM {source}")
+            except duckdb.ConstraintException as exc:
+                con.execute("ROLLBACK")  # the file is discarded; the Parquet says which key
+                raise DatasetError(_duplicate_key(con, name, source) or one_line(exc)) from exc
+            _comment(con, name)
+        broken = foreign_key_violations(con)
+        if broken:
+            raise DatasetError(f"foreign key does not hold: {broken[0]}")
+        con.execute("COMMIT")
         con.execute("CHECKPOINT")
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
+
+
+# Tables in an order where every referenced table is filled before the tables referring to it.
+_REFERENCED_FIRST = ("posts", "papers", "tweets", "entries", "entry_tweets", "tweet_history")
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _create_table(con: duckdb.DuckDBPyConnection, name: str, source: str) -> str:
+    """CREATE TABLE with the types DuckDB reads off the Parquet file, NOT NULL where the Arrow
+    schema has it, the primary key and the foreign keys of :data:`FOREIGN_KEYS`."""
+    schema = SCHEMAS[name]
+    parts = [
+        f"{_ident(column)} {kind}{'' if schema.field(column).nullable else ' NOT NULL'}"
+        for column, kind, *_ in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+    ]
+    parts.append(f"PRIMARY KEY ({', '.join(map(_ident, PRIMARY_KEYS[name]))})")
+    for table, columns, referenced in FOREIGN_KEYS:
+        if table == name:
+            parts.append(
+                f"FOREIGN KEY ({', '.join(map(_ident, columns))}) REFERENCES {referenced} "
+                f"({', '.join(map(_ident, PRIMARY_KEYS[referenced]))})"
+            )
+    return f"CREATE TABLE {name} ({', '.join(parts)})"
+
+
+def _duplicate_key(con: duckdb.DuckDBPyConnection, name: str, source: str) -> str | None:
+    """Which key repeats, and for an entry where (a digest that numbers two entries alike)."""
+    keys = ", ".join(map(_ident, PRIMARY_KEYS[name]))
+    extra = ", any_value(post_source), any_value(rank)" if name == "entries" else ""
+    found = con.execute(
+        f"SELECT count(*), {keys}{extra} FROM {source} GROUP BY {keys} HAVING count(*) > 1 LIMIT 1"
+    ).fetchall()
+    if not found:
+        return None
+    count, *values = found[0]
+    width = len(PRIMARY_KEYS[name])
+    where = f" (post {values[width]}, rank {values[width + 1]})" if extra else ""
+    shown = ", ".join(f"{k} {v}" for k, v in zip(PRIMARY_KEYS[name], values, strict=False))
+    return f"{name}: {shown} is not unique, {count} rows{where}"
+
+
+def _comment(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    schema = SCHEMAS[name]
+    con.execute(f"COMMENT ON TABLE {name} IS {_sql_string(description(schema))}")
+    for f in schema:
+        con.execute(f"COMMENT ON COLUMN {name}.{_ident(f.name)} IS {_sql_string(description(f))}")
+
+
+def foreign_key_violations(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Each foreign key that some row breaks (an anti-join per key), with a count and example."""
+    broken = []
+    for table, columns, referenced in FOREIGN_KEYS:
+        keys = PRIMARY_KEYS[referenced]
+        on = " AND ".join(
+            f"r.{_ident(k)} = t.{_ident(c)}" for c, k in zip(columns, keys, strict=True)
+        )
+        known = " AND ".join(f"t.{_ident(c)} IS NOT NULL" for c in columns)
+        sql = (
+            f"SELECT count(*), min(t.{_ident(columns[0])}) FROM {table} t WHERE {known} AND NOT "
+            f"EXISTS (SELECT 1 FROM {referenced} r WHERE {on})"
+        )
+        ((count, example),) = con.execute(sql).fetchall()
+        if count:
+            broken.append(
+                f"{table}({', '.join(columns)}) -> {referenced}: {count} rows, e.g. {example}"
+            )
+    return broken
 
 
 def _write_manifest(
@@ -469,6 +610,7 @@ def _write_manifest(
                 "file": f"{name}.parquet",
                 "rows": rows[name],
                 "description": TABLE_DOCS[name],
+                "primary_key": list(PRIMARY_KEYS[name]),
                 "columns": {f.name: str(f.type) for f in SCHEMAS[name]},
             }
             for name in TABLE_NAMES

@@ -8,6 +8,11 @@ from contextlib import suppress
 from pathlib import Path
 
 
+def posts_file(snapshot: Path) -> Path:
+    """``NAME.posts.jsonl``: the digests a run read, beside the snapshot ``NAME.jsonl``."""
+    return snapshot.with_name(f"{snapshot.stem}.posts.jsonl")
+
+
 def fsync_dir(folder: Path) -> None:
     """Make a rename in ``folder`` durable (the directory entry, not just the file's data)."""
     dir_fd = os.open(folder, os.O_RDONLY)

@@ -33,7 +33,7 @@ EXPORT_FAILED = "export_failed"  # attribute set on the file: why the export fai
 def sort_key(record: dict[str, Any]) -> str:
     post = record.get("post") or {}
     return "\x00".join(
-        (post.get("date") or "", post.get("slug") or "", f"{record.get('rank', 0):010d}",
+        (post.get("published_at") or "", post.get("slug") or "", f"{record.get('rank', 0):010d}",
          post.get("source") or "")
     )  # fmt: skip
 

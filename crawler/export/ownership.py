@@ -11,8 +11,8 @@ would destroy it. Each kind of output carries a mark, checked before anything is
   holding nothing but its database;
 - a snapshot is one of our exports: JSON Lines whose first record has ``schema_version``,
   Parquet whose footer names that column, or any other feed format naming it near its start;
-- the HTML report carries :data:`REPORT_MARK`, a run report is our JSON, a lock file holds who
-  held it;
+- the HTML report carries :data:`REPORT_MARK`, a run report is our JSON, a posts list holds
+  post blocks, a lock file holds who held it;
 - a file we write is a regular file, never a symlink (replacing one would drop the link);
 - an empty file loses nothing and may always be replaced.
 
@@ -201,6 +201,24 @@ def run_report_problem(path: Path) -> str | None:
     if isinstance(report, dict) and {"run_id", "exit_status"} <= report.keys():
         return None
     return f"run report {path} exists and is not one this crawler wrote; not replacing it"
+
+
+def posts_problem(path: Path) -> str | None:
+    """``NAME.posts.jsonl`` may replace only a posts list of ours (or an empty file): JSON
+    Lines whose first line is a record's ``post`` block."""
+    if kind := _file_kind(path):
+        return f"posts list {path} is {kind}, not one this crawler wrote; not replacing it"
+    if not path.exists() or not _head(path, 1).strip():
+        return None
+    with path.open("rb") as f:
+        first = f.readline(_HEAD)
+    try:
+        post = json.loads(first)
+    except ValueError:
+        post = None
+    if isinstance(post, dict) and {"id", "slug", "source"} <= post.keys():
+        return None
+    return f"posts list {path} exists and is not one this crawler wrote; not replacing it"
 
 
 def changes_problem(folder: Path) -> str | None:

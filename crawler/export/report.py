@@ -1,15 +1,16 @@
 """``NAME.report.html``: one self-contained page about the dataset and the run that wrote it.
 
-Figures are drawn with matplotlib's Agg canvas (no pyplot, no display) and embedded as base64
-PNG, styles are inline, and nothing points outside the file: it can be mailed, archived or
-opened offline, and it shows the same thing wherever it is. For that reason paper and code links
-are shown as text rather than as outbound ``href`` links. Numbers come from the dataset's
-Parquet files through DuckDB, so the page agrees with what a reader of the tables sees.
+Figures are drawn with matplotlib (no pyplot, no display) and embedded as inline SVG whose text
+stays text, styles are inline, and the page loads nothing from outside the file: it can be mailed,
+archived or opened offline, and it shows the same thing wherever it is. It still links out
+(plain ``<a href>``, opened only when clicked) to each paper's arXiv page and its tweet. Numbers
+come from the dataset's Parquet files through DuckDB, so the page agrees with what a reader of
+the tables sees; axes print plain numbers (the style turns mathtext off, so matplotlib's
+default ``10^3`` labels would show as raw ``$\\mathdefault{...}$``).
 """
 
 from __future__ import annotations
 
-import base64
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, timedelta
@@ -23,6 +24,7 @@ import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from crawler.export.files import atomic_write
 from crawler.export.ownership import REPORT_MARK, report_problem
@@ -85,7 +87,7 @@ section { background: #fff; border-radius: 10px; margin: 22px 0; padding: 18px 2
 h2 { margin: 0 0 10px; font-size: 20px; }
 h3 { margin: 18px 0 6px; font-size: 16px; }
 figure { margin: 0; }
-figure img { display: block; width: 100%; height: auto; }
+figure svg { display: block; width: 100%; height: auto; }
 figcaption, .note { color: #4a5263; font-size: 13.5px; margin-top: 6px; }
 .nodata { background: #f4f5f7; border-radius: 6px; padding: 18px; color: #4a5263;
           text-align: center; font-style: italic; }
@@ -128,10 +130,16 @@ def _figure(height: float = 3.0) -> Figure:
 
 
 def _img(fig: Figure, alt: str) -> str:
+    """The figure as inline SVG: labels and tick numbers stay text a reader can select and
+    search; ids are salted by the figure so two plots never share one."""
     buf = BytesIO()
-    fig.savefig(buf, format="png", dpi=120, metadata={"Software": None}, facecolor="white")
-    data = base64.b64encode(buf.getvalue()).decode("ascii")
-    return f'<img class="plot" src="data:image/png;base64,{data}" alt="{escape(alt)}">'
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": alt}):
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None},
+                    facecolor="white")  # fmt: skip
+    svg = buf.getvalue().decode("utf-8")
+    svg = svg[svg.index("<svg") :]  # no XML prolog or DOCTYPE inside HTML
+    label = f'<svg class="plot" role="img" aria-label="{escape(alt)}"'
+    return svg.replace("<svg", label, 1)
 
 
 def _figure_html(fig: Figure | None, alt: str, caption: str, empty: str) -> str:
@@ -144,6 +152,22 @@ def _date_axis(ax: Any) -> None:
     locator = AutoDateLocator(maxticks=10)
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+
+
+def _plain(value: float, _position: Any = None) -> str:
+    """A tick label as a plain number: 1,000 rather than 10^3 (mathtext is off)."""
+    return f"{value:,.0f}" if abs(value) >= 1 or value == 0 else f"{value:g}"
+
+
+PLAIN = FuncFormatter(_plain)
+
+
+def _symlog(ax: Any, which: str) -> None:
+    """A symmetric log scale on ``which`` ("x" or "y") for counts, from 0 (so 0, 1, 10, …
+    always show, even for one point), whose ticks read as numbers."""
+    getattr(ax, f"set_{which}scale")("symlog", linthresh=1)
+    getattr(ax, f"set_{which}lim")(0, None)
+    getattr(ax, f"{which}axis").set_major_formatter(PLAIN)
 
 
 def _fmt(value: Any) -> str:
@@ -168,7 +192,7 @@ def _daily(rows: Sequence[tuple[date, int]]) -> tuple[list[date], list[int]]:
 def _entries_per_day(con: duckdb.DuckDBPyConnection) -> Figure | None:
     rows = _rows(
         con,
-        "SELECT post_date::DATE, count(*) FROM entries WHERE post_date IS NOT NULL "
+        "SELECT post_published_at::DATE, count(*) FROM entries WHERE post_published_at IS NOT NULL "
         "GROUP BY 1 ORDER BY 1",
     )
     if not rows:
@@ -198,9 +222,9 @@ def _bucket(first: date, last: date) -> str:
 def _categories(con: duckdb.DuckDBPyConnection, bucket: str) -> Figure | None:
     rows = _rows(
         con,
-        f"SELECT date_trunc('{bucket}', post_date)::DATE AS b, "
-        "coalesce(primary_category, digest_categories[1], 'unknown') AS c, count(*) "
-        "FROM entries WHERE post_date IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2",
+        f"SELECT date_trunc('{bucket}', post_published_at)::DATE AS b, "
+        "coalesce(arxiv_primary_category, digest_categories[1], 'unknown') AS c, count(*) "
+        "FROM entries WHERE post_published_at IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2",
     )
     if not rows:
         return None
@@ -231,7 +255,7 @@ def _categories(con: duckdb.DuckDBPyConnection, bucket: str) -> Figure | None:
 def _status_rows(con: duckdb.DuckDBPyConnection) -> list[tuple[str, dict[str, int]]]:
     sources = (
         ("arXiv metadata\n(entries)", "arxiv_status", "entries"),
-        ("Semantic Scholar\n(entries)", "impact_status", "entries"),
+        ("Semantic Scholar\n(entries)", "semantic_scholar_status", "entries"),
         ("oEmbed\n(tweets)", "embed_status", "tweets"),
         ("Tweet details\n(tweets)", "details_status", "tweets"),
     )
@@ -283,8 +307,9 @@ def _statuses(con: duckdb.DuckDBPyConnection) -> Figure | None:
 def _attention(con: duckdb.DuckDBPyConnection) -> tuple[Figure | None, int]:
     rows = _rows(
         con,
-        "SELECT favorites, citation_count FROM papers "
-        "WHERE favorites IS NOT NULL AND citation_count IS NOT NULL",
+        "SELECT tweet_like_count_total, semantic_scholar_citation_count FROM papers "
+        "WHERE tweet_like_count_total IS NOT NULL "
+        "AND semantic_scholar_citation_count IS NOT NULL",
     )
     if not rows:
         return None, 0
@@ -293,10 +318,10 @@ def _attention(con: duckdb.DuckDBPyConnection) -> tuple[Figure | None, int]:
     ax = fig.add_subplot()
     ax.grid(True, axis="both")
     ax.scatter(likes, citations, s=14, alpha=0.45, color="#264653", edgecolors="none")
-    ax.set_xscale("symlog", linthresh=1)
-    ax.set_yscale("symlog", linthresh=1)
-    ax.set_xlabel("likes in the digest (symmetric log scale)")
-    ax.set_ylabel("citations (symmetric log scale)")
+    _symlog(ax, "x")
+    _symlog(ax, "y")
+    ax.set_xlabel("likes of its tweets, summed (symmetric log scale)")
+    ax.set_ylabel("citations, Semantic Scholar (symmetric log scale)")
     return fig, len(rows)
 
 
@@ -334,7 +359,7 @@ def _health(services: Mapping[str, Mapping[str, int]]) -> Figure | None:
         ys = [n + (1.5 - i) * height for n in range(len(names))]
         ax.barh(ys, [services[n][kind] for n in names], height=height, color=color, label=kind)
     ax.set_yticks(range(len(names)), [SERVICE_LABELS.get(n, n) for n in names])
-    ax.set_xscale("symlog", linthresh=1)
+    _symlog(ax, "x")
     ax.set_xlabel("count (symmetric log scale)")
     fig.legend(loc="outside lower center", ncol=4)
     return fig
@@ -345,25 +370,35 @@ def _health(services: Mapping[str, Mapping[str, int]]) -> Figure | None:
 
 def _overview(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     ((posts, first, last),) = _rows(
-        con, "SELECT count(*), min(post_date)::DATE, max(post_date)::DATE FROM posts"
+        con,
+        "SELECT count(*), min(post_published_at)::DATE, max(post_published_at)::DATE FROM posts",
     )
     counts = {name: _rows(con, f"SELECT count(*) FROM {name}")[0][0] for name in TABLE_NAMES}
-    return {"posts": posts, "first": first, "last": last, "counts": counts}
+    ((empty,),) = _rows(con, "SELECT count(*) FROM posts WHERE entry_count = 0")
+    return {"posts": posts, "first": first, "last": last, "counts": counts, "empty": empty}
 
 
 def _day(d: date) -> str:
     return f"{d.day} {d:%B %Y}"
 
 
-def _header(dataset: Path, info: Mapping[str, Any]) -> str:
+def _subtitle(info: Mapping[str, Any], run_report: Mapping[str, Any] | None) -> str:
+    """The period the digests cover and the run that wrote the data (not a folder's name)."""
     first, last = info["first"], info["last"]
-    period = f"{_day(first)} – {_day(last)}" if first else "no dated digest"
+    period = f"Digests published {_day(first)} – {_day(last)}" if first else "No dated digest"
+    if not run_report:
+        return period
+    return f"{period} · run {run_report.get('run_id')}, finished {run_report.get('finished_at')}"
+
+
+def _header(info: Mapping[str, Any], run_report: Mapping[str, Any] | None) -> str:
     counts = info["counts"]
     tiles = (
-        ("digests", counts["posts"]),
+        ("digests read", counts["posts"]),
+        ("digests without entries", info["empty"]),
         ("entries", counts["entries"]),
-        ("papers", counts["papers"]),
-        ("tweets", counts["tweets"]),
+        ("distinct papers", counts["papers"]),
+        ("distinct tweets", counts["tweets"]),
     )
     items = "".join(f"<li><b>{n:,}</b><span>{escape(label)}</span></li>" for label, n in tiles)
     anchors = (
@@ -373,7 +408,7 @@ def _header(dataset: Path, info: Mapping[str, Any]) -> str:
     nav = "".join(f'<a href="#{a}">{escape(t)}</a>' for a, t in anchors)
     return (
         f"<header><h1>Hot Papers dataset report</h1>"
-        f'<p class="period">{escape(period)} · <code>{escape(dataset.name)}</code></p>'
+        f'<p class="period">{escape(_subtitle(info, run_report))}</p>'
         f'<ul class="stats">{items}</ul><nav>{nav}</nav></header>'
     )
 
@@ -406,51 +441,83 @@ def _plots(con: duckdb.DuckDBPyConnection, info: Mapping[str, Any]) -> list[str]
             "no entries and no tweets.")),
         _section("attention", "Attention and citations", _figure_html(
             attention, "Scatter plot of likes against citations",
-            f"{plotted:,} papers: the most likes any digest reported for the paper against its "
-            "citation count from Semantic Scholar. Both axes are logarithmic above 1 and "
-            "linear below, so papers with no citations still show.",
-            "no paper has both a like count and a citation count (is Semantic Scholar off?).")),
+            f"{plotted:,} papers: the likes of the paper's embedded tweets (summed over distinct "
+            "tweets, latest count each) against its citation count from Semantic Scholar. Both "
+            "axes are logarithmic above 1 and linear below, so papers with no citations still "
+            "show.",
+            "no paper has both tweet likes and a citation count (are details or Semantic "
+            "Scholar off?).")),
     ]  # fmt: skip
+
+
+def _link(url: str | None, text: str) -> str:
+    """An outbound link, opened only when clicked; anything but http(s) stays text."""
+    if not url or not url.startswith(("https://", "http://")):
+        return escape(text)
+    return f'<a href="{escape(url, quote=True)}" rel="noopener noreferrer">{escape(text)}</a>'
 
 
 def _code_cell(urls: Sequence[str] | None) -> str:
     if not urls:
         return "–"
     more = f" <span class='note'>+{len(urls) - 1} more</span>" if len(urls) > 1 else ""
-    return f'<span class="mono">{escape(urls[0])}</span>{more}'
+    return f'<span class="mono">{_link(urls[0], urls[0])}</span>{more}'
+
+
+# The most-liked embedded tweet of each paper, for a link beside it.
+_TOP_TWEET = """
+SELECT e.arxiv_id, t.url, t.details_like_count,
+       row_number() OVER (PARTITION BY e.arxiv_id
+                          ORDER BY t.details_like_count DESC NULLS LAST, t.tweet_id) AS n
+FROM entry_tweets et JOIN entries e USING (entry_id) JOIN tweets t USING (tweet_id)
+WHERE e.arxiv_id IS NOT NULL
+"""
+_TOP_PAPERS = f"""
+WITH top_tweet AS ({_TOP_TWEET})
+SELECT p.arxiv_id, coalesce(p.arxiv_title, p.digest_title), p.first_seen::DATE, p.digest_count,
+       p.best_rank, p.tweet_like_count_total, p.max_digest_favorites,
+       p.semantic_scholar_citation_count, p.code_urls, b.url, b.details_like_count
+FROM papers p LEFT JOIN top_tweet b ON b.arxiv_id = p.arxiv_id AND b.n = 1
+ORDER BY p.tweet_like_count_total DESC NULLS LAST, p.max_digest_favorites DESC NULLS LAST,
+         p.arxiv_id
+LIMIT {TOP_PAPERS}
+"""
+_TOP_HEAD = (
+    "<tr><th class='num'>#</th><th>Paper (arXiv page)</th><th>First listed</th>"
+    "<th class='num'>Digests listing it</th><th class='num'>Best rank</th>"
+    "<th class='num'>Tweet likes (sum)</th><th class='num'>Digest favorites (max)</th>"
+    "<th class='num'>Citations</th><th>Most-liked tweet</th><th>Code</th></tr>"
+)
+
+
+def _top_row(n: int, row: Sequence[Any]) -> str:
+    paper, title, first, digests, best, likes, favorites, cites, code, tweet, tweet_likes = row
+    abs_url = f"https://arxiv.org/abs/{paper}"
+    tweet_cell = _link(tweet, f"tweet ({_fmt(tweet_likes)} likes)") if tweet else "–"
+    return (
+        f"<tr><td class='num'>{n}</td><td>{_link(abs_url, title or paper)}<br>"
+        f"<span class='mono'>{_link(abs_url, 'arXiv:' + paper)}</span></td>"
+        f"<td>{_fmt(first)}</td><td class='num'>{_fmt(digests)}</td>"
+        f"<td class='num'>{_fmt(best)}</td><td class='num'>{_fmt(likes)}</td>"
+        f"<td class='num'>{_fmt(favorites)}</td><td class='num'>{_fmt(cites)}</td>"
+        f"<td>{tweet_cell}</td><td>{_code_cell(code)}</td></tr>"
+    )
 
 
 def _top_papers(con: duckdb.DuckDBPyConnection) -> str:
-    rows = _rows(
-        con,
-        "SELECT arxiv_id, coalesce(arxiv_title, digest_title), first_seen::DATE, appearances, "
-        "best_rank, favorites, citation_count, code_urls FROM papers "
-        "ORDER BY appearances DESC, best_rank, favorites DESC NULLS LAST, arxiv_id "
-        f"LIMIT {TOP_PAPERS}",
-    )
+    rows = _rows(con, _TOP_PAPERS)
     if not rows:
         return _section("top-papers", "Top papers", '<p class="nodata">No data: no papers.</p>')
-    head = (
-        "<tr><th class='num'>#</th><th>Paper</th><th>First listed</th>"
-        "<th class='num'>Listings</th><th class='num'>Best rank</th><th class='num'>Likes</th>"
-        "<th class='num'>Citations</th><th>Code</th></tr>"
-    )
-    body = []
-    for n, (paper, title, first, listings, best, likes, cites, code) in enumerate(rows, 1):
-        body.append(
-            f"<tr><td class='num'>{n}</td><td>{escape(title or '')}<br>"
-            f"<span class='mono'>arXiv:{escape(paper)}</span></td>"
-            f"<td>{_fmt(first)}</td><td class='num'>{_fmt(listings)}</td>"
-            f"<td class='num'>{_fmt(best)}</td><td class='num'>{_fmt(likes)}</td>"
-            f"<td class='num'>{_fmt(cites)}</td><td>{_code_cell(code)}</td></tr>"
-        )
+    body = "".join(_top_row(n, row) for n, row in enumerate(rows, 1))
     note = (
-        "<p class='note'>Ordered by the number of digests that listed the paper, then its best "
-        "rank and likes. Papers are at <span class='mono'>https://arxiv.org/abs/&lt;ID&gt;</span>"
-        " (shown as text: this page links to nothing outside itself).</p>"
+        "<p class='note'>Ordered by the likes of the paper's embedded tweets (the sum over "
+        "distinct tweets of their latest like count, <code>tweet_like_count_total</code>), then "
+        "by the largest favorites count a digest printed for it "
+        "(<code>max_digest_favorites</code>, counted by the digest, not by Twitter). Citations "
+        "are Semantic Scholar's. Links open arXiv and Twitter; the page itself loads nothing "
+        "from outside.</p>"
     )
-    table = _table(head, "".join(body))
-    return _section("top-papers", "Top papers", table + note)
+    return _section("top-papers", "Top papers", _table(_TOP_HEAD, body) + note)
 
 
 def _facts(run: Mapping[str, Any]) -> str:
@@ -517,8 +584,9 @@ def _change_rows(changes: Sequence[Mapping[str, Any]]) -> Iterable[str]:
                 f"{name}: {_short(v.get('before'))} → {_short(v.get('after'))}"
                 for name, v in fields.items()
             )
+            day = str(line.get("published_at") or line.get("date") or "")[:10]  # schema 2: date
             yield (
-                f"<tr><td>{escape(str(line.get('date') or '')[:10])}</td>"
+                f"<tr><td>{escape(day)}</td>"
                 f"<td>{escape(str(line.get('slug', '')))} #{_fmt(line.get('rank'))}</td>"
                 f"<td>{escape(str(change.get('what', '')))} "
                 f"<span class='mono'>{escape(str(change.get('key', '')))}</span></td>"
@@ -590,9 +658,9 @@ def render_report(
         f'<!DOCTYPE html>\n{REPORT_MARK}\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"{report_meta(built_from)}<title>{escape(title)}</title><style>{CSS}</style></head>"
-        f"<body><main>{_header(Path(dataset), info)}{''.join(parts)}"
-        f"<footer class='note'>Tables: <code>{escape(Path(dataset).name)}</code> "
-        "(Parquet and DuckDB).</footer></main></body></html>\n"
+        f"<body><main>{_header(info, run_report)}{''.join(parts)}"
+        "<footer class='note'>Tables: the dataset folder written with this page (Parquet, "
+        "DuckDB and a dataset card).</footer></main></body></html>\n"
     )
 
 

@@ -25,11 +25,16 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 from scrapy.settings import BaseSettings
 
+from crawler import signals as our_signals
 from crawler.export import analysis
-from crawler.export.files import atomic_write
+from crawler.export.files import atomic_write, posts_file
 from crawler.export.jsonlines import sort_key
+from crawler.export.ownership import posts_problem
 from crawler.export.unchanged import inputs_key, up_to_date
+from crawler.items import Post
 from crawler.outcome import Outcome
+from crawler.record.build import post_block
+from crawler.services.registry import SERVICES
 from crawler.state.extension import State
 from crawler.state.store import StateError
 
@@ -78,6 +83,7 @@ def beside_outputs(snapshot: Path, settings: BaseSettings) -> list[tuple[str, Pa
     name = str(snapshot.with_suffix(""))
     outputs = [("run report", run_report_path(snapshot))]
     outputs.append(("change feed folder", changes_folder(snapshot)))
+    outputs.append(("posts list", posts_file(snapshot)))
     dataset = _beside(settings.get("DATASET_DIR"), name)
     if dataset is not None and writes_dataset(snapshot):
         outputs.append(("DATASET_DIR", dataset))
@@ -90,12 +96,21 @@ def record_keys(record: dict[str, Any]) -> Iterator[tuple[str, str]]:
     """The (kind, key) pairs of the values a record carries."""
     arxiv_id = record.get("arxiv_id")
     if arxiv_id:
-        version = (record.get("digest") or {}).get("arxiv_version")
+        version = (record.get("digest") or {}).get("linked_version")
         yield "arxiv", f"{arxiv_id}v{version}" if version else arxiv_id
         yield "impact", arxiv_id
     for tweet in record.get("tweets") or []:
         yield "embed", tweet["id"]
         yield "details", tweet["id"]
+
+
+# The change feed names values by the record's block ("semantic_scholar"), the state by kind.
+_BLOCK_OF_KIND = {service.kind: service.record_block for service in SERVICES}
+_KIND_OF_BLOCK = {block: kind for kind, block in _BLOCK_OF_KIND.items()}
+
+
+def _json_line(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False).encode() + b"\n"
 
 
 def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -122,11 +137,14 @@ class RunFiles:
         # The dataset and report: "written", "unchanged" (kept: built from these very inputs),
         # "failed", or None when not attempted (turned off, not JSON Lines, snapshot kept).
         self.analysis: str | None = None
+        self.posts: dict[str, dict[str, Any]] = {}  # every digest read, by post ID
+        self.finished_at: datetime | None = None  # one instant for every file of the run
         name = str(self.path.with_suffix(""))
         self.dataset_dir = _beside(crawler.settings.get("DATASET_DIR"), name)
         self.report_file = _beside(crawler.settings.get("REPORT_FILE"), name)
         crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(self.item_scraped, signal=signals.item_scraped)
+        crawler.signals.connect(self.digest_read, signal=our_signals.digest_read)
         crawler.signals.connect(self.finish, signal=signals.feed_exporter_closed)
 
     @classmethod
@@ -145,6 +163,31 @@ class RunFiles:
         self.state = self.crawler.get_extension(State)
         self._hits = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
 
+    def digest_read(self, post: Post, **_: Any) -> None:
+        """Records exist only for entries: the posts table needs every digest read as well."""
+        block = post_block(post)
+        self.posts.setdefault(block["id"], block)
+
+    def _write_posts(self) -> None:
+        """``NAME.posts.jsonl`` beside the snapshot it describes, so a dataset rebuilt from
+        that snapshot later still lists the digests without entries."""
+        assert self.path is not None
+        path = posts_file(self.path)
+        if problem := posts_problem(path):  # checked before the crawl; asked again
+            self.outcome.output_failed(problem)
+            return
+        try:
+            atomic_write(path, self._posts_bytes())
+        except OSError as exc:
+            self.outcome.output_failed(f"posts list {path} not written: {exc.strerror or exc}")
+
+    def _sorted_posts(self) -> list[dict[str, Any]]:
+        return sorted(self.posts.values(), key=lambda p: (p["published_at"] or "", p["slug"]))
+
+    def _posts_bytes(self) -> bytes:
+        """What ``NAME.posts.jsonl`` holds; also part of the dataset's inputs key."""
+        return b"".join(_json_line(p) for p in self._sorted_posts())
+
     def _load_pending(self) -> None:
         """Changes stored by this run and by earlier runs whose snapshot never landed."""
         self._pending.clear()
@@ -161,8 +204,9 @@ class RunFiles:
             return
         post = item["post"]
         line = {
-            "run_id": self.run_id, "slug": post["slug"], "date": post["date"],
-            "source": post["source"], "rank": item["rank"], "arxiv_id": item["arxiv_id"],
+            "run_id": self.run_id, "entry_id": item["entry_id"], "slug": post["slug"],
+            "published_at": post["published_at"], "source": post["source"], "rank": item["rank"],
+            "arxiv_id": item["arxiv_id"],
             "keys": list(dict.fromkeys(record_keys(item))), "_k": sort_key(item),
         }  # fmt: skip
         self._hits.write(json.dumps(line, ensure_ascii=False) + "\n")
@@ -174,7 +218,11 @@ class RunFiles:
         for raw in self._hits:
             line = json.loads(raw)
             found = [
-                {"what": kind, "key": key, "fields": _diff(*self._pending[(kind, key)])}
+                {
+                    "what": _BLOCK_OF_KIND.get(kind, kind),
+                    "key": key,
+                    "fields": _diff(*self._pending[(kind, key)]),
+                }
                 for kind, key in map(tuple, line.pop("keys"))
                 if (kind, key) in self._pending
             ]
@@ -203,7 +251,11 @@ class RunFiles:
             )
         # Only what a change line carries leaves the state; a change of a paper or tweet this
         # run did not crawl stays pending for a run that does.
-        carried = {(c["what"], c["key"]) for line in lines for c in line["changes"]}
+        carried = {
+            (_KIND_OF_BLOCK.get(c["what"], c["what"]), c["key"])
+            for line in lines
+            for c in line["changes"]
+        }
         assert self.state is not None
         self.state.store.drop_changes([i for k in carried for i in self._ids[k]])
         return changes_file
@@ -215,6 +267,7 @@ class RunFiles:
 
     async def finish(self) -> None:
         assert self.path is not None
+        self.finished_at = datetime.now(UTC)
         changes_file: Path | None = None
         try:
             changes_file = self._write_changes()
@@ -224,6 +277,7 @@ class RunFiles:
             if self._hits is not None:
                 self._hits.close()
         if self.replaced():
+            self._write_posts()
             await self.write_analysis(self.report(changes_file))
         self.write_report(changes_file)
 
@@ -260,7 +314,7 @@ class RunFiles:
         """The key of what the dataset and report are built from (None: rebuild them)."""
         assert self.path is not None
         try:
-            return inputs_key([self.path])
+            return inputs_key([self.path, self._posts_bytes()])
         except OSError as exc:
             logger.debug("inputs of the dataset not hashed (%s): rebuilt", exc)
             return None
@@ -276,6 +330,7 @@ class RunFiles:
             "report": None if self.report_file is None else str(self.report_file),
             "run_report": run_report,
             "changes": self.changes,
+            "posts": list(self.posts.values()),
             "built_from": key,
         }
         problem = await analysis.build(job, stopped=lambda: not self.crawler.crawling)
@@ -289,7 +344,7 @@ class RunFiles:
         return {
             "run_id": self.run_id,
             "started_at": self.outcome.started.isoformat(),
-            "finished_at": datetime.now(UTC).isoformat(),
+            "finished_at": (self.finished_at or datetime.now(UTC)).isoformat(),
             "finish_reason": self.outcome.reason,
             "exit_status": int(self.outcome.exit_status()),
             "snapshot": str(self.path),

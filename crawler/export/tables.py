@@ -7,9 +7,12 @@ schema allows null or a status branch may leave it out. Types therefore never de
 run happened to see: a column that no record fills keeps its type, and a schema change shows up
 here as a column change (or a :class:`SchemaMappingError`) instead of drifting silently.
 
-Column names are the record's leaf names. Fields of ``post`` are always ``post_*`` (they are the
-join keys); other nested fields drop their block name (``digest.retweets`` -> ``retweets``)
-unless two would clash, then they keep it (``digest_title``, ``arxiv_title``, ``embed_status``).
+Column names follow one mechanical rule: a nested leaf's path below the table's row joined by
+``_`` (``digest.retweets`` -> ``digest_retweets``, ``details.author.handle`` ->
+``details_author_handle``); top-level fields keep their name; a tweet's ``id`` is ``tweet_id``.
+Every column carries its description in its Arrow field metadata (``description``), read off the
+schema's ``description`` for leaves and declared once here for derived columns, so Parquet,
+DuckDB's ``COMMENT ON`` and the dataset card never write one twice.
 """
 
 from __future__ import annotations
@@ -58,21 +61,47 @@ _ROOTS: dict[str, tuple[str, ...]] = {
 # A bare ``id`` says nothing in a table full of IDs.
 _RENAMED: dict[tuple[str, ...], str] = {
     ("tweets", ITEM, "id"): "tweet_id",
-    ("arxiv", "id"): "versioned_id",
 }
-_ALWAYS_PREFIXED = frozenset({"post"})
-_KEY_FIRST = ("post_slug", "post_date", "rank", "arxiv_id")
+DESCRIPTION = "description"  # the key of a column's (and a table's) description in Arrow metadata
+# Record names the derived columns are computed from (one place to follow a schema rename).
+WHEN = "post_published_at"  # when the digest was published
+LIKES = "details_like_count"  # a tweet's like count (latest observation)
+_KEY_FIRST = ("entry_id", "post_id", "post_slug", WHEN, "rank", "arxiv_id")
 # The record blocks a paper's metadata comes from (the most recent record where they are ok).
-PAPER_BLOCKS = ("arxiv", "impact")
+PAPER_BLOCKS = ("arxiv", "semantic_scholar")
 
 TABLE_DOCS = {
-    "entries": "One row per digest entry (record), flattened.",
-    "papers": "One row per distinct arXiv ID: latest metadata, when and how it was listed.",
-    "tweets": "One row per distinct tweet: embed and details as last fetched.",
-    "entry_tweets": "One row per tweet embedded in an entry, in post order (position from 1).",
-    "tweet_history": "One row per observation of a tweet's like and reply counts.",
-    "posts": "One row per digest post.",
+    "entries": "One row per digest entry (one JSON Lines record), flattened: block.leaf -> "
+    "block_leaf. Key: entry_id.",
+    "papers": "One row per distinct arXiv ID: the latest good arXiv and Semantic Scholar "
+    "metadata (from the most recent listing whose block is ok), and aggregates over its "
+    "listings and their tweets. Key: arxiv_id.",
+    "tweets": "One row per distinct tweet: its embed and details as last fetched, and its "
+    "availability. Key: tweet_id.",
+    "entry_tweets": "One row per tweet embedded in an entry, in post order. "
+    "Key: (entry_id, position).",
+    "tweet_history": "One row per observation of a tweet's like and reply counts: one per "
+    "successful details fetch, so it grows by one row per refresh. Key: (tweet_id, observed_at).",
+    "posts": "One row per digest read, including digests without entries. Key: post_id.",
 }
+# Primary and foreign keys, declared in the DuckDB file and checked after writing it.
+PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
+    "entries": ("entry_id",),
+    "papers": ("arxiv_id",),
+    "tweets": ("tweet_id",),
+    "entry_tweets": ("entry_id", "position"),
+    "tweet_history": ("tweet_id", "observed_at"),
+    "posts": ("post_id",),
+}
+# (table, columns, referenced table): entries -> papers holds where the paper is known (a null
+# arxiv_id is not checked, as SQL has it).
+FOREIGN_KEYS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("entries", ("post_id",), "posts"),
+    ("entries", ("arxiv_id",), "papers"),
+    ("entry_tweets", ("entry_id",), "entries"),
+    ("entry_tweets", ("tweet_id",), "tweets"),
+    ("tweet_history", ("tweet_id",), "tweets"),
+)
 
 
 class SchemaMappingError(ValueError):
@@ -88,6 +117,18 @@ class _Shape:
     type: pa.DataType | None = None
     item: _Shape | None = None
     props: dict[str, tuple[_Shape, bool]] = field(default_factory=dict)  # name -> (shape, optional)
+    description: str | None = None
+
+
+def _described(shape: _Shape, node: Mapping[str, Any], alternatives: list[_Shape]) -> _Shape:
+    """The node's own description wins; else the first alternative's (a status branch's)."""
+    text = node.get("description") if isinstance(node, Mapping) else None
+    shape.description = (
+        text
+        or shape.description
+        or next((s.description for s in alternatives if s.description), None)
+    )
+    return shape
 
 
 def _dotted(path: tuple[str, ...]) -> str:
@@ -121,7 +162,7 @@ def _union(shapes: list[_Shape], path: tuple[str, ...]) -> _Shape:
     nullable = any(s.nullable for s in shapes)
     real = [s for s in shapes if s.kind != "null"]
     if not real:
-        return _Shape("null", nullable=True)
+        return _described(_Shape("null", nullable=True), {}, shapes)
     kinds = {s.kind for s in real}
     if len(kinds) > 1:
         raise SchemaMappingError(f"{_dotted(path)}: alternatives of kinds {sorted(kinds)}")
@@ -130,17 +171,17 @@ def _union(shapes: list[_Shape], path: tuple[str, ...]) -> _Shape:
         if len({str(s.type) for s in real}) > 1:
             types = sorted({str(s.type) for s in real})
             raise SchemaMappingError(f"{_dotted(path)}: alternatives typed {types}")
-        return _Shape("scalar", nullable, type=first.type)
+        return _described(_Shape("scalar", nullable, type=first.type), {}, real)
     if first.kind == "list":
         items = [s.item for s in real if s.item is not None]
-        return _Shape("list", nullable, item=_union(items, (*path, ITEM)))
+        return _described(_Shape("list", nullable, item=_union(items, (*path, ITEM))), {}, real)
     props: dict[str, tuple[_Shape, bool]] = {}
     for name in dict.fromkeys(n for s in real for n in s.props):
         present = [s.props[name] for s in real if name in s.props]
         # absent from an alternative (an error has no title) or optional in one: may be missing
         optional = len(present) < len(real) or any(opt for _, opt in present)
         props[name] = (_union([sh for sh, _ in present], (*path, name)), optional)
-    return _Shape("object", nullable, props=props)
+    return _described(_Shape("object", nullable, props=props), {}, real)
 
 
 def _intersection(shapes: list[_Shape], path: tuple[str, ...]) -> _Shape:
@@ -155,7 +196,7 @@ def _intersection(shapes: list[_Shape], path: tuple[str, ...]) -> _Shape:
         merged = _union([sh for sh, _ in present], (*path, name))
         merged.nullable = all(sh.nullable for sh, _ in present)
         props[name] = (merged, all(opt for _, opt in present))
-    return _Shape("object", all(s.nullable for s in shapes), props=props)
+    return _described(_Shape("object", all(s.nullable for s in shapes), props=props), {}, shapes)
 
 
 class _Walker:
@@ -163,6 +204,10 @@ class _Walker:
         self.definitions: Mapping[str, Any] = schema.get("definitions", {})
 
     def shape(self, node: Mapping[str, Any], path: tuple[str, ...]) -> _Shape:
+        """The node's shape, described by its own ``description`` (else its parts')."""
+        return _described(self._shape(node, path), node, [])
+
+    def _shape(self, node: Mapping[str, Any], path: tuple[str, ...]) -> _Shape:
         if "$ref" in node:
             return self._ref(str(node["$ref"]), path)
         for key in ("oneOf", "anyOf"):
@@ -175,7 +220,8 @@ class _Walker:
     def _ref(self, ref: str, path: tuple[str, ...]) -> _Shape:
         name = ref.rsplit("/", 1)[-1]
         if name in _REF_TYPES:
-            return _Shape("scalar", type=_REF_TYPES[name])
+            text = self.definitions.get(name, {}).get("description")
+            return _Shape("scalar", type=_REF_TYPES[name], description=text)
         if name not in self.definitions:
             raise SchemaMappingError(f"{_dotted(path)}: unknown $ref {ref}")
         return self.shape(self.definitions[name], path)
@@ -228,6 +274,7 @@ class Leaf:
     column: str
     type: pa.DataType
     nullable: bool
+    description: str = ""  # the schema's; "" when it gives none
 
     @property
     def rel(self) -> tuple[str, ...]:
@@ -236,10 +283,21 @@ class Leaf:
 
     @property
     def field(self) -> pa.Field:
-        return pa.field(self.column, self.type, nullable=self.nullable)
+        return described(pa.field(self.column, self.type, nullable=self.nullable), self.description)
 
 
-_Raw = tuple[tuple[str, ...], str, pa.DataType, bool]
+def described(f: pa.Field, text: str) -> pa.Field:
+    """``f`` carrying ``text`` as its description (Parquet keeps it in the file's schema)."""
+    return f.with_metadata({DESCRIPTION: text}) if text else f.remove_metadata()
+
+
+def description(f: pa.Field | pa.Schema) -> str:
+    """A column's (or a table's) description, "" when it has none."""
+    meta: dict[bytes, bytes] = f.metadata or {}
+    return meta.get(DESCRIPTION.encode(), b"").decode("utf-8")
+
+
+_Raw = tuple[tuple[str, ...], str, pa.DataType, bool, str]
 
 
 def _flatten(shape: _Shape, path: tuple[str, ...], table: str, nullable: bool) -> list[_Raw]:
@@ -255,26 +313,16 @@ def _flatten(shape: _Shape, path: tuple[str, ...], table: str, nullable: bool) -
     if path in _EXPLODED and shape.kind == "list" and shape.item is not None:
         # one row per item, in a table of its own: the row exists, so nothing is inherited
         return _flatten(shape.item, (*path, ITEM), _EXPLODED[path], False)
-    return [(path, table, _arrow(shape, path), nullable or shape.nullable)]
-
-
-def _candidate(path: tuple[str, ...], rel: tuple[str, ...]) -> str:
-    if path in _RENAMED:
-        return _RENAMED[path]
-    if len(rel) == 1 or rel[0] in _ALWAYS_PREFIXED:
-        return "_".join(rel)
-    return "_".join(rel[1:])
+    text = shape.description or ""
+    return [(path, table, _arrow(shape, path), nullable or shape.nullable, text)]
 
 
 def _name(raw: list[_Raw]) -> list[Leaf]:
-    rels = [path[len(_ROOTS[table]) :] for path, table, _, _ in raw]
-    names = [_candidate(path, rel) for (path, _, _, _), rel in zip(raw, rels, strict=True)]
-    seen = Counter(zip((t for _, t, _, _ in raw), names, strict=True))
+    """The mechanical rule: the path below the row joined by "_", unless renamed."""
     leaves = []
-    for (path, table, kind, nullable), rel, name in zip(raw, rels, names, strict=True):
-        if seen[table, name] > 1 and len(rel) > 1 and path not in _RENAMED:
-            name = "_".join(rel)  # two leaves would share the name: keep the block's name
-        leaves.append(Leaf(path, table, name, kind, nullable))
+    for path, table, kind, nullable, text in raw:
+        name = _RENAMED.get(path) or "_".join(path[len(_ROOTS[table]) :])
+        leaves.append(Leaf(path, table, name, kind, nullable, text))
     dupes = Counter((leaf.table, leaf.column) for leaf in leaves)
     for (table, column), count in dupes.items():
         if count > 1:
@@ -296,44 +344,91 @@ def _column(fields: Mapping[str, pa.Field], name: str, *, nullable: bool | None 
     return f if nullable is None else f.with_nullable(nullable)
 
 
+def _count(name: str, text: str) -> pa.Field:
+    return described(pa.field(name, INT, nullable=False), text)
+
+
 def _derived_schemas(leaves: list[Leaf]) -> dict[str, list[pa.Field]]:
-    """Tables built from leaves plus aggregates; copied columns keep their leaf's type."""
+    """Tables built from leaves plus derived columns, each declared here once with its meaning
+    (computed in crawler/export/dataset.py); copied columns keep their leaf's type."""
     entries = {leaf.column: leaf.field for leaf in leaves if leaf.table == "entries"}
     tweets = {leaf.column: leaf.field for leaf in leaves if leaf.table == "tweets"}
-    when = _column(entries, "post_date", nullable=True)
+    when = _column(entries, WHEN, nullable=True)
     rank = _column(entries, "rank", nullable=False)
-    count = partial(pa.field, type=INT, nullable=False)
     metadata = [
         f.with_nullable(True)
         for leaf, f in ((leaf, leaf.field) for leaf in leaves if leaf.table == "entries")
         if leaf.path[0] in PAPER_BLOCKS
     ]
-    ranks = pa.struct([when, rank])
+    ranks = pa.struct([when.remove_metadata(), rank.remove_metadata()])
     papers = [
         _column(entries, "arxiv_id", nullable=False),
-        when.with_name("first_seen"),
-        when.with_name("last_seen"),
-        count("appearances"),
-        rank.with_name("best_rank"),
-        pa.field("ranks", pa.list_(pa.field("item", ranks, nullable=False)), nullable=False),
-        _column(entries, "digest_title", nullable=True),
+        described(when.with_name("first_seen"), f"Earliest {WHEN} of the digests listing it."),
+        described(when.with_name("last_seen"), f"Latest {WHEN} of the digests listing it."),
+        _count(
+            "digest_count",
+            "Distinct digests (posts) listing the paper; a paper listed "
+            "twice in one digest counts once.",
+        ),
+        _count(
+            "listing_count",
+            "Entries listing the paper (rows of entries with this "
+            "arxiv_id); at least digest_count.",
+        ),
+        described(rank.with_name("best_rank"), "The best (smallest) rank over its listings."),
+        described(
+            pa.field("ranks", pa.list_(pa.field("item", ranks, nullable=False)), nullable=False),
+            f"Every listing as {{{WHEN}, rank}}, oldest first.",
+        ),
+        described(
+            _column(entries, "digest_title", nullable=True),
+            "The title the most recent listing's digest gave the paper.",
+        ),
         *metadata,
-        _column(entries, "favorites", nullable=True),
-        _column(entries, "retweets", nullable=True),
-        count("tweet_count"),
-        pa.field("linking_tweet_count", INT),
-        _column(tweets, "favorite_count", nullable=True).with_name("tweet_likes"),
-        _column(entries, "code_urls", nullable=False),
+        described(
+            _column(entries, "digest_favorites", nullable=True).with_name("max_digest_favorites"),
+            "The largest digest_favorites over its listings: the "
+            "digest's count of likes, taken when the digest was written (not tweet likes).",
+        ),
+        described(
+            _column(entries, "digest_retweets", nullable=True).with_name("max_digest_retweets"),
+            "The largest digest_retweets over its listings.",
+        ),
+        _count("tweet_count", "Distinct tweets embedded in its listings."),
+        described(
+            pa.field("linking_tweet_count", INT),
+            "Distinct embedded tweets whose links "
+            "point at the paper; null when no such tweet's details are known.",
+        ),
+        described(
+            _column(tweets, LIKES, nullable=True).with_name("tweet_like_count_total"),
+            f"Sum over its distinct embedded tweets of their latest {LIKES} (tweets "
+            "whose details are not ok are left out); null when none is known.",
+        ),
+        described(
+            _column(entries, "code_urls", nullable=False),
+            "Code links of all its listings, first seen first.",
+        ),
     ]
     posts = [f for leaf, f in ((x, x.field) for x in leaves) if leaf.path[:1] == ("post",)]
     return {
         "papers": papers,
-        "posts": [*posts, count("entries"), count("embedded_tweets")],
-        "tweets": [when.with_name("first_seen"), when.with_name("last_seen"), count("appearances")],
-        "entries": [count("tweet_count")],
+        "posts": [
+            *posts,
+            _count("entry_count", "Entries read from the digest (0 for a digest without any)."),
+            _count("embedded_tweet_count", "Tweets embedded in its entries (with repeats)."),
+        ],
+        "tweets": [
+            described(
+                when.with_name("first_seen"), f"Earliest {WHEN} of the digests embedding it."
+            ),
+            described(when.with_name("last_seen"), f"Latest {WHEN} of the digests embedding it."),
+            _count("entry_count", "Entries embedding the tweet."),
+        ],
+        "entries": [_count("tweet_count", "Tweets embedded in the entry.")],
         "entry_tweets_keys": [
-            *(_column(entries, n) for n in _KEY_FIRST),
-            count("position"),
+            _column(entries, "entry_id"),
+            _count("position", "The tweet's place among the entry's tweets, from 1."),
             _column(tweets, "tweet_id"),
         ],
         "tweet_history_keys": [_column(tweets, "tweet_id")],
@@ -361,7 +456,10 @@ def table_schemas(schema: Mapping[str, Any] | None = None) -> dict[str, pa.Schem
         "tweet_history": [*derived["tweet_history_keys"], *by_table["tweet_history"]],
         "posts": derived["posts"],
     }
-    return {name: _check_unique(name, fields[name]) for name in TABLE_NAMES}
+    return {
+        name: _check_unique(name, fields[name]).with_metadata({DESCRIPTION: TABLE_DOCS[name]})
+        for name in TABLE_NAMES
+    }
 
 
 def _key_pos(f: pa.Field) -> int:

@@ -3,11 +3,12 @@
 An unchanged refresh writes a byte-identical snapshot; rebuilding the tables, the DuckDB file
 and the report from it costs seconds and hundreds of megabytes (pyarrow, DuckDB, matplotlib)
 to produce the same data. Both outputs therefore carry the key of what they were built from
-(:func:`inputs_key`): the SHA-256 of every input file (the snapshot, and any sidecar the
-dataset reads) and of the code that shapes them (every module of ``crawler/export`` and the
-record schema), so a new crawler version rebuilds too. The dataset's manifest holds it as
-``built_from``, the report as a ``<meta>`` tag. A run keeps both only when the key it computes
-equals both of theirs and the dataset still has every table file its manifest lists.
+(:func:`inputs_key`): the SHA-256 of every input (the snapshot's bytes, the posts list the
+dataset's posts table comes from) and of the code that shapes them (every module of
+``crawler/export`` and the record schema), so a new crawler version rebuilds too. The
+dataset's manifest holds it as ``built_from``, the report as a ``<meta>`` tag. A run keeps both
+only when the key it computes equals both of theirs and the dataset still has every table file
+its manifest lists.
 
 Light on purpose: imported by every crawl, it must not pull in pyarrow or DuckDB.
 """
@@ -39,11 +40,14 @@ def _code_digest() -> bytes:
     return h.digest()
 
 
-def inputs_key(inputs: Iterable[Path | None]) -> str:
-    """SHA-256 over the code and each input file's bytes (an absent one counts as absent).
-    Raises OSError if an existing input cannot be read."""
+def inputs_key(inputs: Iterable[Path | bytes | None]) -> str:
+    """SHA-256 over the code and each input: a file's bytes (an absent one counts as absent),
+    or bytes given as they are. Raises OSError if an existing input cannot be read."""
     h = hashlib.sha256(_code_digest())
     for path in inputs:
+        if isinstance(path, bytes):
+            h.update(b"bytes\0" + hashlib.sha256(path).digest())
+            continue
         if path is None or not path.exists():
             h.update(b"absent\0")
             continue

@@ -219,7 +219,7 @@ def _post(front: _FrontMatter, source: str, encoding: str, problems: list[Proble
         source=source,
         slug=_str_or_none(meta.get("slug")) or _slug_from_source(source),
         title=repair_mojibake(title) if title else None,
-        date=post_date,
+        published_at=post_date,
         tags=tags,
         category=_str_or_none(meta.get("category")),
         encoding=encoding,

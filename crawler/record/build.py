@@ -1,53 +1,104 @@
 """The output contract: a :class:`DigestEntry` -> one JSON-ready record, checked against the schema.
 
-The shape is documented in README ("Output") and fixed by ``crawler/record/record.schema.json``;
-bump ``SCHEMA_VERSION`` with any change a downstream reader could notice. Derived fields
-(``code_urls``, ``tweets[].created_at``, ``linked_arxiv_ids``, ``links_paper``) are computed here
-from what enrichment found, so they never disagree with it.
+The shape is documented in README ("Output") and fixed by ``crawler/record/record.schema.json``
+(schema 3: dense, every key in every record); bump ``SCHEMA_VERSION`` with any change a
+downstream reader could notice. Derived fields (``entry_id``, ``post.id``, ``post.digest_date``,
+``code_urls``, ``tweets[].created_at``, ``availability``, ``linked_arxiv_ids``, ``links_paper``)
+are computed here from what enrichment found, so they never disagree with it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import asdict
 from typing import Any
 
-from crawler.items import ArxivMeta, DigestEntry, Embed, Impact, Tweet, TweetDetails
+from crawler.items import ArxivMeta, DigestEntry, Embed, Impact, Post, Tweet, TweetDetails
 from crawler.parsing.arxiv_ids import canonical
 from crawler.parsing.links import code_urls, linked_arxiv_ids
 from crawler.parsing.tweets import snowflake_created_at
+from crawler.record.availability import availability
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 Value = ArxivMeta | Embed | TweetDetails | Impact
 
-
-def _status_block(obj: Value | None, fields: tuple[str, ...]) -> dict[str, Any]:
-    if obj is None:
-        return {"status": "error", "error": "not enriched (pipeline disabled?)"}
-    if obj.status == "disabled":
-        return {"status": "disabled"}
-    if obj.status == "tombstone":
-        assert isinstance(obj, TweetDetails)
-        return {"status": "tombstone", "reason": obj.reason or ""}
-    if obj.status != "ok":
-        return {"status": obj.status, "error": obj.error or obj.status}
-    data = asdict(obj)
-    return {"status": "ok", **{name: data[name] for name in fields}}
-
-
+# Every field of each enrichment block after ``status``, in record order (the schema's order).
 ARXIV_FIELDS = (
-    "id", "version", "title", "authors", "summary", "published", "updated", "primary_category",
-    "categories", "comment", "journal_ref", "doi", "abs_url", "pdf_url",
+    "error", "fetched_at", "versioned_id", "version", "title", "authors", "abstract",
+    "published_at", "updated_at", "primary_category", "categories", "comment", "journal_ref",
+    "doi", "abs_url", "pdf_url",
 )  # fmt: skip
-EMBED_FIELDS = ("text", "html", "author_name", "author_url", "url")
+SEMANTIC_SCHOLAR_FIELDS = (
+    "error", "fetched_at", "semantic_scholar_id", "citation_count",
+    "influential_citation_count", "reference_count", "venue", "publication_year",
+    "publication_date", "tldr", "open_access_pdf",
+)  # fmt: skip
+EMBED_FIELDS = ("error", "fetched_at", "text", "html", "author_name", "author_url", "url")
 DETAILS_FIELDS = (
-    "created_at", "favorite_count", "reply_count", "lang", "text", "author", "urls", "media",
-    "quoted_tweet_id", "in_reply_to_id", "possibly_sensitive", "history",
+    "error", "reason", "fetched_at", "created_at", "like_count", "reply_count", "lang", "text",
+    "author", "urls", "media", "quoted_tweet_id", "in_reply_to_id", "possibly_sensitive",
+    "history",
 )  # fmt: skip
-IMPACT_FIELDS = (
-    "semantic_scholar_id", "citation_count", "influential_citation_count", "reference_count",
-    "venue", "year", "publication_date", "tldr", "open_access_pdf",
-)  # fmt: skip
+# The record's blocks: path steps (as validate.py sees them) -> their fields.
+BLOCK_FIELDS: dict[str, tuple[str, ...]] = {
+    "arxiv": ARXIV_FIELDS,
+    "semantic_scholar": SEMANTIC_SCHOLAR_FIELDS,
+    "embed": EMBED_FIELDS,
+    "details": DETAILS_FIELDS,
+}
+# Fields a value keeps whatever its status; the rest are null unless it is ok.
+_ALWAYS = frozenset({"error", "fetched_at", "reason"})
+_FAILURES = frozenset({"not_found", "error", "deleted", "protected"})
+_DAY = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+
+
+def error_block(block: str, message: str) -> dict[str, Any]:
+    """A dense ``status: error`` block: every field present, null but ``error``."""
+    return {"status": "error", **dict.fromkeys(BLOCK_FIELDS[block]), "error": message}
+
+
+def _status_block(obj: Value | None, block: str) -> dict[str, Any]:
+    if obj is None:
+        return error_block(block, "not enriched (pipeline disabled?)")
+    data = asdict(obj)
+    ok = obj.status == "ok"
+    out: dict[str, Any] = {"status": obj.status}
+    out.update((n, data[n] if ok or n in _ALWAYS else None) for n in BLOCK_FIELDS[block])
+    out["error"] = (obj.error or obj.status) if obj.status in _FAILURES else None
+    if "reason" in out:
+        out["reason"] = (data["reason"] or "") if obj.status == "tombstone" else None
+    if obj.status == "disabled":
+        out["fetched_at"] = None
+    return out
+
+
+def _key(*parts: str) -> str:
+    """The first 16 hex digits of SHA-256 over the parts joined by newlines (UTF-8)."""
+    text = "\n".join(parts).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(text).hexdigest()[:16]
+
+
+def _valid_day(match: re.Match[str] | None) -> str | None:
+    if match is None:
+        return None
+    year, month, day = (int(g) for g in match.groups())
+    if not (1000 <= year <= 9999 and 1 <= month <= 12 and 1 <= day <= 31):
+        return None
+    return match.group(0)
+
+
+def digest_date(slug: str, title: str | None) -> str | None:
+    """The day the digest covers: a slug ending in ``YYYY-MM-DD``, else the title's first."""
+    from_slug = _valid_day(_DAY.search(slug[-10:])) if len(slug) >= 10 else None
+    if from_slug is not None and slug.endswith(from_slug):
+        return from_slug
+    return _valid_day(_DAY.search(title or ""))
+
+
+def record_source(post: Post) -> str:
+    return post.record_source if post.record_source is not None else post.source
 
 
 def _expanded_urls(details: TweetDetails | None) -> list[str | None]:
@@ -62,6 +113,7 @@ def _tweet(tweet: Tweet, paper: str | None) -> dict[str, Any]:
         if tweet.details is not None and tweet.details.status == "ok"
         else None
     )
+    seen, reason = availability(tweet.embed, tweet.details)
     return {
         "id": tweet.id,
         "url": tweet.url,
@@ -71,8 +123,10 @@ def _tweet(tweet: Tweet, paper: str | None) -> dict[str, Any]:
         "date_text": tweet.date_text,
         "text": tweet.text,
         "created_at": snowflake_created_at(tweet.id),
-        "embed": _status_block(tweet.embed, EMBED_FIELDS),
-        "details": _status_block(tweet.details, DETAILS_FIELDS),
+        "availability": seen,
+        "availability_reason": reason,
+        "embed": _status_block(tweet.embed, "embed"),
+        "details": _status_block(tweet.details, "details"),
         "linked_arxiv_ids": linked,
         "links_paper": None
         if linked is None
@@ -83,25 +137,37 @@ def _tweet(tweet: Tweet, paper: str | None) -> dict[str, Any]:
 def _code_urls(entry: DigestEntry) -> list[str]:
     """Code links, first seen first: arXiv abstract, arXiv comment, digest abstract, tweets."""
     meta = entry.arxiv if entry.arxiv is not None and entry.arxiv.status == "ok" else None
-    texts: list[str | None] = [meta.summary, meta.comment] if meta else []
+    texts: list[str | None] = [meta.abstract, meta.comment] if meta else []
     texts.append(entry.abstract)
     for tweet in entry.tweets:
         texts.extend(_expanded_urls(tweet.details))
     return code_urls(texts)
 
 
+def _post(post: Post, source: str) -> dict[str, Any]:
+    return {
+        "id": _key(source, post.slug),
+        "slug": post.slug,
+        "title": post.title,
+        "published_at": post.published_at,
+        "digest_date": digest_date(post.slug, post.title),
+        "tags": post.tags,
+        "category": post.category,
+        "source": source,
+    }
+
+
+def post_block(post: Post) -> dict[str, Any]:
+    """The record's ``post`` block for ``post``, also for a digest without entries."""
+    return _post(post, record_source(post))
+
+
 def build_record(entry: DigestEntry) -> dict[str, Any]:
-    post = entry.post
+    source = record_source(entry.post)
     return {
         "schema_version": SCHEMA_VERSION,
-        "post": {
-            "slug": post.slug,
-            "title": post.title,
-            "date": post.date,
-            "tags": post.tags,
-            "category": post.category,
-            "source": post.source,
-        },
+        "entry_id": _key(source, entry.post.slug, str(entry.rank)),
+        "post": _post(entry.post, source),
         "rank": entry.rank,
         "arxiv_id": entry.arxiv_id,
         "digest": {
@@ -114,10 +180,10 @@ def build_record(entry: DigestEntry) -> dict[str, Any]:
             "categories": entry.categories,
             "abs_url": entry.abs_url,
             "pdf_url": entry.pdf_url,
-            "arxiv_version": entry.arxiv_version,
+            "linked_version": entry.arxiv_version,
         },
-        "arxiv": _status_block(entry.arxiv, ARXIV_FIELDS),
-        "impact": _status_block(entry.impact, IMPACT_FIELDS),
+        "arxiv": _status_block(entry.arxiv, "arxiv"),
+        "semantic_scholar": _status_block(entry.impact, "semantic_scholar"),
         "code_urls": _code_urls(entry),
         "tweets": [_tweet(t, entry.arxiv_id) for t in entry.tweets],
     }

@@ -16,7 +16,7 @@ from crawler.services.registry import SERVICES
 
 logger = logging.getLogger(__name__)
 
-_SERVICE_OF_BLOCK = {service.kind: service.name for service in SERVICES}
+_SERVICE_OF_BLOCK = {service.record_block: service.name for service in SERVICES}
 
 
 class RecordPipeline:
@@ -53,7 +53,7 @@ class RecordPipeline:
         return record
 
     def _count(self, record: dict[str, Any]) -> None:
-        for block in ("arxiv", "impact"):
+        for block in ("arxiv", "semantic_scholar"):
             self.stats.inc_value(f"records/{block}/{record[block]['status']}")
         for tweet in record["tweets"]:
             for block in ("embed", "details"):

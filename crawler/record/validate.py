@@ -18,6 +18,7 @@ import fastjsonschema
 from jsonschema import Draft7Validator
 
 from crawler.parsing.text import SURROGATE
+from crawler.record.build import error_block
 
 
 @cache
@@ -36,7 +37,10 @@ def validator() -> Draft7Validator:
 def _fast_check() -> Any:
     # fastjsonschema compiles the schema to Python: ~20x faster than jsonschema on the hot path
     # (the profile had validation at a fifth of the crawler's CPU). jsonschema still explains.
-    return fastjsonschema.compile(schema())
+    # Formats (date-time, uri, ...) document the fields; the patterns check them. Asserting
+    # them here only would make the fast check stricter than the one that explains (jsonschema
+    # treats format as an annotation), and a digest's link "as written" must not drop a record.
+    return fastjsonschema.compile(schema(), use_formats=False)
 
 
 def schema_errors(record: dict[str, Any]) -> list[str]:
@@ -73,7 +77,7 @@ def scrub_text(value: Any) -> tuple[Any, int]:
 
 def _block_path(path: list[Any]) -> list[Any] | None:
     """The enrichment block an error lies in: ["arxiv"], ["tweets", 2, "details"], ..."""
-    if path and path[0] in ("arxiv", "impact"):
+    if path and path[0] in ("arxiv", "semantic_scholar"):
         return path[:1]
     if len(path) >= 3 and path[0] == "tweets" and path[2] in ("embed", "details"):
         return path[:3]
@@ -95,7 +99,7 @@ def repair(record: dict[str, Any]) -> tuple[list[str], list[str]]:
         for step in block[:-1]:
             parent = parent[step]
         error = f"answer broke the output schema: {message}"
-        parent[block[-1]] = {"status": "error", "error": error[:300]}
+        parent[block[-1]] = error_block(block[-1], error[:300])
         repaired[where] = message
     if not repaired:
         return [], schema_errors(record)

@@ -186,13 +186,13 @@ def meta_from_result(result: arxiv.Result) -> ArxivMeta:
     versioned = f"{ref.base}v{ref.version}"
     return ArxivMeta(
         status="ok",
-        id=versioned,
+        versioned_id=versioned,
         version=ref.version,
         title=result.title,
         authors=[{"name": a.name, "affiliations": list(a.affiliation)} for a in result.authors],
-        summary=result.summary,
-        published=_iso(result.published),
-        updated=_iso(result.updated),
+        abstract=result.summary,
+        published_at=_iso(result.published),
+        updated_at=_iso(result.updated),
         primary_category=result.primary_category or None,
         categories=list(result.categories),
         comment=result.comment,
@@ -282,6 +282,7 @@ class Arxiv(Service[ArxivMeta]):
     name = "arxiv"
     label = "arXiv"
     kind = "arxiv"
+    record_block = "arxiv"
     value_type = ArxivMeta
     url_setting = "ARXIV_API_URL"
     refresh_names = ("arxiv",)

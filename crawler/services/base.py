@@ -26,7 +26,6 @@ from crawler.parsing.text import replace_surrogates
 V = TypeVar("V")
 
 DAY = 86400.0
-
 INT64_MAX = 2**63 - 1  # SQLite INTEGER, Parquet int64, DuckDB BIGINT: nothing wider is stored
 # The ranges an integer from a service may take, by what it is (record.schema.json agrees).
 BOUNDS: dict[str, tuple[int, int]] = {
@@ -79,7 +78,8 @@ def url_problems(settings: BaseSettings, name: str) -> list[str]:
 class Service(ABC, Generic[V]):
     name: ClassVar[str]  # downloader slot, stats keys, request meta
     label: ClassVar[str]  # how messages name it
-    kind: ClassVar[str]  # what it fills: state kind and record field ("arxiv", "embed", ...)
+    kind: ClassVar[str]  # what it fills: state kind ("arxiv", "embed", "impact", ...)
+    record_block: ClassVar[str]  # the record's block it fills ("arxiv", "semantic_scholar", ...)
     value_type: ClassVar[type[Any]]  # a dataclass with ``status`` and ``error``
     url_setting: ClassVar[str]
     enabled_setting: ClassVar[str | None] = None  # a bool setting that turns it off
@@ -191,7 +191,7 @@ class Service(ABC, Generic[V]):
     def comparable(self, value: V) -> dict[str, Any]:
         """The fields whose change goes into the change feed: all but the ``volatile`` ones."""
         data: dict[str, Any] = dataclasses.asdict(value)  # type: ignore[call-overload]  # V: a dataclass
-        for name in self.volatile:
+        for name in (*self.volatile, "fetched_at"):  # when it was fetched is not a change
             data.pop(name, None)
         return data
 

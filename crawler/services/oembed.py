@@ -49,6 +49,7 @@ class OEmbed(Service[Embed]):
     name = "oembed"
     label = "oEmbed"
     kind = "embed"
+    record_block = "embed"
     value_type = Embed
     url_setting = "OEMBED_URL"
     refresh_names = ("tweets", "embeds")

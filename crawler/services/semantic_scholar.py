@@ -131,7 +131,7 @@ def _paper(data: dict[str, Any], arxiv_id: str) -> Impact:
         influential_citation_count=_count(data, "influentialCitationCount"),
         reference_count=_count(data, "referenceCount"),
         venue=_text(data, "venue"),
-        year=_year(data.get("year")),
+        publication_year=_year(data.get("year")),
         publication_date=_date(data.get("publicationDate")),
         tldr=_text(_object(data, "tldr"), "text", "tldr."),
         open_access_pdf=_text(_object(data, "openAccessPdf"), "url", "openAccessPdf."),
@@ -213,14 +213,15 @@ class SemanticScholar(Service[Impact]):
     value_type = Impact
     url_setting = "SEMANTIC_SCHOLAR_URL"
     enabled_setting = "SEMANTIC_SCHOLAR"
-    refresh_names = ("impact",)
+    refresh_names = ("impact", "semantic_scholar")
+    record_block = "semantic_scholar"
     ttl_days: ClassVar[dict[str, float]] = {"ok": 7, "not_found": 7}
     judge_per_answer = True
     # Venue, year, TLDR, open access are changes; counts move daily and are not.
     volatile = ("citation_count", "influential_citation_count", "reference_count")
     integers: ClassVar[dict[str, str]] = {
         "citation_count": "count", "influential_citation_count": "count",
-        "reference_count": "count", "year": "year",
+        "reference_count": "count", "publication_year": "year",
     }  # fmt: skip
     numbers: ClassVar[dict[str, tuple[type, float]]] = {
         "S2_BATCH_SIZE": (int, 1), "S2_BATCH_WAIT": (float, 0), "S2_DELAY": (float, 0),

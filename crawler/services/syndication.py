@@ -278,7 +278,7 @@ def _tweet(data: _Fields, tweet_id: str | None) -> TweetDetails:
     return TweetDetails(
         status="ok",
         created_at=None if created is None else _utc_ms(created),
-        favorite_count=data.count("favorite_count"),
+        like_count=data.count("favorite_count"),
         reply_count=data.count("conversation_count"),
         lang=data.string("lang"),
         text=data.string("text"),
@@ -367,6 +367,7 @@ class Syndication(Service[TweetDetails]):
     name = "syndication"
     label = "Tweet details"
     kind = "details"
+    record_block = "details"
     value_type = TweetDetails
     url_setting = "SYNDICATION_URL"
     enabled_setting = "TWEET_DETAILS"
@@ -374,8 +375,8 @@ class Syndication(Service[TweetDetails]):
     ttl_days: ClassVar[dict[str, float]] = {"ok": 90, "not_found": 30, "tombstone": 30}
     downgrades = frozenset({"not_found"})
     # Status changes and text edits are changes; counts are not (they are the history).
-    volatile = ("favorite_count", "reply_count", "history")
-    integers: ClassVar[dict[str, str]] = {"favorite_count": "count", "reply_count": "count"}
+    volatile = ("like_count", "reply_count", "history")
+    integers: ClassVar[dict[str, str]] = {"like_count": "count", "reply_count": "count"}
     numbers: ClassVar[dict[str, tuple[type, float]]] = {
         "SYNDICATION_CONCURRENCY": (int, 1), "SYNDICATION_CONCURRENCY_MAX": (int, 0),
         "SYNDICATION_DELAY": (float, 0),
@@ -440,7 +441,7 @@ class Syndication(Service[TweetDetails]):
             return None
         return {
             "observed_at": observed_at,
-            "favorite_count": value.favorite_count,
+            "like_count": value.like_count,
             "reply_count": value.reply_count,
         }
 
@@ -462,7 +463,7 @@ class Syndication(Service[TweetDetails]):
 
 def _in_range(point: dict[str, Any]) -> bool:
     try:
-        for name in ("favorite_count", "reply_count"):
+        for name in ("like_count", "reply_count"):
             checked_int(point.get(name), name, "count")
     except ValueError:
         return False

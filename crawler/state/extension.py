@@ -13,7 +13,6 @@ import dataclasses
 import logging
 import time
 from collections.abc import Set as AbstractSet
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from scrapy import signals
@@ -23,17 +22,14 @@ from scrapy.exceptions import NotConfigured
 from crawler.outcome import Outcome
 from crawler.services.base import Service
 from crawler.state.freshness import Freshness, from_the_future
-from crawler.state.store import Row, StateError, StateStore, Write
+from crawler.state.store import FORMAT, Row, StateError, StateStore, Write, utc_ms_text
 
 logger = logging.getLogger(__name__)
 
 V = TypeVar("V")
 
 
-def utc_now_text(now: float) -> str:
-    """ISO 8601 UTC with milliseconds: two observations never share a timestamp."""
-    stamp = datetime.fromtimestamp(now, tz=UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+utc_now_text = utc_ms_text  # fetch times and observations: ISO 8601 UTC with milliseconds
 
 
 class State:
@@ -47,6 +43,13 @@ class State:
             raise NotConfigured
         self.crawler = crawler
         self.store = StateStore(path, history_max=max(1, settings.getint("DETAILS_HISTORY_MAX")))
+        if self.store.upgraded is not None:
+            old, count = self.store.upgraded
+            logger.warning(
+                "STATE_DB %s: upgraded from format %d to %d (record schema 3 field names, "
+                "fetch times kept with each value): %d stored values",
+                path, old, FORMAT, count,
+            )  # fmt: skip
         # `-a refresh=...`, handed over by the spider as this setting before extensions exist.
         self.freshness = Freshness(settings.get("REFRESH") or "none")
         self.stats = crawler.stats
@@ -141,7 +144,7 @@ class State:
                 before, after = service.comparable(old), service.comparable(value)
                 if before != after:
                     change = (before, after)
-            point = service.observation(value, observed_at)
+            point = service.observation(value, getattr(value, "fetched_at", None) or observed_at)
             writes.append(
                 Write(
                     key,

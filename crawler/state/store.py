@@ -12,10 +12,23 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-FORMAT = 2  # PRAGMA user_version; a newer file is refused rather than misread
+FORMAT = 3  # PRAGMA user_version; a newer file is refused rather than misread
+
+# Format 3 stores values under the record schema 3 names, each with its own `fetched_at`.
+# A format 2 file is upgraded in place, in one transaction, when it is first opened.
+_RENAMED_IN_3: dict[str, dict[str, str]] = {
+    "arxiv": {
+        "id": "versioned_id", "summary": "abstract", "published": "published_at",
+        "updated": "updated_at",
+    },
+    "impact": {"year": "publication_year"},
+    "details": {"favorite_count": "like_count"},
+}  # fmt: skip
+_COUNTS_RENAMED_IN_3 = {"favorite_count": "like_count"}  # history points
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS fetched (
@@ -69,10 +82,12 @@ class Write:
 
 
 class StateStore:
-    def __init__(self, path: str | Path, history_max: int = 365) -> None:
+    def __init__(self, path: str | Path, history_max: int = 365, *, migrate: bool = True) -> None:
+        """``migrate=False`` only checks the file can be used (before a run holds its lock)."""
         self.path = Path(path)
         self.history_max = history_max
         self.failed: str | None = None  # the first failure; every later use fails at once
+        self.upgraded: tuple[int, int] | None = None  # (from format, values rewritten)
         if self.path.is_dir():
             raise StateError(f"STATE_DB {self.path} is a folder, not a database file")
         try:
@@ -87,7 +102,8 @@ class StateStore:
             self._check_readable()
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable per transaction
-            self._migrate()
+            if migrate:
+                self._migrate()
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
@@ -118,14 +134,49 @@ class StateStore:
     def _migrate(self) -> None:
         tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master")}
         self.db.executescript(_SCHEMA)
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
         if "fetched" in tables:
             columns = {r[1] for r in self.db.execute("PRAGMA table_info(fetched)")}
             if "run_id" not in columns:  # format 1
                 self.db.execute("ALTER TABLE fetched ADD COLUMN run_id TEXT NOT NULL DEFAULT ''")
-        if self.db.execute("PRAGMA user_version").fetchone()[0] != FORMAT:
+            if version < 3:
+                self.upgraded = (version, self._upgrade_to_3())
+        if version != FORMAT:
             # Only when it changes: opening a current file writes nothing, so a run refused
             # because another one holds the lock has not touched that run's database.
             self.db.execute(f"PRAGMA user_version={FORMAT}")
+
+    def _upgrade_to_3(self) -> int:
+        """Rename stored fields to schema 3's names and give each value its ``fetched_at``
+        (from the row; unknown for a row marked stale), in one transaction with the version."""
+        rows = self.db.execute("SELECT kind, key, value, fetched_at FROM fetched").fetchall()
+        points = self.db.execute("SELECT kind, key, observed_at, data FROM observations")
+        history = points.fetchall()
+        changes = self.db.execute("SELECT id, kind, before, after FROM changes").fetchall()
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            for kind, key, value, fetched_at in rows:
+                data = _renamed(kind, _loads(value))
+                if isinstance(data, dict) and "fetched_at" not in data:
+                    data["fetched_at"] = utc_ms_text(fetched_at) if fetched_at > 0 else None
+                self.db.execute(
+                    "UPDATE fetched SET value = ? WHERE kind = ? AND key = ?",
+                    (_dumps(data), kind, key),
+                )
+            for kind, key, observed_at, point in history:
+                self.db.execute(
+                    "UPDATE observations SET data = ? "
+                    "WHERE kind = ? AND key = ? AND observed_at = ?",
+                    (_dumps(_renamed_point(_loads(point))), kind, key, observed_at),
+                )
+            for change_id, kind, before, after in changes:
+                self.db.execute(
+                    "UPDATE changes SET before = ?, after = ? WHERE id = ?",
+                    (_dumps(_renamed(kind, _loads(before))), _dumps(_renamed(kind, _loads(after))),
+                     change_id),
+                )  # fmt: skip
+            self.db.execute(f"PRAGMA user_version={FORMAT}")
+        return len(rows)
 
     # -- reading ------------------------------------------------------------------------------
     def get(self, kind: str, key: str) -> Row | None:
@@ -217,6 +268,36 @@ class StateStore:
 
     def close(self) -> None:
         self.db.close()
+
+
+def utc_ms_text(now: float) -> str:
+    """ISO 8601 UTC with milliseconds: two observations never share a timestamp."""
+    stamp = datetime.fromtimestamp(now, tz=UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+
+
+def _loads(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text  # damaged: left as it is, read back as "cannot be decoded" and fetched again
+
+
+def _renamed_point(point: Any) -> Any:
+    if not isinstance(point, dict):
+        return point
+    return {_COUNTS_RENAMED_IN_3.get(k, k): v for k, v in point.items()}
+
+
+def _renamed(kind: str, value: Any) -> Any:
+    """A format 2 value (or change) under schema 3's field names, order kept."""
+    names = _RENAMED_IN_3.get(kind, {})
+    if not isinstance(value, dict):
+        return value
+    out = {names.get(k, k): v for k, v in value.items()}
+    if isinstance(out.get("history"), list):
+        out["history"] = [_renamed_point(p) for p in out["history"]]
+    return out
 
 
 def _dumps(value: Any) -> str:

@@ -79,7 +79,7 @@ class Citation:
             "influential_citation_count": self.influential_citation_count,
             "reference_count": self.reference_count,
             "venue": self.venue,
-            "year": self.year,
+            "publication_year": self.year,
             "publication_date": self.publication_date,
             "tldr": self.tldr,
             "open_access_pdf": self.open_access_pdf[0] if self.open_access_pdf else None,

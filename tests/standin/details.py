@@ -157,7 +157,7 @@ class TweetDetails:
         return {
             "status": "ok",
             "created_at": self.created_at,
-            "favorite_count": self.favorite_count,
+            "like_count": self.favorite_count,
             "reply_count": self.conversation_count,
             "lang": self.lang,
             "text": self.text,

@@ -77,15 +77,15 @@ class Paper:
             raise ValueError(f"{self.arxiv_id} has no version {v}")
         vid = self.versioned_id(v)
         return {
-            "id": vid,
+            "versioned_id": vid,
             "version": v,
             "title": " ".join(self.title.split()),
             "authors": [
                 {"name": a.name, "affiliations": list(a.affiliations)} for a in self.authors
             ],
-            "summary": self.summary,
-            "published": iso_z(self.published),
-            "updated": iso_z(self.updated(v)),
+            "abstract": self.summary,
+            "published_at": iso_z(self.published),
+            "updated_at": iso_z(self.updated(v)),
             "primary_category": self.primary_category,
             "categories": list(self.categories),
             "comment": self.comment,

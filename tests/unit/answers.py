@@ -109,7 +109,7 @@ class FakeEngine:
 
 
 def entry(arxiv_id: str | None = None, tweets: Sequence[str] = (), rank: int = 1) -> DigestEntry:
-    post = Post(source="digest.md", slug="hot-papers", title=None, date=None)
+    post = Post(source="digest.md", slug="hot-papers", title=None, published_at=None)
     return DigestEntry(
         post=post, rank=rank, line=1, title="A paper", authors=["Ada"], retweets=None,
         favorites=None, counts_at=None, abs_url=None, pdf_url=None, categories=[], abstract="",

@@ -27,7 +27,7 @@ OLD = b'{"schema_version": 3, "previous": "snapshot"}\n'  # a snapshot of ours
 
 
 def _record(rank: int, title: str = "t") -> dict[str, Any]:
-    post = {"date": "2021-06-02T00:00:00Z", "slug": "p", "source": "p.md"}
+    post = {"published_at": "2021-06-02T00:00:00Z", "slug": "p", "source": "p.md"}
     return {"post": post, "rank": rank, "title": title}
 
 

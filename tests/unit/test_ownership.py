@@ -44,3 +44,21 @@ def test_overlaps_are_one_line_per_output(tmp_path: Path) -> None:
         "each output needs a path of its own",
     ]
     assert ownership.overlap_problems(named[2:4]) == []
+
+
+def test_a_posts_list_is_replaced_only_when_it_is_ours(tmp_path: Path) -> None:
+    posts = tmp_path / "digests.posts.jsonl"
+    assert ownership.posts_problem(posts) is None  # missing
+    posts.write_bytes(b"")
+    assert ownership.posts_problem(posts) is None  # empty: nothing to lose
+    posts.write_text(json.dumps({"id": "0123456789abcdef", "slug": "s", "source": "a.md"}) + "\n")
+    assert ownership.posts_problem(posts) is None
+    posts.write_text("my notes about these posts\n")
+    assert ownership.posts_problem(posts) == (
+        f"posts list {posts} exists and is not one this crawler wrote; not replacing it"
+    )
+    posts.unlink()
+    posts.mkdir()
+    assert ownership.posts_problem(posts) == (
+        f"posts list {posts} is a folder, not one this crawler wrote; not replacing it"
+    )
