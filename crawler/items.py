@@ -1,8 +1,9 @@
 """Items: plain data classes, filled in stages.
 
 The spider yields a :class:`DigestEntry` holding what the post says; enrichment fills ``arxiv``,
-``impact`` and each tweet's ``embed`` and ``details``; the record layer turns the result into the
-output record. Every enrichment value carries a ``status`` so an entry is never silently bare.
+``impact``, ``openalex`` and each tweet's ``embed`` and ``details``; the record layer turns the
+result into the output record. Every enrichment value carries a ``status`` so an entry is never
+silently bare.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ EmbedStatus = Literal["ok", "deleted", "protected", "error"]
 # "disabled": the service is turned off by a setting (TWEET_DETAILS, SEMANTIC_SCHOLAR).
 DetailsStatus = Literal["ok", "not_found", "tombstone", "error", "disabled"]
 ImpactStatus = Literal["ok", "not_found", "error", "disabled"]
+OpenAlexStatus = Literal["ok", "not_found", "error", "disabled"]
+# "not_indexed": Hugging Face has no page for the paper (404).
+HfStatus = Literal["ok", "not_indexed", "error", "disabled"]
 
 
 @dataclass(slots=True)
@@ -81,6 +85,48 @@ class Impact:
     publication_date: str | None = None  # YYYY-MM-DD
     tldr: str | None = None
     open_access_pdf: str | None = None
+    # [{observed_at, citation_count, influential_citation_count}], oldest first; kept across
+    # runs by the state
+    history: list[dict[str, object]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class OpenAlexWork:
+    """A paper as OpenAlex knows it: citations over time and, when OpenAlex merged the
+    preprint into its journal or conference version, that version."""
+
+    status: OpenAlexStatus
+    error: str | None = None
+    fetched_at: str | None = None  # when fetched upstream, ISO 8601 UTC with ms
+    work_id: str | None = None  # W2741809807 (the work's https://openalex.org/ ID)
+    cited_by_count: int | None = None
+    counts_by_year: list[dict[str, int]] = field(default_factory=list)  # [{year, cited_by_count}]
+    # {doi, venue, year, type} of the journal/conference version, or None (the preprint itself)
+    published_version: dict[str, object] | None = None
+    is_oa: bool | None = None
+    primary_topic: str | None = None  # its display name
+    # [{observed_at, cited_by_count}], oldest first; kept across runs by the state
+    history: list[dict[str, object]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class HfPaper:
+    """A paper's page on Hugging Face (``/api/papers/{id}``): attention and code links."""
+
+    status: HfStatus
+    error: str | None = None
+    fetched_at: str | None = None  # ISO 8601 UTC with milliseconds, when it was fetched
+    upvotes: int | None = None
+    comments: int | None = None  # numComments
+    github_repo: str | None = None
+    github_stars: int | None = None
+    project_page: str | None = None
+    ai_summary: str | None = None
+    ai_keywords: list[str] | None = None
+    published_at: str | None = None  # ISO 8601 UTC with milliseconds
+    submitted_on_daily_at: str | None = None  # when it was put on Daily Papers, if ever
+    # [{observed_at, upvotes, github_stars}], oldest first; kept across runs by the state
+    history: list[dict[str, object]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -137,6 +183,8 @@ class DigestEntry:
     tweets: list[Tweet] = field(default_factory=list)
     arxiv: ArxivMeta | None = None
     impact: Impact | None = None
+    openalex: OpenAlexWork | None = None
+    hf: HfPaper | None = None
 
     @property
     def arxiv_query(self) -> str | None:

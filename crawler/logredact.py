@@ -1,8 +1,10 @@
-"""Secrets never reach a log line: Scrapy logs every overridden setting at start-up.
+"""Secrets never reach a log line: Scrapy logs every overridden setting at start-up, and
+request URLs (OpenAlex takes its key as ``api_key=`` in the query).
 
 A filter on Scrapy's loggers masks the value of any setting whose name says it is a secret
 (``*_API_KEY``, ``*_TOKEN``, ``*_PASSWORD``, ``*_SECRET``), in the "Overridden settings" line
-or wherever a settings dict is logged.
+or wherever a settings dict is logged, and the value of secret query parameters in any URL
+(:func:`redact_url_secrets`, also used for messages and records' ``error``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,19 @@ _IN_TEXT = re.compile(
 )
 
 
+# ?api_key=VALUE / &token=VALUE in a URL (also percent-encoded inside another URL's query).
+_URL_SECRET = re.compile(
+    r"(?P<key>(?:[?&]|%26|%3F)(?:api[_-]?key|access[_-]?token|token|key|password|secret)"
+    r"(?:=|%3D))[^&#\s'\"<>]*",
+    re.I,
+)
+
+
+def redact_url_secrets(text: str) -> str:
+    """``…?api_key=abc&x=1`` -> ``…?api_key=***&x=1`` wherever it stands in ``text``."""
+    return _URL_SECRET.sub(lambda m: f"{m['key']}{MASK}", text)
+
+
 def is_secret(name: object) -> bool:
     return isinstance(name, str) and name.upper().endswith(SECRET_SUFFIXES)
 
@@ -29,7 +44,12 @@ def redact(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {k: MASK if is_secret(k) and v else redact(v) for k, v in value.items()}
     if isinstance(value, str):
-        return _IN_TEXT.sub(lambda m: f"{m['key']}'{MASK}'", value)
+        return redact_url_secrets(_IN_TEXT.sub(lambda m: f"{m['key']}'{MASK}'", value))
+    if isinstance(value, BaseException | tuple | list) or hasattr(value, "url"):
+        # a Request, a Failure's exception, a list of URLs: masked as text
+        text = str(value)
+        masked = redact_url_secrets(text)
+        return masked if masked != text else value
     return value
 
 
@@ -47,9 +67,22 @@ class RedactSecrets(logging.Filter):
 _FILTER = RedactSecrets()
 
 
+# Loggers that print settings, or request URLs (Scrapy's "Crawled (200) <GET …>" lines, its
+# download errors, ours). A logger's filter does not apply to its children: each is named.
+LOGGERS = (
+    "scrapy.crawler", "scrapy.utils.log", "scrapy.addons", "scrapy", "scrapy.core.engine",
+    "scrapy.core.scraper", "scrapy.core.downloader.handlers.http11",
+    "scrapy.core.downloader.handlers.http2", "scrapy.downloadermiddlewares.redirect",
+    "scrapy.downloadermiddlewares.retry", "scrapy.downloadermiddlewares.offsite",
+    "scrapy.extensions.feedexport", "crawler.downloader.middleware",
+    "crawler.downloader.handlers", "crawler.enrich.runner", "crawler.enrich.pipeline",
+    "crawler.progress", "crawler.outcome", "spiders.digests",
+)  # fmt: skip
+
+
 def install() -> None:
-    """Idempotent: on the loggers that print settings."""
-    for name in ("scrapy.crawler", "scrapy.utils.log", "scrapy.addons", "scrapy"):
+    """Idempotent: on the loggers that print settings or URLs."""
+    for name in LOGGERS:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)

@@ -61,7 +61,7 @@ class CrawlReport:
         if not isinstance(item, dict):
             return
         labels = {s.record_block: s.label for s in self.services}
-        blocks = [(k, item[k]) for k in ("arxiv", "semantic_scholar")] + [
+        blocks = [(k, item[k]) for k in ("arxiv", "semantic_scholar", "hf", "openalex")] + [
             (k, tweet[k]) for tweet in item["tweets"] for k in ("embed", "details")
         ]
         for kind, block in blocks:
@@ -83,14 +83,24 @@ class CrawlReport:
         floor = 0.0
         for s in self.services:
             left = max(0, g(f"{s.name}/keys_wanted") - g(f"{s.name}/keys_requested"))
-            pace = s.politeness.delay / max(1, s.politeness.concurrency)
-            floor = max(floor, math.ceil(left / max(1, s.batch_size)) * pace)
+            floor = max(floor, math.ceil(left / max(1, s.batch_size)) * self._pace(s))
         written, parsed = g("records/written"), g("entries/parsed")
         read, total = g("digests/read") + g("digests/unreadable"), g("digests/total")
         if not written or not read or elapsed <= 0:
             return floor
         expected = parsed * max(total, read) / read
         return max(floor, elapsed * max(0.0, expected - written) / written)
+
+    def _pace(self, service: Service[Any]) -> float:
+        """Seconds per request at the service's polite pace: its delay, or its rate-limit
+        window (as its RateLimit-Policy header says, else as documented) if that is slower.
+        Hugging Face's window (500 per 5 minutes) is the longest pole of a first backfill."""
+        pace = service.politeness.delay / max(1, service.politeness.concurrency)
+        quota = self._get(f"ratelimit/{service.name}/quota")
+        window = float(self.stats.get_value(f"ratelimit/{service.name}/window", 0) or 0)
+        if not quota and service.expected_window is not None:
+            quota, window = service.expected_window
+        return max(pace, window / quota) if quota else pace
 
     def progress_line(self) -> str:
         g = self._get

@@ -56,6 +56,36 @@ S2_BATCH_SIZE = 500  # IDs per request (the API's maximum)
 S2_BATCH_WAIT = 2.0  # like ARXIV_BATCH_WAIT
 S2_DELAY = 1.0  # seconds between starts, retries included (the keyed rate: 1 request/s)
 
+# --- OpenAlex: citations over time, the published version (crawler/services/openalex.py) ----
+OPENALEX_URL = "https://api.openalex.org"  # /works (list filter) and /works/doi:… are appended
+OPENALEX = True  # False skips it entirely (openalex.status "disabled")
+# Sent as the api_key query parameter (masked in every log line). Empty: the environment
+# variable OPENALEX_API_KEY, else keyless (a tiny daily allowance).
+OPENALEX_API_KEY = ""
+OPENALEX_BATCH_SIZE = 50  # DOIs per list request (OpenAlex's maximum page)
+OPENALEX_BATCH_WAIT = 2.0  # like ARXIV_BATCH_WAIT
+# Seconds between starts, one request at a time: at most 10 requests/s, a tenth of what a key
+# allows (100/s); a 403 (the per-second limit) doubles the pause.
+OPENALEX_DELAY = 0.1
+
+# --- Hugging Face paper pages (crawler/services/hf_papers.py) ---------------------------------
+HF_PAPERS_URL = "https://huggingface.co/api/papers"  # the arXiv ID is appended as a path segment
+HF_PAPERS = True  # False skips it entirely (hf.status "disabled")
+# Sent as "Authorization: Bearer ..."; never logged. Empty: the environment variable HF_TOKEN,
+# else anonymous (500 requests per 5-minute window per IP; 1,000 with a free account's token).
+HF_TOKEN = ""
+HF_CONCURRENCY = 4  # requests at once, fixed; the RateLimit headers pace the rest
+
+# --- Per paper: Semantic Scholar, OpenAlex, Hugging Face --------------------------------------
+# How long a paper's values stay fresh by its age (from its arXiv ID's YYMM, counted from the
+# 1st of that month): [[age up to N days, TTL days], ...]. The first month daily (61 days from
+# the 1st, so a paper from the 30th gets a month too), the first year weekly, the first three
+# years every two weeks; older: STATE_TTL_DAYS "<kind>/ok" (30 days: monthly).
+PAPER_TTL_BY_AGE = [[61, 1], [366, 7], [1096, 14]]
+# Observations of a paper's counts (citations, HF upvotes, GitHub stars) kept per paper and
+# service (oldest dropped first).
+PAPER_HISTORY_MAX = 365
+
 # --- Retries (crawler/downloader/middleware.py) -----------------------------------------------
 RETRY_TIMES = 4  # retries after the first attempt: 5 tries in all
 RETRY_HTTP_CODES = [408, 429, 500, 502, 503, 504]
@@ -65,6 +95,9 @@ RETRY_AFTER_MAX = 600.0  # a Retry-After longer than this gives up instead of wa
 # Connection-level failures in a row, with no answer at all, after which a service's requests
 # are no longer retried (until it answers again); 0 disables the breaker.
 RETRY_UNREACHABLE_AFTER = 10
+# A service announcing its window in RateLimit headers (Hugging Face) gets no new request once
+# this many requests of the window are left; the next one waits for the window to reset.
+RATELIMIT_RESERVE = 0
 DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
     "crawler.downloader.middleware.BackoffRetryMiddleware": 550,

@@ -75,13 +75,12 @@ def unobserved(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     scratch differ in nothing else."""
     records = json.loads(json.dumps(records))
     for record in records:
-        blocks = [record["arxiv"], record["semantic_scholar"]]
+        blocks = [record[k] for k in ("arxiv", "semantic_scholar", "hf", "openalex")]
         blocks += [t[k] for t in record["tweets"] for k in ("embed", "details")]
         for block in blocks:
             block.pop("fetched_at")
-    for tweet in (t for r in records for t in r["tweets"]):
-        for point in tweet["details"]["history"] or []:
-            point.pop("observed_at")
+            for point in block.get("history") or []:
+                point.pop("observed_at")
     return records
 
 

@@ -167,13 +167,14 @@ def record(
 
     ``links`` sets a tweet's ``linked_arxiv_ids`` (and so ``links_paper``), which the link
     parser placeholder cannot produce yet; only tweets with details ok may have them.
+    ``code_urls`` are given as found in tweets (source ``tweet``).
     """
     result = build_record(the_entry)
     for t in result["tweets"]:
         if links and t["id"] in links:
             t["linked_arxiv_ids"] = links[t["id"]]
             t["links_paper"] = result["arxiv_id"] in links[t["id"]]
-    result["code_urls"] = list(code_urls)
+    result["code_urls"] = [{"url": url, "sources": ["tweet"]} for url in code_urls]
     problems = schema_errors(result)
     assert problems == [], problems
     return result

@@ -91,7 +91,7 @@ def test_tables_and_duckdb_have_their_types_and_rows(crawled: tuple[Path, Crawl]
         db.close()
     assert types["post_published_at"] == "TIMESTAMP WITH TIME ZONE"
     assert types["rank"] == "BIGINT" and types["semantic_scholar_citation_count"] == "BIGINT"
-    assert types["code_urls"] == "VARCHAR[]"
+    assert types["code_urls"] == "STRUCT(url VARCHAR, sources VARCHAR[])[]"
 
 
 def test_posts_list_every_digest_read_including_one_without_entries(

@@ -220,7 +220,7 @@ def test_entries_are_the_records_flattened(small: Path) -> None:
     assert first["arxiv_authors"][0] == {"name": "Ada Lovelace", "affiliations": ["Analytical Engines"]}  # fmt: skip
     assert first["semantic_scholar_publication_date"] == date(2021, 6, 17)
     assert first["semantic_scholar_citation_count"] == 100
-    assert first["code_urls"] == [CODE]
+    assert first["code_urls"] == [{"url": CODE, "sources": ["tweet"]}]
     assert first["arxiv_published_at"] == _at("2021-06-17T17:37:18Z")
     assert first["arxiv_fetched_at"] == _at(FETCHED)
     failed = rows[1]
@@ -249,7 +249,7 @@ def test_papers_aggregate_listings_with_the_latest_good_metadata(small: Path) ->
         "ok", 120)  # fmt: skip
     assert (lora["tweet_count"], lora["linking_tweet_count"], lora["tweet_like_count_total"]) == (
         2, 1, 70)  # fmt: skip
-    assert lora["code_urls"] == [CODE, "https://github.com/other/lora"]
+    assert [link["url"] for link in lora["code_urls"]] == [CODE, "https://github.com/other/lora"]
     assert (lora["max_digest_favorites"], lora["max_digest_retweets"]) == (300, 2059)
     late = papers[LATE]
     assert (late["arxiv_status"], late["arxiv_title"], late["listing_count"]) == ("ok", "Found later", 2)  # fmt: skip
@@ -433,7 +433,9 @@ def test_duckdb_holds_the_same_tables_and_types(small: Path) -> None:
     finally:
         con.close()
     assert types["first_seen"] == "TIMESTAMP WITH TIME ZONE"
-    assert types["digest_count"] == "BIGINT" and types["code_urls"] == "VARCHAR[]"
+    assert types["digest_count"] == "BIGINT" and types["code_urls"] == (
+        "STRUCT(url VARCHAR, sources VARCHAR[])[]"
+    )
     assert types["ranks"] == "STRUCT(post_published_at TIMESTAMP WITH TIME ZONE, rank BIGINT)[]"
     assert types["semantic_scholar_publication_date"] == "DATE"
     assert not list(small.glob("*.wal")) and not list(small.glob(".*"))

@@ -159,15 +159,26 @@ def test_impact_and_code_links_as_served(first_crawl: Any) -> None:
             assert block["status"] == "not_found"
         else:  # an empty venue, TLDR or PDF link means "none" (null in the record)
             empty_is_none = {k: citation[k] or None for k in ("venue", "tldr", "open_access_pdf")}
-            assert served_fields(block) == citation | empty_is_none
+            history = block["history"]
+            assert {k: v for k, v in served_fields(block).items() if k != "history"} == (
+                citation | empty_is_none
+            )
             assert block["error"] is None and block["fetched_at"] is not None
+            # The first fetch is the history's first observation (PAPER_HISTORY_MAX).
+            assert history == [{
+                "observed_at": block["fetched_at"], "citation_count": citation["citation_count"],
+                "influential_citation_count": citation["influential_citation_count"],
+            }]  # fmt: skip
         tweet_code = [u for t in record["tweets"] for u in cat.code_urls(t["id"])]
         texts = json.dumps([record["arxiv"].get("abstract"), record["arxiv"].get("comment"),
                             record["digest"]["abstract"]]).lower()  # fmt: skip
-        for url in record["code_urls"]:
+        for link in record["code_urls"]:
+            url, sources = link["url"], link["sources"]
             host_path = url.removeprefix("https://").lower()
-            assert url in tweet_code or host_path in texts, url
-        assert [u for u in record["code_urls"] if u in tweet_code] == list(
+            assert url in tweet_code or host_path in texts or sources == ["hf"], link
+            assert ("tweet" in sources) == (url in tweet_code), link
+            assert ("hf" in sources) == (url == record["hf"]["github_repo"]), link
+        assert [u["url"] for u in record["code_urls"] if u["url"] in tweet_code] == list(
             dict.fromkeys(tweet_code)
         )
     assert any(record["code_urls"] for record in crawl.records)

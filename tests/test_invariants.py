@@ -65,7 +65,7 @@ def crawl_command(
     # dataset and report (2 s per crawl); tests/test_details_impact.py covers them.
     merged: dict[str, object] = {
         "LOG_LEVEL": "INFO", "TWEET_DETAILS": False, "SEMANTIC_SCHOLAR": False,
-        "DATASET_DIR": "", "REPORT_FILE": "",
+        "HF_PAPERS": False, "OPENALEX": False, "DATASET_DIR": "", "REPORT_FILE": "",
     }  # fmt: skip
     if state is not None:
         merged["STATE_DB"] = state

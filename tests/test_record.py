@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import re
 from collections.abc import Iterator
@@ -12,10 +13,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crawler.items import ArxivMeta, DigestEntry, Embed, Impact, Post, Tweet, TweetDetails
+from crawler.items import (
+    ArxivMeta,
+    DigestEntry,
+    Embed,
+    HfPaper,
+    Impact,
+    Post,
+    Tweet,
+    TweetDetails,
+)
 from crawler.record import SCHEMA_VERSION, build_record, schema, schema_errors
 from crawler.record.availability import availability
-from crawler.record.build import SEMANTIC_SCHOLAR_FIELDS, digest_date
+from crawler.record.build import HF_FIELDS, SEMANTIC_SCHOLAR_FIELDS, digest_date
 from crawler.record.validate import repair
 
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -59,6 +69,8 @@ def test_record_shape_and_validity() -> None:
         "digest",
         "arxiv",
         "semantic_scholar",
+        "hf",
+        "openalex",
         "code_urls",
         "tweets",
     ]
@@ -307,3 +319,38 @@ def test_schema_3_bounds(path: tuple, value: object) -> None:
             target = target[key]
         target[path[-1]] = value
     assert schema_errors(record)
+
+
+def test_the_hf_block_is_dense_and_code_urls_say_where_each_link_came_from() -> None:
+    hf = HfPaper(
+        status="ok", fetched_at="2021-01-06T00:00:00.000Z", upvotes=7, comments=1,
+        github_repo="https://github.com/Ada/Repo/tree/main", github_stars=3,
+        history=[{"observed_at": "2021-01-06T00:00:00.000Z", "upvotes": 7, "github_stars": 3}],
+    )  # fmt: skip
+    good = _entry().arxiv
+    assert good is not None
+    meta = dataclasses.replace(
+        good, abstract="Code: https://github.com/ada/repo and https://gitlab.com/x/y"
+    )
+    record = build_record(_entry(arxiv=meta, abstract="see github.com/x/z", hf=hf))
+    assert schema_errors(record) == []
+    assert list(record["hf"]) == ["status", *HF_FIELDS]
+    assert record["hf"]["upvotes"] == 7 and record["hf"]["history"] == hf.history
+    assert record["code_urls"] == [
+        {"url": "https://github.com/ada/repo", "sources": ["arxiv_abstract", "hf"]},
+        {"url": "https://gitlab.com/x/y", "sources": ["arxiv_abstract"]},
+        {"url": "https://github.com/x/z", "sources": ["digest_abstract"]},
+    ]
+    missing = HfPaper(status="not_indexed", error="Hugging Face answered HTTP 404: no page",
+                      fetched_at="2021-01-06T00:00:00.000Z", upvotes=7)  # fmt: skip
+    block = build_record(_entry(hf=missing))["hf"]
+    assert block == {"status": "not_indexed", **dict.fromkeys(HF_FIELDS),
+                     "error": "Hugging Face answered HTTP 404: no page",
+                     "fetched_at": "2021-01-06T00:00:00.000Z"}  # fmt: skip
+    off = build_record(_entry(hf=HfPaper(status="disabled")))
+    assert off["hf"] == {"status": "disabled", **dict.fromkeys(HF_FIELDS)}
+    assert schema_errors(off) == []
+    broken = copy.deepcopy(record)
+    broken["hf"]["upvotes"] = -1
+    assert repair(broken)[0] == ["hf: -1 is less than the minimum of 0"]
+    assert broken["hf"]["status"] == "error"

@@ -89,7 +89,12 @@ def test_unchanged_refresh_costs_nothing_and_is_byte_identical(
     out = tmp_path / "snapshot.jsonl"
     with StandIn(catalogue) as server:
         first = run_crawl(out, server, *_source(digests), settings=FAST)
-        assert len(server.log) == 2 + 1 + 125 + 125  # arXiv, S2, oEmbed, details
+        # arXiv, S2, HF, oEmbed, details (OpenAlex is counted in tests/test_openalex_e2e.py:
+        # 3 list requests here, and one lookup per paper they left out)
+        counted = [r for r in server.log if r.service != "openalex"]
+        assert len(counted) == 2 + 1 + 103 + 125 + 125
+        lists = [r for r in server.requests_for("openalex") if r.path.endswith("/works")]
+        assert len(lists) == 3
         server.reset_log()
         second = run_crawl(out, server, *_source(digests), settings=FAST)
         assert server.log == []
@@ -162,7 +167,7 @@ def test_stale_and_failed_fetches_are_asked_again(
     assert bad.returncode == 1
     assert (
         "refresh=sometimes: must be one of none, all, errors, arxiv, impact, semantic_scholar, "
-        "tweets, embeds, details" in bad.log
+        "hf, openalex, tweets, embeds, details" in bad.log
     )
     assert "Traceback" not in bad.log
 

@@ -72,7 +72,8 @@ def test_records_name_sources_relative_to_the_source_argument(
         assert got == sorted(expected), spec
         assert all(str(tmp_path) not in name for name in got)
     (url,) = expand_sources("https://user:secret@example.org/p.md").sources
-    assert url.url == url.name == "https://user:secret@example.org/p.md"  # still fetched as given
+    assert url.url == "https://user:secret@example.org/p.md"  # still fetched as given
+    assert url.name == url.record_name == "https://example.org/p.md"  # never shown with it
 
 
 @pytest.mark.parametrize(
@@ -83,7 +84,7 @@ def test_configured_endpoints_are_never_offsite(service, url_setting, keys) -> N
     settings = Settings()
     settings.setmodule("crawler.settings")
     settings.set(url_setting, "https://mirror.example.net/endpoint")
-    if service.kind in ("arxiv", "impact"):  # keyed by arXiv ID, not tweet ID
+    if service.kind in ("arxiv", "impact", "hf", "openalex"):  # keyed by arXiv ID
         keys = ["2106.09685"]
     request_ = service(settings).build_request(keys, {})
     crawler = get_crawler(Spider)

@@ -999,7 +999,8 @@ def test_s2_accepts_exactly_500_ids(standin: StandIn) -> None:
 
 
 def test_s2_requests_closer_than_the_interval_get_429(standin: StandIn) -> None:
-    assert StandIn().min_interval == {"semantic_scholar": 1.0}  # the API key's one per second
+    # the API key's one per second; OpenAlex 20 per second (its limit: 100 with a key)
+    assert StandIn().min_interval == {"semantic_scholar": 1.0, "openalex": 0.05}
     standin.min_interval["semantic_scholar"] = 3600.0  # so "too soon" never depends on timing
     first, second, third = (s2_batch(standin, [f"ARXIV:{IDS[0]}"]) for _ in range(3))
     tweet = tweet_result(standin, "1400000000000000001")  # other services are not paced
@@ -1091,10 +1092,15 @@ def call(standin: StandIn, service: str) -> Reply:
         return fetch(standin.oembed_url, {"url": "https://x.com/a/status/1400000000000000001"})
     if service == "syndication":
         return tweet_result(standin, "1400000000000000001")
+    if service == "openalex":
+        dois = "|".join(f"10.48550/arXiv.{i}" for i in IDS[:3])
+        return fetch(standin.openalex_url + "/works", {"filter": f"doi:{dois}"})
+    if service == "hf_papers":
+        return fetch(f"{standin.hf_papers_url}/{min(standin.catalogue.hf_pages)}")
     return s2_batch(standin, [f"ARXIV:{i}" for i in IDS[:3]] + ["ARXIV:2199.00001"])
 
 
-SERVICE_NAMES = ["arxiv", "oembed", "syndication", "semantic_scholar"]
+SERVICE_NAMES = ["arxiv", "oembed", "syndication", "semantic_scholar", "hf_papers", "openalex"]
 
 
 @pytest.mark.parametrize("service", SERVICE_NAMES)
@@ -1280,12 +1286,13 @@ def test_mixed_mode_covers_every_service_and_keeps_shapes_at_home(standin: Stand
     assert set(faults["arxiv"][:2]) <= {"shape:v0", "status:503"}
     assert set(faults["syndication"][:2]) <= {"shape:user_list", "status:503"}
     assert faults["oembed"][:2] == faults["semantic_scholar"][:2] == ["status:503"] * 2
+    assert faults["hf_papers"][:2] == ["status:503"] * 2
 
 
 # == the command line =============================================================================
 
 
-def test_command_line_prints_all_four_settings() -> None:
+def test_command_line_prints_every_services_setting() -> None:
     flags = ["--port", "0", "--syndication-latency", "0.05", "--syndication-max-in-flight", "8"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.standin", *flags, "--semantic-scholar-interval", "0"],
@@ -1307,7 +1314,12 @@ def test_command_line_prints_all_four_settings() -> None:
             "OEMBED_URL",
             "SYNDICATION_URL",
             "SEMANTIC_SCHOLAR_URL",
+            "HF_PAPERS_URL",
+            "OPENALEX_URL",
         }
+        assert settings["OPENALEX_URL"].endswith("/openalex")
+        assert settings["HF_PAPERS_URL"].endswith("/api/papers")
+        assert fetch(settings["HF_PAPERS_URL"] + "/2012.15180").json()["id"] == "2012.15180"
         assert settings["SYNDICATION_URL"].endswith("/tweet-result")
         assert settings["SEMANTIC_SCHOLAR_URL"].endswith("/graph/v1/paper/batch")
         tid = "1345396247016976390"
@@ -1328,6 +1340,7 @@ def test_command_line_flags_configure_the_stand_in() -> None:
     argv = "--port 0 --syndication-latency 0.25 --semantic-scholar-latency 0.5"
     argv += " --oembed-max-in-flight 8 --syndication-max-in-flight 4"
     argv += " --semantic-scholar-interval 2.5 --fault-share 0.3 --fault-repeat 2"
+    argv += " --hf-window-requests 20 --hf-window-seconds 2"
     args = parser().parse_args(argv.split())
     standin, paths = build(args)
     assert paths == SAMPLES and len(standin.catalogue.details) == len(standin.catalogue.tweets)
@@ -1336,14 +1349,19 @@ def test_command_line_flags_configure_the_stand_in() -> None:
         "oembed": 0.0,
         "syndication": 0.25,
         "semantic_scholar": 0.5,
+        "hf_papers": 0.0,
+        "openalex": 0.0,
     }
+    assert standin.windows == {"hf_papers": (20, 2.0)}
     assert standin.max_in_flight == {"oembed": 8, "syndication": 4}
-    assert standin.min_interval == {"semantic_scholar": 2.5}
+    assert standin.min_interval == {"semantic_scholar": 2.5, "openalex": 0.05}
     mixed = standin.faults.mixed_mode
     assert mixed is not None and (mixed.share, mixed.repeat) == (0.3, 2)
     assert set(mixed.services) == set(SERVICE_NAMES)
     default, _ = build(parser().parse_args([]))
-    assert default.max_in_flight == {} and default.min_interval == {"semantic_scholar": 1.0}
+    assert default.max_in_flight == {}
+    assert default.min_interval == {"semantic_scholar": 1.0, "openalex": 0.05}
+    assert default.windows == {"hf_papers": (500, 300.0)}  # the Hub's anonymous window
     assert default.faults.mixed_mode is None
 
 
@@ -1355,7 +1373,9 @@ def test_settings_property_and_crawl_command() -> None:
         "scrapy crawl digests -s ARXIV_API_URL=http://127.0.0.1:1234/api/query "
         "-s OEMBED_URL=http://127.0.0.1:1234/oembed "
         "-s SYNDICATION_URL=http://127.0.0.1:1234/tweet-result "
-        "-s SEMANTIC_SCHOLAR_URL=http://127.0.0.1:1234/graph/v1/paper/batch"
+        "-s SEMANTIC_SCHOLAR_URL=http://127.0.0.1:1234/graph/v1/paper/batch "
+        "-s HF_PAPERS_URL=http://127.0.0.1:1234/api/papers "
+        "-s OPENALEX_URL=http://127.0.0.1:1234/openalex"
     )
 
 
@@ -1369,3 +1389,56 @@ def test_sample_catalogue_is_deterministic_with_details_and_citations(samples: C
     assert len(samples.papers) - len(samples.citations) == round(0.1 * len(samples.papers))
     tid = "1345396247016976390"
     assert samples.details[tid].paper_id == "2012.15180"  # the entry that quoted it
+
+
+# == Hugging Face paper pages ====================================================================
+
+
+def test_hf_page_speaks_the_hubs_format_and_404s_without_a_page(samples: Catalogue) -> None:
+    with StandIn(samples) as server:
+        aid = min(samples.hf_pages)
+        page = fetch(f"{server.hf_papers_url}/{aid}")
+        missing = sorted(set(samples.papers) - set(samples.hf_pages))[0]
+        gone = fetch(f"{server.hf_papers_url}/{missing}")
+    data = page.json()
+    assert page.status == 200 and data["id"] == aid
+    assert {"id", "title", "summary", "authors", "publishedAt", "upvotes", "numComments"} <= set(
+        data
+    )
+    assert data == samples.hf_pages[aid].fields()
+    assert data["publishedAt"].endswith("Z") and isinstance(data["upvotes"], int)
+    assert (gone.status, gone.json()) == (404, {"error": "Paper not found"})
+    # A quarter of the papers have no page; the rest have one each.
+    assert len(samples.papers) - len(samples.hf_pages) == round(0.25 * len(samples.papers))
+
+
+def test_hf_window_headers_count_down_and_429_past_the_quota(catalogue: Catalogue) -> None:
+    with StandIn(catalogue, windows={"hf_papers": (3, 300.0)}) as server:
+        url = f"{server.hf_papers_url}/{min(catalogue.hf_pages)}"
+        replies = [fetch(url) for _ in range(4)]
+        log = server.requests_for("hf_papers")
+    assert [r.status for r in replies] == [200, 200, 200, 429]
+    left = [int(re.search(r"r=(\d+)", r.headers["RateLimit"])[1]) for r in replies]  # type: ignore[index]
+    assert left == [2, 1, 0, 0]
+    resets = [int(re.search(r"t=(\d+)", r.headers["RateLimit"])[1]) for r in replies]  # type: ignore[index]
+    assert all(0 < t <= 300 for t in resets)
+    assert {r.headers["RateLimit-Policy"] for r in replies} == {'"fixed window";"api";q=3;w=300'}
+    assert replies[3].json() == {"error": "You have exceeded our rate limit for api requests."}
+    assert [r.refused for r in log] == [None, None, None, "rate_limit"] and log[3].throttled
+
+
+def test_hf_shape_faults_and_the_authorization_header(standin: StandIn) -> None:
+    aid = min(standin.catalogue.hf_pages)
+    url = f"{standin.hf_papers_url}/{aid}"
+    standin.faults.script("hf_papers", ["shape:hf_other_paper", "shape:hf_upvotes_string"])
+    other, text = fetch(url).json(), fetch(url).json()
+    assert other["id"] != aid and isinstance(text["upvotes"], str)
+    request = urllib.request.Request(url, headers={"Authorization": "Bearer hf_x"})
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        assert json.loads(answer.read())["id"] == aid
+    assert [r.authorization for r in standin.requests_for("hf_papers")] == [
+        None,
+        None,
+        "Bearer hf_x",
+    ]
+    assert [r.key for r in standin.requests_for("hf_papers")] == [f"hf_papers:{aid}"] * 3

@@ -17,7 +17,9 @@ from crawler.enrich.memo import Memo
 from crawler.items import ArxivMeta, Embed
 from crawler.services.arxiv import Arxiv
 from crawler.services.base import DAY
+from crawler.services.hf_papers import HfPapers
 from crawler.services.oembed import OEmbed
+from crawler.services.syndication import Syndication
 from crawler.state.extension import State
 from crawler.state.freshness import Freshness, written_by_newer
 from crawler.state.store import FORMAT, Row, StateError, StateStore, Write
@@ -34,6 +36,25 @@ def _state(crawler: Crawler) -> State:
     state = crawler.get_extension(State)
     assert state is not None
     return state
+
+
+def test_each_service_caps_its_own_history(tmp_path: Path) -> None:
+    """PAPER_HISTORY_MAX caps a paper's Hugging Face observations; DETAILS_HISTORY_MAX the
+    tweets'."""
+    settings = project_settings(PAPER_HISTORY_MAX=2, DETAILS_HISTORY_MAX=3)
+    hf, details = HfPapers(settings), Syndication(settings)
+    assert (hf.history_max, details.history_max) == (2, 3)
+    store = StateStore(tmp_path / "s.sqlite3", history_max=365)
+    for n in range(4):
+        when = f"2026-01-0{n + 1}T00:00:00.000Z"
+        for service, key, count in ((hf, "2106.09685", "upvotes"), (details, "7", "like_count")):
+            point = (when, {"observed_at": when, count: n})
+            write = Write(key, {"status": "ok"}, "ok", observation=point,
+                          history_max=service.history_max)  # fmt: skip
+            store.write(service.kind, [write], 5.0, "r1")
+    assert [p["upvotes"] for p in store.history("hf", "2106.09685")] == [2, 3]
+    assert [p["like_count"] for p in store.history("details", "7")] == [1, 2, 3]
+    store.close()
 
 
 def test_store_round_trip_wal_history_and_changes(tmp_path: Path) -> None:

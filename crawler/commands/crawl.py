@@ -37,7 +37,7 @@ NUMBERS: dict[str, tuple[type, float]] = {
     "PROGRESS_INTERVAL": (float, -1), "CONCURRENT_ITEMS": (int, 1),
     "CONCURRENT_REQUESTS": (int, 1), "DOWNLOAD_TIMEOUT": (float, 0),
     "DOWNLOAD_MAXSIZE": (int, 0), "MAX_ENTRIES_PER_DIGEST": (int, 1),
-    "DETAILS_HISTORY_MAX": (int, 1), "SOURCE_SCAN_MAX": (int, 1),
+    "DETAILS_HISTORY_MAX": (int, 1), "SOURCE_SCAN_MAX": (int, 1), "RATELIMIT_RESERVE": (int, 0),
 }  # fmt: skip
 
 
@@ -56,7 +56,13 @@ def _ttl_problems(settings: BaseSettings) -> list[str]:
     )
 
 
-BOOLEANS = ("ARXIV_HOLD_AFTER_ANSWER", "TWEET_DETAILS", "SEMANTIC_SCHOLAR")
+BOOLEANS = (
+    "ARXIV_HOLD_AFTER_ANSWER",
+    "TWEET_DETAILS",
+    "SEMANTIC_SCHOLAR",
+    "HF_PAPERS",
+    "OPENALEX",
+)
 
 
 def _boolean_problems(settings: BaseSettings) -> list[str]:
@@ -81,7 +87,8 @@ def settings_problems(settings: BaseSettings) -> list[str]:
     for service in SERVICES:
         if service.enabled(settings):
             problems += service.settings_problems(settings)
-    return problems
+    # Settings several services share (PAPER_TTL_BY_AGE) are checked by each: one line each.
+    return list(dict.fromkeys(problems))
 
 
 def output_problem(path: Path) -> str | None:

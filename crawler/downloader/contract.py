@@ -14,11 +14,16 @@ from typing import Any
 from scrapy import Request
 from scrapy.http import Response
 
+from crawler.logredact import redact_url_secrets
+
 SERVICE = "service"  # the service's name: stats keys retry/<name>/..., gates, slots
 POLITENESS = "politeness"  # a Politeness
 # Callable[[Request, Response], Any]: the parsed answer, or AnswerUnusable
 ANSWER_CHECK = "answer_check"
 PARSED = "parsed_answer"  # what ANSWER_CHECK returned for the final answer, parsed once
+# tuple[str, ...]: query parameters a same-host redirect keeps when its target lacks them
+# (an API key, a field selection), so the redirected request is asked for the same way.
+KEEP_ON_REDIRECT = "keep_on_redirect"
 
 
 class AnswerUnusable(ValueError):
@@ -43,6 +48,13 @@ class Politeness:
     slow_down_max: float = 60.0
     concurrency_max: int = 0  # > concurrency: adapt between them (AIMD on throttling, latency)
     max_answer_bytes: int = 32 * 1024 * 1024  # answers (decompressed) larger than this fail
+    # Statuses that mean "too fast" besides 429/503 (OpenAlex's per-second limit is 403):
+    # retried with backoff, honouring Retry-After, slowing down like a 429.
+    throttle_codes: frozenset[int] = frozenset()
+    # Statuses that mean the service's allowance is spent for longer than a run lasts (a daily
+    # budget): never retried, and no further request of the service is sent this run.
+    quota_codes: frozenset[int] = frozenset()
+    quota_message: str = "allowance spent; no more requests this run"  # logged once
 
     @property
     def adaptive(self) -> bool:
@@ -77,5 +89,7 @@ def service_of(request: Request) -> str | None:
 
 
 def short_url(url: str, limit: int = 120) -> str:
-    """URLs in messages: a 100-ID arXiv query is 2 KB, which buries the line it is in."""
+    """URLs in messages: a 100-ID arXiv query is 2 KB, which buries the line it is in; secret
+    query parameters (``api_key=…``) are masked."""
+    url = redact_url_secrets(url)
     return url if len(url) <= limit else f"{url[: limit - 25]}…({len(url)} chars)"

@@ -9,8 +9,10 @@ need (issue 14). :class:`ConcurrencyLimit` is the small limiter that does.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import deque
+from dataclasses import dataclass
 
 
 class ConcurrencyLimit:
@@ -119,12 +121,107 @@ class ConcurrencyLimit:
         self._wake()
 
 
-class ServiceGate:
-    """Earliest start time per service, and the adaptive extra pause after throttling."""
+_RATELIMIT_ITEM = re.compile(r"(?:^|;)\s*(?P<param>[rt])\s*=\s*(?P<value>\d{1,18})\s*(?=;|$)")
 
-    def __init__(self) -> None:
+
+def parse_ratelimit(
+    header: bytes | str | None,
+    remaining: bytes | str | None = None,
+    reset: bytes | str | None = None,
+) -> tuple[int, float] | None:
+    """(requests left, seconds until the window resets) from the IETF draft's headers.
+
+    ``RateLimit: "api";r=487;t=212`` (draft 7 on; a list of policies counts as its tightest),
+    or the earlier drafts' ``RateLimit-Remaining: 487`` and ``RateLimit-Reset: 212``. None when
+    absent or unreadable: a header nobody foresaw must not stop or speed up a crawl.
+    """
+    found: list[tuple[int, float]] = []
+    for item in _text(header).split(","):
+        params = {m["param"]: int(m["value"]) for m in _RATELIMIT_ITEM.finditer(item)}
+        if "r" in params and "t" in params:
+            found.append((params["r"], float(params["t"])))
+    left, seconds = _text(remaining).strip(), _text(reset).strip()
+    if not found and left.isascii() and left.isdigit() and seconds.isascii() and seconds.isdigit():
+        found.append((int(left), float(seconds)))
+    return min(found) if found else None
+
+
+_POLICY_ITEM = re.compile(r"(?:^|;)\s*(?P<param>[qw])\s*=\s*(?P<value>\d{1,18})\s*(?=;|$)")
+
+
+def parse_ratelimit_policy(header: bytes | str | None) -> tuple[int, float] | None:
+    """(quota, window seconds) from ``RateLimit-Policy: "fixed window";"api";q=500;w=300``
+    (a list of policies counts as its slowest pace); None when absent or unreadable."""
+    found: list[tuple[int, float]] = []
+    for item in _text(header).split(","):
+        params = {m["param"]: int(m["value"]) for m in _POLICY_ITEM.finditer(item)}
+        if params.get("q", 0) > 0 and "w" in params:
+            found.append((params["q"], float(params["w"])))
+    return max(found, key=lambda p: p[1] / p[0]) if found else None
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode("latin-1") if isinstance(value, bytes) else value
+
+
+@dataclass
+class RateBudget:
+    """What is left of a service's current fixed window, as its RateLimit headers say.
+
+    Each answer says how many requests are left (``r``) and when the window resets (``t``).
+    Requests on the wire when an answer is read may not be counted in it yet, so they are taken
+    off; each start takes one more. Answers arrive out of order, so within a window the
+    smallest estimate wins; an answer whose reset is clearly later opens a new window. Once
+    ``reserve`` or fewer are left, no request starts before the reset; after it the budget is
+    unknown until the next answer (every request of a new window is allowed).
+    """
+
+    remaining: int | None = None
+    resets_at: float = 0.0
+    on_wire: int = 0
+
+    NEW_WINDOW = 1.0  # seconds: a later reset than this is another window (t is whole seconds)
+
+    def answered(self, left: int, reset_in: float, now: float) -> None:
+        resets_at = now + reset_in
+        estimate = max(0, left - self.on_wire)
+        if self.remaining is None or resets_at > self.resets_at + self.NEW_WINDOW:
+            self.remaining, self.resets_at = estimate, resets_at
+        else:
+            self.remaining = min(self.remaining, estimate)
+            self.resets_at = max(self.resets_at, resets_at)
+
+    def wait(self, now: float, reserve: int) -> float:
+        if self.remaining is None:
+            return 0.0
+        if now >= self.resets_at:
+            self.remaining = None  # a new window: the next answer tells what is left
+            return 0.0
+        return self.resets_at - now if self.remaining <= reserve else 0.0
+
+    def started(self) -> None:
+        self.on_wire += 1
+        if self.remaining is not None:
+            self.remaining -= 1
+
+    def ended(self) -> None:
+        self.on_wire = max(0, self.on_wire - 1)
+
+
+class ServiceGate:
+    """Earliest start time per service, the adaptive extra pause after throttling, and what
+    is left of a service's rate-limit window."""
+
+    def __init__(self, reserve: int = 0) -> None:
         self.not_before: dict[str, float] = {}
         self.extra: dict[str, float] = {}
+        self.budgets: dict[str, RateBudget] = {}
+        self.reserve = reserve
+
+    def budget(self, service: str) -> RateBudget:
+        return self.budgets.setdefault(service, RateBudget())
 
     def hold_until(self, service: str, when: float) -> None:
         self.not_before[service] = max(self.not_before.get(service, 0.0), when)
@@ -138,4 +235,7 @@ class ServiceGate:
         self.extra[service] = extra if extra >= 0.05 else 0.0
 
     def wait_for(self, service: str, now: float) -> float:
-        return max(0.0, self.not_before.get(service, 0.0) - now)
+        held = self.not_before.get(service, 0.0) - now
+        budget = self.budgets.get(service)
+        window = budget.wait(now, self.reserve) if budget is not None else 0.0
+        return max(0.0, held, window)

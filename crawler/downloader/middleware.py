@@ -10,10 +10,17 @@ knows about a service comes from the request (:mod:`crawler.downloader.contract`
 - a 200 whose body the service's check refuses (an HTML maintenance page, a cut-off feed, a
   payload of the wrong shape) is retried like a 503;
 - a ``Retry-After`` gates the whole service, not just the request that got it;
+- a service announcing its window in ``RateLimit`` headers (IETF draft) gets no new request
+  once the window is spent (``RATELIMIT_RESERVE`` left), until it resets; a 429 without
+  ``Retry-After`` waits the header's reset;
 - a service may ask that its next request start only some time after the previous answer
   (arXiv: ``ARXIV_DELAY``), and that 429/503 add a doubling extra pause;
 - in-flight requests per service are limited, adaptively where the service allows it;
-- redirects are followed only to the endpoint's own host;
+- redirects are followed only to the endpoint's own host, keeping the query parameters the
+  service names (``KEEP_ON_REDIRECT``: its API key);
+- an answer that says the service's allowance is spent (``Politeness.quota_codes``: OpenAlex's
+  429, a daily budget) is not retried, and no further request of that service is sent this
+  run: one log line says so;
 - after ``RETRY_UNREACHABLE_AFTER`` connection failures in a row without any answer, a
   service's requests are no longer retried until it answers again (circuit breaker);
 - every wait ends at once when the crawl is stopping.
@@ -27,7 +34,7 @@ import time
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
 from scrapy import Request, signals
 from scrapy.crawler import Crawler
@@ -39,6 +46,7 @@ from tenacity.wait import wait_base
 
 from crawler.downloader.contract import (
     ANSWER_CHECK,
+    KEEP_ON_REDIRECT,
     PARSED,
     POLITENESS,
     AnswerUnusable,
@@ -46,7 +54,12 @@ from crawler.downloader.contract import (
     service_of,
     short_url,
 )
-from crawler.downloader.gate import ConcurrencyLimit, ServiceGate
+from crawler.downloader.gate import (
+    ConcurrencyLimit,
+    ServiceGate,
+    parse_ratelimit,
+    parse_ratelimit_policy,
+)
 from crawler.outcome import Outcome
 
 logger = logging.getLogger(__name__)
@@ -60,6 +73,7 @@ _RETRIES = "_tenacity_attempts"  # meta: the tenacity iterator shared by a reque
 _ATTEMPT = "_tenacity_attempt"  # meta: the current AttemptManager
 _PERMIT = "_service_permit"  # meta: this attempt holds a place in the service's limit
 _STARTED = "_attempt_started"
+_ON_WIRE = "_attempt_on_wire"  # meta: this attempt counts against the service's window
 
 
 def retry_after_seconds(value: bytes | str | None, now: float | None = None) -> float | None:
@@ -134,10 +148,12 @@ class BackoffRetryMiddleware(RetryMiddleware):
         self.retry_after_max = s.getfloat("RETRY_AFTER_MAX")
         self.unreachable_after = s.getint("RETRY_UNREACHABLE_AFTER")
         self.stopping = Outcome.of(crawler).stopping
-        self.gate = ServiceGate()
+        self.gate = ServiceGate(reserve=s.getint("RATELIMIT_RESERVE"))
+        self._told_wait: dict[str, float] = {}  # service -> the end of the wait last logged
         self.limits: dict[str, ConcurrencyLimit] = {}
         self._failures_in_a_row: dict[str, int] = {}
         self._last_answer: dict[str, float] = {}
+        self.spent: dict[str, str] = {}  # service -> why no more of its requests go this run
         self._log = _ShortUrls()
         crawler.signals.connect(self._left_downloader, signal=signals.request_left_downloader)
         # Where time comes from; unit tests put the event loop's virtual clock here (waits
@@ -173,6 +189,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
             return
         if self.stopping.is_set():
             raise IgnoreRequest("the crawl is stopping")
+        self._refuse_if_spent(service)
         limit = self.limit_for(service, request.meta[POLITENESS])
         if not await self._acquire(limit):
             raise IgnoreRequest("the crawl is stopping")
@@ -181,11 +198,15 @@ class BackoffRetryMiddleware(RetryMiddleware):
             # Re-checked after each sleep: a parallel answer may have brought a longer wait.
             while (wait := self.gate.wait_for(service, self.clock())) > 0:
                 self.stats.inc_value(f"retry/{service}/gated")
+                self._tell_wait(service, wait)
                 await self._sleep(wait)
             await self._sleep(0)
+            self._refuse_if_spent(service)  # spent while this one waited at the gate
         except BaseException:
             self._release(request, service)
             raise
+        self.gate.budget(service).started()
+        request.meta[_ON_WIRE] = True
         started = request.meta[_STARTED] = self.clock()
         politeness: Politeness = request.meta[POLITENESS]
         if politeness.delay:
@@ -193,6 +214,26 @@ class BackoffRetryMiddleware(RetryMiddleware):
             # when it handed the request over, before the waits above.
             self.gate.hold_until(service, started + politeness.delay)
         self.stats.inc_value(f"service/{service}/requests")
+
+    def _refuse_if_spent(self, service: str) -> None:
+        if service in self.spent:
+            self.stats.inc_value(f"service/{service}/not_sent_quota_spent")
+            raise IgnoreRequest(self.spent[service])
+
+    def _quota_spent(self, service: str, politeness: Politeness) -> None:
+        """The service said its allowance is spent: one line, and none of its requests go
+        again this run (asking again would only be refused, and may count against it)."""
+        if service not in self.spent:
+            self.spent[service] = politeness.quota_message
+            self.stats.inc_value(f"service/{service}/quota_spent")
+            logger.error("%s", politeness.quota_message)
+
+    def _tell_wait(self, service: str, wait: float) -> None:
+        """One line per long hold of a service (a spent rate-limit window: minutes)."""
+        until = self.clock() + wait
+        if wait >= LONG_WAIT and until > self._told_wait.get(service, 0.0) + 1.0:
+            self._told_wait[service] = until
+            logger.warning("%s: holding its requests for %.0f s (rate limit)", service, wait)
 
     async def _acquire(self, limit: ConcurrencyLimit) -> bool:
         """Take a place in the service's limit, waiting unless the crawl stops first (then
@@ -219,6 +260,8 @@ class BackoffRetryMiddleware(RetryMiddleware):
     def _release(self, request: Request, service: str) -> None:
         if request.meta.pop(_PERMIT, False):
             self.limits[service].release()
+        if request.meta.pop(_ON_WIRE, False):
+            self.gate.budget(service).ended()
 
     def _left_downloader(self, request: Request, **_: Any) -> None:
         """The transfer is over, whatever becomes of its answer: a middleware closer to the
@@ -241,7 +284,12 @@ class BackoffRetryMiddleware(RetryMiddleware):
         self._release(request, service)
         now = self.clock()
         politeness: Politeness = request.meta[POLITENESS]
-        throttled = response.status in THROTTLE_CODES
+        if response.status in politeness.quota_codes:
+            self._quota_spent(service, politeness)
+            self._failures_in_a_row[service] = 0
+            self._last_answer[service] = now
+            return response  # never retried: the service's values say why
+        throttled = response.status in THROTTLE_CODES | politeness.throttle_codes
         self.limits[service].answered(now - request.meta.get(_STARTED, now), throttled, now)
         if throttled:
             self.stats.inc_value(f"service/{service}/throttled")
@@ -249,11 +297,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
         self._last_answer[service] = now
         if response.status in REDIRECT_CODES:
             return self._redirect(request, response, service)
-        retry_after = (
-            retry_after_seconds(response.headers.get(b"Retry-After"), self.wall_clock())
-            if throttled
-            else None
-        )
+        retry_after = self._window(service, response, now, throttled)
         if retry_after is not None:
             self.gate.hold_until(service, now + min(retry_after, self.retry_after_max))
         reason = self._problem(request, response)
@@ -267,10 +311,36 @@ class BackoffRetryMiddleware(RetryMiddleware):
             return response
         return await self._retry_later(request, service, reason, retry_after) or response
 
+    def _window(
+        self, service: str, response: Response, now: float, throttled: bool
+    ) -> float | None:
+        """Learn what is left of the service's window from RateLimit headers; for a throttled
+        answer, how long to wait: its Retry-After, else the window's reset."""
+        headers = response.headers
+        window = parse_ratelimit(
+            headers.get(b"RateLimit"),
+            headers.get(b"RateLimit-Remaining"),
+            headers.get(b"RateLimit-Reset"),
+        )
+        if window is not None:
+            self.gate.budget(service).answered(*window, now)
+        policy = parse_ratelimit_policy(headers.get(b"RateLimit-Policy"))
+        if policy is not None:  # the progress line's ETA paces the service by it
+            self.stats.set_value(f"ratelimit/{service}/quota", policy[0])
+            self.stats.set_value(f"ratelimit/{service}/window", policy[1])
+        if not throttled:
+            return None
+        retry_after = retry_after_seconds(headers.get(b"Retry-After"), self.wall_clock())
+        if retry_after is None and window is not None:
+            self.stats.inc_value(f"service/{service}/window_waits")
+            return window[1]
+        return retry_after
+
     def _problem(self, request: Request, response: Response) -> str | None:
         """Why this answer is worth another try, or None. A usable 200 is parsed once here."""
         request.meta.pop(PARSED, None)  # a retry copies its original's meta
-        if response.status in self.retry_http_codes:
+        throttle_codes: frozenset[int] = request.meta[POLITENESS].throttle_codes
+        if response.status in self.retry_http_codes or response.status in throttle_codes:
             return f"HTTP {response.status}"
         if response.status != 200:
             return None
@@ -304,7 +374,10 @@ class BackoffRetryMiddleware(RetryMiddleware):
             )
         if hops >= MAX_REDIRECTS:
             raise IgnoreRequest(f"more than {MAX_REDIRECTS} redirects")
-        redirected = request.replace(url=target, dont_filter=True)
+        redirected = request.replace(
+            url=_keep_params(target, request.url, request.meta.get(KEEP_ON_REDIRECT, ())),
+            dont_filter=True,
+        )
         redirected.meta["redirect_times"] = hops + 1
         if response.status == 303 or (response.status in (301, 302) and request.method == "POST"):
             redirected = redirected.replace(method="GET", body=b"")
@@ -392,3 +465,21 @@ class BackoffRetryMiddleware(RetryMiddleware):
             await self._sleep(seconds)
 
         return sleep
+
+
+def _keep_params(target: str, original: str, names: tuple[str, ...]) -> str:
+    """``target`` with the original's values of ``names`` where it lacks them: a server that
+    redirects a merged record to its canonical one drops the query (the API key with it)."""
+    if not names:
+        return target
+    parts = urlsplit(target)
+    have = {name for name, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    extra = [
+        (name, value)
+        for name, value in parse_qsl(urlsplit(original).query, keep_blank_values=True)
+        if name in names and name not in have
+    ]
+    if not extra:
+        return target
+    query = "&".join(q for q in (parts.query, urlencode(extra, safe=":/|,")) if q)
+    return parts._replace(query=query).geturl()

@@ -25,12 +25,14 @@ import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from scrapy import Request
 from scrapy.crawler import Crawler
 from scrapy.exceptions import IgnoreRequest
 
 from crawler.downloader.contract import AnswerUnusable
 from crawler.enrich.memo import Memo
 from crawler.items import DigestEntry
+from crawler.logredact import redact_url_secrets
 from crawler.outcome import Outcome, failed_key
 from crawler.services.base import BatchRefused, Service
 from crawler.state.extension import State, utc_now_text
@@ -43,7 +45,7 @@ V = TypeVar("V")
 
 def failure_text(exc: BaseException) -> str:
     """A download failure as one short line for a record's ``error`` (no request dump)."""
-    message = str(exc).split(" in request <", 1)[0].strip()
+    message = redact_url_secrets(str(exc).split(" in request <", 1)[0].strip())
     if len(message) > 200:
         message = message[:199] + "…"
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
@@ -171,6 +173,8 @@ class ServiceRunner(Generic[V]):
         try:
             async with self._permits:
                 values = await self._ask(keys, hints)
+                if values is not None:
+                    values = await self._look_up_missing(keys, values)
             if values is not None:
                 values = await self._settle(keys, values)
         except asyncio.CancelledError:
@@ -199,9 +203,32 @@ class ServiceRunner(Generic[V]):
     def _all(self, keys: list[str], message: str) -> dict[str, V]:
         return {key: self.service.error(message) for key in keys}
 
-    async def _ask(self, keys: list[str], hints: dict[str, str | None]) -> dict[str, V] | None:
+    async def _look_up_missing(self, keys: list[str], values: dict[str, V]) -> dict[str, V]:
+        """Keys the batch answer left out are asked for alone, one request each (OpenAlex's
+        list filter misses preprints merged into their journal version; a single lookup finds
+        them). A service without such lookups: the key is an error."""
+        for key in keys:
+            if key in values:
+                continue
+            request = self.service.lookup_request(key)
+            if request is None:
+                values[key] = self.service.error(f"{self.service.label} answer left {key} out")
+                continue
+            self.stats.inc_value(f"{self.prefix}/lookups")
+            alone = await self._ask([key], {}, request)
+            values[key] = (alone or {}).get(key) or self.service.error(
+                f"{self.service.label} lookup of {key} gave no value"
+            )
+        return values
+
+    async def _ask(
+        self, keys: list[str], hints: dict[str, str | None], request: Request | None = None
+    ) -> dict[str, V] | None:
+        """Download ``request`` (by default the batch request for ``keys``) and map the answer
+        to values; None when the batch was split (its halves resolve the keys)."""
         label = self.service.label
-        request = self.service.build_request(keys, hints)
+        if request is None:
+            request = self.service.build_request(keys, hints)
         try:
             response = await self.crawler.engine.download_async(request)
         except IgnoreRequest as exc:

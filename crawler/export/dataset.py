@@ -223,7 +223,8 @@ class _Paper:
     ranks: list[tuple[str | None, int]] = field(default_factory=list)
     favorites: int | None = None
     retweets: int | None = None
-    code_urls: dict[str, None] = field(default_factory=dict)  # an ordered set
+    # code links by URL ignoring case, first seen first, with every source naming them
+    code_urls: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def see(self, record: Mapping[str, Any]) -> None:
         when, rank, digest = record["post"]["published_at"], record["rank"], record["digest"]
@@ -235,7 +236,11 @@ class _Paper:
         self.ranks.append((when, rank))
         self.favorites = _greatest(self.favorites, digest["favorites"])
         self.retweets = _greatest(self.retweets, digest["retweets"])
-        self.code_urls.update(dict.fromkeys(record["code_urls"]))
+        for link in record["code_urls"]:
+            known = self.code_urls.setdefault(
+                link["url"].lower(), {"url": link["url"], "sources": []}
+            )
+            known["sources"].extend(s for s in link["sources"] if s not in known["sources"])
 
 
 def _least(a: Any, b: Any) -> Any:
@@ -479,7 +484,7 @@ def _paper_columns(paper_id: str, paper: _Paper, tweets: tuple[Any, ...] | None)
         "tweet_count": count,
         "linking_tweet_count": linking if known_links else None,
         "tweet_like_count_total": likes if known_likes else None,
-        "code_urls": list(paper.code_urls),
+        "code_urls": list(paper.code_urls.values()),
     }
 
 

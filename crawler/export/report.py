@@ -476,7 +476,8 @@ _TOP_PAPERS = f"""
 WITH top_tweet AS ({_TOP_TWEET})
 SELECT p.arxiv_id, coalesce(p.arxiv_title, p.digest_title), p.first_seen::DATE, p.digest_count,
        p.best_rank, p.tweet_like_count_total, p.max_digest_favorites,
-       p.semantic_scholar_citation_count, p.code_urls, b.url, b.details_like_count
+       p.semantic_scholar_citation_count, list_transform(p.code_urls, lambda c: c.url), b.url,
+       b.details_like_count
 FROM papers p LEFT JOIN top_tweet b ON b.arxiv_id = p.arxiv_id AND b.n = 1
 ORDER BY p.tweet_like_count_total DESC NULLS LAST, p.max_digest_favorites DESC NULLS LAST,
          p.arxiv_id

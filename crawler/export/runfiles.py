@@ -99,6 +99,8 @@ def record_keys(record: dict[str, Any]) -> Iterator[tuple[str, str]]:
         version = (record.get("digest") or {}).get("linked_version")
         yield "arxiv", f"{arxiv_id}v{version}" if version else arxiv_id
         yield "impact", arxiv_id
+        yield "hf", arxiv_id
+        yield "openalex", arxiv_id
     for tweet in record.get("tweets") or []:
         yield "embed", tweet["id"]
         yield "details", tweet["id"]

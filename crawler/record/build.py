@@ -14,7 +14,17 @@ import re
 from dataclasses import asdict
 from typing import Any
 
-from crawler.items import ArxivMeta, DigestEntry, Embed, Impact, Post, Tweet, TweetDetails
+from crawler.items import (
+    ArxivMeta,
+    DigestEntry,
+    Embed,
+    HfPaper,
+    Impact,
+    OpenAlexWork,
+    Post,
+    Tweet,
+    TweetDetails,
+)
 from crawler.parsing.arxiv_ids import canonical
 from crawler.parsing.links import code_urls, linked_arxiv_ids
 from crawler.parsing.tweets import snowflake_created_at
@@ -22,7 +32,7 @@ from crawler.record.availability import availability
 
 SCHEMA_VERSION = 3
 
-Value = ArxivMeta | Embed | TweetDetails | Impact
+Value = ArxivMeta | Embed | TweetDetails | Impact | HfPaper | OpenAlexWork
 
 # Every field of each enrichment block after ``status``, in record order (the schema's order).
 ARXIV_FIELDS = (
@@ -33,7 +43,15 @@ ARXIV_FIELDS = (
 SEMANTIC_SCHOLAR_FIELDS = (
     "error", "fetched_at", "semantic_scholar_id", "citation_count",
     "influential_citation_count", "reference_count", "venue", "publication_year",
-    "publication_date", "tldr", "open_access_pdf",
+    "publication_date", "tldr", "open_access_pdf", "history",
+)  # fmt: skip
+HF_FIELDS = (
+    "error", "fetched_at", "upvotes", "comments", "github_repo", "github_stars", "project_page",
+    "ai_summary", "ai_keywords", "published_at", "submitted_on_daily_at", "history",
+)  # fmt: skip
+OPENALEX_FIELDS = (
+    "error", "fetched_at", "work_id", "cited_by_count", "counts_by_year", "published_version",
+    "is_oa", "primary_topic", "history",
 )  # fmt: skip
 EMBED_FIELDS = ("error", "fetched_at", "text", "html", "author_name", "author_url", "url")
 DETAILS_FIELDS = (
@@ -45,12 +63,18 @@ DETAILS_FIELDS = (
 BLOCK_FIELDS: dict[str, tuple[str, ...]] = {
     "arxiv": ARXIV_FIELDS,
     "semantic_scholar": SEMANTIC_SCHOLAR_FIELDS,
+    "hf": HF_FIELDS,
+    "openalex": OPENALEX_FIELDS,
     "embed": EMBED_FIELDS,
     "details": DETAILS_FIELDS,
 }
 # Fields a value keeps whatever its status; the rest are null unless it is ok.
 _ALWAYS = frozenset({"error", "fetched_at", "reason"})
-_FAILURES = frozenset({"not_found", "error", "deleted", "protected"})
+_FAILURES = frozenset({"not_found", "not_indexed", "error", "deleted", "protected"})
+# The blocks of a record about its paper, in record order (the rest are per tweet).
+PAPER_BLOCKS = ("arxiv", "semantic_scholar", "hf", "openalex")
+# Where a code link was found, in the order sources are searched (``code_urls[].sources``).
+CODE_SOURCES = ("arxiv_abstract", "arxiv_comment", "digest_abstract", "tweet", "hf")
 _DAY = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
 
 
@@ -134,14 +158,29 @@ def _tweet(tweet: Tweet, paper: str | None) -> dict[str, Any]:
     }
 
 
-def _code_urls(entry: DigestEntry) -> list[str]:
-    """Code links, first seen first: arXiv abstract, arXiv comment, digest abstract, tweets."""
+def _code_texts(entry: DigestEntry) -> dict[str, list[str | None]]:
+    """The texts each code-link source offers, by source, in :data:`CODE_SOURCES` order."""
     meta = entry.arxiv if entry.arxiv is not None and entry.arxiv.status == "ok" else None
-    texts: list[str | None] = [meta.abstract, meta.comment] if meta else []
-    texts.append(entry.abstract)
-    for tweet in entry.tweets:
-        texts.extend(_expanded_urls(tweet.details))
-    return code_urls(texts)
+    hf = entry.hf if entry.hf is not None and entry.hf.status == "ok" else None
+    return {
+        "arxiv_abstract": [meta.abstract] if meta else [],
+        "arxiv_comment": [meta.comment] if meta else [],
+        "digest_abstract": [entry.abstract],
+        "tweet": [url for tweet in entry.tweets for url in _expanded_urls(tweet.details)],
+        "hf": [hf.github_repo] if hf else [],
+    }
+
+
+def _code_urls(entry: DigestEntry) -> list[dict[str, Any]]:
+    """Code links with every source naming them; first seen first, the first spelling kept
+    (duplicates ignoring case, as the hosts treat them)."""
+    found: dict[str, dict[str, Any]] = {}
+    for source, texts in _code_texts(entry).items():
+        for url in code_urls(texts):
+            link = found.setdefault(url.lower(), {"url": url, "sources": []})
+            if source not in link["sources"]:
+                link["sources"].append(source)
+    return list(found.values())
 
 
 def _post(post: Post, source: str) -> dict[str, Any]:
@@ -184,6 +223,8 @@ def build_record(entry: DigestEntry) -> dict[str, Any]:
         },
         "arxiv": _status_block(entry.arxiv, "arxiv"),
         "semantic_scholar": _status_block(entry.impact, "semantic_scholar"),
+        "hf": _status_block(entry.hf, "hf"),
+        "openalex": _status_block(entry.openalex, "openalex"),
         "code_urls": _code_urls(entry),
         "tweets": [_tweet(t, entry.arxiv_id) for t in entry.tweets],
     }

@@ -10,7 +10,7 @@ from scrapy.exceptions import DropItem
 
 from crawler.items import DigestEntry
 from crawler.outcome import RECORDS_INVALID, RECORDS_REPAIRED, RECORDS_WRITTEN, failed_key
-from crawler.record.build import build_record
+from crawler.record.build import PAPER_BLOCKS, build_record
 from crawler.record.validate import repair, schema_errors, scrub_text
 from crawler.services.registry import SERVICES
 
@@ -53,7 +53,7 @@ class RecordPipeline:
         return record
 
     def _count(self, record: dict[str, Any]) -> None:
-        for block in ("arxiv", "semantic_scholar"):
+        for block in PAPER_BLOCKS:
             self.stats.inc_value(f"records/{block}/{record[block]['status']}")
         for tweet in record["tweets"]:
             for block in ("embed", "details"):

@@ -18,7 +18,7 @@ import fastjsonschema
 from jsonschema import Draft7Validator
 
 from crawler.parsing.text import SURROGATE
-from crawler.record.build import error_block
+from crawler.record.build import PAPER_BLOCKS, error_block
 
 
 @cache
@@ -77,7 +77,7 @@ def scrub_text(value: Any) -> tuple[Any, int]:
 
 def _block_path(path: list[Any]) -> list[Any] | None:
     """The enrichment block an error lies in: ["arxiv"], ["tweets", 2, "details"], ..."""
-    if path and path[0] in ("arxiv", "semantic_scholar"):
+    if path and path[0] in PAPER_BLOCKS:
         return path[:1]
     if len(path) >= 3 and path[0] == "tweets" and path[2] in ("embed", "details"):
         return path[:3]

@@ -10,9 +10,12 @@ Adding a service is one module plus one line in :mod:`crawler.services.registry`
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
 from scrapy import Request
@@ -95,6 +98,8 @@ class Service(ABC, Generic[V]):
     numbers: ClassVar[dict[str, tuple[type, float]]] = {}  # settings checked as numbers
     # Fields that move all the time (counts): not changes for the change feed.
     volatile: ClassVar[tuple[str, ...]] = ()
+    # The int setting capping the observations kept per key (services with a history).
+    history_max_setting: ClassVar[str] = "DETAILS_HISTORY_MAX"
     # Every integer field of ``value_type`` and its kind in :data:`BOUNDS`: checked when an
     # answer is parsed and again when a stored value is read (tests check none is missing).
     integers: ClassVar[dict[str, str]] = {}
@@ -102,12 +107,16 @@ class Service(ABC, Generic[V]):
     batch_size: int = 1
     batch_wait: float = 0.0
     politeness: Politeness
+    # (requests, seconds) of the service's rate-limit window as documented, for the ETA until
+    # its RateLimit-Policy header says otherwise; None: no window.
+    expected_window: tuple[int, float] | None = None
 
     def __init__(self, settings: BaseSettings) -> None:
         # A service turned off is built only for its "disabled" values: its settings may be unset.
         if self.enabled(settings) and (problems := self.settings_problems(settings)):
             raise SettingsProblem(problems)
         self.url = settings.get(self.url_setting)
+        self.history_max = max(1, settings.getint(self.history_max_setting, 365))
         overrides = settings.getdict("STATE_TTL_DAYS")
         self.ttl_by_status = {
             **self.ttl_days,
@@ -143,6 +152,11 @@ class Service(ABC, Generic[V]):
     @abstractmethod
     def build_request(self, keys: list[str], hints: Mapping[str, str | None]) -> Request: ...
 
+    def lookup_request(self, key: str) -> Request | None:
+        """A request of its own for a key that a batch answer left out (OpenAlex: a preprint
+        merged into its journal version), or None: such a key is an error."""
+        return None
+
     def check(self, request: Request, response: Response) -> Any:
         """Parse a 200 answer, or raise ``AnswerUnusable`` (retried): an answer that does not
         parse, or that is about something other than what was asked (a cache ignoring the
@@ -174,7 +188,7 @@ class Service(ABC, Generic[V]):
     @abstractmethod
     def values(self, keys: list[str], response: Response) -> dict[str, V]:
         """One value per key from an answer of any status; raises :class:`BatchRefused` or
-        ``AnswerUnusable``."""
+        ``AnswerUnusable``. A key left out is asked again alone (:meth:`lookup_request`)."""
 
     # -- values -----------------------------------------------------------------------------
     def error(self, message: str) -> V:
@@ -202,8 +216,9 @@ class Service(ABC, Generic[V]):
     def with_history(self, value: V, history: list[dict[str, Any]]) -> V:
         return value
 
-    def ttl(self, value: V, now: float) -> float:
-        """Seconds a stored value stays good (0: always fetched again)."""
+    def ttl(self, value: V, now: float, key: str = "") -> float:
+        """Seconds a stored value stays good (0: always fetched again); ``key`` is what it was
+        fetched for (a paper's ID tells its age)."""
         return self.ttl_by_status.get(getattr(value, "status", "error"), 0.0) * DAY
 
     def decode(self, data: dict[str, Any]) -> V:
@@ -215,6 +230,66 @@ class Service(ABC, Generic[V]):
         for name, kind in self.integers.items():
             checked_int(getattr(value, name), name, kind)
         return value  # type: ignore[no-any-return]  # value_type: see error()
+
+
+def age_table(settings: BaseSettings, name: str) -> list[tuple[float, float]]:
+    """A TTL-by-age setting (``DETAILS_TTL_BY_AGE``, ``PAPER_TTL_BY_AGE``) as sorted
+    (max age, TTL) pairs in days; given with ``-s`` it is JSON text."""
+    raw = settings.get(name)
+    rows = json.loads(raw) if isinstance(raw, str) else raw
+    return sorted((float(age), float(days)) for age, days in rows)
+
+
+def age_table_problems(settings: BaseSettings, name: str) -> list[str]:
+    try:
+        rows = age_table(settings, name)
+    except (TypeError, ValueError):
+        return [f"{name} must be a list of [age days, TTL days] pairs"]
+    if any(not (math.isfinite(a) and math.isfinite(d) and a >= 0 and d >= 0) for a, d in rows):
+        return [f"{name} needs finite numbers of days >= 0"]
+    return []
+
+
+def ttl_for_age(rows: list[tuple[float, float]], age_days: float) -> float | None:
+    """TTL seconds from the first row whose age covers ``age_days``; None past the last row
+    (the service's per-status TTL applies)."""
+    for max_age, days in rows:
+        if age_days <= max_age:
+            return days * DAY
+    return None
+
+
+# YYMM of a new-style (2106.09685) or old-style (hep-th/9901001) arXiv ID.
+_ID_MONTH = re.compile(r"(?:^|/)(?P<yy>\d{2})(?P<mm>0[1-9]|1[0-2])(?:\.\d{4,5}$|\d{3}$)")
+
+
+def paper_age_days(arxiv_id: str, now: float) -> float | None:
+    """Days since the start of the month the arXiv ID was issued in (its YYMM), or None.
+
+    Papers gather attention while young and barely move once old, so the services that
+    refresh per paper (Semantic Scholar, OpenAlex, Hugging Face) set their TTLs by this age
+    (``PAPER_TTL_BY_AGE``). Old-style IDs run from 1991 (``91..99``, then ``00..07``).
+    """
+    m = _ID_MONTH.search(arxiv_id)
+    if m is None:
+        return None
+    yy = int(m["yy"])
+    year = 1900 + yy if yy >= 91 else 2000 + yy
+    start = datetime(year, int(m["mm"]), 1, tzinfo=UTC).timestamp()
+    return max(0.0, (now - start) / DAY)
+
+
+class PaperAgeTTL:
+    """``ok`` values of a per-paper service go stale by the paper's age (``PAPER_TTL_BY_AGE``:
+    a paper in its first month daily, a three-year-old one monthly); past the table, and for
+    other statuses, the service's per-status TTL."""
+
+    def __init__(self, settings: BaseSettings) -> None:
+        self.rows = age_table(settings, "PAPER_TTL_BY_AGE")
+
+    def ttl(self, key: str, now: float) -> float | None:
+        age = paper_age_days(key, now)
+        return None if age is None else ttl_for_age(self.rows, age)
 
 
 def default_ttls(services: list[type[Service[Any]]]) -> dict[str, float]:

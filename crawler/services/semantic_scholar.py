@@ -8,6 +8,7 @@ papers (one ID the endpoint refuses) splits the batch, so only that paper gets t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -24,7 +25,13 @@ from crawler.downloader.contract import AnswerUnusable, Politeness, service_meta
 from crawler.items import DigestEntry, Impact
 from crawler.parsing.arxiv_ids import MalformedArxivId, canonical, parse_arxiv_id
 from crawler.parsing.text import replace_surrogates, shorten
-from crawler.services.base import BatchRefused, Service, checked_int
+from crawler.services.base import (
+    BatchRefused,
+    PaperAgeTTL,
+    Service,
+    age_table_problems,
+    checked_int,
+)
 
 # --- answers ---
 
@@ -215,16 +222,19 @@ class SemanticScholar(Service[Impact]):
     enabled_setting = "SEMANTIC_SCHOLAR"
     refresh_names = ("impact", "semantic_scholar")
     record_block = "semantic_scholar"
-    ttl_days: ClassVar[dict[str, float]] = {"ok": 7, "not_found": 7}
+    # ok: by the paper's age (PAPER_TTL_BY_AGE), past it 30 days.
+    ttl_days: ClassVar[dict[str, float]] = {"ok": 30, "not_found": 7}
     judge_per_answer = True
-    # Venue, year, TLDR, open access are changes; counts move daily and are not.
-    volatile = ("citation_count", "influential_citation_count", "reference_count")
+    # Venue, year, TLDR, open access are changes; counts move daily and are the history.
+    volatile = ("citation_count", "influential_citation_count", "reference_count", "history")
+    history_max_setting = "PAPER_HISTORY_MAX"
     integers: ClassVar[dict[str, str]] = {
         "citation_count": "count", "influential_citation_count": "count",
         "reference_count": "count", "publication_year": "year",
     }  # fmt: skip
     numbers: ClassVar[dict[str, tuple[type, float]]] = {
         "S2_BATCH_SIZE": (int, 1), "S2_BATCH_WAIT": (float, 0), "S2_DELAY": (float, 0),
+        "PAPER_HISTORY_MAX": (int, 1),
     }  # fmt: skip
 
     def __init__(self, settings: BaseSettings) -> None:
@@ -242,6 +252,7 @@ class SemanticScholar(Service[Impact]):
             max_answer_bytes=16 * 1024 * 1024,  # 500 papers with TLDRs: ~1 MB
         )
         self.api_key = settings.get("SEMANTIC_SCHOLAR_API_KEY") or os.environ.get("S2_API_KEY")
+        self.by_age = PaperAgeTTL(settings) if self.enabled(settings) else None
 
     @classmethod
     def settings_problems(cls, settings: BaseSettings) -> list[str]:
@@ -249,7 +260,7 @@ class SemanticScholar(Service[Impact]):
         size = settings.get("S2_BATCH_SIZE")
         if not problems and settings.getint("S2_BATCH_SIZE") > MAX_BATCH:
             problems.append(f"S2_BATCH_SIZE must be at most {MAX_BATCH}, not {size}")
-        return problems
+        return problems + age_table_problems(settings, "PAPER_TTL_BY_AGE")
 
     def keys(self, entry: DigestEntry) -> list[str]:
         return [entry.arxiv_id] if entry.arxiv_id else []
@@ -303,3 +314,23 @@ class SemanticScholar(Service[Impact]):
             entry.impact = Impact(status="error", error=entry.arxiv_problem or "no arXiv ID")
         else:
             entry.impact = values[entry.arxiv_id]
+
+    def observation(self, value: Impact, observed_at: str) -> dict[str, Any] | None:
+        if value.status != "ok":
+            return None
+        return {
+            "observed_at": observed_at,
+            "citation_count": value.citation_count,
+            "influential_citation_count": value.influential_citation_count,
+        }
+
+    def with_history(self, value: Impact, history: list[dict[str, Any]]) -> Impact:
+        return dataclasses.replace(value, history=history)
+
+    def ttl(self, value: Impact, now: float, key: str = "") -> float:
+        """Young papers gather citations fast, old ones slowly (``PAPER_TTL_BY_AGE``)."""
+        if value.status == "ok" and self.by_age is not None:
+            by_age = self.by_age.ttl(key, now)
+            if by_age is not None:
+                return by_age
+        return super().ttl(value, now, key)

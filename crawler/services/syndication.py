@@ -23,7 +23,14 @@ from scrapy.settings import BaseSettings
 from crawler.downloader.contract import AnswerUnusable, Politeness, service_meta
 from crawler.items import DigestEntry, TweetDetails
 from crawler.parsing.text import replace_surrogates, shorten
-from crawler.services.base import DAY, Service, checked_int
+from crawler.services.base import (
+    DAY,
+    Service,
+    age_table,
+    age_table_problems,
+    checked_int,
+    ttl_for_age,
+)
 
 # --- answers ---
 
@@ -390,18 +397,15 @@ class Syndication(Service[TweetDetails]):
             delay=settings.getfloat("SYNDICATION_DELAY"),
             max_answer_bytes=1024 * 1024,  # answers are a few KB, with media a few tens
         )
-        self.ttl_by_age = age_table(settings) if self.enabled(settings) else []
+        self.ttl_by_age = (
+            age_table(settings, "DETAILS_TTL_BY_AGE") if self.enabled(settings) else []
+        )
 
     @classmethod
     def settings_problems(cls, settings: BaseSettings) -> list[str]:
-        problems = super().settings_problems(settings)
-        try:
-            rows = age_table(settings)
-        except (TypeError, ValueError):
-            return [*problems, "DETAILS_TTL_BY_AGE must be a list of [age days, TTL days] pairs"]
-        if any(not (math.isfinite(a) and math.isfinite(d) and a >= 0 and d >= 0) for a, d in rows):
-            problems.append("DETAILS_TTL_BY_AGE needs finite numbers of days >= 0")
-        return problems
+        return super().settings_problems(settings) + age_table_problems(
+            settings, "DETAILS_TTL_BY_AGE"
+        )
 
     def keys(self, entry: DigestEntry) -> list[str]:
         return [tweet.id for tweet in entry.tweets]
@@ -450,15 +454,14 @@ class Syndication(Service[TweetDetails]):
         can hold it, and it would fail every dataset built from then on."""
         return dataclasses.replace(value, history=[p for p in history if _in_range(p)])
 
-    def ttl(self, value: TweetDetails, now: float) -> float:
+    def ttl(self, value: TweetDetails, now: float, key: str = "") -> float:
         """Young tweets go stale fast, old ones slowly (``DETAILS_TTL_BY_AGE``)."""
         created = _timestamp(value.created_at) if value.status == "ok" else None
         if created is not None:
-            age_days = (now - created) / DAY
-            for max_age, days in self.ttl_by_age:
-                if age_days <= max_age:
-                    return days * DAY
-        return super().ttl(value, now)
+            by_age = ttl_for_age(self.ttl_by_age, (now - created) / DAY)
+            if by_age is not None:
+                return by_age
+        return super().ttl(value, now, key)
 
 
 def _in_range(point: dict[str, Any]) -> bool:
@@ -468,14 +471,6 @@ def _in_range(point: dict[str, Any]) -> bool:
     except ValueError:
         return False
     return True
-
-
-def age_table(settings: BaseSettings) -> list[tuple[float, float]]:
-    """``DETAILS_TTL_BY_AGE`` as sorted (max age, TTL) pairs in days; given with ``-s`` it is
-    JSON text."""
-    raw = settings.get("DETAILS_TTL_BY_AGE")
-    rows = json.loads(raw) if isinstance(raw, str) else raw
-    return sorted((float(age), float(days)) for age, days in rows)
 
 
 def _timestamp(text: str | None) -> float | None:

@@ -94,7 +94,7 @@ class State:
         if value is None:
             return None
         now = time.time()
-        if not self.freshness.is_fresh(service, row, value, now, self.run_id):
+        if not self.freshness.is_fresh(service, row, value, now, self.run_id, key):
             if count:
                 self.stats.inc_value(f"state/{service.kind}/stale")
             if from_the_future(row, now) and (service.kind, key) not in self._future:
@@ -144,14 +144,17 @@ class State:
                 before, after = service.comparable(old), service.comparable(value)
                 if before != after:
                     change = (before, after)
-            point = service.observation(value, getattr(value, "fetched_at", None) or observed_at)
+            when = getattr(value, "fetched_at", None) or observed_at
+            point = service.observation(value, when)
             writes.append(
                 Write(
                     key,
                     dataclasses.asdict(value),  # type: ignore[call-overload]  # V: a dataclass
                     status=getattr(value, "status", "error"),
-                    observation=(observed_at, point) if point is not None else None,
+                    # Keyed by the observation's own time: the history's order and uniqueness
+                    observation=(when, point) if point is not None else None,
                     change=change,
+                    history_max=service.history_max,
                 )
             )
             keep[key] = value

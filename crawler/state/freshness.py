@@ -50,7 +50,7 @@ class Freshness:
         return self.refresh not in FIXED_CHOICES and not self.forced(service)
 
     def is_fresh(
-        self, service: Service[Any], row: Row, value: Any, now: float, run_id: str
+        self, service: Service[Any], row: Row, value: Any, now: float, run_id: str, key: str = ""
     ) -> bool:
         if row.run_id == run_id or self.left_alone(service):
             return True  # fetched by this very run (once per crawl), or not to be refreshed
@@ -58,4 +58,4 @@ class Freshness:
             return False
         if from_the_future(row, now):
             return False
-        return now - row.fetched_at < service.ttl(value, now)
+        return now - row.fetched_at < service.ttl(value, now, key)

@@ -79,6 +79,7 @@ class Write:
     status: str = ""
     observation: tuple[str, dict[str, Any]] | None = None  # (observed_at, data)
     change: tuple[dict[str, Any], dict[str, Any]] | None = None  # (before, after)
+    history_max: int = 0  # observations kept for this key (0: the store's default)
 
 
 class StateStore:
@@ -251,7 +252,7 @@ class StateStore:
                 "DELETE FROM observations WHERE kind = ? AND key = ? AND observed_at NOT IN "
                 "(SELECT observed_at FROM observations WHERE kind = ? AND key = ? "
                 "ORDER BY observed_at DESC LIMIT ?)",
-                (kind, w.key, kind, w.key, self.history_max),
+                (kind, w.key, kind, w.key, w.history_max or self.history_max),
             )
         if w.change is not None:
             before, after = w.change

@@ -1,9 +1,11 @@
-"""Local stand-in for arXiv, Twitter oEmbed and syndication, and Semantic Scholar (tests, offline)."""
+"""Local stand-in for arXiv, Twitter oEmbed and syndication, Semantic Scholar and Hugging Face
+(tests, offline)."""
 
 from .catalogue import Author, Catalogue, Paper, Tweet
 from .citations import Citation
 from .details import Media, TweetDetails, User
 from .faults import DEFAULT_MIXED_KINDS, SHAPE_KINDS, Fault, FaultSet, Script
+from .hf_papers import HfPage
 from .links import Link
 from .requestlog import RequestRecord
 from .server import StandIn, request_key, tweet_id_from_url
@@ -17,6 +19,7 @@ __all__ = [
     "Citation",
     "Fault",
     "FaultSet",
+    "HfPage",
     "Link",
     "Media",
     "Paper",

@@ -25,8 +25,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m tests.standin",
         description=(
-            "Local stand-in for the arXiv export API, Twitter oEmbed and syndication, and "
-            "Semantic Scholar's paper batch endpoint, all on one port."
+            "Local stand-in for the arXiv export API, Twitter oEmbed and syndication, "
+            "Semantic Scholar's paper batch endpoint, Hugging Face's paper pages and "
+            "OpenAlex's works API, all on one port."
         ),
     )
     p.add_argument("--host", default="127.0.0.1")
@@ -54,6 +55,26 @@ def parser() -> argparse.ArgumentParser:
         default=1.0,
         metavar="S",
         help="answer 429 to a Semantic Scholar request starting sooner after the previous one",
+    )
+    p.add_argument(
+        "--openalex-budget",
+        type=int,
+        metavar="N",
+        help="OpenAlex's daily budget: list requests after the first N get 429",
+    )
+    p.add_argument(
+        "--hf-window-requests",
+        type=int,
+        default=500,
+        metavar="N",
+        help="Hugging Face's fixed window: N requests (the anonymous limit: 500) ...",
+    )
+    p.add_argument(
+        "--hf-window-seconds",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="... per S seconds; more get 429 (RateLimit headers on every answer)",
     )
     p.add_argument(
         "--fault-share",
@@ -94,6 +115,8 @@ def build(args: argparse.Namespace) -> tuple[StandIn, list[Path]]:
             if options[f"{s}_max_in_flight"] is not None
         },
         min_interval={"semantic_scholar": args.semantic_scholar_interval},
+        openalex_budget=args.openalex_budget,
+        windows={"hf_papers": (args.hf_window_requests, args.hf_window_seconds)},
     )
     if args.fault_share > 0:
         standin.faults.mixed(share=args.fault_share, repeat=args.fault_repeat, seed=args.seed)
@@ -110,13 +133,17 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{len(paths)} digests: {len(catalogue.papers)} papers served "
             f"({len(catalogue.absent)} withheld, {len(catalogue.citations)} known to Semantic "
-            f"Scholar), {len(catalogue.tweets)} tweets ({n_bad} deleted/protected, "
+            f"Scholar, {len(catalogue.hf_pages)} with a Hugging Face page, "
+            f"{len(catalogue.openalex)} known to OpenAlex), "
+            f"{len(catalogue.tweets)} tweets ({n_bad} deleted/protected, "
             f"{n_hidden} without details)"
         )
         print(f"arXiv API:        {standin.arxiv_url}")
         print(f"oEmbed:           {standin.oembed_url}")
         print(f"Syndication:      {standin.syndication_url}")
         print(f"Semantic Scholar: {standin.semantic_scholar_url}")
+        print(f"OpenAlex:         {standin.openalex_url}")
+        print(f"Hugging Face:     {standin.hf_papers_url}")
         print("Try:")
         print(f"  {crawl_command(standin)}")
         print("Ctrl-C to stop.", flush=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 from .citations import Citation, derive_citation
 from .details import AGE_RESTRICTED, PROTECTED, VIOLATED, TweetDetails, derive_details
 from .digests import read_digest
+from .hf_papers import HfPage, derive_page
 from .models import (
     NEW_STYLE_ID,
     OLD_STYLE_ID,
@@ -28,6 +29,7 @@ from .models import (
     TweetStatus,
     stable_fraction,
 )
+from .openalex import Work, derive_work
 
 __all__ = [
     "NEW_STYLE_ID",
@@ -61,6 +63,10 @@ class Catalogue:
     refused: set[str] = field(default_factory=set)
     details: dict[str, TweetDetails] = field(default_factory=dict)
     citations: dict[str, Citation] = field(default_factory=dict)
+    # OpenAlex, by unversioned arXiv ID; a paper without one is unknown there (404)
+    openalex: dict[str, Work] = field(default_factory=dict)
+    # Hugging Face paper pages by unversioned arXiv ID; a paper without one answers 404.
+    hf_pages: dict[str, HfPage] = field(default_factory=dict)
     seed: int = 0
     day: int = 0
 
@@ -69,6 +75,8 @@ class Catalogue:
         self.papers[paper.arxiv_id] = paper
         self.absent.discard(paper.arxiv_id)
         self.citations.setdefault(paper.arxiv_id, derive_citation(paper, self.seed))
+        self.openalex.setdefault(paper.arxiv_id, derive_work(paper, self.seed, len(self.openalex)))
+        self.hf_pages.setdefault(paper.arxiv_id, derive_page(paper, self.seed))
         return paper
 
     def add_tweet(self, tweet: Tweet, *, paper_id: str | None = None) -> Tweet:
@@ -84,12 +92,16 @@ class Catalogue:
         return copy.deepcopy(self)
 
     def advance_day(self, days: int = 1) -> None:
-        """Let ``days`` pass: tweet likes and replies and paper citations grow."""
+        """Let ``days`` pass: tweet likes and replies, paper citations, upvotes and stars grow."""
         self.day += days
         for details in self.details.values():
             details.advance(days)
         for citation in self.citations.values():
             citation.advance(days)
+        for work in self.openalex.values():
+            work.advance(days)
+        for page in self.hf_pages.values():
+            page.advance(days)
 
     def linked_arxiv_ids(self, tweet_id: str) -> list[str]:
         """Unversioned arXiv IDs the links served for ``tweet_id`` point to, first seen first."""
@@ -149,12 +161,14 @@ class Catalogue:
         tombstone_share: float = 0.02,
         quote_share: float = 0.1,
         unknown_to_s2_share: float = 0.1,
+        unknown_to_openalex_share: float = 0.05,
+        no_hf_page_share: float = 0.25,
     ) -> Catalogue:
         """Build a catalogue from digest files; every random choice is keyed on ``seed`` + ID.
 
         ``tombstone_share`` of the tweets oEmbed still serves are age-restricted or withheld
         for the syndication endpoint; ``unknown_to_s2_share`` of the served papers have no
-        Semantic Scholar record (``null``).
+        Semantic Scholar record (``null``), and ``no_hf_page_share`` no Hugging Face page (404).
         """
         cat = cls(seed=seed)
         entry_of: dict[str, str | None] = {}
@@ -196,6 +210,15 @@ class Catalogue:
         for arxiv_id in sorted(cat.papers):
             if arxiv_id not in unknown:
                 cat.citations[arxiv_id] = derive_citation(cat.papers[arxiv_id], seed)
+        oids = sorted(cat.papers, key=lambda i: stable_fraction(seed, "openalex", i))
+        unknown = set(oids[: round(unknown_to_openalex_share * len(oids))])
+        for n, arxiv_id in enumerate(sorted(cat.papers)):
+            if arxiv_id not in unknown:
+                cat.openalex[arxiv_id] = derive_work(cat.papers[arxiv_id], seed, n)
+        pids = sorted(cat.papers, key=lambda i: stable_fraction(seed, "hf", i))
+        unpaged = set(pids[: round(no_hf_page_share * len(pids))])
+        for arxiv_id in sorted(set(cat.papers) - unpaged):
+            cat.hf_pages[arxiv_id] = derive_page(cat.papers[arxiv_id], seed)
         return cat
 
     def _hide_and_quote(self, tombstone_share: float, quote_share: float) -> None:

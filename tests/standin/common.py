@@ -12,13 +12,27 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
 
-SERVICES = ("arxiv", "oembed", "syndication", "semantic_scholar")
+SERVICES = ("arxiv", "oembed", "syndication", "semantic_scholar", "hf_papers", "openalex")
 PATHS = {
     "/api/query": "arxiv",
     "/oembed": "oembed",
     "/tweet-result": "syndication",
     "/graph/v1/paper/batch": "semantic_scholar",
+    "/openalex/works": "openalex",
 }
+HF_PREFIX = "/api/papers/"  # + the arXiv ID: a path per paper, so not in PATHS
+
+
+def service_of_path(path: str) -> str:
+    """The service a path belongs to (Hugging Face: a path per paper; OpenAlex:
+    ``/openalex/works`` and everything below)."""
+    if path.startswith(HF_PREFIX):
+        return "hf_papers"
+    if path.rstrip("/").startswith("/openalex/works/"):
+        return "openalex"
+    return PATHS.get(path.rstrip("/"), "other")
+
+
 JSON_TYPE = "application/json; charset=utf-8"
 TEXT_TYPE = "text/plain; charset=utf-8"
 HTML_TYPE = "text/html; charset=utf-8"
@@ -41,10 +55,15 @@ S2_TOO_MANY = (
     "Too Many Requests. Please wait and try again or apply for a key for higher rate limits. "
     "https://www.semanticscholar.org/product/api#api-key-form"
 )
+OPENALEX_MESSAGES = {
+    429: "Insufficient budget. This request costs $0.0001 but you only have $0 remaining.",
+    403: "Rate limit exceeded: at most 100 requests per second.",
+}
 # A body cut short at a point where it cannot parse, per service (``bad_json`` fault).
 BAD_JSON = {
     "syndication": b'{"__typename":"Tweet","id_str":',
     "semantic_scholar": b'[{"paperId":',
+    "hf_papers": b'{"id":"',
 }
 
 
@@ -91,6 +110,14 @@ def status_answer(service: str, code: int, after: float | str | None = None) -> 
         ans = json_answer(code, {"error": "Invalid paper ID in the request"})
     elif service == "semantic_scholar":
         ans = json_answer(code, {"message": "Internal Server Error", "code": str(code)})
+    elif service == "openalex":
+        ans = json_answer(
+            code, {"error": f"HTTP {code}", "message": OPENALEX_MESSAGES.get(code, "")}
+        )
+    elif service == "hf_papers" and code == 429:
+        ans = json_answer(code, {"error": "You have exceeded our rate limit for api requests."})
+    elif service == "hf_papers":
+        ans = json_answer(code, {"error": f"HTTP {code}"})
     elif service == "arxiv" and code == 429:
         ans = Answer(code, TEXT_TYPE, b"Rate exceeded.")
     else:

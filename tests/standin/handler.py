@@ -16,15 +16,15 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import arxiv, oembed, semantic_scholar, syndication
+from . import arxiv, hf_papers, oembed, openalex, semantic_scholar, syndication
 from .common import (
     JSON_TYPE,
-    PATHS,
     TEXT_TYPE,
     Answer,
     bad_json,
     first,
     html_page,
+    service_of_path,
     status_answer,
     truncated,
 )
@@ -36,9 +36,15 @@ if TYPE_CHECKING:
 
 
 def request_key(
-    service: str, params: dict[str, list[str]], body: bytes = b""
+    service: str, params: dict[str, list[str]], body: bytes = b"", path: str = ""
 ) -> tuple[str, tuple[str, ...]]:
     """Canonical identity of a request and the IDs it asks for, so retries share one key."""
+    if service == "openalex":
+        if openalex.is_list(path):
+            dois = tuple(sorted(openalex.requested_dois(params)))
+            return "openalex:" + "|".join(dois), dois
+        ident = unquote(path.rsplit("/works/", 1)[-1]).lower()
+        return f"openalex:single:{ident}", (ident.removeprefix("doi:"),)
     if service == "arxiv":
         asked = arxiv.requested_ids(params)
         key = "arxiv:" + ",".join(sorted(asked))
@@ -55,6 +61,9 @@ def request_key(
     if service == "syndication":
         tweet_id = first(params, "id", "")
         return f"syndication:{tweet_id}", (tweet_id,) if tweet_id else ()
+    if service == "hf_papers":
+        arxiv_id = first(params, "_path", "")
+        return f"hf_papers:{arxiv_id}", (arxiv_id,) if arxiv_id else ()
     if service == "semantic_scholar":
         parsed = semantic_scholar.parse_ids(body)
         ids = tuple(i for i in parsed if isinstance(i, str)) if isinstance(parsed, list) else ()
@@ -70,11 +79,14 @@ def normal_answer(
     body: bytes,
     *,
     empty: bool = False,
+    path: str = "",
 ) -> Answer:
     """What the service answers when nothing goes wrong (``empty``: an empty body or feed)."""
     if service == "arxiv":
         return arxiv.answer(catalogue, params, empty=empty)
-    if service not in ("oembed", "syndication", "semantic_scholar"):
+    if service == "openalex" and not empty:
+        return openalex.answer(catalogue.openalex, path, params)
+    if service not in ("oembed", "syndication", "semantic_scholar", "hf_papers", "openalex"):
         return Answer(404, TEXT_TYPE, b"not found\n")
     if empty:
         return Answer(200, JSON_TYPE, b"")
@@ -82,6 +94,8 @@ def normal_answer(
         return oembed.answer(catalogue, params)
     if service == "syndication":
         return syndication.answer(catalogue, params)
+    if service == "hf_papers":
+        return hf_papers.answer(catalogue.hf_pages, hf_papers.PREFIX + first(params, "_path", ""))
     return semantic_scholar.answer(catalogue, method, params, body)
 
 
@@ -107,9 +121,12 @@ def faulty_answer(
             return arxiv.reshape(kind, normal, catalogue, params)
         if kind == "shape:one_tweet_for_all":
             return oembed.one_tweet_for_all(catalogue, params)
-        reshape = {"oembed": oembed.reshape, "syndication": syndication.reshape}.get(
-            service, semantic_scholar.reshape
-        )
+        reshape = {
+            "oembed": oembed.reshape,
+            "syndication": syndication.reshape,
+            "hf_papers": hf_papers.reshape,
+            "openalex": openalex.reshape,
+        }.get(service, semantic_scholar.reshape)
         return reshape(kind, normal)
     return normal
 
@@ -147,22 +164,29 @@ def make_handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
             from .server import RequestRecord
 
             parts = urlsplit(self.path)
-            service = PATHS.get(parts.path.rstrip("/"), "other")
+            service = service_of_path(parts.path)
             raw_body = body.decode("utf-8", "replace")
             params = parse_qs(parts.query, keep_blank_values=True)
+            if service == "hf_papers":  # the ID is the path: kept where request_key looks
+                params["_path"] = [unquote(hf_papers.arxiv_id_of(parts.path))]
             if service != "semantic_scholar":  # a form body counts as parameters
                 for k, v in parse_qs(raw_body, keep_blank_values=True).items():
                     params.setdefault(k, []).extend(v)
-            key, ids = request_key(service, params, body)
+            key, ids = request_key(service, params, body, parts.path)
             record = RequestRecord(service, self.command, parts.path, params, math.nan, key=key)
             record.ids, record.body = ids, body
             record.api_key = self.headers.get("x-api-key")
+            record.authorization = self.headers.get("Authorization")
             if service == "syndication":
                 record.token_ok = syndication.token_ok(params)
             standin._admit(record)
             try:
                 if record.refused is not None:
                     self._send(standin._refusal(service), record)
+                    return
+                if service == "openalex" and standin._budget_spent(parts.path):
+                    record.refused = "budget"
+                    self._send(status_answer(service, 429), record)
                     return
                 fault = None
                 if service != "other":
@@ -212,8 +236,9 @@ def make_handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
                 return
             catalogue = standin.catalogue
             normal = normal_answer(
-                catalogue, service, self.command, params, body, empty=kind == "empty"
-            )
+                catalogue, service, self.command, params, body, empty=kind == "empty",
+                path=urlsplit(self.path).path,
+            )  # fmt: skip
             answer = faulty_answer(fault, service, normal, catalogue, params) if fault else normal
             self._send(answer, record, cut=kind == "cut")
 
@@ -221,7 +246,10 @@ def make_handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
             self.send_response(answer.status)
             self.send_header("Content-Type", answer.content_type)
             self.send_header("Content-Length", str(len(answer.body)))
-            for name, value in answer.headers.items():
+            for name, value in {
+                **answer.headers,
+                **standin._window_headers(record, answer),
+            }.items():
                 self.send_header(name, value)
             if cut:
                 self.send_header("Connection", "close")

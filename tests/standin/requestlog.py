@@ -36,6 +36,9 @@ class RequestRecord:
     admitted: int = 0
     token_ok: bool | None = None
     api_key: str | None = field(default=None, repr=False)
+    authorization: str | None = field(default=None, repr=False)
+    # (requests left, seconds to the reset) of the service's fixed window when it was admitted
+    window: tuple[int, int] | None = None
     body: bytes = field(default=b"", repr=False)
 
     @property

@@ -1,7 +1,8 @@
-"""A local HTTP stand-in for arXiv, Twitter oEmbed and syndication, and Semantic Scholar.
+"""A local HTTP stand-in for arXiv, Twitter oEmbed and syndication, Semantic Scholar,
+Hugging Face's paper pages and OpenAlex's works API.
 
 It speaks real HTTP on 127.0.0.1 so the crawler is tested through its actual network stack
-(retries, throttling, timeouts), all four services on one port (paths tell them apart), and it
+(retries, throttling, timeouts), all five services on one port (paths tell them apart), and it
 records every request so tests can check politeness (concurrency, spacing, tokens, API keys) as
 well as results.
 """
@@ -9,6 +10,7 @@ well as results.
 from __future__ import annotations
 
 import contextlib
+import math
 import socket
 import threading
 import time
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from http.server import ThreadingHTTPServer
 from types import TracebackType
 
+from . import openalex
 from .catalogue import Catalogue
 from .common import SERVICES, Answer, retry_after, status_answer
 from .faults import FaultSet
@@ -40,8 +43,12 @@ class StandIn:
     ``refusal_retry_after`` is set). ``min_interval``: per service, a request that starts less
     than this many seconds after the previous one started gets 429 (Semantic Scholar: 1.0 by
     default, as its API key allows one request per second); refused requests count as the
-    previous one too, so hammering never gets through. All three can be changed while the
-    stand-in runs.
+    previous one too, so hammering never gets through. OpenAlex refuses with 403 instead (its
+    per-second limit; 0.05 s by default), and ``openalex_budget`` list requests (None: no
+    limit) spend its daily budget: every list request after them gets 429. ``windows``: per
+    service, a fixed window of (requests, seconds) as Hugging Face enforces it (default 500 per
+    300 s): every answer carries ``RateLimit``/``RateLimit-Policy`` headers, and a request over
+    the window gets 429. All can be changed while the stand-in runs.
     """
 
     def __init__(
@@ -55,14 +62,23 @@ class StandIn:
         max_in_flight: dict[str, int] | None = None,
         min_interval: dict[str, float] | None = None,
         refusal_retry_after: float | str | None = None,
+        openalex_budget: int | None = None,
+        windows: dict[str, tuple[int, float]] | None = None,
     ) -> None:
         self.catalogue = catalogue if catalogue is not None else Catalogue()
         self.host = host
         self.port = port
         self.latency: dict[str, float] = {s: 0.0 for s in SERVICES} | (latency or {})
         self.max_in_flight: dict[str, int] = dict(max_in_flight or {})
-        self.min_interval: dict[str, float] = {"semantic_scholar": 1.0} | (min_interval or {})
+        self.min_interval: dict[str, float] = {"semantic_scholar": 1.0, "openalex": 0.05} | (
+            min_interval or {}
+        )
+        self.openalex_budget = openalex_budget
+        self._openalex_lists = 0  # list requests admitted (what the daily budget counts)
         self.refusal_retry_after = refusal_retry_after
+        self.windows: dict[str, tuple[int, float]] = {"hf_papers": (500, 300.0)} | (windows or {})
+        self._window_used: dict[str, tuple[int, int]] = {}  # service -> (window number, used)
+        self._epoch = time.monotonic()
         self.faults = FaultSet()
         self.quiet = quiet
         self._log: list[RequestRecord] = []
@@ -141,6 +157,14 @@ class StandIn:
         return self.base_url + "/graph/v1/paper/batch"
 
     @property
+    def openalex_url(self) -> str:
+        return self.base_url + "/openalex"
+
+    @property
+    def hf_papers_url(self) -> str:
+        return self.base_url + "/api/papers"
+
+    @property
     def settings(self) -> dict[str, str]:
         """The crawler settings that point it at this stand-in."""
         return {
@@ -148,6 +172,8 @@ class StandIn:
             "OEMBED_URL": self.oembed_url,
             "SYNDICATION_URL": self.syndication_url,
             "SEMANTIC_SCHOLAR_URL": self.semantic_scholar_url,
+            "HF_PAPERS_URL": self.hf_papers_url,
+            "OPENALEX_URL": self.openalex_url,
         }
 
     # -- request log -------------------------------------------------------------------------
@@ -231,6 +257,8 @@ class StandIn:
             cap = self.max_in_flight.get(service)
             if cap is not None and admitted >= cap:
                 record.refused = "max_in_flight"
+            elif not self._in_window(record):
+                record.refused = "rate_limit"
             else:
                 previous = self._last_start.get(service)
                 self._last_start[service] = record.start
@@ -241,8 +269,50 @@ class StandIn:
                     self._admitted[service] = record.admitted = admitted + 1
             self._changed.notify_all()
 
+    def _budget_spent(self, path: str) -> bool:
+        """Counts an OpenAlex list request against the daily budget; True once it is spent."""
+        if not openalex.is_list(path):
+            return False  # single-work lookups are free
+        with self._lock:
+            self._openalex_lists += 1
+            return self.openalex_budget is not None and self._openalex_lists > self.openalex_budget
+
+    def _in_window(self, record: RequestRecord) -> bool:
+        """Count the request in its service's fixed window; False when the window is spent.
+        Windows are numbered from the stand-in's start; refused requests do not count."""
+        window = self.windows.get(record.service)
+        if window is None:
+            return True
+        quota, seconds = window
+        number = int((record.start - self._epoch) // seconds)
+        reset = max(1, math.ceil(self._epoch + (number + 1) * seconds - record.start))
+        current, used = self._window_used.get(record.service, (number, 0))
+        used = used if current == number else 0
+        if used >= quota:
+            record.window = (0, reset)
+            return False
+        self._window_used[record.service] = (number, used + 1)
+        record.window = (quota - used - 1, reset)
+        return True
+
+    def _window_headers(self, record: RequestRecord, answer: Answer) -> dict[str, str]:
+        """The IETF draft headers Hugging Face sends on every answer; a 429 says the window is
+        spent (a scripted one: for a second, so chaos runs do not wait out 5 minutes)."""
+        window = self.windows.get(record.service)
+        if window is None or record.window is None:
+            return {}
+        left, reset = record.window
+        if answer.status == 429 and record.refused is None:
+            left, reset = 0, 1  # a scripted 429: a window spent by someone else, ending soon
+        elif answer.status == 429:
+            left = 0
+        return {
+            "RateLimit": f'"api";r={left};t={reset}',
+            "RateLimit-Policy": f'"fixed window";"api";q={window[0]};w={int(window[1])}',
+        }
+
     def _refusal(self, service: str) -> Answer:
-        answer = status_answer(service, 429)
+        answer = status_answer(service, 403 if service == "openalex" else 429)
         answer.headers.update(retry_after(self.refusal_retry_after))
         return answer
 

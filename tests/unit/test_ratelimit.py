@@ -1,0 +1,204 @@
+"""Pacing by RateLimit headers (IETF draft, as Hugging Face sends them), on a virtual clock."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from scrapy.exceptions import IgnoreRequest
+from scrapy.http import Response
+
+from crawler.downloader.contract import Politeness
+from crawler.downloader.gate import RateBudget, parse_ratelimit, parse_ratelimit_policy
+from crawler.downloader.middleware import BackoffRetryMiddleware
+from tests.unit.helpers import (
+    Trace,
+    download,
+    middleware,
+    outcome_of,
+    respond,
+    service_request,
+    unit_crawler,
+)
+from tests.unit.vtime import run, ticks
+
+ONE = Politeness(concurrency=1)
+
+
+def _window(left: int, reset: int) -> dict[str, str]:
+    return {
+        "RateLimit": f'"api";r={left};t={reset}',
+        "RateLimit-Policy": '"fixed window";"api";q=500;w=300',
+    }
+
+
+def _setup(**settings: Any) -> tuple[BackoffRetryMiddleware, asyncio.AbstractEventLoop]:
+    loop = asyncio.get_running_loop()
+    return middleware(unit_crawler(**settings), loop.time), loop
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ('"api";r=487;t=212', (487, 212.0)),
+        ('"api";r=0;t=5', (0, 5.0)),
+        ('"burst";r=9;t=1, "day";r=3;t=40000', (3, 40000.0)),  # the tightest policy
+        ('"api";t=212;r=487', (487, 212.0)),
+        ('"api";r=487', None),
+        ('"api";r=-1;t=5', None),
+        ('"api";r=1.5;t=5', None),
+        ("garbage", None),
+        ("", None),
+    ],
+)
+def test_ratelimit_header_parsing(header: str, expected: tuple[int, float] | None) -> None:
+    assert parse_ratelimit(header.encode()) == expected
+
+
+def test_earlier_drafts_headers_are_read_too() -> None:
+    assert parse_ratelimit(None, b"12", b"30") == (12, 30.0)
+    assert parse_ratelimit(None, b"12", None) is None
+    assert parse_ratelimit(b'"api";r=1;t=2', b"12", b"30") == (1, 2.0)  # the current one wins
+
+
+def test_policy_parsing() -> None:
+    assert parse_ratelimit_policy(b'"fixed window";"api";q=500;w=300') == (500, 300.0)
+    # a list: the slowest pace (0.6 s per request, not 0.1)
+    assert parse_ratelimit_policy(b'"a";q=10;w=1, "b";q=500;w=300') == (500, 300.0)
+    assert parse_ratelimit_policy(b'"a";q=0;w=300') is None
+    assert parse_ratelimit_policy(None) is None
+
+
+def test_a_budget_takes_requests_on_the_wire_off_and_keeps_the_smallest_estimate() -> None:
+    budget = RateBudget()
+    for _ in range(3):
+        budget.started()
+    budget.ended()
+    budget.answered(10, 5.0, now=0.0)  # two others on the wire may not be counted yet
+    assert budget.remaining == 8
+    budget.answered(12, 5.0, now=0.1)  # an older answer, arriving late: not believed
+    assert budget.remaining == 8
+    budget.started()
+    assert (budget.remaining, budget.wait(1.0, reserve=0)) == (7, 0.0)
+    budget.answered(100, 300.0, now=2.0)  # a reset clearly later: a new window
+    assert (budget.remaining, budget.resets_at) == (97, 302.0)
+
+
+def test_a_spent_window_holds_until_its_reset_then_is_unknown() -> None:
+    budget = RateBudget()
+    budget.answered(3, 10.0, now=0.0)
+    assert budget.wait(1.0, reserve=3) == 9.0  # the reserve is reached
+    assert budget.wait(1.0, reserve=2) == 0.0
+    budget.started()
+    assert budget.wait(1.0, reserve=2) == 9.0
+    assert budget.wait(10.0, reserve=2) == 0.0 and budget.remaining is None
+
+
+def test_no_request_starts_once_the_window_is_spent_until_it_resets() -> None:
+    async def scenario() -> tuple[list[float], BackoffRetryMiddleware]:
+        mw, loop = _setup()
+        starts = []
+        for n, left in enumerate([2, 1, 0, 499]):
+            trace = await download(
+                mw, service_request(url=f"http://hf.test/{n}", politeness=ONE),
+                [(200, _window(left, 60 - int(loop.time())))], loop.time,
+            )  # fmt: skip
+            starts += trace.starts
+        return starts, mw
+
+    starts, mw = run(scenario())
+    assert starts == [0.0, 0.0, 0.0, 60.0]  # the fourth waits for the window the third spent
+    assert mw.stats.get_value("retry/svc/gated") == 1
+    assert mw.stats.get_value("ratelimit/svc/quota") == 500
+    assert mw.stats.get_value("ratelimit/svc/window") == 300.0
+
+
+def test_the_reserve_setting_keeps_requests_of_the_window_unused() -> None:
+    async def scenario() -> list[float]:
+        mw, loop = _setup(RATELIMIT_RESERVE=5)
+        first = await download(
+            mw, service_request(politeness=ONE), [(200, _window(5, 30))], loop.time
+        )
+        second = await download(mw, service_request(politeness=ONE), [200], loop.time)
+        return first.starts + second.starts
+
+    assert run(scenario()) == [0.0, 30.0]
+
+
+def test_requests_in_flight_count_against_the_window() -> None:
+    """Four at once, two left in the window: the two answers' peers may use them, so the
+    next requests wait for the reset instead of trusting ``r``."""
+
+    async def scenario() -> list[float]:
+        mw, loop = _setup()
+        four = Politeness(concurrency=4)
+        requests = [service_request(url=f"http://hf.test/{n}", politeness=four) for n in range(4)]
+        for request in requests:
+            await mw.process_request(request)
+        await mw.process_response(requests[0], respond(requests[0], (200, _window(2, 20))))
+        nxt = service_request(url="http://hf.test/next", politeness=four)
+        task = asyncio.create_task(mw.process_request(nxt))
+        await ticks()
+        waiting = not task.done()
+        await task
+        return [float(waiting), loop.time()]
+
+    assert run(scenario()) == [1.0, 20.0]  # 2 left - 3 on the wire: spent
+
+
+@pytest.mark.parametrize(
+    ("headers", "waited"),
+    [
+        (_window(0, 42), 42.0),  # the reset the header names
+        (_window(0, 42) | {"Retry-After": "7"}, 7.0),  # Retry-After, when present, wins
+    ],
+)
+def test_a_429_waits_the_window_and_is_retried(headers: dict[str, str], waited: float) -> None:
+    async def scenario() -> tuple[Trace, BackoffRetryMiddleware]:
+        mw, loop = _setup(RETRY_BACKOFF_BASE=0.01)
+        # The reset (42 s) also holds the service when Retry-After says 7: the window is spent.
+        trace = await download(
+            mw, service_request(politeness=ONE), [(429, headers), (200, _window(499, 300))],
+            loop.time,
+        )  # fmt: skip
+        return trace, mw
+
+    trace, mw = run(scenario())
+    assert isinstance(trace.result, Response) and trace.result.status == 200
+    assert trace.starts == [0.0, pytest.approx(42.0)]
+    if "Retry-After" not in headers:
+        assert mw.stats.get_value("service/svc/window_waits") == 1
+    assert waited <= trace.starts[1]
+
+
+def test_a_stop_ends_a_window_wait_at_once() -> None:
+    async def scenario() -> tuple[float, str]:
+        mw, loop = _setup()
+        await download(mw, service_request(politeness=ONE), [(200, _window(0, 300))], loop.time)
+        waiting = asyncio.create_task(mw.process_request(service_request(politeness=ONE)))
+        await asyncio.sleep(5)
+        outcome_of(mw.crawler).stopping.set()
+        try:
+            await waiting
+        except IgnoreRequest as exc:
+            return loop.time(), str(exc)
+        return loop.time(), "went on"
+
+    assert run(scenario()) == (5.0, "the crawl is stopping")
+
+
+def test_a_window_wait_of_minutes_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        mw, loop = _setup()
+        await download(mw, service_request(politeness=Politeness(concurrency=2)),
+                       [(200, _window(0, 212))], loop.time)  # fmt: skip
+        two = [
+            asyncio.create_task(mw.process_request(service_request(url=f"http://hf.test/{n}")))
+            for n in range(2)
+        ]
+        await asyncio.gather(*two)
+
+    run(scenario())
+    lines = [r.getMessage() for r in caplog.records if "rate limit" in r.getMessage()]
+    assert lines == ["svc: holding its requests for 212 s (rate limit)"]
