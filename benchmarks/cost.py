@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from tests.standin import StandIn
 
 ROWS = ("near_instant", "instant", "rerun", "arxiv_bound", "peer")
+OPENALEX_DELAY = 0.05  # the stand-in's interval for OpenAlex, told to the crawler too
 
 
 @dataclass
@@ -71,7 +72,8 @@ class Scenario:
 def scenarios(posts: int) -> dict[str, Scenario]:
     fast = {"arxiv": 0.3, "oembed": 0.05, "syndication": 0.05, "semantic_scholar": 0.2}
     scaled = {"arxiv": 0.02, "oembed": 0.002, "syndication": 0.002, "semantic_scholar": 0.01}
-    off: dict[str, object] = {"TWEET_DETAILS": False, "SEMANTIC_SCHOLAR": False}
+    # Details and citations (Semantic Scholar, OpenAlex) off: arXiv's spacing decides.
+    off: dict[str, object] = {"TWEET_DETAILS": False, "SEMANTIC_SCHOLAR": False, "OPENALEX": False}
     return {
         "near_instant": Scenario("near_instant", posts, 0.1),
         "instant": Scenario("instant", posts, 0.3),
@@ -120,6 +122,7 @@ def crawl(
         "ARXIV_DELAY": sc.arxiv_delay,
         "ARXIV_DELAY_MARGIN": 0,
         "S2_DELAY": sc.s2_delay,
+        "OPENALEX_DELAY": OPENALEX_DELAY,
         "LOG_LEVEL": "INFO",
         "STATE_DB": state,
     }
@@ -173,7 +176,7 @@ def floor(sc: Scenario, requests: Path, side: Path, standin: StandIn) -> dict[st
     cmd = [
         sys.executable, "-m", "benchmarks.floor", "--requests", str(requests),
         "--base", standin.base_url, "--arxiv-delay", str(sc.arxiv_delay),
-        "--s2-delay", str(sc.s2_delay),
+        "--s2-delay", str(sc.s2_delay), "--openalex-delay", str(OPENALEX_DELAY),
     ]  # fmt: skip
     m = measure(cmd, env=child_env(), stdout=side / "floor.stdout", stderr=side / "floor.log")
     result = {
@@ -203,7 +206,11 @@ class Bench:
 
         catalogue = Catalogue.from_digests(sorted(folder.glob("*.txt")), seed=self.args.seed)
         return StandIn(
-            catalogue, latency=sc.latency, min_interval={"semantic_scholar": sc.s2_delay}
+            catalogue,
+            latency=sc.latency,
+            min_interval={"semantic_scholar": sc.s2_delay, "openalex": OPENALEX_DELAY},
+            # Hugging Face's 500 per 5 minutes would make every row a wait for its window.
+            windows={"hf_papers": (10**9, 300.0)},
         )
 
     def _sides(

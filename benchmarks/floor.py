@@ -6,10 +6,11 @@
 Issue 21 asks how much of the crawler's CPU is the engine itself. This spider sends the very
 requests a crawl sent (the stand-in's log of it: method, path, query, body, service), to the
 same stand-in, obeying the same spacing (arXiv: one at a time, ``ARXIV_DELAY`` between starts
-and, as the crawler's default ``ARXIV_HOLD_AFTER_ANSWER``, after each answer; Semantic Scholar:
-one at a time, ``S2_DELAY`` apart; each tweet service at most ``--concurrency`` in flight, the
-crawler's adaptive cap), and throws every answer away. No parsing, no state, no records: its CPU
-seconds are the least Scrapy needs to move those requests, the physical limit of our engine.
+and, as the crawler's default ``ARXIV_HOLD_AFTER_ANSWER``, after each answer; Semantic Scholar
+and OpenAlex: one at a time, ``S2_DELAY`` and ``OPENALEX_DELAY`` apart; Hugging Face 4 at once;
+each tweet service at most ``--concurrency`` in flight, the crawler's adaptive cap), and
+throws every answer away. No parsing, no state, no records: its CPU seconds are the least
+Scrapy needs to move those requests, the physical limit of our engine.
 
 It imports nothing from ``crawler``: it is Scrapy's stock downloader, default handlers and
 middlewares, the asyncio reactor the crawler uses too. Prints one JSON line (requests answered,
@@ -32,7 +33,8 @@ import scrapy
 from scrapy.crawler import CrawlerProcess
 from scrapy.http import Response
 
-SLOTTED = ("arxiv", "semantic_scholar")  # one at a time, spaced; the rest run side by side
+SLOTTED = ("arxiv", "semantic_scholar", "openalex")  # one at a time, spaced
+FIXED = {"hf_papers": 4}  # the crawler's fixed concurrency (HF_CONCURRENCY); the rest adapt to 16
 
 
 def dump_requests(served: Iterable[Any], path: Path) -> int:
@@ -116,10 +118,12 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
     slots = {
         "arxiv": {"concurrency": 1, "delay": args.arxiv_delay, "randomize_delay": False},
         "semantic_scholar": {"concurrency": 1, "delay": args.s2_delay, "randomize_delay": False},
+        "openalex": {"concurrency": 1, "delay": args.openalex_delay, "randomize_delay": False},
     }
     for service in args.services:
         if service not in SLOTTED:
-            slots[service] = {"concurrency": args.concurrency, "delay": 0.0}
+            concurrency = FIXED.get(service, args.concurrency)
+            slots[service] = {"concurrency": concurrency, "delay": 0.0}
     return {
         "TWISTED_REACTOR": "twisted.internet.asyncioreactor.AsyncioSelectorReactor",
         "DOWNLOAD_SLOTS": slots,
@@ -141,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--base", required=True, help="the stand-in, http://127.0.0.1:PORT")
     ap.add_argument("--arxiv-delay", type=float, default=3.0)
     ap.add_argument("--s2-delay", type=float, default=1.0)
+    ap.add_argument("--openalex-delay", type=float, default=0.1)
     ap.add_argument("--concurrency", type=int, default=16, help="per tweet service")
     args = ap.parse_args(argv)
     logged = load_requests(args.requests)
