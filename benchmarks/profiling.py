@@ -126,12 +126,18 @@ def run_profile(
     facts = corpus_facts(folder)
     catalogue = Catalogue.from_digests(sorted(folder.glob("*.txt")), seed=seed)
     # Every latency is already 0 in the stand-in; its Semantic Scholar rate limit goes too.
-    with StandIn(catalogue, min_interval={"semantic_scholar": 0.0}) as standin:
+    # No interval, and Hugging Face's window opened wide: the profile is of CPU, not of waits.
+    with StandIn(
+        catalogue,
+        min_interval={"semantic_scholar": 0.0, "openalex": 0.0},
+        windows={"hf_papers": (10**9, 300.0)},
+    ) as standin:
         prof = work / f"{name}.prof"
         settings = endpoint_settings(standin) | {
             "ARXIV_DELAY": 0,
             "ARXIV_DELAY_MARGIN": 0,
             "S2_DELAY": 0,
+            "OPENALEX_DELAY": 0,
             "LOG_LEVEL": "INFO",
             "STATE_DB": fresh(work / f"state-{name}.sqlite3"),
         }
