@@ -185,6 +185,8 @@ class DigestEntry:
     impact: Impact | None = None
     openalex: OpenAlexWork | None = None
     hf: HfPaper | None = None
+    # Earlier entries of the same digest numbered the same (`# 3.` twice): keeps entry_id unique.
+    rank_repeat: int = 0
 
     @property
     def arxiv_query(self) -> str | None:

@@ -14,7 +14,7 @@ import shutil
 import stat
 import tempfile
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -96,10 +96,16 @@ def printable_path(path: str) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+@lru_cache(maxsize=4)
+def _working_folder(cwd: str) -> Path:
+    """The working folder resolved once per run, not once per file of a large tree."""
+    return Path(cwd).resolve()
+
+
 def _display(path: Path) -> str:
     """Paths under the working directory stay relative, so records do not depend on it."""
     try:
-        shown = str(path.resolve().relative_to(Path.cwd().resolve()))
+        shown = str(path.resolve().relative_to(_working_folder(os.getcwd())))
     except ValueError:
         shown = str(path.resolve())
     return printable_path(shown)
@@ -107,7 +113,7 @@ def _display(path: Path) -> str:
 
 def _file(path: Path, below: Path | None = None) -> Source:
     """A local file; ``below``: the folder its record name is relative to (else its name)."""
-    relative = path.name if below is None else os.path.relpath(path, below)
+    relative = path.name if below is None else os.path.relpath(os.path.abspath(path), below)
     return Source(path.resolve().as_uri(), _display(path), printable_path(relative))
 
 
@@ -227,7 +233,7 @@ def walk_pattern(pattern: str, limit: int = SCAN_MAX) -> _Scan:
     return scan
 
 
-def _folder(path: Path, item: str, limit: int) -> tuple[list[Source], list[str]]:
+def _folder(path: Path, item: str, limit: int, base: Path) -> tuple[list[Source], list[str]]:
     """Every digest file directly in a folder, and a line for each dangling digest link."""
     scan = _Scan(limit)
     for entry in scan.entries(path):
@@ -238,14 +244,14 @@ def _folder(path: Path, item: str, limit: int) -> tuple[list[Source], list[str]]
                 sorted(scan.dangling)]  # fmt: skip
     if not found and not problems:
         problems.append(f"{printable_path(item)}: folder has no .md, .markdown or .txt files")
-    return [_file(p, path) for p in found], problems
+    return [_file(p, base) for p in found], problems
 
 
 def _display_link(path: Path) -> str:
     """A symlink's own path (not its target's), as records would name it."""
     absolute = Path(os.path.abspath(path))
     try:
-        return printable_path(str(absolute.relative_to(Path.cwd().resolve())))
+        return printable_path(str(absolute.relative_to(_working_folder(os.getcwd()))))
     except ValueError:
         return printable_path(str(absolute))
 
@@ -264,29 +270,49 @@ def _samples() -> Expanded:
     )
 
 
-def _pattern(item: str, limit: int) -> tuple[list[Source], list[str]]:
+def _pattern(item: str, limit: int, base: Path) -> tuple[list[Source], list[str]]:
     pattern = os.path.expanduser(item)
     scan = walk_pattern(pattern, limit)
-    below = _leading_folder(pattern)
     problems = [
         f"{_display_link(p)}: dangling symbolic link (its target is missing)" for p in scan.dangling
     ]
     if not scan.files and not problems:
         problems.append(f"{printable_path(item)}: pattern matches no file")
-    return [_file(p, below) for p in scan.files], problems
+    return [_file(p, base) for p in scan.files], problems
 
 
-def _expand_one(item: str, limit: int) -> tuple[list[Source], list[str]]:
+def _is_url(item: str) -> bool:
+    return item.lower().startswith(("http://", "https://"))
+
+
+def _root(item: str) -> str:
+    """The folder a local piece of ``source`` stands for: itself, a glob's leading folder, or
+    a file's folder."""
+    path = Path(os.path.expanduser(item))
+    if glob.has_magic(item):
+        return os.path.abspath(_leading_folder(str(path)))
+    return os.path.abspath(path if path.is_dir() else path.parent)
+
+
+def common_root(items: list[str]) -> Path:
+    """What record names are relative to: the deepest folder holding every local piece, so two
+    folders given together (``a/,b/``) name their files ``a/x.md`` and ``b/x.md``, never both
+    ``x.md``; one folder names its files relative to itself."""
+    roots = [_root(item) for item in items if not _is_url(item)]
+    return Path(os.path.commonpath(roots)) if roots else Path.cwd()
+
+
+def _expand_one(item: str, limit: int, base: Path) -> tuple[list[Source], list[str]]:
     """One comma-separated piece of ``source``: its sources, and lines for what it lost."""
-    if item.lower().startswith(("http://", "https://")):
+    if _is_url(item):
         shown = without_userinfo(item)
         return [Source(url=item, name=shown, record_name=shown)], []
     path = Path(os.path.expanduser(item))
     try:
         if path.is_dir():
-            return _folder(path, item, limit)
+            return _folder(path, item, limit, base)
         if glob.has_magic(item):
-            return _pattern(item, limit)
+            return _pattern(item, limit, base)
     except ScanLimit:
         return [], [
             f"{printable_path(item)}: more than {limit:,} files and folders visited "
@@ -296,7 +322,7 @@ def _expand_one(item: str, limit: int) -> tuple[list[Source], list[str]]:
         check_local_source(str(path))
     except SourceRefused as exc:
         return [], [f"{printable_path(item)}: {exc}"]
-    return [_file(path)], []
+    return [_file(path, base)], []
 
 
 def expand_sources(spec: str | None, limit: int = SCAN_MAX) -> Expanded:
@@ -313,8 +339,9 @@ def expand_sources(spec: str | None, limit: int = SCAN_MAX) -> Expanded:
         return Expanded([], [f"source {spec!r} names no file, folder, pattern or URL"])
     sources: dict[str, Source] = {}
     problems: list[str] = []
+    base = common_root(items)
     for item in items:
-        found, lost = _expand_one(item, limit)
+        found, lost = _expand_one(item, limit, base)
         for source in found:
             sources.setdefault(source.url, source)
         problems.extend(lost)

@@ -162,12 +162,14 @@ def record(
     *,
     links: dict[str, list[str]] | None = None,
     code_urls: Sequence[str] = (),
+    blocks: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The schema-3 record for ``the_entry``, checked against the schema.
 
     ``links`` sets a tweet's ``linked_arxiv_ids`` (and so ``links_paper``), which the link
     parser placeholder cannot produce yet; only tweets with details ok may have them.
-    ``code_urls`` are given as found in tweets (source ``tweet``).
+    ``code_urls`` are given as found in tweets (source ``tweet``). ``blocks`` replaces fields
+    of paper blocks (``hf``, ``openalex``, ``semantic_scholar``), which entries cannot carry.
     """
     result = build_record(the_entry)
     for t in result["tweets"]:
@@ -175,6 +177,8 @@ def record(
             t["linked_arxiv_ids"] = links[t["id"]]
             t["links_paper"] = result["arxiv_id"] in links[t["id"]]
     result["code_urls"] = [{"url": url, "sources": ["tweet"]} for url in code_urls]
+    for name, fields in (blocks or {}).items():
+        result[name] = {**result[name], **fields}
     problems = schema_errors(result)
     assert problems == [], problems
     return result
@@ -272,6 +276,31 @@ T3 = tweet_id_at(datetime(2021, 6, 18, 19, 0, tzinfo=UTC))
 CODE = "https://github.com/microsoft/LoRA"
 
 
+def hf_ok(upvotes: int, stars: int, history: Sequence[tuple[str, int, int]]) -> dict[str, Any]:
+    """An ok ``hf`` block; ``history`` is (observed_at, upvotes, stars), the last fetch last."""
+    return {
+        "status": "ok", "error": None, "fetched_at": history[-1][0], "upvotes": upvotes,
+        "comments": 1, "github_repo": CODE, "github_stars": stars, "project_page": None,
+        "ai_summary": "Low-rank adapters.", "ai_keywords": ["LoRA"],
+        "published_at": "2021-06-17T17:37:18.000Z", "submitted_on_daily_at": None,
+        "history": [{"observed_at": t, "upvotes": u, "github_stars": s} for t, u, s in history],
+    }  # fmt: skip
+
+
+def openalex_ok(
+    cited: int, by_year: dict[int, int], history: Sequence[tuple[str, int]]
+) -> dict[str, Any]:
+    """An ok ``openalex`` block; ``by_year`` as OpenAlex serves it (newest first, no zeros)."""
+    return {
+        "status": "ok", "error": None, "fetched_at": history[-1][0], "work_id": "W3168867926",
+        "cited_by_count": cited,
+        "counts_by_year": [{"year": y, "cited_by_count": n} for y, n in by_year.items()],
+        "published_version": {"doi": None, "venue": "ICLR", "year": 2022, "type": "conference"},
+        "is_oa": True, "primary_topic": "Natural Language Processing",
+        "history": [{"observed_at": t, "cited_by_count": n} for t, n in history],
+    }  # fmt: skip
+
+
 def small_corpus() -> list[dict[str, Any]]:
     """Three digests whose papers and tweets recur, with every kind of status.
 
@@ -290,11 +319,22 @@ def small_corpus() -> list[dict[str, Any]]:
     t3 = tweet(T3, "gone", embed=Embed(status="deleted", error="oEmbed answered HTTP 404"),
                details=TweetDetails(status="error", error="syndication answered HTTP 500"))  # fmt: skip
     lora = "LoRA: Low-Rank Adaptation of Large Language Models"
+    seen_a, seen_b = "2021-06-19T08:00:00.000Z", "2021-06-21T08:00:00.000Z"
+    blocks_a = {
+        "hf": hf_ok(10, 500, [(seen_a, 10, 500)]),
+        "openalex": openalex_ok(45, {2023: 40, 2021: 5}, [(seen_a, 45)]),
+    }
+    blocks_b = {  # the latest ok blocks: LoRA's in papers; 2022 had no citation
+        "hf": hf_ok(12, 650, [(seen_a, 10, 500), (seen_b, 12, 650)]),
+        "openalex": openalex_ok(75, {2024: 30, 2023: 40, 2021: 5}, [(seen_a, 45), (seen_b, 75)]),
+        "semantic_scholar": {"history": [{"observed_at": seen_b, "citation_count": 120,
+                                          "influential_citation_count": 10}]},
+    }  # fmt: skip
     return [
         record(entry(a, 1, LORA, title=lora, tweets=[t1_a, t2], favorites=229, retweets=2059,
                      arxiv=arxiv_ok(LORA, f"{lora} (v1)", category="cs.CL"),
                      impact=impact_ok(100)),
-               links={T1: [LORA]}, code_urls=[CODE]),
+               links={T1: [LORA]}, code_urls=[CODE], blocks=blocks_a),
         record(entry(a, 2, LATE, title="Late paper", arxiv=arxiv_failed("not_found", "no such"),
                      impact=Impact(status="error", error="Semantic Scholar answered HTTP 500"),
                      categories=["stat.ML"])),
@@ -305,7 +345,7 @@ def small_corpus() -> list[dict[str, Any]]:
                      arxiv=arxiv_ok(LORA, lora, version=2, category="cs.CL"),
                      impact=impact_ok(120)),
                links={T1: [LORA, "2106.00002"]},
-               code_urls=[CODE, "https://github.com/other/lora"]),
+               code_urls=[CODE, "https://github.com/other/lora"], blocks=blocks_b),
         record(entry(c, 1, LORA, title=lora, favorites=12,
                      arxiv=arxiv_failed(error="arXiv answered HTTP 503"),
                      impact=Impact(status="error", error="Semantic Scholar answered HTTP 429"))),

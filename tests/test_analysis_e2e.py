@@ -1,14 +1,16 @@
-"""The analysis-ready outputs after a real sample crawl, as a new user opens them (issues 13 and
-20): the six tables and the DuckDB file with their declared types, keys, descriptions and the
-right rows (a digest without entries included), the publishable folder loaded by ``datasets``
-and validated by ``mlcroissant``, the report in Chromium, and all of it kept when a run keeps
-the previous snapshot."""
+"""The analysis-ready outputs after a real sample crawl, as a new user opens them (issues 13,
+20 and 22): the eight tables and the DuckDB file with their declared types, keys, descriptions
+and the right rows (a digest without entries included; paper history and citations per year as
+the records hold them, two observations per paper after a refresh a day later), the publishable
+folder loaded by ``datasets`` and validated by ``mlcroissant``, the report in Chromium, and all
+of it kept when a run keeps the previous snapshot."""
 
 from __future__ import annotations
 
 import json
 import re
 import shutil
+import sqlite3
 from collections import defaultdict
 from html import unescape
 from pathlib import Path
@@ -59,6 +61,48 @@ def _expected_papers(records: list[dict[str, Any]]) -> dict[str, tuple[int, int,
     return {i: (len(digests[i]), len(r), min(r)) for i, r in ranks.items()}
 
 
+# paper_history's count columns per service: the record block's history item keys.
+SERIES = {
+    "hf": ("upvotes", "github_stars"),
+    "openalex": ("cited_by_count",),
+    "semantic_scholar": ("citation_count", "influential_citation_count"),
+}
+
+
+def _observations(records: list[dict[str, Any]]) -> set[tuple[Any, ...]]:
+    """(arxiv_id, service, observed_at, counts...) of every observation in the ok blocks."""
+    out = set()
+    for record in records:
+        for service, keys in SERIES.items():
+            block = record[service]
+            for point in block["history"] if record["arxiv_id"] and block["status"] == "ok" else ():
+                values = tuple(point[k] for k in keys)
+                out.add((record["arxiv_id"], service, point["observed_at"], values))
+    return out
+
+
+def _history_rows(folder: Path) -> set[tuple[Any, ...]]:
+    rows = pq.read_table(folder / "paper_history.parquet").to_pylist()
+    return {
+        (r["arxiv_id"], r["service"], r["observed_at"].isoformat(timespec="milliseconds")
+         .replace("+00:00", "Z"), tuple(r[f"{r['service']}_{k}"] for k in SERIES[r["service"]]))
+        for r in rows
+    }  # fmt: skip
+
+
+def _citations_by_year(records: list[dict[str, Any]]) -> dict[tuple[str, int], int]:
+    """counts_by_year of each paper's ok OpenAlex block, every year from its first to its last
+    listed year, 0 where OpenAlex lists none."""
+    out: dict[tuple[str, int], int] = {}
+    for record in records:
+        block = record["openalex"]
+        if record["arxiv_id"] and block["status"] == "ok" and block["counts_by_year"]:
+            counts = {c["year"]: c["cited_by_count"] for c in block["counts_by_year"]}
+            for year in range(min(counts), max(counts) + 1):
+                out[(record["arxiv_id"], year)] = counts.get(year, 0)
+    return out
+
+
 def test_tables_and_duckdb_have_their_types_and_rows(crawled: tuple[Path, Crawl]) -> None:
     out, crawl = crawled
     folder = out.with_name("digests.dataset")
@@ -71,6 +115,8 @@ def test_tables_and_duckdb_have_their_types_and_rows(crawled: tuple[Path, Crawl]
         "tweets": len({t["id"] for t in tweets}),
         "entry_tweets": len(tweets),
         "tweet_history": len(ok_details),  # one observation per tweet after one run
+        "paper_history": len(_observations(records)),
+        "citations_by_year": len(_citations_by_year(records)),
         "posts": len(SAMPLES) + 1,  # every digest read, the one without entries too
     }
     for name in TABLE_NAMES:
@@ -92,6 +138,61 @@ def test_tables_and_duckdb_have_their_types_and_rows(crawled: tuple[Path, Crawl]
     assert types["post_published_at"] == "TIMESTAMP WITH TIME ZONE"
     assert types["rank"] == "BIGINT" and types["semantic_scholar_citation_count"] == "BIGINT"
     assert types["code_urls"] == "STRUCT(url VARCHAR, sources VARCHAR[])[]"
+
+
+def test_paper_history_and_citations_by_year_hold_what_the_records_hold(
+    crawled: tuple[Path, Crawl],
+) -> None:
+    """After one run every ok block gives one observation per service; citations per year are
+    the records' counts_by_year with the missing years between the first and last as 0."""
+    out, crawl = crawled
+    folder = out.with_name("digests.dataset")
+    observed = _observations(crawl.records)
+    assert {service for _, service, _, _ in observed} == set(SERIES)  # the stand-in serves all
+    assert _history_rows(folder) == observed
+    rows = pq.read_table(folder / "citations_by_year.parquet").to_pylist()
+    got = {(r["arxiv_id"], r["year"]): r["cited_by_count"] for r in rows}
+    assert len(got) == len(rows) and got == _citations_by_year(crawl.records) != {}
+    papers = {p["arxiv_id"]: p for p in pq.read_table(folder / "papers.parquet").to_pylist()}
+    for record in crawl.records:
+        if record["arxiv_id"] and record["hf"]["status"] == "ok":
+            paper = papers[record["arxiv_id"]]
+            assert (paper["hf_upvotes"], paper["hf_github_stars"]) == (
+                record["hf"]["upvotes"], record["hf"]["github_stars"])  # fmt: skip
+        if record["arxiv_id"] and record["openalex"]["status"] == "ok":
+            version = record["openalex"]["published_version"] or {}
+            paper = papers[record["arxiv_id"]]
+            assert (paper["openalex_cited_by_count"], paper["openalex_published_version_doi"]) == (
+                record["openalex"]["cited_by_count"], version.get("doi"))  # fmt: skip
+
+
+def test_two_refreshes_a_day_apart_give_two_observations_per_paper(
+    tmp_path: Path, catalogue: Catalogue
+) -> None:
+    """The second run, its stored values made 40 days older (stale by every age's TTL) and a
+    day of the upstreams' counts passed, adds one observation per paper and service."""
+    cat = catalogue.copy()
+    out = tmp_path / "digests.jsonl"
+    with StandIn(cat) as server:
+        first = run_crawl(out, server, settings=FAST, analysis=True)
+        assert first.returncode == 0, first.log[-2000:]
+        cat.advance_day(1)
+        with sqlite3.connect(tmp_path / "state.sqlite3") as db:
+            db.execute(
+                "UPDATE fetched SET fetched_at = fetched_at - 40 * 86400 "
+                "WHERE kind IN ('hf', 'openalex', 'impact')"
+            )
+        second = run_crawl(out, server, settings=FAST, analysis=True)
+    assert second.returncode == 0, second.log[-2000:]
+    history = _history_rows(out.with_name("digests.dataset"))
+    per_paper: dict[tuple[str, str], int] = defaultdict(int)
+    for arxiv_id, service, _, _ in history:
+        per_paper[(arxiv_id, service)] += 1
+    ok = {(r["arxiv_id"], s) for r in second.records for s in SERIES
+          if r["arxiv_id"] and r[s]["status"] == "ok"}  # fmt: skip
+    assert {s for _, s in ok} == set(SERIES)
+    assert {key: per_paper[key] for key in ok} == dict.fromkeys(ok, 2)
+    assert history == _observations(second.records)
 
 
 def test_posts_list_every_digest_read_including_one_without_entries(
@@ -182,6 +283,8 @@ def test_the_folder_loads_by_table_name_and_validates_as_croissant(
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     datasets = pytest.importorskip("datasets")
+    # The cache path is read once, at the worker's first import: give this test its own.
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
     for name in TABLE_NAMES:
         loaded = datasets.load_dataset(str(folder), name, split="train")
         assert loaded.num_rows == pq.ParquetFile(folder / f"{name}.parquet").metadata.num_rows
@@ -230,6 +333,14 @@ def test_the_report_renders_in_chromium(crawled: tuple[Path, Crawl], tmp_path: P
     assert paper and likes[paper.group(1)] == most
     assert re.search(r'<a href="https://twitter\.com/[^"]+/status/\d+"', first_row.group(1))
     assert f">{most:,}<" in first_row.group(1)
+    # What mattered since: drawn (numeric ticks checked above), its numbers from the records.
+    section = re.search(r'<section id="mattered">.*?</section>', dom, re.S)
+    assert section and "<h2>What mattered since</h2>" in section.group(0)
+    papers = {r["arxiv_id"] for r in crawl.records if r["arxiv_id"]}
+    coded = {r["arxiv_id"] for r in crawl.records if r["arxiv_id"] and r["code_urls"]}
+    text = unescape(re.sub(r"<[^>]+>", "", section.group(0)))
+    assert f"Left: {len(coded):,} of {len(papers):,} papers have a code link" in text
+    assert "No data" not in text
 
 
 def test_a_kept_snapshot_keeps_its_dataset_and_report(

@@ -494,6 +494,9 @@ def test_readme_datasets_line_loads_a_table_by_name(
 ) -> None:
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    datasets = pytest.importorskip("datasets")
+    # The cache path is read once, at the worker's first import: give this test its own.
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
     rows = _run_readme("datasets.load_dataset", small)
     assert rows.num_rows == 2 and rows[0]["arxiv_id"] == LORA
     assert rows.column_names == SCHEMAS["papers"].names
@@ -678,7 +681,8 @@ def _without_foreign_keys(con: Any, name: str, source: str) -> str:
 
 
 def test_a_repeated_key_is_named_and_keeps_the_previous_dataset(tmp_path: Path) -> None:
-    """A digest numbering two entries alike gives them one entry_id: the primary key names it."""
+    """Two records with one entry_id (a snapshot we did not write, or a bug): the primary key
+    names it. (A digest numbering two entries alike gives them distinct keys: test_digest.)"""
     the_post = post("hot-papers-2021-06-18", DAY_A)
     good = write_snapshot(tmp_path / "d.jsonl", [record(entry(the_post, 1, LORA))])
     before = write_dataset(good, tmp_path / "d.dataset").folder
@@ -692,3 +696,46 @@ def test_a_repeated_key_is_named_and_keeps_the_previous_dataset(tmp_path: Path) 
     with pytest.raises(DatasetError, match=message):
         write_dataset(snapshot, tmp_path / "d.dataset")
     assert (tmp_path / "d.dataset").resolve() == before.resolve()
+
+
+def _utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def test_paper_history_has_one_row_per_observation_of_the_papers_blocks(small: Path) -> None:
+    """LoRA's latest ok blocks (the second listing's) hold 2 HF, 2 OpenAlex and 1 Semantic
+    Scholar observations; its failing third listing adds none, the other paper has none."""
+    seen_a, seen_b = _utc("2021-06-19T08:00:00Z"), _utc("2021-06-21T08:00:00Z")
+    blank = dict.fromkeys(
+        ("hf_upvotes", "hf_github_stars", "openalex_cited_by_count",
+         "semantic_scholar_citation_count", "semantic_scholar_influential_citation_count"))  # fmt: skip
+    expected = [
+        {"service": "hf", "observed_at": seen_a, **blank, "hf_upvotes": 10, "hf_github_stars": 500},
+        {"service": "hf", "observed_at": seen_b, **blank, "hf_upvotes": 12, "hf_github_stars": 650},
+        {"service": "openalex", "observed_at": seen_a, **blank, "openalex_cited_by_count": 45},
+        {"service": "openalex", "observed_at": seen_b, **blank, "openalex_cited_by_count": 75},
+        {"service": "semantic_scholar", "observed_at": seen_b, **blank,
+         "semantic_scholar_citation_count": 120, "semantic_scholar_influential_citation_count": 10},
+    ]  # fmt: skip
+    assert _rows(small, "paper_history") == [{"arxiv_id": LORA, **row} for row in expected]
+
+
+def test_citations_by_year_fill_the_years_openalex_leaves_out_with_zero(small: Path) -> None:
+    """OpenAlex listed 2024, 2023 and 2021 (newest first, no 2022): four rows, oldest first."""
+    got = [
+        (r["arxiv_id"], r["year"], r["cited_by_count"]) for r in _rows(small, "citations_by_year")
+    ]
+    assert got == [(LORA, 2021, 5), (LORA, 2022, 0), (LORA, 2023, 40), (LORA, 2024, 30)]
+
+
+def test_papers_carry_the_hf_and_openalex_blocks_by_the_naming_rule(small: Path) -> None:
+    """Nested objects inside a block keep the block's name in front; series are tables."""
+    (lora,) = [p for p in _rows(small, "papers") if p["arxiv_id"] == LORA]
+    assert (lora["hf_upvotes"], lora["hf_github_stars"], lora["hf_status"]) == (12, 650, "ok")
+    assert (lora["openalex_cited_by_count"], lora["openalex_published_version_type"],
+            lora["openalex_published_version_venue"]) == (75, "conference", "ICLR")  # fmt: skip
+    names = SCHEMAS["papers"].names
+    assert not {"published_version_type", "openalex_history", "hf_history",
+                "openalex_counts_by_year", "semantic_scholar_history"} & set(names)  # fmt: skip
+    for f in (*SCHEMAS["papers"], *SCHEMAS["paper_history"], *SCHEMAS["citations_by_year"]):
+        assert description(f), f.name

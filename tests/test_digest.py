@@ -284,3 +284,44 @@ def test_bad_front_matter_values_are_problems_not_crashes() -> None:
         d = parse_digest(f"---\n{front}\n---\n\n" + entry(1), "x.md")
         assert len(d.entries) == 1 and d.post.published_at is None
         assert any(problem in p.message for p in d.problems), d.problems
+
+
+REPEATED_RANK = """---
+title: Hot Papers 2021-01-01
+slug: hot-papers-2021-01-01
+date: 2021-01-02T10:00:00.Z
+---
+# 1. First
+Ann Author
+- retweets: 1, favorites: 2 (01/01/2021 10:00:00)
+- links: [abs](https://arxiv.org/abs/2101.00001) | [pdf](https://arxiv.org/pdf/2101.00001)
+abstract a
+
+# 1. Second, numbered like the first
+Bob Author
+- retweets: 3, favorites: 4 (01/01/2021 10:00:00)
+- links: [abs](https://arxiv.org/abs/2101.00002) | [pdf](https://arxiv.org/pdf/2101.00002)
+abstract b
+
+# 1. Third, numbered alike again
+Cy Author
+- retweets: 5, favorites: 6 (01/01/2021 10:00:00)
+- links: [abs](https://arxiv.org/abs/2101.00003) | [pdf](https://arxiv.org/pdf/2101.00003)
+abstract c
+"""
+
+
+def test_a_repeated_rank_keeps_both_entries_with_keys_of_their_own() -> None:
+    import hashlib
+
+    digest = parse_digest(REPEATED_RANK, "dup.md")
+    ids = [build_record(e)["entry_id"] for e in digest.entries]
+
+    def key(rank: str) -> str:
+        return hashlib.sha256(f"dup.md\nhot-papers-2021-01-01\n{rank}".encode()).hexdigest()[:16]
+
+    assert ids == [key("1"), key("1#1"), key("1#2")]  # the first keeps the plain key
+    assert [(p.line, p.message, p.severity) for p in digest.problems] == [
+        (12, "entry 1: rank already used at line 6; both kept", "warning"),
+        (18, "entry 1: rank already used at line 6; both kept", "warning"),
+    ]

@@ -25,6 +25,7 @@ HEADINGS = [
     "Categories over time",
     "Enrichment status",
     "Attention and citations",
+    "What mattered since",
     "Top papers",
     "This run",
 ]
@@ -118,15 +119,24 @@ def _parse(html: str) -> _Page:
 NUMBER = re.compile(r"^-?\d{1,3}(,\d{3})*(\.\d+)?%?$")
 
 
+PLOTS = 8  # four dataset plots, three "what mattered since" plots, the services plot
+YEAR = re.compile(r"^(19|20)\d\d$")
+
+
 def assert_numeric_ticks(page: _Page) -> None:
     """Every plot's axes are labelled with plain numbers (or dates), never raw mathtext: the
-    log-scale plots (attention, this run) have 1,000-style labels of their own."""
-    assert len(page.svg_text) == 5, [t[:5] for t in page.svg_text]
+    log-scale plots (attention, likes against upvotes and citations, this run) have
+    1,000-style labels of their own, citations per year plain years."""
+    assert len(page.svg_text) == PLOTS, [t[:5] for t in page.svg_text]
     for texts in page.svg_text:
         assert sum(bool(NUMBER.match(x)) for x in texts) >= 3, texts
         assert not any("$" in x or "mathdefault" in x for x in texts), texts
-    attention, health = page.svg_text[3], page.svg_text[4]
+    attention, by_year, against, code, health = (page.svg_text[i] for i in (3, 4, 5, 6, 7))
     assert {"1", "10", "100"} <= set(attention) and {"1", "10"} <= set(health)
+    assert {"0", "1", "10"} <= set(against)
+    assert any(re.fullmatch(r"[\d,]+ \(\d+%\)", x) for x in code), code  # share labelled
+    assert sum(bool(YEAR.match(x)) for x in by_year) >= 3, by_year
+    assert not any("," in x and YEAR.match(x.replace(",", "")) for x in by_year), by_year
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +159,7 @@ def test_nothing_on_the_page_loads_from_outside_it(dataset: Path) -> None:
     html = render_report(dataset, run_report=RUN, changes=CHANGES)
     page = _parse(html)
     assert "script" not in page.tags and "link" not in page.tags and "iframe" not in page.tags
-    assert "img" not in page.tags and page.tags.count("svg") == 5
+    assert "img" not in page.tags and page.tags.count("svg") == PLOTS
     assert page.refs, "the page has in-page links"
     for tag, attribute, value in page.refs:
         if value.startswith("#"):
@@ -166,7 +176,7 @@ def test_the_page_has_its_plots_table_and_run(dataset: Path) -> None:
     text = " ".join(page.text)
     assert page.headings == ["Hot Papers dataset report", *HEADINGS]
     assert "19 June 2021 – 23 June 2021" in text
-    assert page.tags.count("svg") == 5  # four dataset plots and the services plot
+    assert page.tags.count("svg") == PLOTS
     assert "No data" not in text
     assert LORA_TITLE in text and f"arXiv:{LORA}" in text and "github.com/microsoft/LoRA" in text
     assert "version: 1 → 2" in text and "All 1 changed records." in text
@@ -178,7 +188,7 @@ def test_an_empty_dataset_still_renders_with_no_data_notes(empty_dataset: Path) 
     text = " ".join(page.text)
     assert page.headings == ["Hot Papers dataset report", *HEADINGS]
     assert page.tags.count("svg") == 0
-    assert text.count("No data") == 6  # four plots, the top papers, the run
+    assert text.count("No data") == 9  # seven plots, the top papers, the run
     assert "No dated digest" in text and "No change feed was given." in text
     quiet = dict(RUN, stats={})  # a run report with no service counts: no plot, a note
     text = " ".join(_parse(render_report(empty_dataset, run_report=quiet, changes=[])).text)
@@ -254,7 +264,7 @@ def _chromium(tmp_path: Path, page: Path, *args: str) -> subprocess.CompletedPro
 
 def shown_in_chromium(report: Path, tmp_path: Path) -> str:
     """The report's DOM as Chromium laid it out, after checking what a person sees first: every
-    heading, the five plots drawn larger than thumbnails, their axes labelled with numbers, and
+    heading, every plot drawn larger than a thumbnail, their axes labelled with numbers, and
     outbound links to arXiv and the tweets."""
     probe = tmp_path / "probe.html"
     probe.write_text(report.read_text().replace("</body>", PROBE + "</body>"))
@@ -262,7 +272,7 @@ def shown_in_chromium(report: Path, tmp_path: Path) -> str:
     page = _parse(dom)
     assert page.headings == ["Hot Papers dataset report", *HEADINGS]
     sizes = re.findall(r'data-natural="(\d+)x(\d+)" data-shown="(\d+)x(\d+)"', dom)
-    assert len(sizes) == 5 and all(int(n) > 100 for size in sizes for n in size), sizes
+    assert len(sizes) == PLOTS and all(int(n) > 100 for size in sizes for n in size), sizes
     assert_numeric_ticks(page)
     hrefs = [href for href, _ in page.links]
     assert any(h.startswith("https://arxiv.org/abs/") for h in hrefs), hrefs
@@ -283,3 +293,22 @@ def test_chromium_shows_headings_plots_and_the_top_paper(dataset: Path, tmp_path
     pixels: Any = imread(shot)
     assert pixels.shape[:2] == (height, 1100)
     assert pixels[..., :3].std() > 0.05, "the screenshot is blank"
+
+
+def test_what_mattered_since_draws_citations_per_year_upvotes_and_code(dataset: Path) -> None:
+    """LoRA's latest OpenAlex block lists 2024, 2023 and 2021 (30, 40, 5): the line runs
+    2021-2024 with 2022 at 0 and its last count labelled; one of the two papers has code, and
+    its repository's 650 stars fall in the 100–999 bin."""
+    html = render_report(dataset, run_report=RUN, changes=CHANGES)
+    page = _parse(html)
+    section = re.search(r'id="mattered".*?</section>', html, re.S)
+    assert section and '<a href="#mattered">What mattered since</a>' in html
+    by_year, against, code = page.svg_text[4], page.svg_text[5], page.svg_text[6]
+    assert {"2021", "2022", "2023", "2024", "30"} <= set(by_year)
+    assert any(f"({LORA}, 70 likes)" in x for x in by_year), by_year
+    assert against.count("1 papers") == 2  # LoRA: 70 likes, 12 upvotes, 75 citations
+    assert {"1 (50%)", "1,000–9,999", "100–999"} <= set(code), code
+    text = " ".join(_parse(section.group(0)).text)
+    assert "1 of 2 papers have a code link" in text
+    assert "Left: 1 papers' summed tweet likes" in text
+    assert "The 1 papers (at most 8) with the most tweet likes" in text

@@ -55,7 +55,8 @@ def test_records_name_sources_relative_to_the_source_argument(
 ) -> None:
     """post.source never holds a path of the crawling machine: it is what the argument names."""
     (tmp_path / "posts" / "2021" / "06").mkdir(parents=True)
-    for name in ("posts/a.md", "posts/2021/b.md", "posts/2021/06/c.md"):
+    (tmp_path / "other").mkdir()
+    for name in ("posts/a.md", "posts/2021/b.md", "posts/2021/06/c.md", "other/b.md"):
         (tmp_path / name).write_text("x")
     monkeypatch.chdir(tmp_path)
     cases = {
@@ -66,6 +67,14 @@ def test_records_name_sources_relative_to_the_source_argument(
         "posts/20*/*.md": ["2021/b.md"],
         "https://user:secret@example.org:8443/d/p.md?x=1": ["https://example.org:8443/d/p.md?x=1"],
         "https://example.org/p.md": ["https://example.org/p.md"],
+        # Several pieces: relative to the folder holding them all, so no two files share a name.
+        f"{tmp_path}/posts/2021,{tmp_path}/other": ["other/b.md", "posts/2021/b.md"],
+        "posts/2021/b.md,other/b.md": ["other/b.md", "posts/2021/b.md"],
+        f"posts/*.md,{tmp_path}/other/b.md,https://example.org/p.md": [
+            "other/b.md",
+            "posts/a.md",
+            "https://example.org/p.md",
+        ],
     }
     for spec, expected in cases.items():
         got = sorted(s.record_name for s in expand_sources(spec).sources)

@@ -45,6 +45,12 @@ SOURCES = (
     ("Semantic Scholar Academic Graph API", "citation counts, venue, TLDR "
      "(`semantic_scholar_*`)", "Semantic Scholar API License Agreement "
      "(https://www.semanticscholar.org/product/api/license)"),
+    ("Hugging Face papers API", "upvotes, comments, code and project links, AI summaries "
+     "(`hf_*`, `paper_history`)", "Hugging Face Terms of Service "
+     "(https://huggingface.co/terms-of-service)"),
+    ("OpenAlex API", "citations and citations per year, published versions, topics "
+     "(`openalex_*`, `paper_history`, `citations_by_year`)", "OpenAlex data is CC0 1.0 "
+     "(https://openalex.org/about)"),
     ("Twitter/X oEmbed and syndication endpoints", "tweet embeds, likes, replies, "
      "availability (`embed_*`, `details_*`, `tweet_history`)", "X's Developer Agreement and "
      "Policy; tweets remain their authors' content; the syndication endpoint is unofficial"),
@@ -136,7 +142,12 @@ _COLLECTED = """\
   fetched upstream, not the time the table was written.
 - `tweet_history` grows by one observation per successful details fetch: one run gives one
   point per tweet, so questions about growth need several runs (`-a refresh=details` daily).
-- `semantic_scholar_citation_count` is Semantic Scholar's count at `semantic_scholar_fetched_at`.
+- `semantic_scholar_citation_count` is Semantic Scholar's count at `semantic_scholar_fetched_at`,
+  `openalex_cited_by_count` OpenAlex's at `openalex_fetched_at`, `hf_upvotes` and
+  `hf_github_stars` Hugging Face's at `hf_fetched_at`. `paper_history` keeps one observation per
+  successful fetch of each of them (column `service`), so it too grows by one row per refresh.
+- `citations_by_year` is OpenAlex's `counts_by_year` with the years between the first and last
+  listed year that it leaves out (no citation) filled with 0.
 - An entry whose enrichment failed keeps its row, with the block's `*_status` saying why.
 """
 
@@ -154,7 +165,8 @@ def render_card(
     return (
         f"{_front_matter()}\n# Hot Papers\n\nThe arXiv papers that Hot Papers digests listed as "
         "popular on Twitter, one row per digest entry, enriched with arXiv metadata, Semantic "
-        "Scholar citations and the embedded tweets' details.\n\n"
+        "Scholar and OpenAlex citations, Hugging Face paper signals and the embedded tweets' "
+        "details.\n\n"
         f"Digests published from `{first}` to `{last}`; record schema {SCHEMA_VERSION} "
         f"(`{SCHEMA_FILE}`).\n\n## Provenance\n\n{_run_lines(run_report)}\n"
         f"## License and terms\n\nThis is a compilation; no single license covers it (hence "
@@ -279,7 +291,7 @@ def render_croissant(
         "conformsTo": "http://mlcommons.org/croissant/1.0",
         "name": "hot-papers",
         "description": "arXiv papers that Hot Papers digests listed as popular on Twitter, "
-        f"enriched with arXiv, Semantic Scholar and tweet details{when}.",
+        f"enriched with arXiv, Semantic Scholar, OpenAlex, Hugging Face and tweet details{when}.",
         "license": "other: no single license; each part stays under its source's terms "
         "(see usageInfo and README.md)",
         "usageInfo": terms,

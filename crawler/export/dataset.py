@@ -54,6 +54,7 @@ from crawler.export.tables import (
     TableWriter,
     description,
     entry_row,
+    is_paper_leaf,
 )
 from crawler.record import SCHEMA_VERSION, schema, schema_errors
 
@@ -339,9 +340,7 @@ class _Builder:
         self.papers: dict[str, _Paper] = {}
         self.posts: dict[str, dict[str, Any]] = {}  # by post ID
         self.post_columns = [f.name for f in SCHEMAS["posts"] if f.name.startswith("post_")]
-        self.meta_columns = [
-            leaf.column for leaf in LAYOUT.leaves_of("entries") if leaf.path[0] in PAPER_BLOCKS
-        ]
+        self.meta_columns = [leaf.column for leaf in LAYOUT.leaves if is_paper_leaf(leaf)]
         self.first: str | None = None
         self.last: str | None = None
 
@@ -427,6 +426,24 @@ class _Builder:
             row |= _paper_columns(paper_id, paper, tweets.get(paper_id))
             row["digest_title"] = meta["digest_title"]
             self.writers["papers"].append(row)
+            self._write_series(paper_id, blocks)
+
+    def _write_series(self, paper_id: str, blocks: Mapping[str, Any]) -> None:
+        """paper_history and citations_by_year rows from the paper's blocks as in papers."""
+        history: list[dict[str, Any]] = []
+        for series in LAYOUT.series:
+            rows = LAYOUT.series_rows(blocks[series.block], series)
+            if series.table == "citations_by_year":
+                rows = _every_year(rows)
+            for row in rows:
+                row["arxiv_id"] = paper_id
+                if series.table == "paper_history":
+                    row["service"] = series.block
+                    history.append(row)
+                else:
+                    self.writers[series.table].append(row)
+        for row in sorted(history, key=lambda r: (r["service"], r["observed_at"])):
+            self.writers["paper_history"].append(row)
 
     def _write_tweets(self) -> None:
         query = (
@@ -455,6 +472,16 @@ class _Builder:
 
     def period(self) -> tuple[str | None, str | None]:
         return self.first, self.last
+
+
+def _every_year(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Citations per year from the first to the last year given, oldest first, with 0 for the
+    years between that OpenAlex leaves out (it lists only years with a citation)."""
+    if not rows:
+        return []
+    counts = {row["year"]: row["cited_by_count"] for row in rows}
+    years = range(min(counts), max(counts) + 1)
+    return [{"arxiv_id": None, "year": y, "cited_by_count": counts.get(y, 0)} for y in years]
 
 
 def _bool(value: bool | None) -> int | None:
@@ -524,7 +551,16 @@ def _write_duckdb(folder: Path) -> None:
 
 
 # Tables in an order where every referenced table is filled before the tables referring to it.
-_REFERENCED_FIRST = ("posts", "papers", "tweets", "entries", "entry_tweets", "tweet_history")
+_REFERENCED_FIRST = (
+    "posts",
+    "papers",
+    "tweets",
+    "entries",
+    "entry_tweets",
+    "tweet_history",
+    "paper_history",
+    "citations_by_year",
+)
 
 
 def _ident(name: str) -> str:

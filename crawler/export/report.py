@@ -24,7 +24,7 @@ import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from crawler.export.files import atomic_write
 from crawler.export.ownership import REPORT_MARK, report_problem
@@ -34,18 +34,25 @@ from crawler.export.unchanged import report_meta
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
 
-SERVICES = ("arxiv", "oembed", "syndication", "semantic_scholar")
+SERVICES = ("arxiv", "oembed", "syndication", "semantic_scholar", "hf_papers", "openalex")
 SERVICE_LABELS = {
     "arxiv": "arXiv API",
     "oembed": "oEmbed",
     "syndication": "Tweet details",
     "semantic_scholar": "Semantic Scholar",
+    "hf_papers": "Hugging Face papers",
+    "openalex": "OpenAlex",
 }
 TOP_PAPERS = 15
+CITED_LINES = 8  # most-tweeted papers drawn in "citations per year"
+# Bins of GitHub stars, as (label, lowest count): each bin up to the next one's lowest.
+STAR_BINS = (("0", 0), ("1–9", 1), ("10–99", 10), ("100–999", 100), ("1,000–9,999", 1000),
+             ("10,000+", 10000))  # fmt: skip
 CHANGES_SHOWN = 25
 STATUS_COLORS = {
     "ok": "#2a9d8f",
     "not_found": "#e9c46a",
+    "not_indexed": "#e9c46a",
     "deleted": "#f4a261",
     "protected": "#e76f51",
     "tombstone": "#b5838d",
@@ -256,6 +263,8 @@ def _status_rows(con: duckdb.DuckDBPyConnection) -> list[tuple[str, dict[str, in
     sources = (
         ("arXiv metadata\n(entries)", "arxiv_status", "entries"),
         ("Semantic Scholar\n(entries)", "semantic_scholar_status", "entries"),
+        ("Hugging Face\n(entries)", "hf_status", "entries"),
+        ("OpenAlex\n(entries)", "openalex_status", "entries"),
         ("oEmbed\n(tweets)", "embed_status", "tweets"),
         ("Tweet details\n(tweets)", "details_status", "tweets"),
     )
@@ -323,6 +332,142 @@ def _attention(con: duckdb.DuckDBPyConnection) -> tuple[Figure | None, int]:
     ax.set_xlabel("likes of its tweets, summed (symmetric log scale)")
     ax.set_ylabel("citations, Semantic Scholar (symmetric log scale)")
     return fig, len(rows)
+
+
+# The most-tweeted papers (by the likes of their tweets) that have citations per year.
+_CITED = f"""
+SELECT p.arxiv_id, coalesce(p.arxiv_title, p.digest_title), p.tweet_like_count_total,
+       list(c.year ORDER BY c.year), list(c.cited_by_count ORDER BY c.year)
+FROM papers p JOIN citations_by_year c USING (arxiv_id)
+GROUP BY ALL
+ORDER BY p.tweet_like_count_total DESC NULLS LAST, p.arxiv_id
+LIMIT {CITED_LINES}
+"""
+
+
+def _short_title(arxiv_id: str, title: str | None, likes: int | None) -> str:
+    name = title or arxiv_id
+    name = name if len(name) <= 40 else name[:39] + "…"
+    return f"{name} ({arxiv_id}, {_fmt(likes)} likes)"
+
+
+def _cited_by_year(con: duckdb.DuckDBPyConnection) -> tuple[Figure | None, int]:
+    rows = _rows(con, _CITED)
+    if not rows:
+        return None, 0
+    fig = _figure(3.8)
+    ax = fig.add_subplot()
+    for i, (paper, title, likes, years, counts) in enumerate(rows):
+        color = PALETTE[i % len(PALETTE)]
+        ax.plot(years, counts, marker="o", markersize=4, color=color,
+                label=_short_title(paper, title, likes))  # fmt: skip
+        ax.annotate(f"{counts[-1]:,}", (years[-1], counts[-1]), textcoords="offset points",
+                    xytext=(4, 0), va="center", fontsize=8, color=color)  # fmt: skip
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0f}"))
+    ax.yaxis.set_major_formatter(PLAIN)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("year (OpenAlex counts_by_year)")
+    ax.set_ylabel("citations that year")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    return fig, len(rows)
+
+
+def _scatter(ax: Any, points: Sequence[tuple[Any, Any]], xlabel: str, ylabel: str) -> None:
+    ax.grid(True, axis="both")
+    if points:
+        xs, ys = zip(*points, strict=True)
+        ax.scatter(xs, ys, s=14, alpha=0.45, color="#264653", edgecolors="none")
+    _symlog(ax, "x")
+    _symlog(ax, "y")
+    ax.set_title(f"{len(points):,} papers", fontsize=10)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+
+
+def _likes_against(con: duckdb.DuckDBPyConnection) -> tuple[Figure | None, int, int]:
+    """Tweet likes against HF upvotes and against OpenAlex citations, side by side."""
+    pairs = []
+    for column in ("hf_upvotes", "openalex_cited_by_count"):
+        pairs.append(_rows(con, f"SELECT tweet_like_count_total, {column} FROM papers "
+                                f"WHERE tweet_like_count_total IS NOT NULL "
+                                f"AND {column} IS NOT NULL"))  # fmt: skip
+    upvotes, cited = pairs
+    if not upvotes and not cited:
+        return None, 0, 0
+    fig = _figure(3.6)
+    left, right = fig.subplots(1, 2)
+    likes = "likes of its tweets, summed (symlog)"
+    _scatter(left, upvotes, likes, "Hugging Face upvotes (symlog)")
+    _scatter(right, cited, likes, "citations, OpenAlex (symlog)")
+    return fig, len(upvotes), len(cited)
+
+
+def _star_bins(stars: Iterable[int]) -> list[int]:
+    counts = [0] * len(STAR_BINS)
+    for n in stars:
+        counts[max(i for i, (_, low) in enumerate(STAR_BINS) if n >= low)] += 1
+    return counts
+
+
+def _code(con: duckdb.DuckDBPyConnection) -> tuple[Figure | None, int, int]:
+    """The share of papers with a code link, and the GitHub stars Hugging Face counted."""
+    ((papers, with_code),) = _rows(
+        con, "SELECT count(*), count(*) FILTER (WHERE len(code_urls) > 0) FROM papers"
+    )
+    if not papers:
+        return None, 0, 0
+    stars = [n for (n,) in _rows(con, "SELECT hf_github_stars FROM papers "
+                                      "WHERE hf_github_stars IS NOT NULL")]  # fmt: skip
+    fig = _figure(3.0)
+    share, hist = fig.subplots(1, 2, width_ratios=(1, 2))
+    shares = (("with code", with_code, "#2a9d8f"), ("without", papers - with_code, "#adb5bd"))
+    for label, n, color in shares:
+        bar = share.bar(label, n, color=color)
+        share.bar_label(bar, labels=[f"{n:,} ({100 * n / papers:.0f}%)"], fontsize=9)
+    share.set_ylabel("papers")
+    share.yaxis.set_major_formatter(PLAIN)
+    counts = _star_bins(stars)
+    bars = hist.bar([label for label, _ in STAR_BINS], counts, color="#264653")
+    hist.bar_label(bars, labels=[f"{n:,}" for n in counts], fontsize=9)
+    hist.set_xlabel("GitHub stars of the paper's repository (Hugging Face)")
+    hist.set_ylabel("papers")
+    hist.yaxis.set_major_formatter(PLAIN)
+    return fig, with_code, len(stars)
+
+
+def _mattered(con: duckdb.DuckDBPyConnection, papers: int) -> str:
+    likes, upvoted, cited = _likes_against(con)
+    code, with_code, starred = _code(con)
+    by_year, lines = _cited_by_year(con)
+    body = (
+        "<p class='note'>What the papers did after their digest: citations from OpenAlex, "
+        "attention on Hugging Face and code. Each value is as of its block's "
+        "<code>*_fetched_at</code>; <code>paper_history</code> keeps one observation per "
+        "refresh.</p><h3>Citations per year of the most-tweeted papers</h3>"
+        + _figure_html(
+            by_year, "Line chart of citations per year of the most-tweeted papers",
+            f"The {lines:,} papers (at most {CITED_LINES}) with the most tweet likes that "
+            "OpenAlex has citations per year for: citations received each year (table "
+            "citations_by_year, years between the first and last with a citation filled with "
+            "0), the last year's count labelled.",
+            "no paper has citations per year (is OpenAlex off?).")
+        + "<h3>Tweet likes against Hugging Face upvotes and citations</h3>"
+        + _figure_html(
+            likes, "Scatter plots of tweet likes against upvotes and against citations",
+            f"Left: {upvoted:,} papers' summed tweet likes against their Hugging Face upvotes. "
+            f"Right: {cited:,} papers' tweet likes against their OpenAlex citation count. Axes "
+            "are logarithmic above 1 and linear below, so zeros still show.",
+            "no paper has tweet likes and upvotes or citations.")
+        + "<h3>Papers with code</h3>"
+        + _figure_html(
+            code, "Bar charts of the share of papers with code and their GitHub stars",
+            f"Left: {with_code:,} of {papers:,} papers have a code link (from tweets or "
+            f"Hugging Face, code_urls). Right: {starred:,} papers by the GitHub stars Hugging "
+            "Face counted for their repository.",
+            "no papers.")
+    )  # fmt: skip
+    return _section("mattered", "What mattered since", body)
 
 
 def _service_counts(stats: Mapping[str, Any]) -> dict[str, dict[str, int]]:
@@ -403,7 +548,8 @@ def _header(info: Mapping[str, Any], run_report: Mapping[str, Any] | None) -> st
     items = "".join(f"<li><b>{n:,}</b><span>{escape(label)}</span></li>" for label, n in tiles)
     anchors = (
         ("activity", "Activity"), ("categories", "Categories"), ("enrichment", "Enrichment"),
-        ("attention", "Attention"), ("top-papers", "Top papers"), ("run", "This run"),
+        ("attention", "Attention"), ("mattered", "What mattered since"),
+        ("top-papers", "Top papers"), ("run", "This run"),
     )  # fmt: skip
     nav = "".join(f'<a href="#{a}">{escape(t)}</a>' for a, t in anchors)
     return (
@@ -650,7 +796,12 @@ def render_report(
     try:
         info = _overview(con)
         with matplotlib.rc_context(_STYLE):
-            parts = [*_plots(con, info), _top_papers(con), _run(run_report, changes)]
+            parts = [
+                *_plots(con, info),
+                _mattered(con, info["counts"]["papers"]),
+                _top_papers(con),
+                _run(run_report, changes),
+            ]
     finally:
         con.close()
     first, last = info["first"], info["last"]

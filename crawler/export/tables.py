@@ -35,7 +35,16 @@ TIMESTAMP = pa.timestamp("ms", tz="UTC")
 DATE = pa.date32()
 ITEM = "*"  # a path step into the items of an array
 
-TABLE_NAMES = ("entries", "papers", "tweets", "entry_tweets", "tweet_history", "posts")
+TABLE_NAMES = (
+    "entries",
+    "papers",
+    "tweets",
+    "entry_tweets",
+    "tweet_history",
+    "paper_history",
+    "citations_by_year",
+    "posts",
+)
 
 _JSON_TYPES: dict[str, pa.DataType] = {
     "string": STRING,
@@ -68,7 +77,16 @@ WHEN = "post_published_at"  # when the digest was published
 LIKES = "details_like_count"  # a tweet's like count (latest observation)
 _KEY_FIRST = ("entry_id", "post_id", "post_slug", WHEN, "rank", "arxiv_id")
 # The record blocks a paper's metadata comes from (the most recent record where they are ok).
-PAPER_BLOCKS = ("arxiv", "semantic_scholar")
+PAPER_BLOCKS = ("arxiv", "semantic_scholar", "hf", "openalex")
+# A paper's series: lists of a paper block whose items are rows of a table of their own (in
+# papers they would repeat those rows; entries keeps them as the record has them).
+PAPER_SERIES: dict[tuple[str, ...], str] = {
+    ("hf", "history"): "paper_history",
+    ("openalex", "history"): "paper_history",
+    ("semantic_scholar", "history"): "paper_history",
+    ("openalex", "counts_by_year"): "citations_by_year",
+}
+OBSERVED = "observed_at"  # paper_history's time column, shared by every service's series
 
 TABLE_DOCS = {
     "entries": "One row per digest entry (one JSON Lines record), flattened: block.leaf -> "
@@ -82,6 +100,15 @@ TABLE_DOCS = {
     "Key: (entry_id, position).",
     "tweet_history": "One row per observation of a tweet's like and reply counts: one per "
     "successful details fetch, so it grows by one row per refresh. Key: (tweet_id, observed_at).",
+    "paper_history": "One row per observation of a paper's counts by one service (service = "
+    "the record block: hf, openalex or semantic_scholar): one per successful fetch of that "
+    "service, kept across runs, so it grows by one row per refresh; the other services' count "
+    "columns are null in that row. From the paper's block as in papers. "
+    "Key: (arxiv_id, service, observed_at).",
+    "citations_by_year": "One row per paper and year of OpenAlex's counts_by_year (from the "
+    "paper's openalex block as in papers), every year from the first to the last year OpenAlex "
+    "lists for the paper, with 0 for the years in between that it leaves out (no citation); "
+    "years before the first or after the last listed one have no row. Key: (arxiv_id, year).",
     "posts": "One row per digest read, including digests without entries. Key: post_id.",
 }
 # Primary and foreign keys, declared in the DuckDB file and checked after writing it.
@@ -91,6 +118,8 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "tweets": ("tweet_id",),
     "entry_tweets": ("entry_id", "position"),
     "tweet_history": ("tweet_id", "observed_at"),
+    "paper_history": ("arxiv_id", "service", OBSERVED),
+    "citations_by_year": ("arxiv_id", "year"),
     "posts": ("post_id",),
 }
 # (table, columns, referenced table): entries -> papers holds where the paper is known (a null
@@ -101,6 +130,8 @@ FOREIGN_KEYS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("entry_tweets", ("entry_id",), "entries"),
     ("entry_tweets", ("tweet_id",), "tweets"),
     ("tweet_history", ("tweet_id",), "tweets"),
+    ("paper_history", ("arxiv_id",), "papers"),
+    ("citations_by_year", ("arxiv_id",), "papers"),
 )
 
 
@@ -330,6 +361,13 @@ def _name(raw: list[_Raw]) -> list[Leaf]:
     return leaves
 
 
+def is_paper_leaf(leaf: Leaf) -> bool:
+    """A leaf of a paper block that papers carries (a series has its own table instead)."""
+    return (
+        leaf.table == "entries" and leaf.path[0] in PAPER_BLOCKS and leaf.path not in PAPER_SERIES
+    )
+
+
 def record_leaves(schema: Mapping[str, Any] | None = None) -> list[Leaf]:
     """Every leaf of the record schema with its table, column name and type."""
     schema = record_schema() if schema is None else schema
@@ -337,6 +375,71 @@ def record_leaves(schema: Mapping[str, Any] | None = None) -> list[Leaf]:
     if shape.kind != "object":
         raise SchemaMappingError("<record>: the record is not an object")
     return _name(_flatten(shape, (), "entries", False))
+
+
+@dataclass(frozen=True)
+class Series:
+    """One list of a paper block whose items are rows of :data:`PAPER_SERIES`'s table."""
+
+    path: tuple[str, ...]  # (block, list) from the record's root
+    table: str
+    columns: tuple[tuple[str, tuple[str, ...]], ...]  # (column, path below the item)
+    fields: tuple[pa.Field, ...]
+
+    @property
+    def block(self) -> str:
+        return self.path[0]
+
+
+def _series_column(table: str, block: str, rel: tuple[str, ...]) -> str:
+    """The naming rule below an item (the row): its path joined by "_", with the block in
+    front where one table gathers several blocks' series (``hf_upvotes`` beside
+    ``openalex_cited_by_count``); the time every series shares keeps its name."""
+    blocks = {path[0] for path, t in PAPER_SERIES.items() if t == table}
+    name = "_".join(rel)
+    return name if len(blocks) == 1 or name == OBSERVED else f"{block}_{name}"
+
+
+def paper_series(schema: Mapping[str, Any] | None = None) -> tuple[Series, ...]:
+    """Every paper series with its columns, typed and described from the schema's items."""
+    schema = record_schema() if schema is None else schema
+    root = _Walker(schema).shape(schema, ())
+    out = []
+    for path, table in PAPER_SERIES.items():
+        shape = root
+        for step in path:
+            if step not in shape.props:
+                raise SchemaMappingError(f"{_dotted(path)}: not in the record schema")
+            shape = shape.props[step][0]
+        if shape.kind != "list" or shape.item is None:
+            raise SchemaMappingError(f"{_dotted(path)}: a paper series must be an array")
+        raws = _flatten(shape.item, (*path, ITEM), table, False)
+        columns = tuple(
+            (_series_column(table, path[0], raw[len(path) + 1 :]), raw[len(path) + 1 :])
+            for raw, *_ in raws
+        )
+        fields = tuple(
+            described(pa.field(name, kind, nullable=nullable), text)
+            for (name, _), (_, _, kind, nullable, text) in zip(columns, raws, strict=True)
+        )
+        out.append(Series(path, table, columns, fields))
+    return tuple(out)
+
+
+def _series_schemas(series: tuple[Series, ...]) -> dict[str, list[pa.Field]]:
+    """Each series table's value columns: a column two series share (the time) once; in a
+    table gathering several services every value column is null in the others' rows."""
+    out: dict[str, dict[str, pa.Field]] = {}
+    for one in series:
+        several = len({s.block for s in series if s.table == one.table}) > 1
+        columns = out.setdefault(one.table, {})
+        for f in one.fields:
+            known = columns.get(f.name)
+            if known is not None and known.type != f.type:
+                raise SchemaMappingError(f"{one.table}.{f.name}: typed {known.type} and {f.type}")
+            shared = f.name == OBSERVED
+            columns.setdefault(f.name, f.with_nullable(True) if several and not shared else f)
+    return {table: list(columns.values()) for table, columns in out.items()}
 
 
 def _column(fields: Mapping[str, pa.Field], name: str, *, nullable: bool | None = None) -> pa.Field:
@@ -355,11 +458,7 @@ def _derived_schemas(leaves: list[Leaf]) -> dict[str, list[pa.Field]]:
     tweets = {leaf.column: leaf.field for leaf in leaves if leaf.table == "tweets"}
     when = _column(entries, WHEN, nullable=True)
     rank = _column(entries, "rank", nullable=False)
-    metadata = [
-        f.with_nullable(True)
-        for leaf, f in ((leaf, leaf.field) for leaf in leaves if leaf.table == "entries")
-        if leaf.path[0] in PAPER_BLOCKS
-    ]
+    metadata = [leaf.field.with_nullable(True) for leaf in leaves if is_paper_leaf(leaf)]
     ranks = pa.struct([when.remove_metadata(), rank.remove_metadata()])
     papers = [
         _column(entries, "arxiv_id", nullable=False),
@@ -432,6 +531,15 @@ def _derived_schemas(leaves: list[Leaf]) -> dict[str, list[pa.Field]]:
             _column(tweets, "tweet_id"),
         ],
         "tweet_history_keys": [_column(tweets, "tweet_id")],
+        "paper_history_keys": [
+            _column(entries, "arxiv_id", nullable=False),
+            described(
+                pa.field("service", STRING, nullable=False),
+                "The record block (and service) the observation is from: hf, openalex or "
+                "semantic_scholar; its counts are in the columns named after it.",
+            ),
+        ],
+        "citations_by_year_keys": [_column(entries, "arxiv_id", nullable=False)],
     }
 
 
@@ -447,6 +555,7 @@ def table_schemas(schema: Mapping[str, Any] | None = None) -> dict[str, pa.Schem
     leaves = record_leaves(schema)
     by_table = {t: [leaf.field for leaf in leaves if leaf.table == t] for t in _ROOTS}
     derived = _derived_schemas(leaves)
+    series = _series_schemas(paper_series(schema))
     entries = sorted(by_table["entries"], key=lambda f: (f.name not in _KEY_FIRST, _key_pos(f)))
     fields = {
         "entries": [*entries, *derived["entries"]],
@@ -454,6 +563,8 @@ def table_schemas(schema: Mapping[str, Any] | None = None) -> dict[str, pa.Schem
         "tweets": [*by_table["tweets"], *derived["tweets"]],
         "entry_tweets": [*derived["entry_tweets_keys"], *by_table["entry_tweets"]],
         "tweet_history": [*derived["tweet_history_keys"], *by_table["tweet_history"]],
+        "paper_history": [*derived["paper_history_keys"], *series["paper_history"]],
+        "citations_by_year": [*derived["citations_by_year_keys"], *series["citations_by_year"]],
         "posts": derived["posts"],
     }
     return {
@@ -469,9 +580,15 @@ def _key_pos(f: pa.Field) -> int:
 class Layout:
     """Leaves and table schemas for one record schema, with the row extraction they imply."""
 
-    def __init__(self, leaves: tuple[Leaf, ...], schemas: Mapping[str, pa.Schema]) -> None:
+    def __init__(
+        self,
+        leaves: tuple[Leaf, ...],
+        schemas: Mapping[str, pa.Schema],
+        series: tuple[Series, ...] = (),
+    ) -> None:
         self.leaves = leaves
         self.schemas = schemas
+        self.series = series
         self._by_table = {t: tuple(x for x in leaves if x.table == t) for t in _ROOTS}
         self._paths = {t: [(x.column, x.rel) for x in self._by_table[t]] for t in _ROOTS}
 
@@ -481,6 +598,17 @@ class Layout:
     def extract(self, table: str, obj: Mapping[str, Any]) -> dict[str, Any]:
         """The leaf columns of ``table`` from ``obj``, the object one row of it stands for."""
         return {column: _get(obj, rel) for column, rel in self._paths[table]}
+
+    def series_rows(self, block: Mapping[str, Any], series: Series) -> list[dict[str, Any]]:
+        """The value columns of each item of ``series`` in the paper's ``block`` (none unless
+        the block is ok): every value column of its table, the other series' ones null."""
+        items = block.get(series.path[1]) if block.get("status") == "ok" else None
+        if not items:
+            return []
+        blank = dict.fromkeys(f.name for f in self.schemas[series.table])
+        return [
+            blank | {column: _get(item, rel) for column, rel in series.columns} for item in items
+        ]
 
 
 def _get(obj: Any, path: tuple[str, ...]) -> Any:
@@ -494,7 +622,7 @@ def _get(obj: Any, path: tuple[str, ...]) -> Any:
 def layout(schema: Mapping[str, Any] | None = None) -> Layout:
     if schema is None:
         return LAYOUT
-    return Layout(tuple(record_leaves(schema)), table_schemas(schema))
+    return Layout(tuple(record_leaves(schema)), table_schemas(schema), paper_series(schema))
 
 
 def _instant(value: Any) -> datetime:
@@ -600,6 +728,6 @@ def entry_row(record: Mapping[str, Any], lay: Layout | None = None) -> dict[str,
     return {**lay.extract("entries", record), "tweet_count": len(record.get("tweets") or ())}
 
 
-LAYOUT = Layout(tuple(record_leaves()), table_schemas())
+LAYOUT = Layout(tuple(record_leaves()), table_schemas(), paper_series())
 SCHEMAS: Mapping[str, pa.Schema] = LAYOUT.schemas
 ENTRIES: pa.Schema = SCHEMAS["entries"]

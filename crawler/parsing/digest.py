@@ -440,7 +440,25 @@ def _without_nuls(text: str, problems: list[Problem]) -> str:
     return text.replace("\x00", "")
 
 
+def _count_repeated_ranks(entries: list[DigestEntry], problems: list[Problem]) -> None:
+    """A rank used twice (`# 3.` and `# 3.` again) is a numbering slip: both entries are kept,
+    the repeat is counted on it (so its entry_id differs) and said once."""
+    first: dict[int, int] = {}  # rank -> line of its first entry
+    for entry in entries:
+        if entry.rank not in first:
+            first[entry.rank] = entry.line
+            continue
+        entry.rank_repeat = sum(1 for e in entries if e.rank == entry.rank and e.line < entry.line)
+        problems.append(
+            Problem(
+                entry.line,
+                f"entry {entry.rank}: rank already used at line {first[entry.rank]}; both kept",
+            )
+        )
+
+
 def _check_entries(entries: list[DigestEntry], problems: list[Problem]) -> None:
+    _count_repeated_ranks(entries, problems)
     seen: dict[str, int] = {}
     for entry in entries:
         if entry.arxiv_id is None:

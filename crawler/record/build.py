@@ -196,6 +196,13 @@ def _post(post: Post, source: str) -> dict[str, Any]:
     }
 
 
+def entry_id(source: str, entry: DigestEntry) -> str:
+    """The entry's key; a repeated rank gets ``#k`` so a digest numbering two entries alike still
+    gives each its own key, while every other entry's key stays what it always was."""
+    rank = str(entry.rank) if not entry.rank_repeat else f"{entry.rank}#{entry.rank_repeat}"
+    return _key(source, entry.post.slug, rank)
+
+
 def post_block(post: Post) -> dict[str, Any]:
     """The record's ``post`` block for ``post``, also for a digest without entries."""
     return _post(post, record_source(post))
@@ -205,7 +212,7 @@ def build_record(entry: DigestEntry) -> dict[str, Any]:
     source = record_source(entry.post)
     return {
         "schema_version": SCHEMA_VERSION,
-        "entry_id": _key(source, entry.post.slug, str(entry.rank)),
+        "entry_id": entry_id(source, entry),
         "post": _post(entry.post, source),
         "rank": entry.rank,
         "arxiv_id": entry.arxiv_id,
