@@ -7,7 +7,7 @@ from pathlib import Path
 
 from crawler.export import ownership
 
-OUR_POST = {
+OUR_POST: dict[str, object] = {
     "id": "0123456789abcdef", "slug": "s", "title": None, "published_at": None,
     "digest_date": None, "tags": [], "category": None, "source": "a.md",
 }  # fmt: skip
@@ -101,7 +101,7 @@ def test_every_feed_format_we_export_is_recognised_as_ours(tmp_path: Path) -> No
     for feed_format, exporter_class in exporters.items():
         path = tmp_path / f"out.{feed_format}"
         with path.open("wb") as f:
-            exporter = exporter_class(f)
+            exporter = exporter_class(f)  # type: ignore[arg-type]  # any binary file works
             exporter.start_exporting()
             exporter.export_item(record)
             exporter.finish_exporting()
