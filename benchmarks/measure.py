@@ -93,7 +93,13 @@ class CpuShare:
 
 # --- measuring a child process ------------------------------------------------------------------
 def measure(
-    cmd: list[str], *, env: dict[str, str], stdout: Path, stderr: Path, marker: Path | None = None
+    cmd: list[str],
+    *,
+    env: dict[str, str],
+    stdout: Path,
+    stderr: Path,
+    marker: Path | None = None,
+    cwd: Path = ROOT,
 ) -> Measure:
     """Run ``cmd``: wall time, peak RSS of the process tree polled every 0.1 s with psutil, who
     used the CPUs meanwhile (:class:`CpuShare`), and when ``marker`` appeared: the crawl's
@@ -109,7 +115,7 @@ def measure(
     share = CpuShare()
     start = time.monotonic()
     with stdout.open("wb") as out, stderr.open("wb") as err:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=err)
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err)
         done = threading.Event()
 
         def poll() -> None:
@@ -141,16 +147,22 @@ def fresh(path: Path) -> Path:
     return path
 
 
-def child_env() -> dict[str, str]:
-    """The children import ``crawler``, ``tests`` and ``benchmarks`` from this checkout."""
-    return {**os.environ, "PYTHONPATH": str(ROOT)}
+def child_env(root: Path = ROOT) -> dict[str, str]:
+    """The children import ``crawler``, ``tests`` and ``benchmarks`` from ``root`` (this
+    checkout, or the baseline's for a side-by-side run): first on the path, before the
+    editable install's finder."""
+    return {**os.environ, "PYTHONPATH": str(root)}
 
 
 def crawl_cmd(
-    source: Path, out: Path, settings: dict[str, object], profile: Path | None = None
+    source: Path,
+    out: Path,
+    settings: dict[str, object],
+    profile: Path | None = None,
+    python: str = sys.executable,
 ) -> list[str]:
     """``scrapy crawl digests`` as a user runs it, optionally under cProfile."""
-    cmd = [sys.executable]
+    cmd = [python]
     if profile is not None:
         cmd += ["-m", "cProfile", "-o", str(profile)]
     cmd += ["-m", "scrapy", "crawl", "digests", "-a", f"source={source}", "-O", str(out)]

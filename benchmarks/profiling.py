@@ -7,8 +7,9 @@ enrich, build, validate, export, engine) rather than as a list of thousands of f
 from __future__ import annotations
 
 import pstats
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.facts import corpus_facts
 from benchmarks.measure import (
@@ -21,6 +22,10 @@ from benchmarks.measure import (
     measure,
     work_corpus,
 )
+from benchmarks.model import ROOT
+
+if TYPE_CHECKING:
+    from benchmarks.baseline import Code
 
 # --- profile ------------------------------------------------------------------------------------
 PHASES = (
@@ -34,6 +39,9 @@ PHASES = (
                               "crawler/services/semantic_scholar", "json/decoder")),
     ("record build", ("crawler/record/build", "crawler/parsing/links", "dataclasses.py")),
     ("schema validation", ("jsonschema", "referencing", "rpds", "crawler/record/validate")),
+    ("dataset + report (pyarrow, DuckDB, matplotlib)", ("crawler/export/dataset",
+        "crawler/export/tables", "crawler/export/report", "crawler/export/parquet", "pyarrow",
+        "duckdb", "matplotlib", "PIL/")),
     ("export (JSON lines)", ("scrapy/exporters", "json/encoder", "crawler/export/",
                              "scrapy/extensions/feedexport")),
     ("state database (dedupe, refresh)", ("crawler/state/", "crawler/enrich/memo")),
@@ -105,29 +113,41 @@ def summarise_profile(path: Path) -> dict[str, Any]:
     }
 
 
-def run_profile(posts: int, work: Path, *, seed: int) -> dict[str, Any]:
-    """A crawl with zero latencies and delays under cProfile, summarised by phase."""
+def run_profile(
+    posts: int, work: Path, *, seed: int, code: Code | None = None, name: str = "profile"
+) -> dict[str, Any]:
+    """A crawl with zero latencies and delays under cProfile, summarised by phase; ``code``
+    is the checkout to profile (default: this one)."""
     from tests.standin import Catalogue, StandIn
+
+    root, python = (code.root, code.python) if code else (ROOT, sys.executable)
 
     folder = work_corpus(work, posts, seed)
     facts = corpus_facts(folder)
     catalogue = Catalogue.from_digests(sorted(folder.glob("*.txt")), seed=seed)
     # Every latency is already 0 in the stand-in; its Semantic Scholar rate limit goes too.
-    with StandIn(catalogue, min_interval={"semantic_scholar": 0.0}) as standin:
-        prof = work / "crawl.prof"
+    # No interval, and Hugging Face's window opened wide: the profile is of CPU, not of waits.
+    with StandIn(
+        catalogue,
+        min_interval={"semantic_scholar": 0.0, "openalex": 0.0},
+        windows={"hf_papers": (10**9, 300.0)},
+    ) as standin:
+        prof = work / f"{name}.prof"
         settings = endpoint_settings(standin) | {
             "ARXIV_DELAY": 0,
             "ARXIV_DELAY_MARGIN": 0,
             "S2_DELAY": 0,
+            "OPENALEX_DELAY": 0,
             "LOG_LEVEL": "INFO",
-            "STATE_DB": fresh(work / "state-profile.sqlite3"),
+            "STATE_DB": fresh(work / f"state-{name}.sqlite3"),
         }
-        out = work / "profile.jsonl"
+        out = work / f"{name}.jsonl"
         m = measure(
-            crawl_cmd(folder, out, settings, profile=prof),
-            env=child_env(),
-            stdout=work / "profile.stdout",
-            stderr=work / "profile.log",
+            crawl_cmd(folder, out, settings, profile=prof, python=python),
+            env=child_env(root),
+            stdout=work / f"{name}.stdout",
+            stderr=work / f"{name}.log",
+            cwd=root,
         )
     summary = summarise_profile(prof)
     summary |= {

@@ -15,6 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from benchmarks.cost_report import cost_markdown
 from benchmarks.model import (
     BATCH_SIZE,
     RESULTS,
@@ -84,10 +85,27 @@ def render(
     *,
     figure: bool = True,
 ) -> None:
-    """``results.md`` and (if ``figure``) ``scale.png`` in ``out``; ``results.json`` untouched."""
-    (out / "results.md").write_text(markdown(rows, meta, profile))
+    """``results.md`` and (if ``figure``) ``scale.png`` in ``out``; ``results.json`` untouched.
+    Issue 21's section comes from ``cost.json`` beside it, when ``benchmarks.cost`` wrote one."""
+    text = markdown(rows, meta, profile)
+    cost = out / "cost.json"
+    if cost.exists():
+        text += "\n".join(cost_markdown(json.loads(cost.read_text()))) + "\n"
+    (out / "results.md").write_text(text)
     if figure:
         plot(rows, out / "scale.png")
+
+
+def rerender(out: Path) -> None:
+    """``results.md`` again from the JSON files in ``out``, the plot left alone."""
+    path = out / "results.json"
+    raw = json.loads(path.read_text()) if path.exists() else {"meta": None, "rows": []}
+    if raw["meta"] is None:
+        cost = json.loads((out / "cost.json").read_text())
+        (out / "results.md").write_text("\n".join(cost_markdown(cost)) + "\n")
+        return
+    rows = ordered([Row.from_dict(d) for d in raw["rows"]])
+    render(out, raw["meta"], rows, raw.get("profile"), figure=False)
 
 
 # --- results.md ---------------------------------------------------------------------------------

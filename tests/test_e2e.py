@@ -118,7 +118,9 @@ def test_requests_are_minimal_and_polite(crawl: tuple[Crawl, StandIn]) -> None:
 
 def test_default_feed_and_atomic_write(tmp_path: Path, standin: StandIn) -> None:
     out = tmp_path / "out.jsonl"
-    out.write_text('{"schema_version": 2, "previous": "snapshot"}\n')  # an older run's
+    out.write_text(
+        '{"schema_version": 2, "post": {}, "rank": 1, "previous": "snapshot"}\n'
+    )  # an older run's
     result = run_crawl(
         out, standin, settings={"ARXIV_DELAY": 0.2}, default_feed=True, analysis=True
     )

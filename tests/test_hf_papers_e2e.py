@@ -226,7 +226,7 @@ def test_hf_papers_false_sends_nothing_and_says_disabled(
     assert all(b == {"status": "disabled", **dict.fromkeys(list(b)[1:])} for b in blocks)
 
 
-def test_a_new_code_repository_is_a_change_but_moving_counts_are_not(
+def test_a_new_code_repository_is_a_change_but_moving_counts_and_ai_summaries_are_not(
     tmp_path: Path, catalogue: Catalogue
 ) -> None:
     cat = catalogue.copy()
@@ -236,6 +236,9 @@ def test_a_new_code_repository_is_a_change_but_moving_counts_are_not(
         first = run_crawl(out, server, settings=FAST)
         cat.advance_day(1)  # every page's upvotes (and stars) move
         cat.hf_pages[aid].github_repo = "https://github.com/ada/new-repo"
+        for page in cat.hf_pages.values():  # the model rewrites every summary: not a change
+            page.ai_summary = f"{page.ai_summary or ''} (regenerated)"
+            page.ai_keywords = [*(page.ai_keywords or []), "regenerated"]
         again = run_crawl(out, server, "-a", "refresh=hf", settings=FAST)
     assert first.returncode == again.returncode == 0, again.log[-3000:]
     report = json.loads(out.with_name("out.run.json").read_text())

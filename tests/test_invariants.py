@@ -603,11 +603,13 @@ def assert_output_failed(done: Crawl, out: Path, before: bytes) -> None:
 def test_output_into_a_read_only_folder(tmp_path: Path, server: StandIn) -> None:
     with tmpfs(tmp_path / "ro") as folder:
         out = folder / "snapshot.jsonl"
-        out.write_bytes(b'{"schema_version": 2, "previous": true}\n')
+        out.write_bytes(b'{"schema_version": 2, "post": {}, "rank": 1, "previous": true}\n')
         remount_read_only(folder)
         before = tree(folder)
         done = crawl(out, urls_of(server), state=tmp_path / "s.sqlite3")
-        assert_output_failed(done, out, b'{"schema_version": 2, "previous": true}\n')
+        assert_output_failed(
+            done, out, b'{"schema_version": 2, "post": {}, "rank": 1, "previous": true}\n'
+        )
         assert tree(folder) == before
         assert re.search(
             r"^error: output folder .* is not writable \(Read-only file system\)$", done.log, re.M
@@ -618,11 +620,13 @@ def test_output_into_a_read_only_folder(tmp_path: Path, server: StandIn) -> None
 def test_output_into_a_full_filesystem(tmp_path: Path, server: StandIn) -> None:
     with tmpfs(tmp_path / "full") as folder:
         out = folder / "snapshot.jsonl"
-        out.write_bytes(b'{"schema_version": 2, "previous": true}\n')
+        out.write_bytes(b'{"schema_version": 2, "post": {}, "rank": 1, "previous": true}\n')
         fill(folder)
         before = tree(folder)
         done = crawl(out, urls_of(server), settings=FAST, state=tmp_path / "s.sqlite3")
-        assert_output_failed(done, out, b'{"schema_version": 2, "previous": true}\n')
+        assert_output_failed(
+            done, out, b'{"schema_version": 2, "post": {}, "rank": 1, "previous": true}\n'
+        )
         assert tree(folder) == before
         assert re.search(
             r"^error: output folder .* is not writable \(No space left on device\)$", done.log, re.M
@@ -634,10 +638,12 @@ def test_output_into_a_filesystem_that_fills_up(tmp_path: Path, server: StandIn)
     # Room to start, not for the snapshot: found while writing, after the crawl.
     with tmpfs(tmp_path / "full", size="256k") as folder:
         out = folder / "snapshot.jsonl"
-        out.write_bytes(b'{"schema_version": 2, "previous": true}\n')
+        out.write_bytes(b'{"schema_version": 2, "post": {}, "rank": 1, "previous": true}\n')
         fill(folder, leave=16 * 1024)
         done = crawl(out, urls_of(server), settings=FAST, state=tmp_path / "s.sqlite3")
-        assert_output_failed(done, out, b'{"schema_version": 2, "previous": true}\n')
+        assert_output_failed(
+            done, out, b'{"schema_version": 2, "post": {}, "rank": 1, "previous": true}\n'
+        )
         (error,) = error_lines(done.log)
         assert f"{out} not replaced: " in error and "the previous file stays as it was" in error
         assert "disk is full" in error or "No space left on device" in error
@@ -821,12 +827,14 @@ def test_state_db_on_a_read_only_filesystem(tmp_path: Path, baseline: Baseline) 
 def test_state_db_on_a_full_filesystem(tmp_path: Path, server: StandIn) -> None:
     out = tmp_path / "out" / "snapshot.jsonl"
     out.parent.mkdir()
-    out.write_bytes(b'{"schema_version": 2, "previous": true}\n')
+    out.write_bytes(b'{"schema_version": 2, "post": {}, "rank": 1, "previous": true}\n')
     with tmpfs(tmp_path / "full", size="1m") as folder:
         state = folder / "state.sqlite3"
         fill(folder)  # no room to create the database: refused before the crawl
         done = crawl(out, urls_of(server), settings=FAST, state=state)
-        assert_state_refused(done, state, out, b'{"schema_version": 2, "previous": true}\n')
+        assert_state_refused(
+            done, state, out, b'{"schema_version": 2, "post": {}, "rank": 1, "previous": true}\n'
+        )
         assert server.log == []
         (folder / "filler").unlink()
         fill(folder, leave=160 * 1024)  # room to open it, not for a crawl's values
@@ -835,7 +843,7 @@ def test_state_db_on_a_full_filesystem(tmp_path: Path, server: StandIn) -> None:
     assert_no_traceback(done.log)
     (error,) = error_lines(done.log)
     assert f"STATE_DB {state} cannot be written: database or disk is full" in error
-    assert out.read_bytes() == b'{"schema_version": 2, "previous": true}\n'
+    assert out.read_bytes() == b'{"schema_version": 2, "post": {}, "rank": 1, "previous": true}\n'
     report = run_report(out)
     assert report["exit_status"] == 1 and report["snapshot_replaced"] is False
     assert report["problems"] == [f"STATE_DB {state} cannot be written: database or disk is full"]

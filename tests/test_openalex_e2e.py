@@ -217,3 +217,49 @@ def test_a_spent_daily_budget_stops_openalex_for_the_run_and_keeps_stored_values
             assert kept[arxiv_id]["status"] == "error"
         else:  # good stored values are never replaced by the budget's errors
             assert kept[arxiv_id] == block, arxiv_id
+
+
+def _one_merged(catalogue: Catalogue, count: int = 1) -> tuple[Catalogue, list[str]]:
+    """A catalogue where only ``count`` papers are merged works (found by single lookups)."""
+    cat = catalogue.copy()
+    merged = sorted(aid for aid, work in cat.openalex.items() if work.merged)[:count]
+    assert len(merged) == count
+    for aid, work in cat.openalex.items():
+        if aid not in merged:
+            work.merged, work.redirect = None, False
+    return cat, merged
+
+
+@pytest.mark.parametrize("others_ok", [False, True])
+def test_a_lookups_404_replaces_a_stored_value_only_once_some_lookup_answered_ok(
+    tmp_path: Path, catalogue: Catalogue, others_ok: bool
+) -> None:
+    """The list filter's good answers say nothing about the single lookup's 404: alone, it keeps
+    the stored value (exit 4, asked again); with another lookup answering ok it is believed."""
+    cat, merged = _one_merged(catalogue, 2 if others_ok else 1)
+    target = merged[0]
+    out = tmp_path / "out.jsonl"
+    with StandIn(cat, min_interval={"semantic_scholar": 0.2}) as server:
+        first = run_crawl(out, server, settings=FAST)
+        assert first.returncode == 0, first.log[-3000:]
+        stored = _block(_papers(first)[target])
+        assert stored["status"] == "ok" and stored["published_version"] is not None
+        key = f"openalex:single:doi:10.48550/arxiv.{target.lower()}"
+        server.faults.script("openalex", ["status:404"] * 3, key=key)
+        server.reset_log()
+        again = run_crawl(out, server, "-a", "refresh=openalex", settings=FAST)
+        asked = {r.key for r in _singles(server.log)}
+    assert key in asked
+    block = _block(_papers(again)[target])
+    if others_ok:
+        assert again.returncode == 0, again.log[-3000:]
+        assert block["status"] == "not_found"
+        return
+    assert again.returncode == 4, again.log[-3000:]
+    assert "INCOMPLETE OpenAlex: 1 values" in again.log
+    assert block == stored  # the stored good value is kept
+    with sqlite3.connect(tmp_path / "state.sqlite3") as db:
+        row = db.execute(
+            "SELECT status, fetched_at FROM fetched WHERE kind = 'openalex' AND key = ?", (target,)
+        ).fetchone()
+    assert row == ("ok", 0)  # kept, and stale: asked again next run

@@ -15,10 +15,10 @@ from crawler.downloader.contract import AnswerUnusable, short_url
 from crawler.enrich.runner import failure_text
 from crawler.items import Impact, OpenAlexWork
 from crawler.logredact import redact, redact_url_secrets
-from crawler.services.base import DAY
+from crawler.services.base import DAY, INT64_MAX
 from crawler.services.openalex import (
     FIELDS,
-    MAX_COUNT,
+    LOOKUP_FIELDS,
     OpenAlex,
     arxiv_doi,
     doi_key,
@@ -131,11 +131,16 @@ def test_the_preprint_itself_has_no_published_version() -> None:
     )
 
 
+ON_ARXIV = {"landing_page_url": "http://arxiv.org/abs/2106.09685v2", "pdf_url": None,
+            "source": ARXIV}  # fmt: skip
+NATURE = {"id": "https://openalex.org/S137773608", "display_name": "Nature", "type": "journal"}
+
+
 def test_a_merged_preprint_answers_its_journal_version() -> None:
     journal = {"id": "https://openalex.org/S137773608", "display_name": "Nature", "type": "journal"}
     body = json.dumps(
         work("2106.09685", doi="https://doi.org/10.1038/S41586-021-03819-2", publication_year=2022,
-             primary_location={"source": journal})
+             primary_location={"source": journal}, locations=[{"source": journal}, ON_ARXIV])
     ).encode()  # fmt: skip
     value = parse_single(body, "2106.09685")
     assert value.status == "ok"
@@ -144,8 +149,53 @@ def test_a_merged_preprint_answers_its_journal_version() -> None:
     }  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"doi": "https://doi.org/10.1038/s41586-021-03819-2"},  # a journal work, nothing on arXiv
+        {"doi": None},
+        {
+            "doi": "https://doi.org/10.1038/x",
+            "locations": [{"landing_page_url": "https://arxiv.org/abs/2101.00001"}],
+        },
+        {
+            "doi": "https://doi.org/10.1038/x",
+            "locations": [{"pdf_url": "https://example.org/abs/2106.09685"}],
+        },
+        {
+            "doi": "https://doi.org/10.1038/x",
+            "locations": {"landing_page_url": "https://arxiv.org/abs/2106.09685"},
+        },
+        {"doi": "https://doi.org/10.1038/x", "locations": [None, {"landing_page_url": 7}]},
+    ],
+)
+def test_a_single_lookup_answering_a_work_not_shown_to_be_the_paper_is_refused(
+    over: dict[str, Any],
+) -> None:
+    body = json.dumps(work("2106.09685", primary_location={"source": NATURE}) | over).encode()
+    with pytest.raises(AnswerUnusable, match=r"not shown to be 2106\.09685"):
+        parse_single(body, "2106.09685")
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        {"landing_page_url": "https://arxiv.org/abs/2106.09685"},
+        {"landing_page_url": "http://arxiv.org/abs/2106.09685v3", "pdf_url": None},
+        {"landing_page_url": None, "pdf_url": "https://arxiv.org/pdf/2106.09685v1.pdf"},
+    ],
+)
+def test_a_merged_work_listing_the_papers_arxiv_page_is_accepted(location: dict[str, Any]) -> None:
+    journal = work("2106.09685", doi="https://doi.org/10.1038/x", locations=[{}, location],
+                   primary_location={"source": NATURE})  # fmt: skip
+    value = parse_single(json.dumps(journal).encode(), "2106.09685v2")
+    assert (value.status, value.published_version and value.published_version["doi"]) == (
+        "ok", "10.1038/x",
+    )  # fmt: skip
+
+
 def test_a_single_lookup_answering_another_preprint_is_refused() -> None:
-    with pytest.raises(AnswerUnusable, match="another paper"):
+    with pytest.raises(AnswerUnusable, match=r"not shown to be 2106\.09685"):
         parse_single(json.dumps(work("2101.00001")).encode(), "2106.09685")
     with pytest.raises(AnswerUnusable):
         parse_single(b"[]", "2106.09685")
@@ -164,7 +214,7 @@ def test_the_arxiv_doi_at_another_venue_is_a_published_version_without_doi() -> 
     ("field", "bad"),
     [
         ("cited_by_count", -1),
-        ("cited_by_count", MAX_COUNT + 1),
+        ("cited_by_count", INT64_MAX + 1),
         ("cited_by_count", True),
         ("cited_by_count", 1.5),
         ("counts_by_year", [{"year": 999, "cited_by_count": 1}]),
@@ -189,10 +239,10 @@ def test_one_odd_work_costs_only_its_paper(field: str, bad: object) -> None:
 
 
 def test_counts_at_the_edges_of_their_ranges_are_kept() -> None:
-    edge = work("2106.09685", cited_by_count=MAX_COUNT,
-                counts_by_year=[{"year": 1000, "cited_by_count": 0}, {"year": 9999, "cited_by_count": MAX_COUNT}])  # fmt: skip
+    edge = work("2106.09685", cited_by_count=INT64_MAX,
+                counts_by_year=[{"year": 1000, "cited_by_count": 0}, {"year": 9999, "cited_by_count": INT64_MAX}])  # fmt: skip
     value = parse_work(edge, "2106.09685")
-    assert (value.status, value.cited_by_count) == ("ok", MAX_COUNT)
+    assert (value.status, value.cited_by_count) == ("ok", INT64_MAX)
     assert [p["year"] for p in value.counts_by_year] == [1000, 9999]
 
 
@@ -213,7 +263,7 @@ def test_any_shape_of_work_is_ok_or_one_error_never_a_crash(fields: dict[str, An
     value = parse_work(work("2106.09685") | fields, "2106.09685")
     assert value.status in ("ok", "error")
     if value.status == "ok":
-        assert value.cited_by_count is None or 0 <= value.cited_by_count <= MAX_COUNT
+        assert value.cited_by_count is None or 0 <= value.cited_by_count <= INT64_MAX
         assert all(1000 <= p["year"] <= 9999 for p in value.counts_by_year)
     else:
         assert value.work_id is None and value.error
@@ -233,7 +283,7 @@ def test_requests_carry_the_key_which_no_message_shows() -> None:
     )
     assert listed.url.endswith("&api_key=s3cr3t")
     assert single.url == (
-        f"https://api.openalex.org/works/doi:10.48550/arXiv.2106.09685?select={FIELDS}"
+        f"https://api.openalex.org/works/doi:10.48550/arXiv.2106.09685?select={LOOKUP_FIELDS}"
         "&api_key=s3cr3t"
     )
     assert single.meta["lookup"] is True and listed.meta["lookup"] is False
@@ -299,3 +349,36 @@ def test_observations_are_counts_only() -> None:
     s2 = SemanticScholar(project_settings())
     point = s2.observation(Impact(status="ok", citation_count=9, influential_citation_count=2), "t")
     assert point == {"observed_at": "t", "citation_count": 9, "influential_citation_count": 2}
+
+
+@pytest.mark.parametrize(
+    ("stored", "message"),
+    [
+        (
+            {"counts_by_year": [{"year": 10**12, "cited_by_count": 1}]},
+            "counts_by_year\\[\\].year 1000000000000",
+        ),
+        (
+            {"counts_by_year": [{"year": 2021, "cited_by_count": 2**63}]},
+            "counts_by_year\\[\\].cited_by_count 9223372036854775808",
+        ),
+        (
+            {"counts_by_year": [{"year": 2021, "cited_by_count": True}]},
+            "cited_by_count is not an integer",
+        ),
+        (
+            {"published_version": {"doi": None, "venue": "J", "year": 99999, "type": None}},
+            "published_version.year 99999",
+        ),
+    ],
+)
+def test_a_stored_value_with_a_nested_integer_out_of_range_cannot_be_decoded(
+    stored: dict[str, Any], message: str
+) -> None:
+    """Read back, a stored work is checked as an answer is: else it is fetched again."""
+    service = _service()
+    good = {"status": "ok", "counts_by_year": [{"year": 9999, "cited_by_count": INT64_MAX}],
+            "published_version": {"doi": None, "venue": "J", "year": 1000, "type": None}}  # fmt: skip
+    assert service.decode(good).counts_by_year == good["counts_by_year"]
+    with pytest.raises(ValueError, match=message):
+        service.decode({"status": "ok"} | stored)

@@ -58,9 +58,8 @@ def test_a_third_failing_three_times_changes_nothing(
     tries = Counter(r.key for r in log)
     faulty = {r.key for r in log if mixed.is_faulty(r.service, r.key)}
     assert faulty and all(tries[k] >= 4 for k in faulty)
-    assert all(
-        r.status == 200 or r.status in (403, 404) for r in log if r.key in faulty and not r.fault
-    )
+    # 301: OpenAlex's single lookup of a merged preprint answers with its journal version.
+    assert all(r.status in (200, 301, 403, 404) for r in log if r.key in faulty and not r.fault)
     # Politeness held throughout, and no retry came before the Retry-After its answer carried.
     if retry_after:
         for f in (r for r in log if r.fault in ("status:429", "status:503")):

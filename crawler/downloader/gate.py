@@ -179,8 +179,10 @@ class RateBudget:
     Each answer says how many requests are left (``r``) and when the window resets (``t``).
     Requests on the wire when an answer is read may not be counted in it yet, so they are taken
     off; each start takes one more. Answers arrive out of order, so within a window the
-    smallest estimate wins; an answer whose reset is clearly later opens a new window, and one
-    whose reset is clearly earlier belongs to the window before and is ignored. Once
+    smallest estimate wins. A count is true only with the reset it came with: an answer whose
+    reset is clearly later opens a new window, and one whose reset is clearly earlier (a 429
+    naming a wait of a second) replaces the estimate too; pairing its ``r=0`` with the later
+    reset held a service for a whole window for nothing (issue 22). Once
     ``reserve`` or fewer are left, no request starts before the reset; after it the budget is
     unknown until the next answer (every request of a new window is allowed).
     """
@@ -194,10 +196,8 @@ class RateBudget:
 
     def answered(self, left: int, reset_in: float, now: float) -> None:
         resets_at = now + reset_in + self.RESET_MARGIN
-        if resets_at < self.resets_at - self.NEW_WINDOW:
-            return  # a late answer from the window before: its count says nothing of this one
         estimate = max(0, left - self.on_wire)
-        if self.remaining is None or resets_at > self.resets_at + self.NEW_WINDOW:
+        if self.remaining is None or abs(resets_at - self.resets_at) > self.NEW_WINDOW:
             self.remaining, self.resets_at = estimate, resets_at
         else:
             self.remaining = min(self.remaining, estimate)

@@ -315,7 +315,10 @@ class BackoffRetryMiddleware(RetryMiddleware):
         self, service: str, response: Response, now: float, throttled: bool
     ) -> float | None:
         """Learn what is left of the service's window from RateLimit headers; for a throttled
-        answer, how long to wait: its Retry-After, else the window's reset."""
+        answer, how long to wait: its Retry-After, else the window's reset if the header says
+        the window is spent. Hugging Face puts its window on every answer: a 503 (or a 429 of
+        another limit) with requests left is not about the window, and waiting out its reset
+        (minutes) held the whole service for nothing (issue 22); it gets the usual backoff."""
         headers = response.headers
         window = parse_ratelimit(
             headers.get(b"RateLimit"),
@@ -332,7 +335,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
         if not throttled:
             return None
         retry_after = retry_after_seconds(headers.get(b"Retry-After"), self.wall_clock())
-        if retry_after is None and window is not None:
+        if retry_after is None and window is not None and window[0] <= self.gate.reserve:
             self.stats.inc_value(f"service/{service}/window_waits")
             return window[1]
         return retry_after
@@ -380,6 +383,10 @@ class BackoffRetryMiddleware(RetryMiddleware):
             dont_filter=True,
         )
         redirected.meta["redirect_times"] = hops + 1
+        # Another resource: its own retries and backoff, not what is left of the original's
+        # (at most MAX_REDIRECTS hops, so the attempts stay bounded).
+        for key in ("retry_times", "retry_reason", _RETRIES, _ATTEMPT):
+            redirected.meta.pop(key, None)
         if response.status == 303 or (response.status in (301, 302) and request.method == "POST"):
             redirected = redirected.replace(method="GET", body=b"")
         return redirected

@@ -93,6 +93,10 @@ class ServiceRunner(Generic[V]):
         self._judging = 0  # answers waiting for that evidence
         self._probe: asyncio.Future[bool | None] | None = None
         self._incident_logged = False
+        # Keys answered by a single lookup, and whether any lookup answered ok this run: the
+        # lookup is another endpoint than the batch, judged on its own evidence.
+        self._looked_up: set[str] = set()
+        self._lookup_ok = asyncio.Event()
         # The runners of the crawl (this one included), for the crawl-wide idle rule; the
         # pipeline sets it. Alone by default (unit tests of one service).
         self.peers: list[ServiceRunner[Any]] = [self]
@@ -237,6 +241,9 @@ class ServiceRunner(Generic[V]):
             values[key] = (alone or {}).get(key) or self.service.error(
                 f"{self.service.label} lookup of {key} gave no value"
             )
+            self._looked_up.add(key)
+            if _status(values[key]) == "ok":
+                self._lookup_ok.set()
         return values
 
     async def _ask(
@@ -369,8 +376,17 @@ class ServiceRunner(Generic[V]):
             and known.get(key) != _status(values[key])
         }
         good = {key for key, status in known.items() if status == "ok"}
-        if not suspects or await self._trusted(keys, values, good):
+        # A lookup's negative answer contradicting a stored good value is believed only once
+        # some lookup answered ok: the batch's answers say nothing about the lookup endpoint.
+        lookups = suspects & self._looked_up & good
+        held = set() if not lookups or await self._first_ok_or_idle(self._lookup_ok) else lookups
+        suspects -= self._looked_up
+        batch = [key for key in keys if key not in self._looked_up]
+        if suspects and not await self._trusted(batch, values, good - self._looked_up):
+            held |= suspects
+        if not held:
             return set()
+        suspects = held
         self.stats.inc_value(f"{self.prefix}/incidents", len(suspects))
         if not self._incident_logged:
             self._incident_logged = True
@@ -388,7 +404,7 @@ class ServiceRunner(Generic[V]):
             # new key (arXiv's normal answer for an ID it does not have).
             if good:
                 return any(_status(values[key]) == "ok" for key in good)
-            return len(keys) == 1 or any(_status(v) == "ok" for v in values.values())
+            return len(keys) == 1 or any(_status(values[key]) == "ok" for key in keys)
         if self._ok_seen.is_set():
             return True
         if self._probe is None:
@@ -396,19 +412,23 @@ class ServiceRunner(Generic[V]):
         healthy = await asyncio.shield(self._probe)
         return healthy if healthy is not None else await self._first_ok_or_idle()
 
-    async def _first_ok_or_idle(self) -> bool:
-        """Nothing stored to probe with (a first run): wait for this crawl's first ok answer,
-        or until the service has nothing else under way."""
+    async def _first_ok_or_idle(self, ok: asyncio.Event | None = None) -> bool:
+        """Nothing stored to probe with (a first run): wait for this crawl's first ok answer
+        (by default any; ``ok`` for one endpoint's), or until the service has nothing else
+        under way."""
+        ok = self._ok_seen if ok is None else ok
+        if ok.is_set():
+            return True
         self._judging += 1
         try:
             self._check_idle()
-            waits = [asyncio.ensure_future(e.wait()) for e in (self._ok_seen, self._idle)]
+            waits = [asyncio.ensure_future(e.wait()) for e in (ok, self._idle)]
             try:
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for wait in waits:
                     wait.cancel()
-            return self._ok_seen.is_set()
+            return ok.is_set()
         finally:
             self._judging -= 1
 

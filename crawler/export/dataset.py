@@ -96,6 +96,7 @@ def write_dataset(
     *,
     run_report: dict[str, Any] | None = None,
     checked: bool = False,
+    built_from: str | None = None,
     posts: Iterable[Mapping[str, Any]] | None = None,
 ) -> DatasetSummary:
     """Write the tables for ``snapshot`` and swap them in at ``target`` in one step.
@@ -105,7 +106,8 @@ def write_dataset(
     ``posts``: the post block of every digest the run read, also those without entries (records
     exist only for entries); None reads them from ``NAME.posts.jsonl`` beside the snapshot.
     On any failure the previous dataset stays and :class:`DatasetError` (one line, the cause
-    chained) propagates.
+    chained) propagates. ``built_from``: the key of the inputs (``crawler.export.unchanged``),
+    kept in the manifest so a run with the same inputs can keep the folder as it is.
     """
     snapshot, target = Path(snapshot), Path(target)
     if problem := dataset_problem(target):
@@ -118,7 +120,7 @@ def write_dataset(
         read = list(posts) if posts is not None else read_posts(snapshot)
         rows, period = _build(snapshot, folder, checked=checked, posts=read)
         _write_duckdb(folder)
-        _write_manifest(folder, snapshot, rows, period, run_report)
+        _write_manifest(folder, snapshot, rows, period, run_report, built_from)
         write_card(folder, rows=rows, period=period, run_report=run_report)
         (folder / MARKER).unlink()  # the manifest marks the finished folder as ours
         _sync_tree(folder)
@@ -633,12 +635,14 @@ def _write_manifest(
     rows: dict[str, int],
     period: tuple[str | None, str | None],
     run_report: Mapping[str, Any] | None,
+    built_from: str | None = None,
 ) -> None:
     """What the folder holds, for people and tools that open it without this code."""
     manifest = {
         "written_by": WRITTEN_BY,  # what lets a later run replace this folder
         "record_schema_version": SCHEMA_VERSION,
         "snapshot": snapshot.name,
+        "built_from": built_from,  # crawler.export.unchanged: same key, same folder
         "first_post": period[0],
         "last_post": period[1],
         "run": {k: run_report.get(k) for k in _RUN_KEYS} if run_report else None,

@@ -23,6 +23,7 @@ writers ask again just before they replace anything.
 from __future__ import annotations
 
 import json
+import re
 import stat
 from collections.abc import Iterable
 from pathlib import Path
@@ -38,6 +39,7 @@ _LEGACY_REPORT = "<footer class='note'>Tables: <code>"  # in every report writte
 _HEAD = 64 * 1024  # bytes of a file read to recognise it
 _RECORD_MAX = 64 * 1024 * 1024  # the longest first line read to recognise a snapshot
 _JSONL_SUFFIXES = (".jsonl", ".jsonlines", ".jl")
+_POST_KEYS = {"id", "slug", "title", "published_at", "source"}  # a record's post block has them
 
 
 def mark_folder(folder: Path) -> None:
@@ -121,8 +123,26 @@ def _first_record_is_ours(path: Path) -> bool:
                     record = json.loads(line)
                 except ValueError:
                     return False
-                return isinstance(record, dict) and "schema_version" in record
+                return _is_our_record(record)
     return True
+
+
+def _is_our_record(record: object) -> bool:
+    """A record of ours, of any schema: a numbered version and the entry's post and rank (a
+    file of someone's events with a ``schema_version`` key is not one)."""
+    return (
+        isinstance(record, dict)
+        and type(record.get("schema_version")) is int
+        and {"post", "rank"} <= record.keys()
+    )
+
+
+# How Scrapy's other exporters start a feed of our records (their first key first).
+_FEED_STARTS = {
+    "csv": re.compile(rb"\A(?:\xef\xbb\xbf)?schema_version,"),
+    "json": re.compile(rb'\A\[\s*\{\s*"schema_version"\s*:\s*\d'),
+    "xml": re.compile(rb"\A<\?xml[^>]*>\s*<items>\s*<item>\s*<schema_version>\d"),
+}
 
 
 def _is_our_snapshot(path: Path, feed_format: str) -> bool:
@@ -133,7 +153,10 @@ def _is_our_snapshot(path: Path, feed_format: str) -> bool:
         return _first_record_is_ours(path)
     if feed_format == "parquet" or head.startswith(b"PAR1"):
         return b"schema_version" in _parquet_footer(path)
-    return b"schema_version" in head  # Scrapy's other exporters: the first record's first key
+    start = _FEED_STARTS.get(feed_format)
+    if start is not None:
+        return start.match(head) is not None
+    return b"schema_version" in head and b"rank" in head  # marshal, pickle: both keys in it
 
 
 def snapshot_problem(path: Path, feed_format: str) -> str | None:
@@ -216,7 +239,11 @@ def posts_problem(path: Path) -> str | None:
         post = json.loads(first)
     except ValueError:
         post = None
-    if isinstance(post, dict) and {"id", "slug", "source"} <= post.keys():
+    if (
+        isinstance(post, dict)
+        and post.keys() >= _POST_KEYS
+        and re.fullmatch(r"[0-9a-f]{16}", str(post["id"]))
+    ):
         return None
     return f"posts list {path} exists and is not one this crawler wrote; not replacing it"
 

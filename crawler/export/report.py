@@ -29,6 +29,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 from crawler.export.files import atomic_write
 from crawler.export.ownership import REPORT_MARK, report_problem
 from crawler.export.tables import TABLE_NAMES
+from crawler.export.unchanged import report_meta
 
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
@@ -787,8 +788,10 @@ def render_report(
     *,
     run_report: Mapping[str, Any] | None = None,
     changes: Sequence[Mapping[str, Any]] | None = None,
+    built_from: str | None = None,
 ) -> str:
-    """The report page as a string (what :func:`write_report` writes)."""
+    """The report page as a string (what :func:`write_report` writes); ``built_from`` is the
+    key of its inputs (``crawler.export.unchanged``), carried in a ``<meta>`` tag."""
     con = _connect(dataset)
     try:
         info = _overview(con)
@@ -806,7 +809,7 @@ def render_report(
     return (
         f'<!DOCTYPE html>\n{REPORT_MARK}\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{CSS}</style></head>"
+        f"{report_meta(built_from)}<title>{escape(title)}</title><style>{CSS}</style></head>"
         f"<body><main>{_header(info, run_report)}{''.join(parts)}"
         "<footer class='note'>Tables: the dataset folder written with this page (Parquet, "
         "DuckDB and a dataset card).</footer></main></body></html>\n"
@@ -819,10 +822,13 @@ def write_report(
     *,
     run_report: dict[str, Any] | None,
     changes: list[dict[str, Any]] | None,
+    built_from: str | None = None,
 ) -> None:
     """Render the report for ``dataset`` and replace ``path`` with it in one rename."""
     path = Path(path)
-    page = render_report(Path(dataset), run_report=run_report, changes=changes)
+    page = render_report(
+        Path(dataset), run_report=run_report, changes=changes, built_from=built_from
+    )
     if problem := report_problem(path):  # checked before the crawl; asked again
         raise ValueError(problem)
     atomic_write(path, page.encode("utf-8"))

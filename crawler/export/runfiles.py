@@ -26,9 +26,11 @@ from scrapy.exceptions import NotConfigured
 from scrapy.settings import BaseSettings
 
 from crawler import signals as our_signals
+from crawler.export import analysis
 from crawler.export.files import atomic_write, posts_file
 from crawler.export.jsonlines import sort_key
 from crawler.export.ownership import posts_problem
+from crawler.export.unchanged import inputs_key, up_to_date
 from crawler.items import Post
 from crawler.outcome import Outcome
 from crawler.record.build import post_block
@@ -134,6 +136,9 @@ class RunFiles:
         self.changed_records = 0
         self.report_written = False  # NAME.run.json: written once, however the run ends
         self.changes: list[dict[str, Any]] = []  # this run's change lines, for the HTML report
+        # The dataset and report: "written", "unchanged" (kept: built from these very inputs),
+        # "failed", or None when not attempted (turned off, not JSON Lines, snapshot kept).
+        self.analysis: str | None = None
         self.posts: dict[str, dict[str, Any]] = {}  # every digest read, by post ID
         self.finished_at: datetime | None = None  # one instant for every file of the run
         name = str(self.path.with_suffix(""))
@@ -173,11 +178,17 @@ class RunFiles:
         if problem := posts_problem(path):  # checked before the crawl; asked again
             self.outcome.output_failed(problem)
             return
-        lines = sorted(self.posts.values(), key=lambda p: (p["published_at"] or "", p["slug"]))
         try:
-            atomic_write(path, b"".join(_json_line(p) for p in lines))
+            atomic_write(path, self._posts_bytes())
         except OSError as exc:
             self.outcome.output_failed(f"posts list {path} not written: {exc.strerror or exc}")
+
+    def _sorted_posts(self) -> list[dict[str, Any]]:
+        return sorted(self.posts.values(), key=lambda p: (p["published_at"] or "", p["slug"]))
+
+    def _posts_bytes(self) -> bytes:
+        """What ``NAME.posts.jsonl`` holds; also part of the dataset's inputs key."""
+        return b"".join(_json_line(p) for p in self._sorted_posts())
 
     def _load_pending(self) -> None:
         """Changes stored by this run and by earlier runs whose snapshot never landed."""
@@ -256,7 +267,7 @@ class RunFiles:
         assert self.path is not None
         return self.outcome.snapshots.get(str(self.path.resolve()), False)
 
-    def finish(self) -> None:
+    async def finish(self) -> None:
         assert self.path is not None
         self.finished_at = datetime.now(UTC)
         changes_file: Path | None = None
@@ -269,41 +280,66 @@ class RunFiles:
                 self._hits.close()
         if self.replaced():
             self._write_posts()
-            self.write_analysis(self.report(changes_file))
+            await self.write_analysis(self.report(changes_file))
         self.write_report(changes_file)
 
-    def write_analysis(self, run_report: dict[str, Any]) -> None:
+    async def write_analysis(self, run_report: dict[str, Any]) -> None:
         """The dataset folder and the HTML report, replaced like the snapshot, only when the
-        snapshot was: a run that keeps the previous snapshot keeps the previous dataset."""
+        snapshot was: a run that keeps the previous snapshot keeps the previous dataset. When
+        both were built from these very inputs (a byte-identical snapshot, the same code) they
+        are kept as they are: rebuilding would cost seconds to write the same data."""
         assert self.path is not None
         if self.dataset_dir is None:
             return
         if not writes_dataset(self.path):
             logger.info("no dataset: the snapshot %s is not JSON Lines", self.path)
             return
-        # Imported here: pyarrow, DuckDB and matplotlib cost every crawl process ~0.5 s to load.
-        from crawler.export.dataset import DatasetError, one_line, write_dataset
-        from crawler.export.report import write_report
+        key = self._inputs_key()
+        if key is not None and not self.changes and self._kept(key):
+            return
+        self.analysis = "written" if await self._build(run_report, key) else "failed"
 
+    def _kept(self, key: str) -> bool:
+        """Keep the dataset and report if they show exactly these inputs already."""
+        assert self.dataset_dir is not None
+        if not up_to_date(key, self.dataset_dir, self.report_file):
+            return False
+        self.analysis = "unchanged"
+        logger.info(
+            "dataset %s%s kept as it is: built from a byte-identical snapshot",
+            self.dataset_dir,
+            f" and report {self.report_file}" if self.report_file else "",
+        )
+        return True
+
+    def _inputs_key(self) -> str | None:
+        """The key of what the dataset and report are built from (None: rebuild them)."""
+        assert self.path is not None
         try:
-            # Checked: the snapshot holds only records the record pipeline validated.
-            write_dataset(
-                self.path,
-                self.dataset_dir,
-                run_report=run_report,
-                checked=True,
-                posts=list(self.posts.values()),
-            )
-            if self.report_file is not None:
-                write_report(
-                    self.report_file, self.dataset_dir, run_report=run_report, changes=self.changes
-                )
-        except Exception as exc:  # matplotlib, DuckDB, pyarrow: one line, never a traceback
-            self.outcome.output_failed(
-                str(exc)
-                if isinstance(exc, DatasetError)
-                else f"report not written: {one_line(exc)}"
-            )
+            return inputs_key([self.path, self._posts_bytes()])
+        except OSError as exc:
+            logger.debug("inputs of the dataset not hashed (%s): rebuilt", exc)
+            return None
+
+    async def _build(self, run_report: dict[str, Any], key: str | None) -> bool:
+        """Write the dataset and the report in a child process (``crawler.export.analysis``),
+        so this one never loads pyarrow, DuckDB and matplotlib and hears a stop meanwhile; a
+        failure is the run's output failure (exit 5), one line."""
+        assert self.path is not None and self.dataset_dir is not None
+        job = {
+            "snapshot": str(self.path),
+            "dataset": str(self.dataset_dir),
+            "report": None if self.report_file is None else str(self.report_file),
+            "run_report": run_report,
+            "changes": self.changes,
+            "posts": list(self.posts.values()),
+            "built_from": key,
+        }
+        problem = await analysis.build(job, stopped=lambda: not self.crawler.crawling)
+        if problem is not None:
+            self.outcome.output_failed(problem)
+            return False
+        return True
 
     def report(self, changes_file: Path | None) -> dict[str, Any]:
         stats = self.crawler.stats.get_stats()
@@ -321,6 +357,7 @@ class RunFiles:
             "changed_records": self.changed_records,
             "incomplete_services": self.outcome.incomplete_services(),
             "changes_file": str(changes_file) if changes_file else None,
+            "dataset": self.analysis,
             "stats": {
                 k: v if isinstance(v, int | float | str) else str(v)
                 for k, v in sorted(stats.items())

@@ -22,7 +22,9 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any
 
 from ftfy.badness import is_bad
 
@@ -543,3 +545,18 @@ def shorten(text: str, limit: int = 200) -> str:
     """One line of at most ``limit`` characters, for messages and error fields."""
     text = " ".join(replace_surrogates(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def utc_ms(moment: datetime) -> str:
+    """``YYYY-MM-DDTHH:MM:SS.mmmZ`` in UTC: the one text of every stored time (milliseconds, so
+    two observations never share one; years below 1000 padded, unlike ``strftime``)."""
+    moment = moment.astimezone(UTC)
+    date = f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+    time = f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
+    return f"{date}T{time}.{moment.microsecond // 1000:03d}Z"
+
+
+def refuse_constant(name: str) -> Any:
+    """``json.loads(parse_constant=...)``: NaN and Infinity are not JSON, and no table holds
+    them, so an answer carrying one is refused."""
+    raise ValueError(f"{name} is not JSON")

@@ -14,7 +14,7 @@ import dataclasses
 import json
 import os
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -25,24 +25,12 @@ from scrapy.settings import BaseSettings
 from crawler.downloader.contract import AnswerUnusable, Politeness, service_meta
 from crawler.items import DigestEntry, HfPaper
 from crawler.parsing.arxiv_ids import MalformedArxivId, canonical, parse_arxiv_id
-from crawler.parsing.text import replace_surrogates, shorten
-from crawler.services.base import (
-    Service,
-    age_table,
-    age_table_problems,
-    checked_int,
-    paper_age_days,
-    ttl_for_age,
-)
+from crawler.parsing.text import refuse_constant, replace_surrogates, shorten, utc_ms
+from crawler.services.base import PaperAgeTTL, Service, age_table_problems, checked_int
 
 
 class _Unusable(ValueError):
     """The answer cannot be used as it is; asked again."""
-
-
-def utc_ms(moment: datetime) -> str:
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 # --- answers ---------------------------------------------------------------------------------
@@ -50,7 +38,7 @@ def parse_paper(body: bytes, arxiv_id: str, fetched_at: str | None = None) -> Hf
     """A 200 answer for ``arxiv_id`` -> :class:`HfPaper`; ``AnswerUnusable`` when it is not a
     paper page of the right shape about that paper."""
     try:
-        data = json.loads(body, parse_constant=_refuse_constant)
+        data = json.loads(body, parse_constant=refuse_constant)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, NaN
         raise AnswerUnusable(f"answer is not JSON ({shorten(str(exc))})") from exc
     if not isinstance(data, dict):
@@ -59,10 +47,6 @@ def parse_paper(body: bytes, arxiv_id: str, fetched_at: str | None = None) -> Hf
         return _paper(data, arxiv_id, fetched_at)
     except _Unusable as exc:
         raise AnswerUnusable(str(exc)) from exc
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _paper(data: dict[str, Any], arxiv_id: str, fetched_at: str | None) -> HfPaper:
@@ -158,8 +142,9 @@ class HfPapers(Service[HfPaper]):
     # ok: past the last PAPER_TTL_BY_AGE row; a page may appear for a paper any time.
     ttl_days: ClassVar[dict[str, float]] = {"ok": 30, "not_indexed": 7}
     downgrades = frozenset({"not_indexed"})
-    # A new code link or project page is a change; counts and when they were taken are not.
-    volatile = ("upvotes", "comments", "github_stars", "history")
+    # A new code link or project page, or new publication times, are changes; counts, when
+    # they were taken, and the AI summary and keywords (a model regenerates them) are not.
+    volatile = ("upvotes", "comments", "github_stars", "ai_summary", "ai_keywords", "history")
     history_max_setting = "PAPER_HISTORY_MAX"
     integers: ClassVar[dict[str, str]] = {
         "upvotes": "count", "comments": "count", "github_stars": "count",
@@ -178,7 +163,7 @@ class HfPapers(Service[HfPaper]):
         # Fixed 5-minute windows: 500 requests anonymous, 1,000 with a free account's token.
         self.expected_window = (1000 if self.token else 500, 300.0)
         enabled = self.enabled(settings)
-        self.ttl_by_age = age_table(settings, "PAPER_TTL_BY_AGE") if enabled else []
+        self.by_age = PaperAgeTTL(settings) if enabled else None
 
     @classmethod
     def settings_problems(cls, settings: BaseSettings) -> list[str]:
@@ -249,6 +234,8 @@ class HfPapers(Service[HfPaper]):
     def ttl(self, value: HfPaper, now: float, key: str = "") -> float:
         """Young papers move fast, old ones slowly (``PAPER_TTL_BY_AGE``, by the ID's month);
         past the last row, and for other statuses, the per-status TTL."""
-        age = paper_age_days(key, now) if value.status == "ok" else None
-        by_age = ttl_for_age(self.ttl_by_age, age) if age is not None else None
-        return by_age if by_age is not None else super().ttl(value, now, key)
+        if value.status == "ok" and self.by_age is not None:
+            by_age = self.by_age.ttl(key, now)
+            if by_age is not None:
+                return by_age
+        return super().ttl(value, now, key)

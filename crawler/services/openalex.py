@@ -32,21 +32,26 @@ from crawler.downloader.contract import (
 )
 from crawler.items import DigestEntry, OpenAlexWork
 from crawler.parsing.arxiv_ids import MalformedArxivId, canonical, parse_arxiv_id
-from crawler.parsing.text import replace_surrogates, shorten
-from crawler.services.base import PaperAgeTTL, Service, age_table_problems
+from crawler.parsing.text import refuse_constant, replace_surrogates, shorten
+from crawler.services.base import PaperAgeTTL, Service, age_table_problems, checked_int
 
 # Top-level fields only (OpenAlex's select= takes no nested paths), those the value uses.
 FIELDS = (
     "id,doi,publication_year,cited_by_count,counts_by_year,primary_location,open_access,"
     "primary_topic"
 )
+# A single lookup may answer a merged work under the publisher's DOI: its locations (one per
+# copy, the arXiv one among them) are the evidence that it is the paper asked.
+LOOKUP_FIELDS = f"{FIELDS},locations"
 MAX_BATCH = 50  # OpenAlex's largest page, and the most DOIs one filter may OR together
-MAX_COUNT = 2**63 - 1  # counts are int64 downstream
 ARXIV_SOURCE = "https://openalex.org/S4306400194"  # the source "arXiv (Cornell University)"
 DOI_PREFIX = "https://doi.org/"
 BUDGET_SPENT = "OpenAlex daily budget spent; no more OpenAlex requests this run"
 
 _WORK_ID = re.compile(r"(?:https://openalex\.org/)?(W[0-9]{1,19})")
+_ARXIV_URL = re.compile(
+    r"https?://(?:www\.|export\.)?arxiv\.org/(?:abs|pdf)/(.+?)(?:v[0-9]+)?(?:\.pdf)?/?", re.I
+)
 
 
 class _WrongShape(ValueError):
@@ -78,13 +83,9 @@ def list_query(arxiv_ids: list[str]) -> dict[str, str]:
 # --- answers ---------------------------------------------------------------------------------
 def _json(body: bytes) -> Any:
     try:
-        return json.loads(body, parse_constant=_refuse_constant)
+        return json.loads(body, parse_constant=refuse_constant)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, NaN
         raise AnswerUnusable(f"answer is not JSON ({shorten(str(exc))})") from exc
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def parse_list(body: bytes, arxiv_ids: list[str]) -> dict[str, OpenAlexWork]:
@@ -119,15 +120,41 @@ def _cited(work: dict[str, Any]) -> int:
 
 def parse_single(body: bytes, arxiv_id: str) -> OpenAlexWork:
     """The answer of a single lookup: the work itself (the merged version's, with the
-    publisher's DOI, for a merged preprint). Another preprint's work is refused (retried)."""
+    publisher's DOI, for a merged preprint). A work that does not show it is the paper asked
+    (its DOI is the arXiv DOI, or a location is the arXiv page) is refused (retried)."""
     data = _json(body)
     if not isinstance(data, dict):
         raise AnswerUnusable("answer is not a JSON object")
     doi = data.get("doi")
     theirs = doi_key(doi) if isinstance(doi, str) else ""
-    if theirs.startswith("10.48550/arxiv.") and theirs != doi_key(arxiv_doi(arxiv_id)):
-        raise AnswerUnusable(f"answer is about another paper ({shorten(theirs, 80)})")
+    if theirs != doi_key(arxiv_doi(arxiv_id)) and not _located_on_arxiv(data, arxiv_id):
+        named = shorten(theirs, 80) if theirs else "no DOI"
+        raise AnswerUnusable(f"answer is not shown to be {arxiv_id} ({named}, no arXiv location)")
     return parse_work(data, arxiv_id)
+
+
+def _located_on_arxiv(data: dict[str, Any], arxiv_id: str) -> bool:
+    """Whether one of the work's locations is the arXiv page or PDF of ``arxiv_id`` (any
+    version)."""
+    locations = data.get("locations")
+    if not isinstance(locations, list):
+        return False
+    wanted = doi_key(arxiv_doi(arxiv_id))
+    for location in locations:
+        if not isinstance(location, dict):
+            continue
+        for url in (location.get("landing_page_url"), location.get("pdf_url")):
+            m = _ARXIV_URL.fullmatch(url.strip()) if isinstance(url, str) else None
+            if m is not None and _same_paper(m[1], wanted):
+                return True
+    return False
+
+
+def _same_paper(named: str, wanted: str) -> bool:
+    try:
+        return doi_key(arxiv_doi(named)) == wanted
+    except MalformedArxivId:
+        return False
 
 
 def parse_work(data: dict[str, Any], arxiv_id: str) -> OpenAlexWork:
@@ -213,19 +240,28 @@ def _text(data: dict[str, Any], key: str, where: str = "") -> str | None:
 
 
 def _count(value: object, what: str) -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_COUNT:
-        raise _WrongShape(f"{what} is not a count (0..2^63-1)")
-    return value
+    return _checked(value, what, "count")
 
 
 def _year(value: object, what: str) -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or not 1000 <= value <= 9999:
-        raise _WrongShape(f"{what} is not a year (1000..9999)")
-    return value
+    return _checked(value, what, "year")
+
+
+def _checked(value: object, what: str, kind: str) -> int | None:
+    """``checked_int``, its refusal costing only this work (an error for its paper)."""
+    try:
+        return checked_int(value, what, kind)
+    except ValueError as exc:
+        raise _WrongShape(str(exc)) from exc
+
+
+def nested_integers(value: OpenAlexWork) -> None:
+    """The integers inside a stored value, range-checked as when parsed (ValueError)."""
+    for point in value.counts_by_year or []:
+        checked_int(point.get("year"), "counts_by_year[].year", "year")
+        checked_int(point.get("cited_by_count"), "counts_by_year[].cited_by_count", "count")
+    if isinstance(value.published_version, dict):
+        checked_int(value.published_version.get("year"), "published_version.year", "year")
 
 
 def error_text(response: Response) -> str:
@@ -313,7 +349,8 @@ class OpenAlex(Service[OpenAlexWork]):
 
     def lookup_request(self, key: str) -> Request:
         path = quote(f"doi:{arxiv_doi(key)}", safe=":/")
-        return self._request(f"{self.url}/works/{path}", {"select": FIELDS}, [key], lookup=True)
+        params = {"select": LOOKUP_FIELDS}
+        return self._request(f"{self.url}/works/{path}", params, [key], lookup=True)
 
     def parse(self, request: Request, response: Response) -> dict[str, OpenAlexWork]:
         keys: list[str] = request.meta["keys"]
@@ -349,6 +386,12 @@ class OpenAlex(Service[OpenAlexWork]):
             entry.openalex = OpenAlexWork(status="error", error=problem)
         else:
             entry.openalex = values[entry.arxiv_id]
+
+    def decode(self, data: dict[str, Any]) -> OpenAlexWork:
+        """Also the nested integers (``counts_by_year[].*``, ``published_version.year``)."""
+        value = super().decode(data)
+        nested_integers(value)
+        return value
 
     def observation(self, value: OpenAlexWork, observed_at: str) -> dict[str, Any] | None:
         if value.status != "ok":

@@ -24,7 +24,7 @@ from scrapy.settings import BaseSettings
 from crawler.downloader.contract import AnswerUnusable, Politeness, service_meta
 from crawler.items import DigestEntry, Impact
 from crawler.parsing.arxiv_ids import MalformedArxivId, canonical, parse_arxiv_id
-from crawler.parsing.text import replace_surrogates, shorten
+from crawler.parsing.text import refuse_constant, replace_surrogates, shorten
 from crawler.services.base import (
     BatchRefused,
     PaperAgeTTL,
@@ -82,7 +82,7 @@ def parse_batch(body: bytes, arxiv_ids: list[str]) -> dict[str, Impact]:
     """
     asked = batch_ids(arxiv_ids)
     try:
-        data = json.loads(body, parse_constant=_refuse_constant)
+        data = json.loads(body, parse_constant=refuse_constant)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, NaN
         raise ImpactUnusable(f"answer is not JSON ({shorten(str(exc))})") from exc
     if not isinstance(data, list):
@@ -109,10 +109,6 @@ def parse_error_body(body: bytes) -> str:
                 has_code = isinstance(code, str | int) and not isinstance(code, bool)
                 return shorten(f"{value} (code {code})" if has_code else value)
     return shorten(body.decode("utf-8", "replace")) or "empty answer"
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _impact(element: object, arxiv_id: str) -> Impact:

@@ -22,7 +22,7 @@ from scrapy.settings import BaseSettings
 
 from crawler.downloader.contract import AnswerUnusable, Politeness, service_meta
 from crawler.items import DigestEntry, TweetDetails
-from crawler.parsing.text import replace_surrogates, shorten
+from crawler.parsing.text import refuse_constant, replace_surrogates, shorten, utc_ms
 from crawler.services.base import (
     DAY,
     Service,
@@ -187,13 +187,9 @@ def parse_details(body: bytes, *, status: int = 200, tweet_id: str | None = None
 
 def _load(body: bytes) -> Any:
     try:
-        return json.loads(body, parse_constant=_refuse_constant)
+        return json.loads(body, parse_constant=refuse_constant)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, NaN
         raise DetailsUnusable(f"answer is not JSON ({shorten(str(exc))})") from exc
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _error_message(body: bytes) -> str | None:
@@ -308,9 +304,7 @@ def _utc_ms(text: str) -> str:
         moment = moment.astimezone(UTC)
     except (ValueError, OverflowError) as exc:
         raise DetailsUnusable("created_at is not an ISO 8601 time with zone") from exc
-    date = f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
-    time = f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
-    return f"{date}T{time}.{moment.microsecond // 1000:03d}Z"
+    return utc_ms(moment)
 
 
 def _author(user: _Fields | None) -> dict[str, object] | None:

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from crawler.parsing.text import utc_ms
+
 FORMAT = 3  # PRAGMA user_version; a newer file is refused rather than misread
 
 # Format 3 stores values under the record schema 3 names, each with its own `fetched_at`.
@@ -273,8 +275,7 @@ class StateStore:
 
 def utc_ms_text(now: float) -> str:
     """ISO 8601 UTC with milliseconds: two observations never share a timestamp."""
-    stamp = datetime.fromtimestamp(now, tz=UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+    return utc_ms(datetime.fromtimestamp(now, tz=UTC))
 
 
 def _loads(text: str) -> Any:

@@ -245,7 +245,9 @@ def make_handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
         def _send(self, answer: Answer, record: RequestRecord, *, cut: bool = False) -> None:
             self.send_response(answer.status)
             self.send_header("Content-Type", answer.content_type)
-            self.send_header("Content-Length", str(len(answer.body)))
+            # A cut of an empty body (a 301) must still be cut: one byte announced, none sent.
+            length = len(answer.body) if answer.body or not cut else 1
+            self.send_header("Content-Length", str(length))
             for name, value in {
                 **answer.headers,
                 **standin._window_headers(record, answer),

@@ -4,7 +4,7 @@
 works found, shuffled (OpenAlex answers in no particular order), DOIs written
 ``https://doi.org/10.48550/arxiv.<id>``, cut to the ``select=`` fields. A preprint merged into its
 journal version is missing from that filter; ``GET /works/doi:10.48550/arXiv.<id>`` answers the
-merged work (the publisher's DOI), or a ``301`` to it (``/works/W…``, without the query, as a
+merged work (the publisher's DOI; its ``locations`` list the arXiv page too), or a ``301`` to it (``/works/W…``, without the query, as a
 canonical redirect does). Unknown: ``404``. More than 50 DOIs, an unknown field in ``select``,
 or a nested one: ``400``. Budgets and the per-second limit are the server's (``server.py``).
 """
@@ -32,7 +32,7 @@ FIELDS = frozenset(
     {
         "id", "doi", "title", "display_name", "publication_year", "publication_date", "ids",
         "type", "cited_by_count", "counts_by_year", "primary_location", "open_access",
-        "primary_topic", "authorships", "updated_date",
+        "primary_topic", "authorships", "updated_date", "locations",
     }
 )  # fmt: skip
 _VENUES = (
@@ -96,6 +96,9 @@ class Work:
              "type": merged["type"]}
             if merged else ARXIV_SOURCE
         )  # fmt: skip
+        primary = {"is_oa": self.is_oa, "landing_page_url": doi, "pdf_url": None, "source": source}
+        on_arxiv = {"is_oa": True, "landing_page_url": f"https://arxiv.org/abs/{self.arxiv_id}",
+                    "pdf_url": f"https://arxiv.org/pdf/{self.arxiv_id}", "source": ARXIV_SOURCE}  # fmt: skip
         return {
             "id": f"https://openalex.org/{self.work_id}",
             "doi": doi,
@@ -107,12 +110,9 @@ class Work:
             "type": "article" if merged else "preprint",
             "cited_by_count": self.cited_by_count,
             "counts_by_year": [dict(p) for p in self.counts_by_year],
-            "primary_location": {
-                "is_oa": self.is_oa,
-                "landing_page_url": doi,
-                "pdf_url": None,
-                "source": source,
-            },
+            "primary_location": primary,
+            # Every copy OpenAlex knows: a merged work lists the arXiv preprint among them.
+            "locations": [primary, on_arxiv] if merged else [on_arxiv],
             "open_access": {"is_oa": self.is_oa, "oa_status": "green" if self.is_oa else "closed",
                             "oa_url": None},
             "primary_topic": (

@@ -385,6 +385,23 @@ def test_redirects_are_followed_three_times_at_most() -> None:
     assert isinstance(refused, IgnoreRequest) and "more than 3 redirects" in str(refused)
 
 
+def test_a_followed_redirect_gets_retries_of_its_own() -> None:
+    """The target is another resource (OpenAlex's merged work): the failures before the 301
+    must not use up its retries. Found in the chaos test once a cut 301 really was cut."""
+
+    async def scenario() -> tuple[Response | Exception | None, list[str]]:
+        mw, loop = _setup(RETRY_TIMES=4, RETRY_BACKOFF_BASE=0.01)
+        answers: list[Answer] = [503, 503, 503, (301, {"Location": "/works/W1"}), 503, 503, 503]
+        answers.append(200)
+        trace = await download(mw, service_request(url="http://svc.test/works/doi:1"), answers,
+                               loop.time)  # fmt: skip
+        return trace.result, [r.url for r in trace.requests]
+
+    result, urls = run(scenario())
+    assert isinstance(result, Response) and result.status == 200
+    assert urls == ["http://svc.test/works/doi:1"] * 4 + ["http://svc.test/works/W1"] * 4
+
+
 # -- the per-service limit -----------------------------------------------------------------------
 ONE = Politeness(concurrency=1)
 

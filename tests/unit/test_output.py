@@ -23,7 +23,9 @@ from crawler.outcome import (
 )
 from tests.unit.helpers import unit_crawler
 
-OLD = b'{"schema_version": 3, "previous": "snapshot"}\n'  # a snapshot of ours
+OLD = (
+    b'{"schema_version": 3, "post": {}, "rank": 1, "previous": "snapshot"}\n'  # a snapshot of ours
+)
 
 
 def _record(rank: int, title: str = "t") -> dict[str, Any]:

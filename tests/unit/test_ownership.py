@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from crawler.export import ownership
+
+OUR_POST: dict[str, Any] = {
+    "id": "0123456789abcdef", "slug": "s", "title": None, "published_at": None,
+    "digest_date": None, "tags": [], "category": None, "source": "a.md",
+}  # fmt: skip
 
 
 def test_a_snapshot_with_a_large_first_record_is_ours(tmp_path: Path) -> None:
     snapshot = tmp_path / "digests.jsonl"
-    record = {"schema_version": 3, "abstract": "x" * 300_000}  # past any fixed-size head
+    record = {
+        "schema_version": 3,
+        "post": {},
+        "rank": 1,
+        "abstract": "x" * 300_000,
+    }  # past any fixed-size head
     snapshot.write_text(json.dumps(record) + "\n")
     assert ownership.snapshot_problem(snapshot, "jsonlines") is None
     snapshot.write_text(json.dumps({"abstract": "x" * 300_000}) + "\n")
@@ -51,7 +62,7 @@ def test_a_posts_list_is_replaced_only_when_it_is_ours(tmp_path: Path) -> None:
     assert ownership.posts_problem(posts) is None  # missing
     posts.write_bytes(b"")
     assert ownership.posts_problem(posts) is None  # empty: nothing to lose
-    posts.write_text(json.dumps({"id": "0123456789abcdef", "slug": "s", "source": "a.md"}) + "\n")
+    posts.write_text(json.dumps(OUR_POST) + "\n")
     assert ownership.posts_problem(posts) is None
     posts.write_text("my notes about these posts\n")
     assert ownership.posts_problem(posts) == (
@@ -62,3 +73,37 @@ def test_a_posts_list_is_replaced_only_when_it_is_ours(tmp_path: Path) -> None:
     assert ownership.posts_problem(posts) == (
         f"posts list {posts} is a folder, not one this crawler wrote; not replacing it"
     )
+
+
+def test_files_that_merely_mention_our_keys_are_not_ours(tmp_path: Path) -> None:
+    """A key name is no mark: someone's files that carry ``schema_version`` or post-like keys
+    are not replaced."""
+    cases = {
+        "package.json": ("json", b'{"name": "x", "schema_version": 2}\n'),
+        "events.jsonl": ("jsonlines", b'{"schema_version": 1, "event": "login"}\n'),
+        "notes.csv": ("csv", b"id,comment\n1,see schema_version in the docs\n"),
+        "items.xml": ("xml", b"<?xml version='1.0'?><doc>schema_version rank</doc>"),
+    }
+    for name, (feed_format, content) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        assert ownership.snapshot_problem(tmp_path / name, feed_format), name
+    posts = tmp_path / "x.posts.jsonl"
+    posts.write_text(json.dumps({"id": 7, "slug": "about", "source": "cms"}) + "\n")
+    assert ownership.posts_problem(posts)
+
+
+def test_every_feed_format_we_export_is_recognised_as_ours(tmp_path: Path) -> None:
+    from scrapy.exporters import JsonItemExporter, XmlItemExporter
+
+    from crawler.export.csvfeed import JsonCellCsvItemExporter
+
+    record = {"schema_version": 3, "entry_id": "0" * 16, "post": OUR_POST, "rank": 1}
+    exporters = {"json": JsonItemExporter, "xml": XmlItemExporter, "csv": JsonCellCsvItemExporter}
+    for feed_format, exporter_class in exporters.items():
+        path = tmp_path / f"out.{feed_format}"
+        with path.open("wb") as f:
+            exporter = exporter_class(f)  # type: ignore[arg-type]  # any binary file
+            exporter.start_exporting()
+            exporter.export_item(record)
+            exporter.finish_exporting()
+        assert ownership.snapshot_problem(path, feed_format) is None, feed_format

@@ -71,17 +71,17 @@ def test_spent_policies_within_the_reserve_wait_for_the_last_reset() -> None:
     assert parse_ratelimit(header, reserve=3) == (3, 200.0)  # two spent: the later reset
 
 
-def test_a_late_answer_from_the_window_before_is_ignored() -> None:
+def test_a_late_answer_from_the_window_before_holds_only_until_its_own_reset() -> None:
     """A late ``r=10;t=0`` after the new window's ``r=499;t=300`` must not hold ~489 allowed
-    requests until the reset (5 minutes)."""
+    requests until the new window's reset (5 minutes): its count holds with its own reset."""
     budget = RateBudget()
     budget.answered(499, 300.0, now=100.0)
     budget.answered(10, 0.0, now=100.2)
-    assert budget.remaining == 499
     for _ in range(10):
         budget.started()
         budget.ended()
-    assert (budget.remaining, budget.wait(101.0, reserve=0)) == (489, 0.0)
+    assert budget.wait(100.3, reserve=0) == pytest.approx(0.9)  # t=0 plus the 1 s margin
+    assert budget.wait(101.2, reserve=0) == 0.0 and budget.remaining is None
 
 
 def test_policy_parsing() -> None:
@@ -238,3 +238,65 @@ def test_two_spent_policies_hold_until_the_later_reset() -> None:
         return first.starts + second.starts
 
     assert run(scenario()) == [0.0, 201.0]
+
+
+
+@pytest.mark.parametrize("status", [503, 429])
+def test_a_throttled_answer_with_requests_left_backs_off_instead_of_waiting_the_window(
+    status: int,
+) -> None:
+    """Issue 22's hang: Hugging Face puts its window on every answer, a 503 of a passing
+    outage too. ``r=483`` says the window is not why: waiting its reset (298 s) stalled the
+    whole service; the answer is retried after the ordinary backoff."""
+
+    async def scenario() -> tuple[Trace, BackoffRetryMiddleware]:
+        mw, loop = _setup(RETRY_BACKOFF_BASE=0.5, RETRY_BACKOFF_MAX=4)
+        trace = await download(
+            mw, service_request(politeness=ONE),
+            [(status, _window(483, 298)), (200, _window(482, 297))], loop.time,
+        )  # fmt: skip
+        later = await download(mw, service_request(politeness=ONE), [200], loop.time)
+        return Trace(result=trace.result, starts=trace.starts + later.starts), mw
+
+    trace, mw = run(scenario())
+    assert isinstance(trace.result, Response) and trace.result.status == 200
+    assert len(trace.starts) == 3 and trace.starts[0] == 0.0
+    assert 0.5 <= trace.starts[1] <= 1.0  # the first backoff step, with its jitter
+    assert trace.starts[2] == trace.starts[1]  # the service was not held either
+    assert mw.stats.get_value("service/svc/window_waits") is None
+
+
+def test_an_answer_naming_an_earlier_reset_is_believed_with_its_own_reset() -> None:
+    """Issue 22's second stall: a 429 saying ``r=0;t=1`` (its window ends in a second) after
+    answers saying ``t=298`` was merged into "nothing left until 298 s": the smallest estimate
+    paired with the latest reset. A count is only true together with the reset it came with."""
+    budget = RateBudget()
+    budget.answered(483, 298.0, now=0.0)
+    budget.answered(0, 1.0, now=0.2)
+    assert budget.wait(0.5, reserve=0) == pytest.approx(1.7)  # t plus the 1 s margin
+    assert budget.wait(2.2, reserve=0) == 0.0 and budget.remaining is None
+    budget.answered(481, 296.0, now=3.0)  # the next answer: the long window again
+    assert _state(budget) == (481, 300.0)
+
+
+def _state(budget: RateBudget) -> tuple[int | None, float]:
+    return budget.remaining, budget.resets_at
+
+
+def test_a_429_spending_a_short_window_holds_the_service_for_that_window_only() -> None:
+    async def scenario() -> list[float]:
+        mw, loop = _setup(RETRY_BACKOFF_BASE=0.01)
+        first = await download(
+            mw, service_request(politeness=ONE), [(200, _window(483, 298))], loop.time
+        )
+        throttled = await download(
+            mw, service_request(url="http://hf.test/2", politeness=ONE),
+            [(429, _window(0, 1)), (200, _window(481, 297))], loop.time,
+        )  # fmt: skip
+        later = await download(mw, service_request(url="http://hf.test/3"), [200], loop.time)
+        return first.starts + throttled.starts + later.starts
+
+    starts = run(scenario())
+    assert starts[:2] == [0.0, 0.0]
+    assert starts[2] == pytest.approx(2.0, abs=0.05)  # the 429's reset (+1 s), not 298 s
+    assert starts[3] == starts[2]

@@ -1,0 +1,90 @@
+"""Issue 21's harness: the floor spider replays what a crawl asked, as politely; the cost table
+judges goals from its figures."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from benchmarks.cost_report import cost_markdown
+from benchmarks.floor import dump_requests
+from tests.conftest import ROOT, run_crawl
+from tests.standin import RequestRecord, StandIn
+
+
+def _identity(r: RequestRecord) -> tuple[object, ...]:
+    """What a request asked: service, method, path, query (any order), body."""
+    query = tuple(sorted((k, tuple(v)) for k, v in r.params.items()))
+    return r.service, r.method, r.path, query, r.body
+
+
+@pytest.mark.e2e
+def test_floor_spider_sends_the_crawls_requests_with_its_spacing(
+    tmp_path: Path, standin: StandIn
+) -> None:
+    delay = 0.2
+    crawl = run_crawl(
+        tmp_path / "out.jsonl",
+        standin,
+        settings={"ARXIV_DELAY": delay, "ARXIV_BATCH_SIZE": 20, "S2_DELAY": 0.05},
+    )
+    assert crawl.returncode == 0
+    asked = Counter(map(_identity, standin.log))
+    answered = Counter(r.status for r in standin.log)
+    assert dump_requests(standin.log, tmp_path / "requests.jsonl") == sum(asked.values())
+    standin.reset_log()
+    standin.min_interval["semantic_scholar"] = 0.05
+    cmd = [
+        sys.executable, "-m", "benchmarks.floor", "--requests", str(tmp_path / "requests.jsonl"),
+        "--base", standin.base_url, "--arxiv-delay", str(delay), "--s2-delay", "0.05",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    replayed = Counter(map(_identity, standin.log))
+    assert replayed == asked
+    assert Counter(r.status for r in standin.log) == answered  # same answers: same work asked
+    arxiv = sorted(standin.requests_for("arxiv"), key=lambda r: r.start)
+    assert len(arxiv) >= 2
+    assert standin.max_concurrency("arxiv") == 1
+    # Held after each answer, as the crawler does: every start is the delay after the last end.
+    assert all(b.start - a.end >= delay for a, b in itertools.pairwise(arxiv))
+    bodies = {r.body for r in standin.requests_for("semantic_scholar")}
+    assert bodies and all(b.startswith(b"{") for b in bodies)
+
+
+def _side(**kw: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "wall_s": 2.0, "cpu_s": 1.0, "records": 3000, "records_per_cpu_s": 3000,
+        "peak_rss_mb": 120.0, "peak_rss_crawl_mb": 100.0, "requests": 0, "load_before": 0.3,
+    }  # fmt: skip
+    return base | kw
+
+
+def test_cost_table_judges_the_rerun_goal_on_every_figure() -> None:
+    kept = {"dataset": False, "report": False}
+    rows = {
+        "instant": {
+            "sides": {"after": _side()},
+            "rerun": {
+                "before": _side(wall_s=10.2, records_per_cpu_s=500, peak_rss_mb=396.0,
+                                rebuilt={"dataset": True, "report": True}),
+                "after": _side(rebuilt=kept, run_report_dataset="unchanged"),
+            },
+        }
+    }  # fmt: skip
+    text = "\n".join(cost_markdown({"meta": {}, "rows": rows}))
+    line = next(x for x in text.splitlines() if x.startswith("| unchanged rerun"))
+    assert "**10.2 s** wall" in line and "dataset rebuilt, report rebuilt" in line
+    assert "dataset kept, report kept, run report `dataset: 'unchanged'`" in line
+    assert line.endswith("| **met** |")
+    rows["instant"]["rerun"]["after"]["rebuilt"] = {"dataset": True, "report": False}
+    text = "\n".join(cost_markdown({"meta": {}, "rows": rows}))
+    line = next(x for x in text.splitlines() if x.startswith("| unchanged rerun"))
+    assert line.endswith("| **not met** |")
