@@ -240,7 +240,6 @@ def test_two_spent_policies_hold_until_the_later_reset() -> None:
     assert run(scenario()) == [0.0, 201.0]
 
 
-
 @pytest.mark.parametrize("status", [503, 429])
 def test_a_throttled_answer_with_requests_left_backs_off_instead_of_waiting_the_window(
     status: int,
