@@ -137,9 +137,7 @@ def test_a_schema_2_state_is_upgraded_and_reused(
     fresh = [r for r in sample_crawl.records if r["post"]["source"] == one.name]
     # (Schema 2 kept no Semantic Scholar history: the upgraded value starts without one.)
     assert all(not r["semantic_scholar"]["history"] for r in reused.records)  # [] or null
-    assert _without_s2_history(unobserved(reused.records)) == _without_s2_history(
-        unobserved(fresh)
-    )
+    assert _without_s2_history(unobserved(reused.records)) == _without_s2_history(unobserved(fresh))
     assert refreshed.returncode == 0 and len(refetched) > 0
     assert "upgraded from format" not in refreshed.log
     report = json.loads((tmp_path / "out.run.json").read_text())
