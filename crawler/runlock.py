@@ -30,7 +30,8 @@ def lock_path_for(path: Path) -> Path:
 
 class RunLock:
     def __init__(self, paths: list[Path]) -> None:
-        self.paths = sorted({lock_path_for(p.resolve()) for p in paths})
+        # The folder resolved, not the name: a dataset's name is a link swapped every run.
+        self.paths = sorted({lock_path_for(p.parent.resolve() / p.name) for p in paths})
         self._fds: list[int] = []
 
     def acquire(self) -> RunLock:

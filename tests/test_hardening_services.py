@@ -25,7 +25,9 @@ FAST: dict[str, object] = {
     "ARXIV_DELAY": 0.2, "RETRY_BACKOFF_BASE": 0.05, "S2_DELAY": 0.2, "RETRY_TIMES": 1,
 }  # fmt: skip
 # Only arXiv and oEmbed, where the other two services do not matter.
-TWO_SERVICES = FAST | {"TWEET_DETAILS": False, "SEMANTIC_SCHOLAR": False}
+TWO_SERVICES = FAST | {
+    "TWEET_DETAILS": False, "SEMANTIC_SCHOLAR": False, "HF_PAPERS": False, "OPENALEX": False,
+}  # fmt: skip
 INT64_MAX = 2**63 - 1
 
 
@@ -39,10 +41,12 @@ def _embeds(crawl: Crawl) -> dict[str, dict[str, Any]]:
 
 def _impacts(crawl: Crawl) -> dict[str, dict[str, Any]]:
     return {
-        r["arxiv_id"]: {k: v for k, v in r["semantic_scholar"].items() if k != "fetched_at"}
+        r["arxiv_id"]: {
+            k: v for k, v in r["semantic_scholar"].items() if k not in ("fetched_at", "history")
+        }
         for r in crawl.records
         if r["arxiv_id"]
-    }  # without the fetch time: compared across runs
+    }  # without the fetch time and the observations: compared across runs
 
 
 def _run_report(out: Path) -> dict[str, Any]:

@@ -927,7 +927,10 @@ def test_a_second_run_on_the_same_state_or_snapshot_is_refused(
     release = threading.Event()
     # The first run writes records of the first arXiv batch, then waits for the second.
     with Upstream(server, hook=_hold_from("arxiv", 2, release)) as up:
-        first = start_crawl(out, urls_of(up), "-a", "refresh=arxiv", settings=FAST, state=state)
+        shared = {"DATASET_DIR": str(tmp_path / "snapshot.dataset")}  # the first run's own
+        first = start_crawl(
+            out, urls_of(up), "-a", "refresh=arxiv", settings=FAST | shared, state=state
+        )
         try:
             holder = wait_for(lambda: _holder(tmp_path / ".snapshot.jsonl.lock"), "the lock")
             wait_for(lambda: len(up.requests_for("arxiv")) == 2, "the second arXiv request")
@@ -936,12 +939,13 @@ def test_a_second_run_on_the_same_state_or_snapshot_is_refused(
             names = ("snapshot.jsonl", "state.sqlite3", "state.sqlite3-wal")
             files = {name: (tmp_path / name).read_bytes() for name in names}
             other = tmp_path / "other"
-            for second_out, second_state in (
-                (out, state),
-                (other / "o.jsonl", state),
-                (out, other / "s.sqlite3"),
+            for second_out, second_state, second_settings in (
+                (out, state, FAST),
+                (other / "o.jsonl", state, FAST),
+                (out, other / "s.sqlite3", FAST),
+                (other / "o.jsonl", other / "s.sqlite3", FAST | shared),
             ):
-                done = crawl(second_out, urls_of(up), settings=FAST, state=second_state)
+                done = crawl(second_out, urls_of(up), settings=second_settings, state=second_state)
                 assert done.returncode == 1, done.log[-3000:]
                 (line,) = error_lines(done.log)
                 assert "is in use by another run" in line and line.endswith("; not starting")

@@ -164,6 +164,10 @@ def snapshot_path(settings: BaseSettings) -> Path | None:
     return Path(default) if default else None
 
 
+# Outputs beside the snapshot that another run's settings may name too (-s DATASET_DIR=...).
+_SHARED_OUTPUTS = ("DATASET_DIR", "REPORT_FILE")
+
+
 class Command(ScrapyCrawl):
     def __init__(self) -> None:
         super().__init__()
@@ -214,6 +218,8 @@ class Command(ScrapyCrawl):
             self._refuse([problem], ExitStatus.OUTPUT_FAILED)
         self._refuse(ownership_problems(self.settings))
         paths = [snapshot] if snapshot is not None else []
+        if snapshot is not None:  # two runs writing one dataset would remove each other's
+            paths += [p for n, p in beside_outputs(snapshot, self.settings) if n in _SHARED_OUTPUTS]
         if state_db := self.settings.get("STATE_DB"):
             try:
                 # Checked only: an upgrade waits for this run's lock (another run may use it).
