@@ -927,7 +927,8 @@ def test_a_second_run_on_the_same_state_or_snapshot_is_refused(
     release = threading.Event()
     # The first run writes records of the first arXiv batch, then waits for the second.
     with Upstream(server, hook=_hold_from("arxiv", 2, release)) as up:
-        shared = {"DATASET_DIR": str(tmp_path / "snapshot.dataset")}  # the first run's own
+        # the first run's own dataset folder
+        shared: dict[str, object] = {"DATASET_DIR": str(tmp_path / "snapshot.dataset")}
         first = start_crawl(
             out, urls_of(up), "-a", "refresh=arxiv", settings=FAST | shared, state=state
         )
