@@ -131,7 +131,9 @@ def test_default_feed_and_atomic_write(tmp_path: Path, standin: StandIn) -> None
     (folder,) = [n for n in names if n.startswith(".out.dataset-")]
     assert (tmp_path / "out.dataset").resolve() == (tmp_path / folder).resolve()
     assert [n for n in names if n != folder] == [
+        ".out.dataset.lock",
         ".out.jsonl.lock",
+        ".out.report.html.lock",
         ".state.sqlite3.lock",
         "out.dataset",
         "out.jsonl",
