@@ -78,7 +78,7 @@ def test_retry_after_is_never_undercut(tmp_path: Path, catalogue: Catalogue) -> 
         server.faults.add(Fault("status:503", service="oembed", times=3, retry_after="date:2"))
         # One oEmbed request at a time: a request already on its way when the 503 came back
         # (sent before the crawler read it) would otherwise look like one that undercut it.
-        one = {"OEMBED_CONCURRENCY": 1, "OEMBED_CONCURRENCY_MAX": 0}
+        one: dict[str, float] = {"OEMBED_CONCURRENCY": 1, "OEMBED_CONCURRENCY_MAX": 0}
         crawl = run_crawl(tmp_path / "out.jsonl", server, settings=FAST | one)
         log = list(server.log)
     assert crawl.returncode == 0
