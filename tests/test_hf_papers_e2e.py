@@ -151,7 +151,8 @@ def test_a_429_waits_out_the_window_and_ends_ok(tmp_path: Path, catalogue: Catal
     assert crawl.returncode == 0, crawl.log[-3000:]
     assert [r.status for r in sorted(asked, key=lambda r: r.start)] == [429, 429, 200]
     waits = [b.start - a.end for a, b in itertools.pairwise(asked)]
-    resets = [r.window[1] for r in asked[:2] if r.window is not None]  # the t each 429 named
+    resets = [r.told[1] for r in asked[:2] if r.told is not None]  # the t each 429 named
+    assert len(resets) == 2, asked
     assert all(w >= t - 0.05 for w, t in zip(waits, resets, strict=True)), (waits, resets)
     record = next(r for r in crawl.records if r["arxiv_id"] == target)
     assert _served(record) == catalogue.hf_pages[target].expected()

@@ -39,6 +39,8 @@ class RequestRecord:
     authorization: str | None = field(default=None, repr=False)
     # (requests left, seconds to the reset) of the service's fixed window when it was admitted
     window: tuple[int, int] | None = None
+    # (r, t) as the RateLimit header told the client: a scripted 429 names a window of its own
+    told: tuple[int, int] | None = None
     body: bytes = field(default=b"", repr=False)
 
     @property

@@ -306,6 +306,7 @@ class StandIn:
             left, reset = 0, 1  # a scripted 429: a window spent by someone else, ending soon
         elif answer.status == 429:
             left = 0
+        record.told = (left, reset)
         return {
             "RateLimit": f'"api";r={left};t={reset}',
             "RateLimit-Policy": f'"fixed window";"api";q={window[0]};w={int(window[1])}',
