@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Set as AbstractSet
 from typing import Any, TypeVar
@@ -55,6 +56,9 @@ class State:
         self.stats = crawler.stats
         self._warned: set[str] = set()
         self._future: set[tuple[str, str]] = set()  # (kind, key) stored with a future time
+        # When the first value this run used or stored goes stale: until then, a rerun on the
+        # same inputs would fetch nothing (crawler/reuse.py).
+        self.valid_until = math.inf
         crawler.signals.connect(self.close, signal=signals.engine_stopped)
 
     @classmethod
@@ -101,9 +105,20 @@ class State:
                 self._future.add((service.kind, key))
                 self.stats.inc_value(f"state/{service.kind}/from_the_future")
             return None
-        if count and row.run_id != self.run_id:
-            self.stats.inc_value(f"state/{service.kind}/reused")
+        if row.run_id != self.run_id:
+            self._lasts(service, key, value, row.fetched_at, now)
+            if count:
+                self.stats.inc_value(f"state/{service.kind}/reused")
         return self._with_history(service, key, value) if count else value
+
+    def _lasts(
+        self, service: Service[V], key: str, value: V, fetched_at: float, now: float
+    ) -> None:
+        """Note when ``value`` stops being fresh, or may (its TTL may change at an age)."""
+        stale_at = fetched_at + service.ttl(value, now, key)
+        self.valid_until = min(
+            self.valid_until, stale_at, service.ttl_steady_until(value, now, key)
+        )
 
     def stored(self, service: Service[V], key: str) -> V | None:
         """What is stored, fresh or not."""
@@ -137,6 +152,7 @@ class State:
                 assert old is not None
                 keep[key] = old
                 writes.append(Write(key, None))
+                self.valid_until = min(self.valid_until, now)  # marked stale: asked again
                 self.stats.inc_value(f"state/{service.kind}/kept")
                 continue
             change = None
@@ -158,6 +174,7 @@ class State:
                 )
             )
             keep[key] = value
+            self._lasts(service, key, value, now, now)
         self.store.write(service.kind, writes, now, self.run_id)
         self.stats.inc_value(f"state/{service.kind}/saved", len(writes))
         return {key: self._with_history(service, key, value) for key, value in keep.items()}

@@ -57,7 +57,23 @@ CREATE TABLE IF NOT EXISTS changes (    -- the change feed, until a snapshot car
     before  TEXT NOT NULL,
     after   TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS reruns (     -- what an unchanged rerun may keep (crawler/reuse.py)
+    snapshot    TEXT PRIMARY KEY,       -- the snapshot file, resolved
+    key         TEXT NOT NULL,          -- SHA-256 of code, settings, sources and outputs
+    written_at  REAL NOT NULL,          -- Unix time
+    valid_until REAL NOT NULL,          -- when the first value the snapshot carries goes stale
+    summary     TEXT NOT NULL           -- JSON: what the run reported (records, warnings)
+) WITHOUT ROWID;
 """
+
+# Any write of a value, a history point or a pending change, by this crawler or another
+# program (an older version included: triggers live in the file), forgets every rerun key.
+_FORGET = "".join(
+    f"CREATE TRIGGER IF NOT EXISTS reruns_forget_{table}_{event.lower()} AFTER {event} ON "
+    f"{table} BEGIN DELETE FROM reruns; END;\n"
+    for table in ("fetched", "observations", "changes")
+    for event in ("INSERT", "UPDATE", "DELETE")
+)
 
 
 class StateError(Exception):
@@ -136,7 +152,7 @@ class StateStore:
 
     def _migrate(self) -> None:
         tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master")}
-        self.db.executescript(_SCHEMA)
+        self.db.executescript(_SCHEMA + _FORGET)
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
         if "fetched" in tables:
             columns = {r[1] for r in self.db.execute("PRAGMA table_info(fetched)")}
@@ -223,7 +239,37 @@ class StateStore:
             ).fetchall()
         return [(i, r, k, key, json.loads(b), json.loads(a)) for i, r, k, key, b, a in rows]
 
+    def rerun(self, snapshot: str) -> tuple[str, float, float, dict[str, Any]] | None:
+        """(key, written_at, valid_until, summary) a complete run left for ``snapshot``; None
+        if there is none (or the file predates them)."""
+        with self._errors("cannot be read"):
+            try:
+                row = self.db.execute(
+                    "SELECT key, written_at, valid_until, summary FROM reruns WHERE snapshot = ?",
+                    (snapshot,),
+                ).fetchone()
+            except sqlite3.OperationalError:  # no such table: not opened by this version yet
+                return None
+        if row is None:
+            return None
+        summary = _loads(row[3])
+        return (row[0], row[1], row[2], summary) if isinstance(summary, dict) else None
+
+    def has_pending_changes(self) -> bool:
+        with self._errors("cannot be read"):
+            return self.db.execute("SELECT 1 FROM changes LIMIT 1").fetchone() is not None
+
     # -- writing ------------------------------------------------------------------------------
+    def remember_rerun(
+        self, snapshot: str, key: str, now: float, valid_until: float, summary: dict[str, Any]
+    ) -> None:
+        with self._errors("cannot be written"), self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute(
+                "INSERT OR REPLACE INTO reruns VALUES (?,?,?,?,?)",
+                (snapshot, key, now, valid_until, _dumps(summary)),
+            )
+
     def write(self, kind: str, writes: list[Write], now: float, run_id: str) -> None:
         """All of a fetch's outcomes in one transaction."""
         with self._errors("cannot be written"), self.db:
