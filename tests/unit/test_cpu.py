@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 
 from crawler import logredact
 from crawler.items import TweetDetails
+from crawler.parsing.text import SURROGATE
 from crawler.record.build import BLOCK_FIELDS, _status_block
+from crawler.record.validate import scrub_text
 from crawler.services.syndication import Syndication
 from crawler.state.extension import State, _fields
 from crawler.state.store import StateError, StateStore, Write
@@ -168,3 +170,56 @@ def test_without_handlers_the_last_resort_decides(quiet_logger: logging.Logger) 
     """No handler at all: Python's last resort prints WARNING and above, masked."""
     _only(quiet_logger)
     assert logredact._lowest_level(quiet_logger) == logging.WARNING
+
+
+# -- record pipeline -------------------------------------------------------------------------
+# Lone surrogates (what scrub_text is for) drawn often, beside ASCII and any other character.
+# (Joined from characters: st.text leaves surrogates out of any alphabet.)
+TEXT = st.lists(
+    st.sampled_from("a\ud800\udfff\u00e9") | st.characters(max_codepoint=0xFFFF), max_size=6
+).map("".join)
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
+    max_leaves=12,
+)
+
+
+def _reference_scrub(value: Any) -> tuple[Any, int]:
+    """The plain recursive scrub the fast one replaced."""
+    if isinstance(value, str):
+        return SURROGATE.subn("\ufffd", value)
+    if isinstance(value, list):
+        items = [_reference_scrub(v) for v in value]
+        return [v for v, _ in items], sum(n for _, n in items)
+    if isinstance(value, dict):
+        pairs = {k: _reference_scrub(v) for k, v in value.items()}
+        return {k: v for k, (v, _) in pairs.items()}, sum(n for _, n in pairs.values())
+    return value, 0
+
+
+def _containers(value: Any) -> list[int]:
+    if isinstance(value, dict):
+        return [id(value), *(i for v in value.values() for i in _containers(v))]
+    if isinstance(value, list):
+        return [id(value), *(i for v in value for i in _containers(v))]
+    return []
+
+
+@given(JSONISH)
+def test_scrub_text_is_the_plain_scrub_and_shares_no_container(value: Any) -> None:
+    """Same value and count as the plain recursive scrub, and a new list or dict for each one
+    (build_record no longer copies values: the records rely on this copy)."""
+    scrubbed, count = scrub_text(value)
+    expected, expected_count = _reference_scrub(value)
+    assert (json.dumps(scrubbed), count) == (json.dumps(expected), expected_count)
+    assert not set(_containers(scrubbed)) & set(_containers(value))
+
+
+@given(VALUES)
+def test_comparable_is_asdict_without_the_volatile_fields(value: TweetDetails) -> None:
+    service = Syndication(project_crawler().settings)
+    expected = dataclasses.asdict(value)
+    for name in (*service.volatile, "fetched_at"):
+        expected.pop(name, None)
+    assert service.comparable(value) == expected
