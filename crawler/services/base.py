@@ -204,7 +204,9 @@ class Service(ABC, Generic[V]):
 
     def comparable(self, value: V) -> dict[str, Any]:
         """The fields whose change goes into the change feed: all but the ``volatile`` ones."""
-        data: dict[str, Any] = dataclasses.asdict(value)  # type: ignore[call-overload]  # V: a dataclass
+        # A shallow dict of the fields: compared and encoded, never changed in place, so
+        # ``asdict``'s deep copy bought nothing (values hold no nested dataclasses).
+        data = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}  # type: ignore[arg-type]  # V: a dataclass
         for name in (*self.volatile, "fetched_at"):  # when it was fetched is not a change
             data.pop(name, None)
         return data

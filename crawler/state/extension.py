@@ -33,6 +33,18 @@ V = TypeVar("V")
 utc_now_text = utc_ms_text  # fetch times and observations: ISO 8601 UTC with milliseconds
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _fields(value: Any) -> dict[str, Any]:
+    """A value's fields by name, in order: what ``asdict`` gives for a value without nested
+    dataclasses (none has any), without its deep copy; the store only encodes it as JSON."""
+    cls = type(value)
+    if cls not in _FIELD_NAMES:
+        _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return {name: getattr(value, name) for name in _FIELD_NAMES[cls]}
+
+
 class State:
     """Disabled (``NotConfigured``) when ``STATE_DB`` is empty; a database that cannot be used
     stops the crawl before it starts, with one line naming the file."""
@@ -125,6 +137,14 @@ class State:
         row = self.store.get(service.kind, key)
         return self._decode(service, key, row) if row is not None else None
 
+    def stored_many(self, service: Service[V], keys: list[str]) -> dict[str, V | None]:
+        """:meth:`stored` for each of ``keys``, read in one statement (a batch's keys)."""
+        rows = self.store.get_many(service.kind, keys)
+        return {
+            key: self._decode(service, key, row) if row is not None else None
+            for key, row in rows.items()
+        }
+
     def control_key(self, service: Service[Any], exclude: set[str]) -> str | None:
         return self.store.some_key_with_status(service.kind, "ok", exclude)
 
@@ -144,8 +164,9 @@ class State:
         observed_at = utc_now_text(now)
         writes: list[Write] = []
         keep: dict[str, V] = {}
+        olds = self.stored_many(service, list(fetched))
         for key, value in fetched.items():
-            old = self.stored(service, key)
+            old = olds[key]
             good_before = old is not None and getattr(old, "status", "error") != "error"
             failed = getattr(value, "status", "error") == "error"
             if good_before and (failed or key in held):
@@ -165,7 +186,7 @@ class State:
             writes.append(
                 Write(
                     key,
-                    dataclasses.asdict(value),  # type: ignore[call-overload]  # V: a dataclass
+                    _fields(value),
                     status=getattr(value, "status", "error"),
                     # Keyed by the observation's own time: the history's order and uniqueness
                     observation=(when, point) if point is not None else None,
