@@ -20,19 +20,21 @@ from crawler.state.extension import State
 from crawler.state.store import StateStore, Write, utc_ms_text
 from tests.helpers import project_crawler
 
-ROWS = st.lists(st.tuples(st.floats(0, 2000), st.floats(0, 400)), min_size=1, max_size=5).map(
-    sorted
-)
+ROWS = st.lists(
+    st.tuples(st.integers(0, 2000), st.integers(0, 400)), min_size=1, max_size=5
+).map(lambda rows: sorted((float(a), float(d)) for a, d in rows))
 
 
-@given(ROWS, st.floats(0, 3000), st.floats(0, 3000))
+@given(ROWS, st.integers(0, 3000 * 86400), st.integers(0, 3000 * 86400))
 def test_the_ttl_by_age_stays_what_it_is_until_the_row_ends(
-    rows: list[tuple[float, float]], age: float, later: float
+    rows: list[tuple[float, float]], age_s: int, later_s: int
 ) -> None:
-    born = 1e9
+    """Whole seconds: the property is about rows, not about float rounding at an instant."""
+    born = 1_000_000_000.0
+    now = born + age_s
+    age = (now - born) / DAY
     ends = age_row_ends(rows, age, born)
-    now = born + age * DAY
-    moment = now + later * DAY
+    moment = now + later_s
     if moment < ends:
         assert ttl_for_age(rows, (moment - born) / DAY) == ttl_for_age(rows, age)
     assert ends >= now
