@@ -96,11 +96,14 @@ def beside_outputs(snapshot: Path, settings: BaseSettings) -> list[tuple[str, Pa
 
 
 def rerun_outputs(snapshot: Path, settings: BaseSettings) -> list[Path]:
-    """The files a run leaves that an unchanged rerun keeps: the snapshot, the posts list,
-    the dataset folder and the report (not the run report nor the change feed: every run
-    writes its own)."""
+    """The files a run leaves that an unchanged rerun keeps: the snapshot and every other
+    local feed (``-O out.jsonl -O out.csv``), the posts list, the dataset folder and the
+    report (not the run report nor the change feed: every run writes its own). The same list
+    before the crawl (``FEEDS`` empty: ``DEFAULT_FEED``) as after it (the addon set it)."""
+    feeds = [path for path, _ in local_feeds(settings.getdict("FEEDS"))]
     kept = ("posts list", "DATASET_DIR", "REPORT_FILE")
-    return [snapshot] + [path for name, path in beside_outputs(snapshot, settings) if name in kept]
+    beside = [path for name, path in beside_outputs(snapshot, settings) if name in kept]
+    return list(dict.fromkeys([snapshot, *feeds, *beside]))
 
 
 def record_keys(record: dict[str, Any]) -> Iterator[tuple[str, str]]:
