@@ -9,6 +9,7 @@ source unreadable, 3 a record broke the schema, 4 enrichment incomplete, 5 outpu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
@@ -27,6 +28,7 @@ from scrapy.settings import BaseSettings
 
 from crawler import reuse
 from crawler.export import ownership
+from crawler.export.feedstorage import remove_leftovers
 from crawler.export.runfiles import (
     RunFiles,
     beside_outputs,
@@ -215,6 +217,15 @@ def _appends(settings: BaseSettings) -> bool:
     return appended or len(local_feeds(feeds)) != len(feeds)
 
 
+def _remove_leftovers(settings: BaseSettings) -> None:
+    """What a killed run left beside each feed (README): every run to the same file removes
+    it, a skipped one too (else a killed crawl's temporary snapshot and sort folders stay
+    for as long as nothing changes)."""
+    for feed, _ in _feeds(settings):
+        with contextlib.suppress(OSError):
+            remove_leftovers(feed)
+
+
 # Outputs beside the snapshot that another run's settings may name too (-s DATASET_DIR=...).
 _SHARED_OUTPUTS = ("DATASET_DIR", "REPORT_FILE")
 
@@ -322,6 +333,7 @@ class Command(ScrapyCrawl):
             _stop(["stopped while reading the sources (nothing was crawled)"], 1)
         if found is None:
             return False
+        _remove_leftovers(settings)
         return reuse.report_skipped(snapshot, report, started, *found)
 
     def _report_forced_stop(self) -> None:

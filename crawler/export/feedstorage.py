@@ -43,7 +43,7 @@ class _Discard(io.BytesIO):
         return len(data)
 
 
-def _remove_leftovers(target: Path) -> None:
+def remove_leftovers(target: Path) -> None:
     """What a killed run left beside ``target`` (runs exclude each other by a lock): its
     temporary snapshot (a regular file named as :func:`tempfile.mkstemp` names ours) and the
     folders where its records waited to be sorted (marked as ours). Nothing else is touched."""
@@ -85,7 +85,7 @@ class AtomicFileFeedStorage(FileFeedStorage):
             if target.is_dir():
                 raise IsADirectoryError(f"{target} is a folder")
             target.parent.mkdir(parents=True, exist_ok=True)
-            _remove_leftovers(target)
+            remove_leftovers(target)
             tmp = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in store()
                 mode="w+b", prefix=f".{target.name}.", suffix=".tmp", dir=target.parent,
                 delete=False,
