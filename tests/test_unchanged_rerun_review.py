@@ -3,12 +3,17 @@ output it keeps counts in the key, and what every run does beside its outputs it
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import ROOT, SAMPLES
 from tests.standin import Catalogue, StandIn
-from tests.test_unchanged_rerun import Site, _report
+from tests.test_invariants import STOP_SAFETY, Running, crawl_command, wait_for
+from tests.test_unchanged_rerun import FAST, Site, _report
 
 pytestmark = pytest.mark.e2e
 
@@ -53,3 +58,69 @@ def test_a_skipped_run_removes_what_a_killed_run_left(tmp_path: Path, catalogue:
         assert site.sent == 0 and "Nothing changed since run" in again.log
         assert not leftover.exists()
         assert kept.read_bytes() == b"x"
+
+
+# A hung mount that holds the first listing of the source until the test writes the FIFO.
+HOLD_ONCE = """
+import os, pathlib
+_scandir = os.scandir
+_held = [False]
+def scandir(path="."):
+    if not _held[0] and "hung-mount" in os.fsdecode(os.fspath(path)):
+        _held[0] = True
+        here = pathlib.Path(os.environ["HUNG_MOUNT_FIFO"])
+        here.with_suffix(".entered").touch()
+        open(here, "rb").close()
+    return _scandir(path)
+os.scandir = scandir
+"""
+
+
+def _copy_of_the_crawler(folder: Path) -> Path:
+    for name in ("crawler", "spiders"):
+        shutil.copytree(ROOT / name, folder / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "scrapy.cfg", folder / "scrapy.cfg")
+    return folder
+
+
+def _crawl_in(project: Path, cmd: list[str | bytes], log: Path, env: dict[str, str]) -> Running:
+    full_env = {**os.environ, "PYTHONPATH": str(project)} | env
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(cmd, cwd=project, env=full_env, stdout=subprocess.DEVNULL,
+                                stderr=fh)  # fmt: skip
+    return Running(proc, log, Path(str(cmd[cmd.index("-O") + 1])))
+
+
+def test_code_deployed_while_a_run_crawls_is_not_the_code_that_wrote_its_outputs(
+    tmp_path: Path, standin: StandIn
+) -> None:
+    """The key hashed the code when the run ended: a deploy during a long crawl made the next
+    run, on the new code, skip and keep what the old code wrote."""
+    project = _copy_of_the_crawler(tmp_path / "project")
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(HOLD_ONCE)
+    fifo = tmp_path / "mount.fifo"
+    os.mkfifo(fifo)
+    mount = tmp_path / "hung-mount"
+    mount.mkdir()
+    shutil.copy(SAMPLES[0], mount / SAMPLES[0].name)
+    out = tmp_path / "out" / "digests.jsonl"
+    cmd = crawl_command(out, (standin.arxiv_url, standin.oembed_url), "-a",
+                        f"source={mount}/*.txt", settings=FAST)  # fmt: skip
+    env = {"PYTHONPATH": f"{hook}{os.pathsep}{project}", "HUNG_MOUNT_FIFO": str(fifo)}
+    running = _crawl_in(project, cmd, tmp_path / "first.log", env)
+    try:
+        wait_for(lambda: fifo.with_suffix(".entered").exists(), "the listing to block")
+        with (project / "crawler" / "items.py").open("a") as code:
+            code.write("\n# deployed while the first run crawled\n")
+        fifo.write_bytes(b"")  # the listing goes on
+        first = running.wait(STOP_SAFETY)  # a safety net, not a bound
+    finally:
+        running.kill()
+    assert first.returncode == 0, first.log[-3000:]
+    second = _crawl_in(project, cmd, tmp_path / "run2.log", {}).wait(STOP_SAFETY)
+    assert second.returncode == 0, second.log[-3000:]
+    assert "Nothing changed since run" not in second.log  # the new code crawls
+    third = _crawl_in(project, cmd, tmp_path / "run3.log", {}).wait(STOP_SAFETY)
+    assert "Nothing changed since run" in third.log, third.log[-3000:]  # then it is skipped
