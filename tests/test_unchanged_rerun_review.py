@@ -124,3 +124,18 @@ def test_code_deployed_while_a_run_crawls_is_not_the_code_that_wrote_its_outputs
     assert "Nothing changed since run" not in second.log  # the new code crawls
     third = _crawl_in(project, cmd, tmp_path / "run3.log", {}).wait(STOP_SAFETY)
     assert "Nothing changed since run" in third.log, third.log[-3000:]  # then it is skipped
+
+
+def test_a_scrapyd_job_id_is_not_a_change(tmp_path: Path, catalogue: Catalogue) -> None:
+    """Scrapyd passes ``-a _job=<new id>`` to every job, which the spider ignores: in the key,
+    no job run by Scrapyd was ever skipped. The order arguments come in does not matter
+    either; their values do."""
+    with StandIn(catalogue.copy()) as server:
+        site = Site(tmp_path, server)
+        first = site.crawl("-a", "_job=8c3a", "-a", "refresh=none")
+        assert first.returncode == 0, first.log[-3000:]
+        again = site.crawl("-a", "refresh=none", "-a", "_job=91fe")
+        assert again.returncode == 0, again.log[-3000:]
+        assert site.sent == 0 and "Nothing changed since run" in again.log, again.log[-3000:]
+        other = site.crawl("-a", "refresh=errors", "-a", "_job=a0b1")
+        assert "Nothing changed since run" not in other.log

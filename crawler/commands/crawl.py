@@ -217,6 +217,12 @@ def _appends(settings: BaseSettings) -> bool:
     return appended or len(local_feeds(feeds)) != len(feeds)
 
 
+def _arguments(opts: argparse.Namespace) -> dict[str, Any]:
+    """The spider arguments that decide a run's outputs, in one order: not Scrapyd's ``_job``
+    (a new one per job; the spider ignores every ``_`` argument), else no job is ever skipped."""
+    return dict(sorted((k, v) for k, v in opts.spargs.items() if not k.startswith("_")))
+
+
 def _remove_leftovers(settings: BaseSettings) -> None:
     """What a killed run left beside each feed (README): every run to the same file removes
     it, a skipped one too (else a killed crawl's temporary snapshot and sort folders stay
@@ -315,7 +321,7 @@ class Command(ScrapyCrawl):
         # The code this run starts with, hashed now (cached for the key it leaves at its end):
         # code deployed while it crawls is not the code that wrote its outputs.
         reuse.code_digest()
-        digest = reuse.settings_digest({**settings.copy_to_dict(), "-a": opts.spargs})
+        digest = reuse.settings_digest({**settings.copy_to_dict(), "-a": _arguments(opts)})
         settings.set(reuse.SETTINGS_DIGEST, digest, priority="cmdline")
         snapshot, state_db = snapshot_path(settings), settings.get("STATE_DB")
         refresh = opts.spargs.get("refresh") or settings.get("REFRESH") or "none"
