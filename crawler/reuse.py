@@ -108,7 +108,8 @@ def read_source(source: Source) -> str | None:
 
 
 def stamp(path: Path) -> list[Any]:
-    """What tells a file (or a folder's files) was left as it was: size, mtime, inode."""
+    """What tells a file (or a folder's files) was left as it was: size, mtime, inode, and
+    ctime (a file edited in place and given its mtime back, ``touch -r``, changes it)."""
     if path.is_dir():
         found = []
         for root, dirs, files in os.walk(path):
@@ -125,7 +126,7 @@ def _stat(path: Path) -> list[int]:
         st = path.stat()
     except OSError:
         return []
-    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev]
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, st.st_ctime_ns]
 
 
 def rerun_key(settings: str, sources: Iterable[tuple[Source, str]], outputs: Iterable[Path]) -> str:
