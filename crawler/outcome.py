@@ -35,6 +35,7 @@ ENTRIES_PARSED = "entries/parsed"
 RECORDS_WRITTEN = "records/written"  # left the record pipeline, valid
 RECORDS_INVALID = "records/invalid"  # dropped: broke the schema (a bug of ours)
 RECORDS_REPAIRED = "records/repaired"  # an enrichment block that broke the schema was replaced
+RECORDS_SCRUBBED = "records/scrubbed"  # carried lone surrogates, logged as U+FFFD (a warning)
 OUTPUT_STORED = "output/records_stored"  # lines in the snapshot that was actually stored
 OUTPUT_FAILED = "output/failed"
 

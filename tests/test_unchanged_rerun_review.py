@@ -3,8 +3,10 @@ output it keeps counts in the key, and what every run does beside its outputs it
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -139,3 +141,36 @@ def test_a_scrapyd_job_id_is_not_a_change(tmp_path: Path, catalogue: Catalogue) 
         assert site.sent == 0 and "Nothing changed since run" in again.log, again.log[-3000:]
         other = site.crawl("-a", "refresh=errors", "-a", "_job=a0b1")
         assert "Nothing changed since run" not in other.log
+
+
+def _a_lone_surrogate_stored(state: Path) -> str:
+    """A value an older crawler stored before answers' lone surrogates were replaced."""
+    with sqlite3.connect(state) as db:
+        key, value = db.execute(
+            "SELECT key, value FROM fetched WHERE kind = 'hf' AND status = 'ok' LIMIT 1"
+        ).fetchone()
+        data = json.loads(value)
+        data["ai_summary"] = "Low-rank \ud800 adaptation"
+        db.execute(
+            "UPDATE fetched SET value = ? WHERE kind = 'hf' AND key = ?", (json.dumps(data), key)
+        )
+    return str(key)
+
+
+def test_a_warning_from_a_stored_value_is_logged_by_every_run(
+    tmp_path: Path, catalogue: Catalogue
+) -> None:
+    """The record pipeline's "became U+FFFD" warning comes from a stored value, not from a
+    source, so a skipped run cannot repeat it: the run that logs it leaves no rerun key."""
+    with StandIn(catalogue.copy()) as server:
+        site = Site(tmp_path, server)
+        assert site.crawl().returncode == 0
+        _a_lone_surrogate_stored(site.out.parent / "state.sqlite3")
+        warned = site.crawl()
+        assert warned.returncode == 0, warned.log[-3000:]
+        assert "characters that are not text became U+FFFD" in warned.log
+        again = site.crawl()
+        assert again.returncode == 0, again.log[-3000:]
+        assert "Nothing changed since run" not in again.log
+        assert "characters that are not text became U+FFFD" in again.log
+        assert _report(site.out)["stats"]["records/scrubbed"] >= 1

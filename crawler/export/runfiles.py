@@ -34,7 +34,7 @@ from crawler.export.jsonlines import sort_key
 from crawler.export.ownership import posts_problem
 from crawler.export.unchanged import inputs_key, up_to_date
 from crawler.items import Post
-from crawler.outcome import DIGESTS_TOTAL, Outcome
+from crawler.outcome import DIGESTS_TOTAL, RECORDS_SCRUBBED, Outcome
 from crawler.record.build import post_block
 from crawler.services.registry import SERVICES
 from crawler.sources import Source
@@ -341,6 +341,9 @@ class RunFiles:
             and all(source.url.startswith("file:") for source, _ in self.read)
             and self.state.valid_until > time.time()
             and not self.state.store.has_pending_changes()
+            # Its warning comes from a stored value, not from a source: a skip could not
+            # repeat it, so every run crawls (and says it) while that value is stored.
+            and not stats.get_value(RECORDS_SCRUBBED)
         )
         if not complete:
             return None

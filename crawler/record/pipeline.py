@@ -9,7 +9,13 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 
 from crawler.items import DigestEntry
-from crawler.outcome import RECORDS_INVALID, RECORDS_REPAIRED, RECORDS_WRITTEN, failed_key
+from crawler.outcome import (
+    RECORDS_INVALID,
+    RECORDS_REPAIRED,
+    RECORDS_SCRUBBED,
+    RECORDS_WRITTEN,
+    failed_key,
+)
 from crawler.record.build import PAPER_BLOCKS, build_record
 from crawler.record.validate import repair, schema_errors, scrub_text
 from crawler.services.registry import SERVICES
@@ -36,6 +42,7 @@ class RecordPipeline:
         record, scrubbed = scrub_text(build_record(item))
         if scrubbed:
             logger.warning("%s: %d characters that are not text became U+FFFD", where, scrubbed)
+            self.stats.inc_value(RECORDS_SCRUBBED)
         if schema_errors(record):
             repaired, remaining = repair(record)
             for problem in repaired:
