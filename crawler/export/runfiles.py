@@ -139,6 +139,7 @@ class RunFiles:
         # The dataset and report: "written", "unchanged" (kept: built from these very inputs),
         # "failed", or None when not attempted (turned off, not JSON Lines, snapshot kept).
         self.analysis: str | None = None
+        self.deferred: dict[str, Any] | None = None  # the dataset step's job, once the crawl ends
         self.posts: dict[str, dict[str, Any]] = {}  # every digest read, by post ID
         self.finished_at: datetime | None = None  # one instant for every file of the run
         name = str(self.path.with_suffix(""))
@@ -280,24 +281,32 @@ class RunFiles:
                 self._hits.close()
         if self.replaced():
             self._write_posts()
-            await self.write_analysis(self.report(changes_file))
+            self.deferred = self.analysis_job(changes_file)
+        if self.deferred is not None:
+            # The dataset step writes the run report once it is done (analysis.hand_over);
+            # from here a stop is the dataset step's.
+            self.report_written = True
+            analysis.take_signals()
+            return
         self.write_report(changes_file)
 
-    async def write_analysis(self, run_report: dict[str, Any]) -> None:
+    def analysis_job(self, changes_file: Path | None) -> dict[str, Any] | None:
         """The dataset folder and the HTML report, replaced like the snapshot, only when the
         snapshot was: a run that keeps the previous snapshot keeps the previous dataset. When
         both were built from these very inputs (a byte-identical snapshot, the same code) they
-        are kept as they are: rebuilding would cost seconds to write the same data."""
+        are kept as they are: rebuilding would cost seconds to write the same data. Else the
+        job for the dataset step, which runs once the crawl has ended (``analysis.hand_over``)
+        so its memory never adds to the crawl's."""
         assert self.path is not None
         if self.dataset_dir is None:
-            return
+            return None
         if not writes_dataset(self.path):
             logger.info("no dataset: the snapshot %s is not JSON Lines", self.path)
-            return
+            return None
         key = self._inputs_key()
         if key is not None and not self.changes and self._kept(key):
-            return
-        self.analysis = "written" if await self._build(run_report, key) else "failed"
+            return None
+        return self._job(self.report(changes_file), key)
 
     def _kept(self, key: str) -> bool:
         """Keep the dataset and report if they show exactly these inputs already."""
@@ -321,25 +330,28 @@ class RunFiles:
             logger.debug("inputs of the dataset not hashed (%s): rebuilt", exc)
             return None
 
-    async def _build(self, run_report: dict[str, Any], key: str | None) -> bool:
-        """Write the dataset and the report in a child process (``crawler.export.analysis``),
-        so this one never loads pyarrow, DuckDB and matplotlib and hears a stop meanwhile; a
-        failure is the run's output failure (exit 5), one line."""
+    def _job(self, run_report: dict[str, Any], key: str | None) -> dict[str, Any]:
+        """What the dataset and report steps need, and what completes the run report."""
         assert self.path is not None and self.dataset_dir is not None
-        job = {
+        settings = self.crawler.settings
+        return {
             "snapshot": str(self.path),
             "dataset": str(self.dataset_dir),
             "report": None if self.report_file is None else str(self.report_file),
             "run_report": run_report,
+            "run_report_file": str(run_report_path(self.path)),
             "changes": self.changes,
             "posts": list(self.posts.values()),
             "built_from": key,
+            "log": {
+                "enabled": settings.getbool("LOG_ENABLED", True),
+                "file": settings.get("LOG_FILE"),
+                "encoding": settings.get("LOG_ENCODING"),
+                "level": settings.get("LOG_LEVEL"),
+                "format": settings.get("LOG_FORMAT"),
+                "datefmt": settings.get("LOG_DATEFORMAT"),
+            },
         }
-        problem = await analysis.build(job, stopped=lambda: not self.crawler.crawling)
-        if problem is not None:
-            self.outcome.output_failed(problem)
-            return False
-        return True
 
     def report(self, changes_file: Path | None) -> dict[str, Any]:
         stats = self.crawler.stats.get_stats()
