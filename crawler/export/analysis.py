@@ -45,7 +45,9 @@ POLL = 0.1  # seconds between looks at the child and at a stop
 _GRACE = 5.0  # seconds a stopped child has to end after SIGTERM before SIGKILL
 _PACKAGE_ROOT = str(Path(crawler.__file__).resolve().parent.parent)
 _STOPS = (signal.SIGINT, signal.SIGTERM)
-STEPS = ("dataset", "report")
+# Each in a process of its own, one after another: their peaks do not add.
+STEPS = ("tables", "dataset", "report")
+_TABLES = "tables.json"  # what the tables step leaves for the dataset step
 _MODULE = "crawler.export.analysis"  # not __name__: that is "__main__" in the steps
 
 
@@ -210,8 +212,19 @@ def _steps(folder: Path, job: dict[str, Any], stops: _Stops) -> str | None:
         if step == "report" and job["report"] is None:
             continue
         if problem := _step(folder / "job.json", step, stops):
+            if step != "report":
+                _discard_tables(folder / _TABLES, Path(job["dataset"]))
             return problem
     return None
+
+
+def _discard_tables(handoff: Path, target: Path) -> None:
+    """The hidden folder the tables step wrote, unless it was swapped in after all (a stop
+    that came as the dataset step was ending)."""
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        folder = Path(json.loads(handoff.read_text("utf-8"))["folder"])
+        if folder.resolve() != target.resolve():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def supervise(folder: Path) -> int:
@@ -290,20 +303,41 @@ def _exception_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
-def _dataset(job: dict[str, Any]) -> str | None:
+def _tables(job: dict[str, Any], handoff: Path) -> None:
+    """The Parquet tables in a new hidden folder (pyarrow's and the heap's peak)."""
+    from crawler.export.dataset import build_tables
+
+    tables = build_tables(
+        Path(job["snapshot"]),
+        Path(job["dataset"]),
+        checked=True,  # the snapshot holds only records the record pipeline validated
+        posts=job["posts"],
+    )
+    done = {"folder": str(tables.folder), "rows": tables.rows, "period": list(tables.period)}
+    handoff.write_text(json.dumps(done), "utf-8")
+
+
+def _finish(job: dict[str, Any], handoff: Path) -> None:
+    """DuckDB, the manifest and the card, then the swap (DuckDB's peak, on a fresh heap)."""
+    from crawler.export.dataset import Tables, finish_dataset
+
+    done = json.loads(handoff.read_text("utf-8"))
+    finish_dataset(
+        Tables(Path(done["folder"]), done["rows"], tuple(done["period"])),
+        Path(job["snapshot"]),
+        Path(job["dataset"]),
+        run_report=job["run_report"],
+        built_from=job["built_from"],
+    )
+
+
+def _dataset(job: dict[str, Any], step: str, handoff: Path) -> str | None:
     try:
-        from crawler.export.dataset import DatasetError, write_dataset
+        from crawler.export.dataset import DatasetError
     except Exception as exc:  # a broken install: one line, like any other failure
         return f"dataset {job['dataset']} not replaced: {_one_line(exc)}"
     try:
-        write_dataset(
-            Path(job["snapshot"]),
-            Path(job["dataset"]),
-            run_report=job["run_report"],
-            checked=True,  # the snapshot holds only records the record pipeline validated
-            posts=job["posts"],
-            built_from=job["built_from"],
-        )
+        (_tables if step == "tables" else _finish)(job, handoff)
     except DatasetError as exc:
         return str(exc)
     except Exception as exc:  # write_dataset says why in a DatasetError; anything else: a bug
@@ -330,9 +364,9 @@ def _report(job: dict[str, Any]) -> str | None:
     return None
 
 
-def run(job: dict[str, Any], step: str) -> str | None:
-    """Write the dataset or the report; None, or the one line that says what failed."""
-    return _dataset(job) if step == "dataset" else _report(job)
+def run(job: dict[str, Any], step: str, handoff: Path) -> str | None:
+    """One step of :data:`STEPS`; None, or the one line that says what failed."""
+    return _report(job) if step == "report" else _dataset(job, step, handoff)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -347,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s [%(name)s] %(levelname)s: %(message)s"
     )
     job_path, result_path, step = Path(args[0]), Path(args[1]), args[2]
-    problem = run(json.loads(job_path.read_text("utf-8")), step)
+    problem = run(json.loads(job_path.read_text("utf-8")), step, job_path.with_name(_TABLES))
     if problem is None:
         return 0
     result_path.write_text(problem + "\n", encoding="utf-8")

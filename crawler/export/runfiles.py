@@ -27,8 +27,8 @@ from scrapy.settings import BaseSettings
 
 from crawler import signals as our_signals
 from crawler.export import analysis
+from crawler.export.contract import sort_key
 from crawler.export.files import atomic_write, posts_file
-from crawler.export.jsonlines import sort_key
 from crawler.export.ownership import posts_problem
 from crawler.export.unchanged import inputs_key, up_to_date
 from crawler.items import Post

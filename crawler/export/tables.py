@@ -27,24 +27,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crawler.record import schema as record_schema
+from crawler.export.contract import TABLE_NAMES, record_schema
 
 STRING = pa.string()
 INT = pa.int64()
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
 DATE = pa.date32()
 ITEM = "*"  # a path step into the items of an array
-
-TABLE_NAMES = (
-    "entries",
-    "papers",
-    "tweets",
-    "entry_tweets",
-    "tweet_history",
-    "paper_history",
-    "citations_by_year",
-    "posts",
-)
 
 _JSON_TYPES: dict[str, pa.DataType] = {
     "string": STRING,
