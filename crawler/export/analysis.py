@@ -56,9 +56,14 @@ def _one_line(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def _stopped_line(dataset: str) -> str:
+def _stopped_line(job: dict[str, Any], step: str) -> str:
+    if step == "report":  # the dataset is in; only the report is not
+        return (
+            f"report {job['report']} not replaced: the run was stopped while it was being "
+            "written (the previous report is kept)"
+        )
     return (
-        f"dataset {dataset} not replaced: the run was stopped while it was being written "
+        f"dataset {job['dataset']} not replaced: the run was stopped while it was being written "
         "(the previous dataset and report are kept)"
     )
 
@@ -180,7 +185,8 @@ class _Stops:
 
 def _step(job_file: Path, step: str, stops: _Stops) -> str | None:
     """Run one step in a child; None, or the line that says why it did not finish."""
-    dataset = json.loads(job_file.read_text("utf-8"))["dataset"]
+    job = json.loads(job_file.read_text("utf-8"))
+    dataset = job["dataset"]
     result = job_file.with_name(f"{step}.result.txt")
     cmd = [sys.executable, "-m", _MODULE, str(job_file), str(result), step]
     try:
@@ -193,7 +199,7 @@ def _step(job_file: Path, step: str, stops: _Stops) -> str | None:
                 proc.wait(POLL)
         if stops.heard:
             stops.end(proc)
-            return _stopped_line(dataset)
+            return _stopped_line(job, step)
     finally:
         stops.proc = None
     if proc.returncode == 0:
@@ -207,7 +213,7 @@ def _step(job_file: Path, step: str, stops: _Stops) -> str | None:
 
 def _steps(folder: Path, job: dict[str, Any], stops: _Stops) -> str | None:
     if stops.heard:  # heard between the crawl's end and now: nothing is started
-        return _stopped_line(job["dataset"])
+        return _stopped_line(job, STEPS[0])
     for step in STEPS:
         if step == "report" and job["report"] is None:
             continue
