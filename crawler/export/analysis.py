@@ -189,8 +189,11 @@ def _step(job_file: Path, step: str, stops: _Stops) -> str | None:
     dataset = job["dataset"]
     result = job_file.with_name(f"{step}.result.txt")
     cmd = [sys.executable, "-m", _MODULE, str(job_file), str(result), step]
+    # Arrow's default pool (mimalloc) kept the row groups' freed pages: 30 MB more at the peak
+    # than the system allocator, for the same bytes written. One may still choose another.
+    env = {"ARROW_DEFAULT_MEMORY_POOL": "system", **_env()}
     try:
-        stops.proc = proc = subprocess.Popen(cmd, env=_env(), stdin=subprocess.DEVNULL)
+        stops.proc = proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
     except OSError as exc:
         return f"dataset {dataset} not replaced: {exc.strerror or exc}"
     try:
