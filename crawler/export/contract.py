@@ -2,18 +2,18 @@
 
 The dataset and report steps run in processes of their own after the crawl; importing
 ``crawler.record`` there (lxml, ftfy, fastjsonschema) or ``crawler.export.jsonlines`` (Scrapy,
-Twisted) cost them ~40 MB they never used. The record schema is read from its file, as
-``crawler.export.unchanged`` hashes it: the file is the contract.
+Twisted) cost them ~40 MB they never used. The record schema is read from its file (through
+the top package's resources, so it works from a Scrapyd egg): the file is the contract.
 """
 
 from __future__ import annotations
 
 import json
 from functools import cache
-from pathlib import Path
+from importlib import resources
 from typing import Any
 
-SCHEMA_FILE = Path(__file__).resolve().parent.parent / "record" / "record.schema.json"
+SCHEMA_FILE = "record/record.schema.json"  # inside the ``crawler`` package (an egg too)
 
 # The dataset's tables, in the order the manifest, the card and the report list them.
 TABLE_NAMES = (
@@ -31,7 +31,9 @@ TABLE_NAMES = (
 @cache
 def record_schema() -> dict[str, Any]:
     """The record's JSON Schema (``crawler/record/record.schema.json``)."""
-    return json.loads(SCHEMA_FILE.read_text("utf-8"))  # type: ignore[no-any-return]
+    # The top package only: ``resources.files("crawler.record")`` would import the record package.
+    text = resources.files("crawler").joinpath(SCHEMA_FILE).read_text("utf-8")
+    return json.loads(text)  # type: ignore[no-any-return]
 
 
 SCHEMA_VERSION: int = record_schema()["properties"]["schema_version"]["const"]
