@@ -53,8 +53,26 @@ def redact(value: Any) -> Any:
     return value
 
 
+def _lowest_level(logger: logging.Logger) -> int:
+    """The lowest level any handler the record reaches would emit (as ``callHandlers`` walks
+    them, ``lastResort`` when there are none); above every level when nothing would."""
+    levels: list[int] = []
+    node: logging.Logger | None = logger
+    while node is not None:
+        levels += [handler.level for handler in node.handlers]
+        node = node.parent if node.propagate else None
+    if not levels and logging.lastResort is not None:
+        levels.append(logging.lastResort.level)
+    return min(levels, default=logging.CRITICAL + 1)
+
+
 class RedactSecrets(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
+        # Scrapy's root logger lets DEBUG records through to its handler, which drops them at
+        # LOG_LEVEL: a record no handler will emit is not masked (one "Crawled (200)" line per
+        # request was, and cost more CPU than the request's own middleware).
+        if record.levelno < _lowest_level(logging.getLogger(record.name)):
+            return True
         if isinstance(record.args, Mapping):
             record.args = redact(record.args)
         elif isinstance(record.args, tuple):

@@ -135,6 +135,11 @@ MAX_ENTRIES_PER_DIGEST = 1000
 # source is refused with an error (a tree far larger than any digest archive, a runaway glob).
 SOURCE_SCAN_MAX = 100_000
 
+# A run whose code, settings, sources (byte for byte), stored values and outputs are as a
+# complete run left them, before any stored value goes stale, keeps every output and sends no
+# request: it could only write the same bytes again (crawler/reuse.py). False: always crawl.
+SKIP_UNCHANGED = True
+
 # --- Output -------------------------------------------------------------------------------------
 FEED_STORAGES = {
     "": "crawler.export.feedstorage.AtomicFileFeedStorage",

@@ -6,5 +6,7 @@ so the last partial batch goes out at once instead of after a timeout.
 """
 
 entry_parsed = object()  # kwargs: entry (crawler.items.DigestEntry)
-digest_read = object()  # kwargs: post (crawler.items.Post); every digest read, with entries or not
+# kwargs: post (crawler.items.Post), source ((url, name, record name)), sha256 (of its bytes),
+# warnings (the problem lines logged that lost nothing); every digest read, with entries or not
+digest_read = object()
 digests_exhausted = object()  # no kwargs: every source has been read or has failed

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -213,14 +214,17 @@ class DigestsSpider(scrapy.Spider):
                 return
             stats.inc_value(DIGESTS_READ)
             digest.post.record_source = record_name or name  # post.source of the records
-            self.crawler.signals.send_catch_log(signals.digest_read, post=digest.post)
+            warnings = self._log_problems(digest, name)
+            self.crawler.signals.send_catch_log(
+                signals.digest_read,
+                post=digest.post,
+                source=(response.request.url if response.request else response.url, name,
+                        record_name),
+                sha256=hashlib.sha256(response.body).hexdigest(),
+                warnings=warnings,
+            )  # fmt: skip
             if not digest.entries:
                 stats.inc_value(DIGESTS_EMPTY)
-            for problem in digest.problems:
-                where = f"{name}:{problem.line}" if problem.line else name
-                lost = problem.severity == "error"
-                (logger.error if lost else logger.warning)("%s: %s", where, problem.message)
-                stats.inc_value(INPUT_LOST if lost else INPUT_WARNINGS)
             for entry in digest.entries:
                 entry.post.record_source = record_name or name  # post.source of the records
                 stats.inc_value(ENTRIES_PARSED)
@@ -228,6 +232,18 @@ class DigestsSpider(scrapy.Spider):
                 yield entry
         finally:
             self._source_done()
+
+    def _log_problems(self, digest: Digest, name: str) -> list[str]:
+        """Log and count the digest's problems; the warning lines, as logged."""
+        warnings = []
+        for problem in digest.problems:
+            where = f"{name}:{problem.line}" if problem.line else name
+            lost = problem.severity == "error"
+            (logger.error if lost else logger.warning)("%s: %s", where, problem.message)
+            self.crawler.stats.inc_value(INPUT_LOST if lost else INPUT_WARNINGS)
+            if not lost:
+                warnings.append(f"{where}: {problem.message}")
+        return warnings
 
     def source_failed(self, failure: Failure) -> None:
         request = failure.request  # type: ignore[attr-defined]  # Scrapy adds it for errbacks

@@ -9,18 +9,32 @@ source unreadable, 3 a record broke the schema, 4 enrichment incomplete, 5 outpu
 from __future__ import annotations
 
 import argparse
+import logging
+import signal
 import sys
 import tempfile
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from scrapy.commands.crawl import Command as ScrapyCrawl
 from scrapy.crawler import Crawler
 from scrapy.exceptions import UsageError
 from scrapy.settings import BaseSettings
 
+from crawler import reuse
 from crawler.export import analysis, ownership
-from crawler.export.runfiles import RunFiles, beside_outputs, feed_path, local_feeds
+from crawler.export.runfiles import (
+    RunFiles,
+    beside_outputs,
+    feed_path,
+    local_feeds,
+    rerun_outputs,
+    run_report_path,
+)
 from crawler.outcome import ExitStatus, Outcome
 from crawler.runlock import RunLock, RunLocked
 from crawler.services.base import number_problems
@@ -28,6 +42,9 @@ from crawler.services.registry import SERVICES
 from crawler.state.freshness import refresh_choices
 from crawler.state.store import StateError, StateStore
 
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 FORCED_STOP = "shutdown forced (a second signal)"  # the finish reason nothing else records
 
 # Settings of ours (and Scrapy's we depend on) and their lowest sensible value.
@@ -58,6 +75,7 @@ def _ttl_problems(settings: BaseSettings) -> list[str]:
 
 BOOLEANS = (
     "ARXIV_HOLD_AFTER_ANSWER",
+    "SKIP_UNCHANGED",
     "TWEET_DETAILS",
     "SEMANTIC_SCHOLAR",
     "HF_PAPERS",
@@ -164,6 +182,39 @@ def snapshot_path(settings: BaseSettings) -> Path | None:
     return Path(default) if default else None
 
 
+def abandonable(func: Callable[[], T]) -> tuple[bool, T | None]:
+    """(True, ``func()``) run in a daemon thread, or (False, None) once SIGINT or SIGTERM
+    came first: a hung filesystem must not hold a stop off. A failure of ``func`` is
+    (True, None): the crawl that follows meets the same problem and reports it."""
+    finished, stopped = threading.Event(), threading.Event()
+    result: list[T | None] = [None]
+
+    def work() -> None:
+        try:
+            result[0] = func()
+        except Exception as exc:  # an optimisation must never keep a run from crawling
+            logger.debug("unchanged-run check failed (%s): crawling", exc)
+        finished.set()
+
+    previous = {sig: signal.signal(sig, lambda *_: stopped.set()) for sig in STOP_SIGNALS}
+    try:
+        threading.Thread(target=work, name="unchanged-check", daemon=True).start()
+        while not finished.wait(0.05) and not stopped.is_set():
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return (finished.is_set() and not stopped.is_set()), result[0]
+
+
+def _appends(settings: BaseSettings) -> bool:
+    """Does a run write a feed a skipped one would not: one appended to (``-o``), or one
+    that is not a local file (a skipped run uploads nothing)?"""
+    feeds = settings.getdict("FEEDS")
+    appended = any(not (isinstance(o, dict) and o.get("overwrite")) for o in feeds.values())
+    return appended or len(local_feeds(feeds)) != len(feeds)
+
+
 # Outputs beside the snapshot that another run's settings may name too (-s DATASET_DIR=...).
 _SHARED_OUTPUTS = ("DATASET_DIR", "REPORT_FILE")
 
@@ -237,12 +288,16 @@ class Command(ScrapyCrawl):
             _stop([str(exc)], ExitStatus.NOT_COMPLETED)
         status: int | None = None
         try:
-            super().run(args, opts)
-            self._report_forced_stop()
-            status = self._dataset_step(lock)
+            skipped = self._skip_unchanged(opts)
+            if not skipped:
+                super().run(args, opts)
+                self._report_forced_stop()
+                status = self._dataset_step(lock)
         finally:
             lock.release()
-        self.exitcode = int(self.exit_status()) if status is None else status
+        if status is None:
+            status = int(ExitStatus.OK if skipped else self.exit_status())
+        self.exitcode = status
 
     def _dataset_step(self, lock: RunLock) -> int | None:
         """The crawl is over: this process becomes the dataset and report step, with its
@@ -263,6 +318,35 @@ class Command(ScrapyCrawl):
             return crawler.get_extension(RunFiles)
         except RuntimeError:  # the extensions were never built
             return None
+
+    def _skip_unchanged(self, opts: argparse.Namespace) -> bool:
+        """Skip the crawl when it could only write the same bytes again (crawler/reuse.py):
+        True once the run report of the skipped run is written. A signal while the sources
+        are read for it (a hung mount) ends the run: exit 1, with a run report."""
+        settings = self.settings
+        assert settings is not None
+        digest = reuse.settings_digest({**settings.copy_to_dict(), "-a": opts.spargs})
+        settings.set(reuse.SETTINGS_DIGEST, digest, priority="cmdline")
+        snapshot, state_db = snapshot_path(settings), settings.get("STATE_DB")
+        refresh = opts.spargs.get("refresh") or settings.get("REFRESH") or "none"
+        if not settings.getbool("SKIP_UNCHANGED") or not snapshot or not state_db:
+            return False
+        if refresh != "none" or _appends(settings):
+            return False  # forced values; or -o, which appends every run's records again
+        started = datetime.now(UTC)
+        check = partial(
+            reuse.unchanged_since, state_db, snapshot, digest, opts.spargs.get("source"),
+            settings.getint("SOURCE_SCAN_MAX"), rerun_outputs(snapshot, settings),
+            started.timestamp(),
+        )  # fmt: skip
+        done, found = abandonable(check)
+        report = run_report_path(snapshot)
+        if not done:
+            reuse.write_run_report(report, snapshot, started, "shutdown", 1, {})
+            _stop(["stopped while reading the sources (nothing was crawled)"], 1)
+        if found is None:
+            return False
+        return reuse.report_skipped(snapshot, report, started, *found)
 
     def _report_forced_stop(self) -> None:
         """Scrapy's forced shutdown (a second Ctrl-C) stops the reactor before the crawl

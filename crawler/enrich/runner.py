@@ -332,7 +332,7 @@ class ServiceRunner(Generic[V]):
         if any(_status(v) == "ok" for v in values.values()):
             self._ok_seen.set()
         stored: dict[str, V | None] = (
-            {key: self.state.stored(self.service, key) for key in keys} if self.state else {}
+            self.state.stored_many(self.service, keys) if self.state else {}
         )
         held = await self._held(keys, values, stored)
         for key in held:

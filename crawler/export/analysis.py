@@ -267,6 +267,29 @@ def _log_like_the_crawl(log: dict[str, Any]) -> None:
     root.setLevel(log.get("level") or logging.INFO)
 
 
+def _remember_rerun(rerun: dict[str, Any] | None) -> None:
+    """The rerun key of a complete run (``crawler.reuse``), once the dataset and report it
+    stamps are in; a failure here only means the next run crawls."""
+    if rerun is None:
+        return
+    from crawler import reuse
+    from crawler.sources import Source
+    from crawler.state.store import StateError, StateStore
+
+    read = [(Source(*source), sha) for source, sha in rerun["read"]]
+    try:
+        key = reuse.rerun_key(rerun["settings"], read, [Path(p) for p in rerun["outputs"]])
+        store = StateStore(rerun["state_db"])
+        try:
+            store.remember_rerun(
+                rerun["snapshot"], key, time.time(), rerun["valid_until"], rerun["summary"]
+            )
+        finally:
+            store.close()
+    except (OSError, StateError) as exc:
+        logger.debug("rerun key not stored (%s): the next run crawls", exc)
+
+
 def conclude(job: dict[str, Any], problem: str | None, *, forced: bool = False) -> int:
     """The run report with the dataset's outcome, written; the run's exit status: 5 if the
     dataset or report failed, 1 after a forced shutdown (README "Exit status")."""
@@ -283,6 +306,8 @@ def conclude(job: dict[str, Any], problem: str | None, *, forced: bool = False) 
     if forced:
         report["finish_reason"], status = job["forced_reason"], NOT_COMPLETED
     report["exit_status"] = status
+    if status == 0:
+        _remember_rerun(job.get("rerun"))
     path = Path(job["run_report_file"])
     try:
         atomic_write(path, json.dumps(report, indent=2, ensure_ascii=False).encode() + b"\n")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +26,7 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 from scrapy.settings import BaseSettings
 
+from crawler import reuse
 from crawler import signals as our_signals
 from crawler.export import analysis
 from crawler.export.contract import sort_key
@@ -32,9 +34,10 @@ from crawler.export.files import atomic_write, posts_file
 from crawler.export.ownership import posts_problem
 from crawler.export.unchanged import inputs_key, up_to_date
 from crawler.items import Post
-from crawler.outcome import Outcome
+from crawler.outcome import DIGESTS_TOTAL, Outcome
 from crawler.record.build import post_block
 from crawler.services.registry import SERVICES
+from crawler.sources import Source
 from crawler.state.extension import State
 from crawler.state.store import StateError
 
@@ -92,6 +95,14 @@ def beside_outputs(snapshot: Path, settings: BaseSettings) -> list[tuple[str, Pa
     return outputs
 
 
+def rerun_outputs(snapshot: Path, settings: BaseSettings) -> list[Path]:
+    """The files a run leaves that an unchanged rerun keeps: the snapshot, the posts list,
+    the dataset folder and the report (not the run report nor the change feed: every run
+    writes its own)."""
+    kept = ("posts list", "DATASET_DIR", "REPORT_FILE")
+    return [snapshot] + [path for name, path in beside_outputs(snapshot, settings) if name in kept]
+
+
 def record_keys(record: dict[str, Any]) -> Iterator[tuple[str, str]]:
     """The (kind, key) pairs of the values a record carries."""
     arxiv_id = record.get("arxiv_id")
@@ -142,6 +153,8 @@ class RunFiles:
         self.deferred: dict[str, Any] | None = None  # the dataset step's job, once the crawl ends
         self.posts: dict[str, dict[str, Any]] = {}  # every digest read, by post ID
         self.finished_at: datetime | None = None  # one instant for every file of the run
+        self.read: list[tuple[Source, str]] = []  # every digest read, with its bytes' SHA-256
+        self.warnings: list[str] = []  # input warnings as logged, for a skipped rerun to repeat
         name = str(self.path.with_suffix(""))
         self.dataset_dir = _beside(crawler.settings.get("DATASET_DIR"), name)
         self.report_file = _beside(crawler.settings.get("REPORT_FILE"), name)
@@ -166,10 +179,21 @@ class RunFiles:
         self.state = self.crawler.get_extension(State)
         self._hits = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
 
-    def digest_read(self, post: Post, **_: Any) -> None:
-        """Records exist only for entries: the posts table needs every digest read as well."""
+    def digest_read(
+        self,
+        post: Post,
+        source: tuple[str, str, str] | None = None,
+        sha256: str | None = None,
+        warnings: list[str] | None = None,
+        **_: Any,
+    ) -> None:
+        """Records exist only for entries: the posts table needs every digest read as well.
+        What was read, and what it warned about, goes into the rerun key."""
         block = post_block(post)
         self.posts.setdefault(block["id"], block)
+        if source is not None and sha256 is not None:
+            self.read.append((Source(*source), sha256))
+        self.warnings += warnings or []
 
     def _write_posts(self) -> None:
         """``NAME.posts.jsonl`` beside the snapshot it describes, so a dataset rebuilt from
@@ -286,9 +310,70 @@ class RunFiles:
             # The dataset step writes the run report once it is done (analysis.hand_over);
             # from here a stop is the dataset step's.
             self.report_written = True
+            self.deferred["rerun"] = self._rerun_job()
             analysis.take_signals()
             return
         self.write_report(changes_file)
+        self._remember_rerun()
+
+    def _remember_rerun(self) -> None:
+        """Leave the rerun key of a complete run (see :mod:`crawler.reuse`); a failure here
+        only means the next run crawls."""
+        assert self.path is not None
+        summary = self._rerun_summary()
+        if summary is None or self.state is None:
+            return
+        outputs = rerun_outputs(self.path, self.crawler.settings)
+        settings = self.crawler.settings.get(reuse.SETTINGS_DIGEST)
+        try:
+            key = reuse.rerun_key(settings, self.read, outputs)
+            self.state.store.remember_rerun(
+                str(self.path.resolve()), key, time.time(), self.state.valid_until, summary
+            )
+        except (OSError, StateError) as exc:
+            logger.debug("rerun key not stored (%s): the next run crawls", exc)
+
+    def _rerun_job(self) -> dict[str, Any] | None:
+        """What the dataset step needs to leave the rerun key once the dataset and report are
+        in (the key stamps them): None when this run must not be skipped next time."""
+        assert self.path is not None and self.state is not None
+        summary = self._rerun_summary()
+        if summary is None:
+            return None
+        return {
+            "state_db": str(self.state.store.path),
+            "snapshot": str(self.path.resolve()),
+            "settings": self.crawler.settings.get(reuse.SETTINGS_DIGEST),
+            "read": [[[s.url, s.name, s.record_name], sha] for s, sha in self.read],
+            "outputs": [str(p) for p in rerun_outputs(self.path, self.crawler.settings)],
+            "valid_until": self.state.valid_until,
+            "summary": summary | {"dataset": "unchanged"},
+        }
+
+    def _rerun_summary(self) -> dict[str, Any] | None:
+        """What a skipped rerun reports; None when this run must not be skipped next time."""
+        stats = self.crawler.stats
+        complete = (
+            self.outcome.exit_status() == 0
+            and self.replaced()
+            and self.state is not None
+            and self.crawler.settings.get(reuse.SETTINGS_DIGEST)
+            and (self.crawler.settings.get("REFRESH") or "none") == "none"
+            and len(self.read) == stats.get_value(DIGESTS_TOTAL, 0)
+            and all(source.url.startswith("file:") for source, _ in self.read)
+            and self.state.valid_until > time.time()
+            and not self.state.store.has_pending_changes()
+        )
+        if not complete:
+            return None
+        return {
+            "run_id": self.run_id,
+            "records": stats.get_value("records/written", 0),
+            "digests": len(self.read),
+            "dataset": None if self.analysis is None else "unchanged",
+            "warnings": self.warnings[: reuse.MAX_WARNINGS],
+            "warnings_total": len(self.warnings),
+        }
 
     def analysis_job(self, changes_file: Path | None) -> dict[str, Any] | None:
         """The dataset folder and the HTML report, replaced like the snapshot, only when the

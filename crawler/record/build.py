@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import asdict
 from typing import Any
 
 from crawler.items import (
@@ -86,13 +85,15 @@ def error_block(block: str, message: str) -> dict[str, Any]:
 def _status_block(obj: Value | None, block: str) -> dict[str, Any]:
     if obj is None:
         return error_block(block, "not enriched (pipeline disabled?)")
-    data = asdict(obj)
+    # The fields as they are, not ``asdict``'s deep copy (the top cost of building a record):
+    # the record pipeline's ``scrub_text`` rebuilds every list and dict of the record anyway,
+    # so no record shares a container with a value (values hold no nested dataclasses).
     ok = obj.status == "ok"
     out: dict[str, Any] = {"status": obj.status}
-    out.update((n, data[n] if ok or n in _ALWAYS else None) for n in BLOCK_FIELDS[block])
+    out.update((n, getattr(obj, n) if ok or n in _ALWAYS else None) for n in BLOCK_FIELDS[block])
     out["error"] = (obj.error or obj.status) if obj.status in _FAILURES else None
     if "reason" in out:
-        out["reason"] = (data["reason"] or "") if obj.status == "tombstone" else None
+        out["reason"] = (getattr(obj, "reason", None) or "") if obj.status == "tombstone" else None
     if obj.status == "disabled":
         out["fetched_at"] = None
     return out

@@ -62,17 +62,26 @@ def _errors(record: dict[str, Any]) -> list[tuple[list[Any], str]]:
 
 
 def scrub_text(value: Any) -> tuple[Any, int]:
-    """``value`` with lone surrogates replaced in every string, and how many were replaced."""
+    """``value`` with lone surrogates replaced in every string, and how many were replaced.
+    Every list and dict is a new one: the record shares no container with the values."""
+    replaced = [0]
+    return _scrubbed(value, replaced), replaced[0]
+
+
+def _scrubbed(value: Any, replaced: list[int]) -> Any:
+    # Exact types first (JSON's own, all but every value): one pass, no pairs to unpack.
+    kind = type(value)
+    if kind is str and value.isascii():  # no surrogate in ASCII: most strings stop here
+        return value
+    if kind is dict or (kind is not str and isinstance(value, dict)):
+        return {k: _scrubbed(v, replaced) for k, v in value.items()}
+    if kind is list or isinstance(value, list):
+        return [_scrubbed(v, replaced) for v in value]
     if isinstance(value, str):
         fixed, count = SURROGATE.subn("\ufffd", value)
-        return fixed, count
-    if isinstance(value, list):
-        items = [scrub_text(v) for v in value]
-        return [v for v, _ in items], sum(n for _, n in items)
-    if isinstance(value, dict):
-        pairs = {k: scrub_text(v) for k, v in value.items()}
-        return {k: v for k, (v, _) in pairs.items()}, sum(n for _, n in pairs.values())
-    return value, 0
+        replaced[0] += count
+        return fixed
+    return value
 
 
 def _block_path(path: list[Any]) -> list[Any] | None:

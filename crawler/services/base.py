@@ -204,7 +204,9 @@ class Service(ABC, Generic[V]):
 
     def comparable(self, value: V) -> dict[str, Any]:
         """The fields whose change goes into the change feed: all but the ``volatile`` ones."""
-        data: dict[str, Any] = dataclasses.asdict(value)  # type: ignore[call-overload]  # V: a dataclass
+        # A shallow dict of the fields: compared and encoded, never changed in place, so
+        # ``asdict``'s deep copy bought nothing (values hold no nested dataclasses).
+        data = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}  # type: ignore[arg-type]  # V: a dataclass
         for name in (*self.volatile, "fetched_at"):  # when it was fetched is not a change
             data.pop(name, None)
         return data
@@ -220,6 +222,11 @@ class Service(ABC, Generic[V]):
         """Seconds a stored value stays good (0: always fetched again); ``key`` is what it was
         fetched for (a paper's ID tells its age)."""
         return self.ttl_by_status.get(getattr(value, "status", "error"), 0.0) * DAY
+
+    def ttl_steady_until(self, value: V, now: float, key: str = "") -> float:
+        """Until when :meth:`ttl` gives what it gives at ``now`` (a TTL by age changes as the
+        value ages): how long a rerun may trust that nothing went stale."""
+        return math.inf
 
     def decode(self, data: dict[str, Any]) -> V:
         """A stored value back from JSON; fields a newer version added are ignored."""
@@ -250,6 +257,15 @@ def age_table_problems(settings: BaseSettings, name: str) -> list[str]:
     return []
 
 
+def age_row_ends(rows: list[tuple[float, float]], age_days: float, born: float) -> float:
+    """When something born at ``born`` (Unix time), ``age_days`` old, leaves its row of a
+    TTL-by-age table (never, past the last row)."""
+    for max_age, _days in rows:
+        if age_days <= max_age:
+            return born + max_age * DAY
+    return math.inf
+
+
 def ttl_for_age(rows: list[tuple[float, float]], age_days: float) -> float | None:
     """TTL seconds from the first row whose age covers ``age_days``; None past the last row
     (the service's per-status TTL applies)."""
@@ -270,13 +286,18 @@ def paper_age_days(arxiv_id: str, now: float) -> float | None:
     refresh per paper (Semantic Scholar, OpenAlex, Hugging Face) set their TTLs by this age
     (``PAPER_TTL_BY_AGE``). Old-style IDs run from 1991 (``91..99``, then ``00..07``).
     """
+    start = paper_born(arxiv_id)
+    return None if start is None else max(0.0, (now - start) / DAY)
+
+
+def paper_born(arxiv_id: str) -> float | None:
+    """The start of the month the arXiv ID was issued in (Unix time), or None."""
     m = _ID_MONTH.search(arxiv_id)
     if m is None:
         return None
     yy = int(m["yy"])
     year = 1900 + yy if yy >= 91 else 2000 + yy
-    start = datetime(year, int(m["mm"]), 1, tzinfo=UTC).timestamp()
-    return max(0.0, (now - start) / DAY)
+    return datetime(year, int(m["mm"]), 1, tzinfo=UTC).timestamp()
 
 
 class PaperAgeTTL:
@@ -290,6 +311,13 @@ class PaperAgeTTL:
     def ttl(self, key: str, now: float) -> float | None:
         age = paper_age_days(key, now)
         return None if age is None else ttl_for_age(self.rows, age)
+
+    def steady_until(self, status: str, key: str, now: float) -> float:
+        """Until when an ``ok`` value's TTL stays what it is at ``now``."""
+        born = paper_born(key)
+        if status != "ok" or born is None:
+            return math.inf
+        return age_row_ends(self.rows, max(0.0, (now - born) / DAY), born)
 
 
 def default_ttls(services: list[type[Service[Any]]]) -> dict[str, float]:

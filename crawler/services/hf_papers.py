@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Mapping
 from datetime import datetime
@@ -239,3 +240,8 @@ class HfPapers(Service[HfPaper]):
             if by_age is not None:
                 return by_age
         return super().ttl(value, now, key)
+
+    def ttl_steady_until(self, value: HfPaper, now: float, key: str = "") -> float:
+        if self.by_age is None:
+            return math.inf
+        return self.by_age.steady_until(value.status, key, now)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -408,3 +409,8 @@ class OpenAlex(Service[OpenAlexWork]):
             if by_age is not None:
                 return by_age
         return super().ttl(value, now, key)
+
+    def ttl_steady_until(self, value: OpenAlexWork, now: float, key: str = "") -> float:
+        if self.by_age is None:
+            return math.inf
+        return self.by_age.steady_until(value.status, key, now)

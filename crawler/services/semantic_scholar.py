@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -331,3 +332,8 @@ class SemanticScholar(Service[Impact]):
             if by_age is not None:
                 return by_age
         return super().ttl(value, now, key)
+
+    def ttl_steady_until(self, value: Impact, now: float, key: str = "") -> float:
+        if self.by_age is None:
+            return math.inf
+        return self.by_age.steady_until(value.status, key, now)

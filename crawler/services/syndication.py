@@ -26,6 +26,7 @@ from crawler.parsing.text import refuse_constant, replace_surrogates, shorten, u
 from crawler.services.base import (
     DAY,
     Service,
+    age_row_ends,
     age_table,
     age_table_problems,
     checked_int,
@@ -456,6 +457,12 @@ class Syndication(Service[TweetDetails]):
             if by_age is not None:
                 return by_age
         return super().ttl(value, now, key)
+
+    def ttl_steady_until(self, value: TweetDetails, now: float, key: str = "") -> float:
+        created = _timestamp(value.created_at) if value.status == "ok" else None
+        if created is None:
+            return math.inf
+        return age_row_ends(self.ttl_by_age, (now - created) / DAY, created)
 
 
 def _in_range(point: dict[str, Any]) -> bool:

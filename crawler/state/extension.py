@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Set as AbstractSet
 from typing import Any, TypeVar
@@ -30,6 +31,18 @@ V = TypeVar("V")
 
 
 utc_now_text = utc_ms_text  # fetch times and observations: ISO 8601 UTC with milliseconds
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _fields(value: Any) -> dict[str, Any]:
+    """A value's fields by name, in order: what ``asdict`` gives for a value without nested
+    dataclasses (none has any), without its deep copy; the store only encodes it as JSON."""
+    cls = type(value)
+    if cls not in _FIELD_NAMES:
+        _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return {name: getattr(value, name) for name in _FIELD_NAMES[cls]}
 
 
 class State:
@@ -55,6 +68,9 @@ class State:
         self.stats = crawler.stats
         self._warned: set[str] = set()
         self._future: set[tuple[str, str]] = set()  # (kind, key) stored with a future time
+        # When the first value this run used or stored goes stale: until then, a rerun on the
+        # same inputs would fetch nothing (crawler/reuse.py).
+        self.valid_until = math.inf
         crawler.signals.connect(self.close, signal=signals.engine_stopped)
 
     @classmethod
@@ -101,14 +117,33 @@ class State:
                 self._future.add((service.kind, key))
                 self.stats.inc_value(f"state/{service.kind}/from_the_future")
             return None
-        if count and row.run_id != self.run_id:
-            self.stats.inc_value(f"state/{service.kind}/reused")
+        if row.run_id != self.run_id:
+            self._lasts(service, key, value, row.fetched_at, now)
+            if count:
+                self.stats.inc_value(f"state/{service.kind}/reused")
         return self._with_history(service, key, value) if count else value
+
+    def _lasts(
+        self, service: Service[V], key: str, value: V, fetched_at: float, now: float
+    ) -> None:
+        """Note when ``value`` stops being fresh, or may (its TTL may change at an age)."""
+        stale_at = fetched_at + service.ttl(value, now, key)
+        self.valid_until = min(
+            self.valid_until, stale_at, service.ttl_steady_until(value, now, key)
+        )
 
     def stored(self, service: Service[V], key: str) -> V | None:
         """What is stored, fresh or not."""
         row = self.store.get(service.kind, key)
         return self._decode(service, key, row) if row is not None else None
+
+    def stored_many(self, service: Service[V], keys: list[str]) -> dict[str, V | None]:
+        """:meth:`stored` for each of ``keys``, read in one statement (a batch's keys)."""
+        rows = self.store.get_many(service.kind, keys)
+        return {
+            key: self._decode(service, key, row) if row is not None else None
+            for key, row in rows.items()
+        }
 
     def control_key(self, service: Service[Any], exclude: set[str]) -> str | None:
         return self.store.some_key_with_status(service.kind, "ok", exclude)
@@ -129,14 +164,16 @@ class State:
         observed_at = utc_now_text(now)
         writes: list[Write] = []
         keep: dict[str, V] = {}
+        olds = self.stored_many(service, list(fetched))
         for key, value in fetched.items():
-            old = self.stored(service, key)
+            old = olds[key]
             good_before = old is not None and getattr(old, "status", "error") != "error"
             failed = getattr(value, "status", "error") == "error"
             if good_before and (failed or key in held):
                 assert old is not None
                 keep[key] = old
                 writes.append(Write(key, None))
+                self.valid_until = min(self.valid_until, now)  # marked stale: asked again
                 self.stats.inc_value(f"state/{service.kind}/kept")
                 continue
             change = None
@@ -149,7 +186,7 @@ class State:
             writes.append(
                 Write(
                     key,
-                    dataclasses.asdict(value),  # type: ignore[call-overload]  # V: a dataclass
+                    _fields(value),
                     status=getattr(value, "status", "error"),
                     # Keyed by the observation's own time: the history's order and uniqueness
                     observation=(when, point) if point is not None else None,
@@ -158,6 +195,7 @@ class State:
                 )
             )
             keep[key] = value
+            self._lasts(service, key, value, now, now)
         self.store.write(service.kind, writes, now, self.run_id)
         self.stats.inc_value(f"state/{service.kind}/saved", len(writes))
         return {key: self._with_history(service, key, value) for key, value in keep.items()}

@@ -19,6 +19,7 @@ from typing import Any
 from crawler.parsing.text import utc_ms
 
 FORMAT = 3  # PRAGMA user_version; a newer file is refused rather than misread
+GET_MANY_CHUNK = 500  # keys per statement of get_many: far below SQLite's variable limit
 
 # Format 3 stores values under the record schema 3 names, each with its own `fetched_at`.
 # A format 2 file is upgraded in place, in one transaction, when it is first opened.
@@ -57,7 +58,23 @@ CREATE TABLE IF NOT EXISTS changes (    -- the change feed, until a snapshot car
     before  TEXT NOT NULL,
     after   TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS reruns (     -- what an unchanged rerun may keep (crawler/reuse.py)
+    snapshot    TEXT PRIMARY KEY,       -- the snapshot file, resolved
+    key         TEXT NOT NULL,          -- SHA-256 of code, settings, sources and outputs
+    written_at  REAL NOT NULL,          -- Unix time
+    valid_until REAL NOT NULL,          -- when the first value the snapshot carries goes stale
+    summary     TEXT NOT NULL           -- JSON: what the run reported (records, warnings)
+) WITHOUT ROWID;
 """
+
+# Any write of a value, a history point or a pending change, by this crawler or another
+# program (an older version included: triggers live in the file), forgets every rerun key.
+_FORGET = "".join(
+    f"CREATE TRIGGER IF NOT EXISTS reruns_forget_{table}_{event.lower()} AFTER {event} ON "
+    f"{table} BEGIN DELETE FROM reruns; END;\n"
+    for table in ("fetched", "observations", "changes")
+    for event in ("INSERT", "UPDATE", "DELETE")
+)
 
 
 class StateError(Exception):
@@ -136,7 +153,7 @@ class StateStore:
 
     def _migrate(self) -> None:
         tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master")}
-        self.db.executescript(_SCHEMA)
+        self.db.executescript(_SCHEMA + _FORGET)
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
         if "fetched" in tables:
             columns = {r[1] for r in self.db.execute("PRAGMA table_info(fetched)")}
@@ -188,8 +205,25 @@ class StateStore:
                 "SELECT status, value, fetched_at, run_id FROM fetched WHERE kind = ? AND key = ?",
                 (kind, key),
             ).fetchone()
-        if row is None:
-            return None
+        return None if row is None else self._row(kind, key, row)
+
+    def get_many(self, kind: str, keys: list[str]) -> dict[str, Row | None]:
+        """What :meth:`get` gives for each of ``keys`` (in their order, None when absent), in
+        one statement per ``GET_MANY_CHUNK`` keys instead of one per key."""
+        found: dict[str, tuple[str, str, float, str]] = {}
+        distinct = list(dict.fromkeys(keys))
+        with self._errors("cannot be read"):
+            for at in range(0, len(distinct), GET_MANY_CHUNK):
+                chunk = distinct[at : at + GET_MANY_CHUNK]
+                rows = self.db.execute(
+                    "SELECT key, status, value, fetched_at, run_id FROM fetched "
+                    f"WHERE kind = ? AND key IN ({','.join('?' * len(chunk))})",
+                    (kind, *chunk),
+                ).fetchall()
+                found.update((key, rest) for key, *rest in rows)
+        return {key: self._row(kind, key, found[key]) if key in found else None for key in distinct}
+
+    def _row(self, kind: str, key: str, row: Any) -> Row:
         try:
             value = json.loads(row[1])
         except ValueError:
@@ -223,7 +257,37 @@ class StateStore:
             ).fetchall()
         return [(i, r, k, key, json.loads(b), json.loads(a)) for i, r, k, key, b, a in rows]
 
+    def rerun(self, snapshot: str) -> tuple[str, float, float, dict[str, Any]] | None:
+        """(key, written_at, valid_until, summary) a complete run left for ``snapshot``; None
+        if there is none (or the file predates them)."""
+        with self._errors("cannot be read"):
+            try:
+                row = self.db.execute(
+                    "SELECT key, written_at, valid_until, summary FROM reruns WHERE snapshot = ?",
+                    (snapshot,),
+                ).fetchone()
+            except sqlite3.OperationalError:  # no such table: not opened by this version yet
+                return None
+        if row is None:
+            return None
+        summary = _loads(row[3])
+        return (row[0], row[1], row[2], summary) if isinstance(summary, dict) else None
+
+    def has_pending_changes(self) -> bool:
+        with self._errors("cannot be read"):
+            return self.db.execute("SELECT 1 FROM changes LIMIT 1").fetchone() is not None
+
     # -- writing ------------------------------------------------------------------------------
+    def remember_rerun(
+        self, snapshot: str, key: str, now: float, valid_until: float, summary: dict[str, Any]
+    ) -> None:
+        with self._errors("cannot be written"), self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute(
+                "INSERT OR REPLACE INTO reruns VALUES (?,?,?,?,?)",
+                (snapshot, key, now, valid_until, _dumps(summary)),
+            )
+
     def write(self, kind: str, writes: list[Write], now: float, run_id: str) -> None:
         """All of a fetch's outcomes in one transaction."""
         with self._errors("cannot be written"), self.db:
