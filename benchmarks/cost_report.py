@@ -52,9 +52,12 @@ def _near_instant(rows: dict[str, Any]) -> list[str]:
         )
     ]
     if fl:
+        records = after["records"] if after else 0
+        per = f" = {records / fl['cpu_s']:,.0f} records/CPU-s" if fl["cpu_s"] and records else ""
         lines.append(
             f"| the floor: `benchmarks/floor.py` replaying the after side's {fl['requests']:,} "
-            f"requests | | {fl['cpu_s']:.1f} CPU s, {fl['wall_s']:.1f} s wall ({_load(fl)}) | |"
+            f"requests (a bare Scrapy spider: the engine alone) | | {fl['cpu_s']:.1f} CPU s{per}, "
+            f"{fl['wall_s']:.1f} s wall ({_load(fl)}) | |"
         )
     return lines
 
@@ -89,6 +92,8 @@ def _rerun(rows: dict[str, Any]) -> list[str]:
         kept = ", ".join(f"{k} {'rebuilt' if v else 'kept'}" for k, v in rebuilt.items())
         field = s.get("run_report_dataset")
         told = f", run report `dataset: {field!r}`" if field is not None else ""
+        if s.get("crawl_skipped"):
+            told += "; crawl skipped (`unchanged_since`)"
         return (
             f"**{s['wall_s']:.1f} s** wall, {s['requests']} requests, "
             f"**{s['records_per_cpu_s']:,}** records/CPU-s, "
@@ -125,7 +130,8 @@ def _bound(rows: dict[str, Any]) -> list[str]:
     ok = None if after is None or not bound else after["wall_s"] / bound <= 1.3
     return [
         _line(
-            "arXiv 0.5 s (latency 0.3 s), details and citations off: ≤ 1.3x the arXiv bound",
+            "arXiv 0.5 s (latency 0.3 s), details, citations and Hugging Face off: ≤ 1.3x the "
+            "arXiv bound",
             _cells(row, "sides", show) if bound else [MISSING, MISSING],
             ok,
         )
@@ -226,6 +232,11 @@ def cost_markdown(data: dict[str, Any]) -> list[str]:
         "process tree (every step of the command). The backfill rows crawl "
         f"{posts} posts of the synthetic corpus (`benchmarks/corpus.py`, seed 0), not the "
         "issue's held-out one; every service is on (Hugging Face's window opened wide).",
+        *[
+            f"Rows kept from an earlier command (`--merge`): `python -m benchmarks.cost "
+            f"{m.get('argv', '')}` on {m.get('when', MISSING)}."
+            for m in meta.get("earlier", [])
+        ],
         "",
         "| run and goal | before | after | verdict (after) |",
         "|---|---|---|---|",

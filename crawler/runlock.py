@@ -69,6 +69,10 @@ class RunLock:
             os.pwrite(fd, json.dumps(me).encode(), 0)
         return fd
 
+    def held(self) -> list[int]:
+        """The locks' descriptors: kept open across ``exec`` by the dataset step."""
+        return list(self._fds)
+
     def release(self) -> None:
         while self._fds:
             fd = self._fds.pop()

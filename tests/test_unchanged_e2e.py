@@ -178,3 +178,72 @@ def test_a_stop_while_the_dataset_is_written_ends_it_and_keeps_the_previous_one(
         os.kill(child, 0)  # ended, and reaped by the crawl
     assert _analysis_before(out) == before
     assert json.loads(out.with_suffix(".run.json").read_text("utf-8"))["dataset"] == "failed"
+
+
+# -- issue 21: the crawl's memory is gone while the dataset and the report are built -------------
+# Holds the report step in its import of matplotlib, after saying who it is and what it loaded.
+HELD_REPORT = (
+    "import json, os, pathlib, sys, threading\n"
+    "mark = pathlib.Path(os.environ['HELD_MARK'])\n"
+    "seen = {{'pid': os.getpid(), 'ppid': os.getppid(), 'modules': sorted(sys.modules)}}\n"
+    "mark.with_suffix('.tmp').write_text(json.dumps(seen))\n"
+    "mark.with_suffix('.tmp').rename(mark)\n"
+    "threading.Event().wait()\n"
+)
+CRAWL_MODULES = {"scrapy", "twisted", "lxml", "arxiv", "fastjsonschema", "crawler.record"}
+
+
+def _rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return (
+        int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
+        / 1024
+    )
+
+
+def test_the_crawl_process_becomes_the_dataset_step_and_holds_none_of_the_crawl(
+    tmp_path: Path, catalogue: Catalogue
+) -> None:
+    """The process the scheduler started (its pid) is no longer the crawl while the dataset and
+    report are built: it has become ``crawler.export.analysis --finish``, a few MB without
+    Scrapy or lxml, and its step children load none of the crawl's modules either. A stop in
+    the report step keeps the new dataset, names the report, and exits 5."""
+    out = tmp_path / "digests.jsonl"
+    mark = tmp_path / "held.json"
+    fakes = _fake_modules(tmp_path / "fakes", matplotlib=HELD_REPORT)
+    with StandIn(catalogue) as server:
+        cmd = _command(out, server, "-a", f"source={SAMPLES[0]}")
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=_env(fakes, HELD_MARK=str(mark)), stderr=subprocess.PIPE
+        )
+        try:
+            wait_until(mark.exists, "the report step to start")
+            cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
+            maps = Path(f"/proc/{proc.pid}/maps").read_text()
+            rss = _rss_mb(proc.pid)
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=120)  # a hang fails instead of blocking the suite
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    held = json.loads(mark.read_text())
+    assert held["ppid"] == proc.pid
+    assert cmdline[1:4] == [b"-m", b"crawler.export.analysis", b"--finish"], cmdline
+    assert "/lxml/" not in maps and "pyarrow" not in maps and "duckdb" not in maps
+    assert rss < 50, rss  # the crawl of one sample alone is over 100 MB
+    loaded = {name.split(".")[0] for name in held["modules"]} | set(held["modules"])
+    assert loaded & CRAWL_MODULES == set(), loaded & CRAWL_MODULES
+    assert "pyarrow" not in loaded  # the report reads the tables through DuckDB only
+    log = err.decode("utf-8", "replace")
+    assert proc.returncode == 5, log[-3000:]
+    errors = [line for line in log.splitlines() if "] ERROR: " in line]
+    assert len(errors) == 1 and errors[0].endswith(
+        f"report {out.with_name('digests.report.html')} not replaced: the run was stopped while "
+        "it was being written (the previous report is kept)"
+    ), errors
+    report = json.loads(out.with_suffix(".run.json").read_text("utf-8"))
+    assert (report["exit_status"], report["dataset"], report["problems"]) == (
+        5, "failed", [errors[0].split("] ERROR: ", 1)[1]],
+    )  # fmt: skip
+    manifest = json.loads((out.with_name("digests.dataset") / "dataset.json").read_text("utf-8"))
+    assert manifest["run"]["run_id"] == report["run_id"]  # the dataset step finished: it is in

@@ -27,7 +27,7 @@ from scrapy.exceptions import UsageError
 from scrapy.settings import BaseSettings
 
 from crawler import reuse
-from crawler.export import ownership
+from crawler.export import analysis, ownership
 from crawler.export.feedstorage import remove_leftovers
 from crawler.export.runfiles import (
     RunFiles,
@@ -303,14 +303,38 @@ class Command(ScrapyCrawl):
             lock = RunLock(paths).acquire()
         except RunLocked as exc:
             _stop([str(exc)], ExitStatus.NOT_COMPLETED)
+        status: int | None = None
         try:
             skipped = self._skip_unchanged(opts)
             if not skipped:
                 super().run(args, opts)
                 self._report_forced_stop()
+                status = self._dataset_step(lock)
         finally:
             lock.release()
-        self.exitcode = int(ExitStatus.OK if skipped else self.exit_status())
+        if status is None:
+            status = int(ExitStatus.OK if skipped else self.exit_status())
+        self.exitcode = status
+
+    def _dataset_step(self, lock: RunLock) -> int | None:
+        """The crawl is over: this process becomes the dataset and report step, with its
+        locks (see crawler.export.analysis), so the crawl's memory is gone while they are
+        built. Returns the run's exit status only if it could not be replaced."""
+        files = self._run_files()
+        if files is None or files.deferred is None:
+            return None
+        job = {**files.deferred, "exit_status": int(self.exit_status())}
+        return analysis.hand_over(job | {"forced_reason": FORCED_STOP}, lock.held())
+
+    def _run_files(self) -> RunFiles | None:
+        crawler = self._run_crawler
+        assert self.crawler_process is not None
+        if crawler is None or self.crawler_process.bootstrap_failed:
+            return None  # it never started: an error while starting, already reported
+        try:
+            return crawler.get_extension(RunFiles)
+        except RuntimeError:  # the extensions were never built
+            return None
 
     def _skip_unchanged(self, opts: argparse.Namespace) -> bool:
         """Skip the crawl when it could only write the same bytes again (crawler/reuse.py):
@@ -348,17 +372,11 @@ class Command(ScrapyCrawl):
     def _report_forced_stop(self) -> None:
         """Scrapy's forced shutdown (a second Ctrl-C) stops the reactor before the crawl
         closes, so nothing wrote ``NAME.run.json``; README promises one for every run."""
-        crawler = self._run_crawler
-        assert self.crawler_process is not None
-        if crawler is None or self.crawler_process.bootstrap_failed:
-            return  # it never started: an error while starting, already reported
-        try:
-            files = crawler.get_extension(RunFiles)
-        except RuntimeError:  # the extensions were never built
-            return
+        files = self._run_files()
         if files is None or files.report_written:
             return
-        outcome = Outcome.of(crawler)
+        assert self._run_crawler is not None
+        outcome = Outcome.of(self._run_crawler)
         outcome.reason = outcome.reason or FORCED_STOP
         files.write_report(None)
 

@@ -1,40 +1,54 @@
-"""The dataset and the HTML report, written by a child process of the crawl.
+"""The dataset and the HTML report, written after the crawl by the process the crawl becomes.
 
-    python -m crawler.export.analysis JOB.json RESULT.txt
+    python -m crawler.export.analysis --finish JOB_DIR      (the crawl's process, after exec)
+    python -m crawler.export.analysis JOB.json RESULT.txt STEP   (one step: dataset, report)
 
-pyarrow, DuckDB and matplotlib take ~250 MB and most of a second to load; in the crawl's own
-process they stayed for the rest of it, and a stop could not be heard while they worked. The
-crawl (``crawler.export.runfiles``) writes the job (paths, the run report, the change lines, the
-inputs key), starts this module with its own interpreter, and waits without blocking its event
-loop; on a stop it ends the child, which replaces nothing it has not finished (the dataset is
-swapped in by one rename, the report by another). On failure the child writes one line, why,
-to RESULT.txt and exits 5; the crawl reports that line as its output failure.
+The crawl (``crawler.export.runfiles``) finishes everything it owns (snapshot, posts list,
+change feed, state closed) and leaves the job (paths, the run report, the change lines, the
+inputs key) to :func:`hand_over`, which replaces the crawl's process (``os.execv``, same pid,
+its run locks kept open across it) by :func:`supervise`: a small process that runs the dataset
+step, then the report step, each in a child of its own, then writes the run report and exits
+with the run's exit status. Nothing the crawl held (Scrapy, Twisted, lxml, its buffers: ~150 MB)
+is alive while pyarrow, DuckDB and matplotlib work, and the two steps' peaks do not add either.
+
+A child replaces nothing it has not finished (the dataset is swapped in by one rename, the
+report by another). On failure it writes one line, why, to RESULT.txt and exits 5; the run
+reports that line as its output failure (exit status 5). A Ctrl-C or SIGTERM ends the step at
+once (a second one is the forced shutdown: exit status 1); a child whose parent is gone ends
+itself.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import copy
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import crawler
+from crawler.export.files import atomic_write
 
 logger = logging.getLogger(__name__)
 FAILED = 5
-POLL = 0.1  # seconds between looks at the child and at a stop, in the crawl's event loop
+NOT_COMPLETED = 1
+POLL = 0.1  # seconds between looks at the child and at a stop
 _GRACE = 5.0  # seconds a stopped child has to end after SIGTERM before SIGKILL
 _PACKAGE_ROOT = str(Path(crawler.__file__).resolve().parent.parent)
+_STOPS = (signal.SIGINT, signal.SIGTERM)
+# Each in a process of its own, one after another: their peaks do not add.
+STEPS = ("tables", "dataset", "report")
+_TABLES = "tables.json"  # what the tables step leaves for the dataset step
+_MODULE = "crawler.export.analysis"  # not __name__: that is "__main__" in the steps
 
 
 def _one_line(exc: BaseException) -> str:
@@ -42,89 +56,267 @@ def _one_line(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-# --- in the crawl's process ---------------------------------------------------------------------
+def _stopped_line(job: dict[str, Any], step: str) -> str:
+    if step == "report":  # the dataset is in; only the report is not
+        return (
+            f"report {job['report']} not replaced: the run was stopped while it was being "
+            "written (the previous report is kept)"
+        )
+    return (
+        f"dataset {job['dataset']} not replaced: the run was stopped while it was being written "
+        "(the previous dataset and report are kept)"
+    )
+
+
 def _env() -> dict[str, str]:
-    """The child imports this very ``crawler`` (Scrapy may have found it through scrapy.cfg)."""
+    """The steps import this very ``crawler`` (Scrapy may have found it through scrapy.cfg)."""
     paths = [_PACKAGE_ROOT, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
-def _end(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL if it does not end within the grace period."""
-    with contextlib.suppress(ProcessLookupError):
-        proc.terminate()
-    try:
-        proc.wait(_GRACE)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-class _Signals:
-    """Ctrl-C or SIGTERM while the child works: noted here, so the child is ended at the next
-    look and the run still finishes its own files (Scrapy's handler would stop the event loop
-    under this wait, and the run would end without saying the dataset was not written). A
-    second signal goes to the handler that was there before: Scrapy's forced shutdown."""
+# --- in the crawl's process ---------------------------------------------------------------------
+class _Noted:
+    """Ctrl-C or SIGTERM once the crawl has left a job: noted, so the dataset step is not
+    started (or is ended) and the run says so; a second signal goes to the handler that was
+    there before (Scrapy's forced shutdown) and is counted too."""
 
     def __init__(self) -> None:
-        self.heard = False
+        self.heard = 0
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> _Signals:
+    def take(self) -> None:
         with contextlib.suppress(ValueError):  # not the main thread: nothing to take over
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in _STOPS:
                 self._previous[sig] = signal.signal(sig, self._handle)
-        return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if not self.heard:
-            self.heard = True
+        self.heard += 1
+        if self.heard == 1:
             logger.info("Received %s: ending the dataset step", signal.Signals(signum).name)
             return
         previous = self._previous.get(signum)
         if callable(previous):
             previous(signum, frame)
 
-    def __exit__(self, *_: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+
+_NOTED = _Noted()
 
 
-async def build(job: dict[str, Any], stopped: Callable[[], bool]) -> str | None:
-    """Run the job in a child process, awaiting it without blocking the event loop; None, or
-    the one line that says why the dataset or report was not written. A stop (a signal, or
-    ``stopped()``, asked every ``POLL`` seconds) ends the child; nothing more is replaced."""
-    dataset = job["dataset"]
+def take_signals() -> None:
+    """From now on a stop is the dataset step's (called when the crawl leaves a job)."""
+    _NOTED.take()
+
+
+def _flush_logs() -> None:
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
+def hand_over(job: dict[str, Any], keep_fds: list[int]) -> int:
+    """Become the dataset step: write the job, then ``os.execv`` :func:`supervise` with
+    ``keep_fds`` (the run locks) open across it. Returns (the run's exit status) only when
+    the process could not be replaced; the step then runs from here."""
+    job = {**job, "signals": _NOTED.heard}
     try:
-        with (
-            _Signals() as signals,
-            tempfile.TemporaryDirectory(prefix="hot-papers-analysis-") as tmp,
-        ):
-            job_file, result = Path(tmp) / "job.json", Path(tmp) / "result.txt"
-            job_file.write_text(json.dumps(job, ensure_ascii=False), encoding="utf-8")
-            cmd = [sys.executable, "-m", __name__, str(job_file), str(result)]
-            proc = subprocess.Popen(cmd, env=_env(), stdin=subprocess.DEVNULL)
-            try:
-                while proc.poll() is None:
-                    if signals.heard or stopped():
-                        _end(proc)
-                        return (
-                            f"dataset {dataset} not replaced: the run was stopped while it was "
-                            "being written (the previous dataset and report are kept)"
-                        )
-                    await asyncio.sleep(POLL)
-            except BaseException:
-                _end(proc)
-                raise
-            if proc.returncode == 0:
-                return None
-            said = result.read_text("utf-8").strip() if result.exists() else ""
+        folder = Path(tempfile.mkdtemp(prefix="hot-papers-analysis-"))
+        try:
+            (folder / "job.json").write_text(json.dumps(job, ensure_ascii=False), "utf-8")
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+    except OSError as exc:
+        return conclude(job, f"dataset {job['dataset']} not replaced: {exc.strerror or exc}")
+    # Signals wait (blocked, pending) until the new program has its handlers: none is lost.
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
+    for fd in keep_fds:
+        os.set_inheritable(fd, True)
+    _flush_logs()
+    cmd = [sys.executable, "-m", _MODULE, "--finish", str(folder)]
+    try:
+        os.execve(sys.executable, cmd, _env())
+    except OSError as exc:
+        logger.debug("not replaced by the dataset step (%s): it runs in this process", exc)
+    return supervise(folder)
+
+
+# --- the run's last part, in the process the crawl became ----------------------------------------
+class _Stops:
+    """Ctrl-C or SIGTERM while a step runs: the first ends the step (SIGTERM, then SIGKILL
+    after the grace period), a second one ends it at once: the forced shutdown."""
+
+    def __init__(self, heard: int) -> None:
+        self.heard = heard
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> _Stops:
+        for sig in _STOPS:
+            signal.signal(sig, self._handle)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)  # pending ones arrive now
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.heard += 1
+        name = signal.Signals(signum).name
+        if self.heard == 1:
+            logger.info("Received %s: ending the dataset step", name)
+            return
+        logger.info("Received %s twice, forcing unclean shutdown", name)
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+
+    def end(self, proc: subprocess.Popen[bytes]) -> None:
+        """SIGTERM, then SIGKILL if it does not end within the grace period."""
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            proc.wait(_GRACE)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _step(job_file: Path, step: str, stops: _Stops) -> str | None:
+    """Run one step in a child; None, or the line that says why it did not finish."""
+    job = json.loads(job_file.read_text("utf-8"))
+    dataset = job["dataset"]
+    result = job_file.with_name(f"{step}.result.txt")
+    cmd = [sys.executable, "-m", _MODULE, str(job_file), str(result), step]
+    # Arrow's default pool (mimalloc) kept the row groups' freed pages: 30 MB more at the peak
+    # than the system allocator, for the same bytes written. One may still choose another.
+    env = {"ARROW_DEFAULT_MEMORY_POOL": "system", **_env()}
+    try:
+        stops.proc = proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
     except OSError as exc:
         return f"dataset {dataset} not replaced: {exc.strerror or exc}"
+    try:
+        while proc.poll() is None and not stops.heard:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(POLL)
+        if stops.heard:
+            stops.end(proc)
+            return _stopped_line(job, step)
+    finally:
+        stops.proc = None
+    if proc.returncode == 0:
+        return None
+    said = result.read_text("utf-8").strip() if result.exists() else ""
     return said or (
         f"dataset {dataset} not replaced: the process writing it ended with status "
         f"{proc.returncode}"
     )
+
+
+def _steps(folder: Path, job: dict[str, Any], stops: _Stops) -> str | None:
+    if stops.heard:  # heard between the crawl's end and now: nothing is started
+        return _stopped_line(job, STEPS[0])
+    for step in STEPS:
+        if step == "report" and job["report"] is None:
+            continue
+        if problem := _step(folder / "job.json", step, stops):
+            if step != "report":
+                _discard_tables(folder / _TABLES, Path(job["dataset"]))
+            return problem
+    return None
+
+
+def _discard_tables(handoff: Path, target: Path) -> None:
+    """The hidden folder the tables step wrote, unless it was swapped in after all (a stop
+    that came as the dataset step was ending)."""
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        folder = Path(json.loads(handoff.read_text("utf-8"))["folder"])
+        if folder.resolve() != target.resolve():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def supervise(folder: Path) -> int:
+    """The dataset step, the report step, then the run report; the run's exit status."""
+    job = json.loads((folder / "job.json").read_text("utf-8"))
+    _log_like_the_crawl(job.get("log") or {})
+    try:
+        with _Stops(job.get("signals", 0)) as stops:
+            problem = _steps(folder, job, stops)
+            forced = stops.heard > 1
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return conclude(job, problem, forced=forced)
+
+
+def _log_like_the_crawl(log: dict[str, Any]) -> None:
+    """Lines in the crawl's format, level and file (``LOG_FILE``, else stderr)."""
+    root = logging.getLogger()
+    if root.handlers:  # still the crawl's process (it could not be replaced)
+        return
+    if not log.get("enabled", True):
+        root.addHandler(logging.NullHandler())
+        return
+    handler: logging.Handler = (
+        logging.FileHandler(log["file"], encoding=log.get("encoding") or "utf-8")
+        if log.get("file")
+        else logging.StreamHandler(sys.stderr)
+    )
+    handler.setFormatter(logging.Formatter(log.get("format"), log.get("datefmt")))
+    root.addHandler(handler)
+    root.setLevel(log.get("level") or logging.INFO)
+
+
+def _remember_rerun(rerun: dict[str, Any] | None) -> None:
+    """The rerun key of a complete run (``crawler.reuse``), once the dataset and report it
+    stamps are in; a failure here only means the next run crawls."""
+    if rerun is None:
+        return
+    from crawler import reuse
+    from crawler.sources import Source
+    from crawler.state.store import StateError, StateStore
+
+    read = [(Source(*source), sha) for source, sha in rerun["read"]]
+    try:
+        key = reuse.rerun_key(rerun["settings"], read, [Path(p) for p in rerun["outputs"]])
+        store = StateStore(rerun["state_db"])
+        try:
+            store.remember_rerun(
+                rerun["snapshot"], key, time.time(), rerun["valid_until"], rerun["summary"]
+            )
+        finally:
+            store.close()
+    except (OSError, StateError) as exc:
+        logger.debug("rerun key not stored (%s): the next run crawls", exc)
+
+
+def conclude(job: dict[str, Any], problem: str | None, *, forced: bool = False) -> int:
+    """The run report with the dataset's outcome, written; the run's exit status: 5 if the
+    dataset or report failed, 1 after a forced shutdown (README "Exit status")."""
+    report = copy.deepcopy(job["run_report"])
+    status = int(job["exit_status"])
+    report["dataset"] = "written" if problem is None and not forced else "failed"
+    if problem is not None:
+        logging.getLogger("crawler.outcome").error("%s", problem)
+        report["problems"].append(problem)
+        stats = report["stats"]
+        for key in ("output/failed", "log_count/ERROR"):
+            stats[key] = int(stats.get(key, 0)) + 1
+        status = status if status == NOT_COMPLETED else FAILED
+    if forced:
+        report["finish_reason"], status = job["forced_reason"], NOT_COMPLETED
+    report["exit_status"] = status
+    if status == 0:
+        _remember_rerun(job.get("rerun"))
+    path = Path(job["run_report_file"])
+    try:
+        atomic_write(path, json.dumps(report, indent=2, ensure_ascii=False).encode() + b"\n")
+    except OSError as exc:
+        logging.getLogger("crawler.outcome").error(
+            "run report %s not written: %s", path, exc.strerror or exc
+        )
+        status = status if status == NOT_COMPLETED else FAILED
+    return status
 
 
 # --- in the child ---------------------------------------------------------------------------------
@@ -140,49 +332,90 @@ def _orphaned_ends_me() -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def run(job: dict[str, Any]) -> str | None:
-    """Write the dataset, then the report; None, or the one line that says what failed."""
-    dataset = Path(job["dataset"])
+def _exception_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def _tables(job: dict[str, Any], handoff: Path) -> None:
+    """The Parquet tables in a new hidden folder (pyarrow's and the heap's peak)."""
+    from crawler.export.dataset import build_tables
+
+    tables = build_tables(
+        Path(job["snapshot"]),
+        Path(job["dataset"]),
+        checked=True,  # the snapshot holds only records the record pipeline validated
+        posts=job["posts"],
+    )
+    done = {"folder": str(tables.folder), "rows": tables.rows, "period": list(tables.period)}
+    handoff.write_text(json.dumps(done), "utf-8")
+
+
+def _finish(job: dict[str, Any], handoff: Path) -> None:
+    """DuckDB, the manifest and the card, then the swap (DuckDB's peak, on a fresh heap)."""
+    from crawler.export.dataset import Tables, finish_dataset
+
+    done = json.loads(handoff.read_text("utf-8"))
+    finish_dataset(
+        Tables(Path(done["folder"]), done["rows"], tuple(done["period"])),
+        Path(job["snapshot"]),
+        Path(job["dataset"]),
+        run_report=job["run_report"],
+        built_from=job["built_from"],
+    )
+
+
+def _dataset(job: dict[str, Any], step: str, handoff: Path) -> str | None:
     try:
-        from crawler.export.dataset import DatasetError, one_line, write_dataset
-        from crawler.export.report import write_report
+        from crawler.export.dataset import DatasetError
     except Exception as exc:  # a broken install: one line, like any other failure
-        return f"dataset {dataset} not replaced: {_one_line(exc)}"
+        return f"dataset {job['dataset']} not replaced: {_one_line(exc)}"
     try:
-        write_dataset(
-            Path(job["snapshot"]),
-            dataset,
-            run_report=job["run_report"],
-            checked=True,  # the snapshot holds only records the record pipeline validated
-            posts=job["posts"],
-            built_from=job["built_from"],
-        )
-        if job["report"] is not None:
-            write_report(
-                Path(job["report"]),
-                dataset,
-                run_report=job["run_report"],
-                changes=job["changes"],
-                built_from=job["built_from"],
-            )
+        (_tables if step == "tables" else _finish)(job, handoff)
     except DatasetError as exc:
         return str(exc)
-    except Exception as exc:  # matplotlib, DuckDB, pyarrow: one line, never a traceback
-        return f"report not written: {one_line(exc)}"
+    except Exception as exc:  # write_dataset says why in a DatasetError; anything else: a bug
+        return f"dataset {job['dataset']} not replaced: {_exception_line(exc)}"
     return None
+
+
+def _report(job: dict[str, Any]) -> str | None:
+    """Its own process: matplotlib's peak never adds to pyarrow's and DuckDB's."""
+    try:
+        from crawler.export.report import write_report
+    except Exception as exc:
+        return f"report {job['report']} not written: {_one_line(exc)}"
+    try:
+        write_report(
+            Path(job["report"]),
+            Path(job["dataset"]),
+            run_report=job["run_report"],
+            changes=job["changes"],
+            built_from=job["built_from"],
+        )
+    except Exception as exc:  # matplotlib, DuckDB, pyarrow: one line, never a traceback
+        return f"report not written: {_exception_line(exc)}"
+    return None
+
+
+def run(job: dict[str, Any], step: str, handoff: Path) -> str | None:
+    """One step of :data:`STEPS`; None, or the one line that says what failed."""
+    return _report(job) if step == "report" else _dataset(job, step, handoff)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    # Ctrl-C reaches the whole process group: the crawl hears it and ends this process (with
+    if args[0] == "--finish":
+        return supervise(Path(args[1]))
+    # Ctrl-C reaches the whole process group: the run hears it and ends this process (with
     # SIGTERM, silently) rather than each of them printing a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _orphaned_ends_me()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s [%(name)s] %(levelname)s: %(message)s"
     )
-    job_path, result_path = Path(args[0]), Path(args[1])
-    problem = run(json.loads(job_path.read_text("utf-8")))
+    job_path, result_path, step = Path(args[0]), Path(args[1]), args[2]
+    problem = run(json.loads(job_path.read_text("utf-8")), step, job_path.with_name(_TABLES))
     if problem is None:
         return 0
     result_path.write_text(problem + "\n", encoding="utf-8")

@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from crawler.export.contract import SCHEMA_VERSION
 from crawler.export.tables import (
     FOREIGN_KEYS,
     PRIMARY_KEYS,
@@ -26,7 +27,6 @@ from crawler.export.tables import (
     TABLE_NAMES,
     description,
 )
-from crawler.record import SCHEMA_VERSION
 
 CARD_FILE = "README.md"
 CROISSANT_FILE = "croissant.json"

@@ -21,7 +21,7 @@ import secrets
 import shutil
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import cache
 from glob import escape
@@ -29,12 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from jsonschema import Draft7Validator
-from jsonschema.protocols import Validator
 
 from crawler.export.card import write_card
+from crawler.export.contract import SCHEMA_VERSION, record_schema, sort_key
 from crawler.export.files import fsync_dir, posts_file
-from crawler.export.jsonlines import sort_key
 from crawler.export.ownership import (
     MANIFEST,
     MARKER,
@@ -56,11 +54,13 @@ from crawler.export.tables import (
     entry_row,
     is_paper_leaf,
 )
-from crawler.record import SCHEMA_VERSION, schema, schema_errors
 
 logger = logging.getLogger(__name__)
 
-BATCH_ROWS = 4096  # rows per Parquet row group and per staging write
+BATCH_ROWS = 4096  # rows per Parquet row group
+# Rows per staging write: a tweet row carries its whole JSON (embed HTML, details, history), and
+# 4,096 of them waiting were 40 MB. The upserts run in the same order whatever the batch.
+STAGE_ROWS = 256
 DUCKDB_FILE = "hot_papers.duckdb"
 MANIFEST_FILE = MANIFEST
 _STAGING_FILE = ".staging.sqlite3"
@@ -109,30 +109,85 @@ def write_dataset(
     chained) propagates. ``built_from``: the key of the inputs (``crawler.export.unchanged``),
     kept in the manifest so a run with the same inputs can keep the folder as it is.
     """
+    tables = build_tables(snapshot, target, checked=checked, posts=posts)
+    return finish_dataset(tables, snapshot, target, run_report=run_report, built_from=built_from)
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The Parquet tables in a new hidden folder beside the target, not yet swapped in."""
+
+    folder: Path
+    rows: dict[str, int]  # per table
+    period: tuple[str | None, str | None]
+
+
+def build_tables(
+    snapshot: Path,
+    target: Path,
+    *,
+    checked: bool = False,
+    posts: Iterable[Mapping[str, Any]] | None = None,
+) -> Tables:
+    """The first half of :func:`write_dataset`: every table's Parquet file. The dataset step
+    runs the halves in two processes, so DuckDB's peak never adds to what the Parquet writers
+    leave behind in the heap."""
     snapshot, target = Path(snapshot), Path(target)
     if problem := dataset_problem(target):
         raise DatasetError(problem)
     folder = target.parent / f".{target.name}-{secrets.token_hex(6)}"
-    try:
+    with _discarded_on_failure(folder, target):
         target.parent.mkdir(parents=True, exist_ok=True)
         folder.mkdir()
         mark_folder(folder)  # first: a killed run's leftover is recognisably ours too
         read = list(posts) if posts is not None else read_posts(snapshot)
         rows, period = _build(snapshot, folder, checked=checked, posts=read)
+    return Tables(folder, rows, period)
+
+
+def finish_dataset(
+    tables: Tables,
+    snapshot: Path,
+    target: Path,
+    *,
+    run_report: dict[str, Any] | None = None,
+    built_from: str | None = None,
+) -> DatasetSummary:
+    """The second half of :func:`write_dataset`: the DuckDB file, the manifest and the card,
+    then the folder swapped in at ``target``."""
+    snapshot, target, folder = Path(snapshot), Path(target), tables.folder
+    rows, period = tables.rows, tables.period
+    with _discarded_on_failure(folder, target):
         _write_duckdb(folder)
         _write_manifest(folder, snapshot, rows, period, run_report, built_from)
         write_card(folder, rows=rows, period=period, run_report=run_report)
         (folder / MARKER).unlink()  # the manifest marks the finished folder as ours
         _sync_tree(folder)
         _swap(target, folder)
+    _remove_old(target, keep=folder)
+    return DatasetSummary(target, folder, rows, *period)
+
+
+@contextmanager
+def _discarded_on_failure(folder: Path, target: Path) -> Iterator[None]:
+    """On any failure the new folder goes and the previous dataset stays: one line, the
+    cause chained."""
+    try:
+        yield
     except Exception as exc:
         shutil.rmtree(folder, ignore_errors=True)
         raise DatasetError(f"dataset {target} not replaced: {one_line(exc)}") from exc
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    _remove_old(target, keep=folder)
-    return DatasetSummary(target, folder, rows, *period)
+
+
+def schema_errors(record: dict[str, Any]) -> list[str]:
+    """The record's violations of its schema, for a snapshot this run did not write. The
+    record package (lxml, ftfy, fastjsonschema) is imported only then."""
+    from crawler.record import schema_errors as errors
+
+    return errors(record)
 
 
 def _records(snapshot: Path, *, checked: bool) -> Iterator[dict[str, Any]]:
@@ -158,8 +213,10 @@ def _records(snapshot: Path, *, checked: bool) -> Iterator[dict[str, Any]]:
 
 
 @cache
-def _post_validator() -> Validator:
-    whole = schema()  # evolved from the whole schema, so its $refs resolve as in a record
+def _post_validator() -> Any:
+    from jsonschema import Draft7Validator  # only for a posts list read back from its file
+
+    whole = record_schema()  # evolved from the whole schema, so its $refs resolve as in a record
     return Draft7Validator(whole).evolve(schema=whole["properties"]["post"])
 
 
@@ -307,7 +364,7 @@ class _Stage:
     def add(self, sql: str, params: tuple[Any, ...]) -> None:
         rows = self.pending[sql]
         rows.append(params)
-        if len(rows) >= BATCH_ROWS:
+        if len(rows) >= STAGE_ROWS:
             self.flush()
 
     def flush(self) -> None:

@@ -22,20 +22,15 @@ from typing import IO, Any
 from itemadapter import ItemAdapter
 from scrapy.exporters import BaseItemExporter
 
+from crawler.export.contract import sort_key
 from crawler.export.ownership import mark_folder
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["sort_key"]  # the snapshot's order, defined where the dataset step reads it too
+
 RECORDS_IN_FILE = "records_in_file"  # attribute set on the file: records accounted for
 EXPORT_FAILED = "export_failed"  # attribute set on the file: why the export failed
-
-
-def sort_key(record: dict[str, Any]) -> str:
-    post = record.get("post") or {}
-    return "\x00".join(
-        (post.get("published_at") or "", post.get("slug") or "", f"{record.get('rank', 0):010d}",
-         post.get("source") or "")
-    )  # fmt: skip
 
 
 def dumps(record: dict[str, Any]) -> bytes:

@@ -26,9 +26,9 @@ from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from crawler.export.contract import TABLE_NAMES
 from crawler.export.files import atomic_write
 from crawler.export.ownership import REPORT_MARK, report_problem
-from crawler.export.tables import TABLE_NAMES
 from crawler.export.unchanged import report_meta
 
 if TYPE_CHECKING:

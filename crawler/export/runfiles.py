@@ -29,8 +29,8 @@ from scrapy.settings import BaseSettings
 from crawler import reuse
 from crawler import signals as our_signals
 from crawler.export import analysis
+from crawler.export.contract import sort_key
 from crawler.export.files import atomic_write, posts_file
-from crawler.export.jsonlines import sort_key
 from crawler.export.ownership import posts_problem
 from crawler.export.unchanged import inputs_key, up_to_date
 from crawler.items import Post
@@ -153,6 +153,7 @@ class RunFiles:
         # The dataset and report: "written", "unchanged" (kept: built from these very inputs),
         # "failed", or None when not attempted (turned off, not JSON Lines, snapshot kept).
         self.analysis: str | None = None
+        self.deferred: dict[str, Any] | None = None  # the dataset step's job, once the crawl ends
         self.posts: dict[str, dict[str, Any]] = {}  # every digest read, by post ID
         self.finished_at: datetime | None = None  # one instant for every file of the run
         self.read: list[tuple[Source, str]] = []  # every digest read, with its bytes' SHA-256
@@ -307,7 +308,14 @@ class RunFiles:
                 self._hits.close()
         if self.replaced():
             self._write_posts()
-            await self.write_analysis(self.report(changes_file))
+            self.deferred = self.analysis_job(changes_file)
+        if self.deferred is not None:
+            # The dataset step writes the run report once it is done (analysis.hand_over);
+            # from here a stop is the dataset step's.
+            self.report_written = True
+            self.deferred["rerun"] = self._rerun_job()
+            analysis.take_signals()
+            return
         self.write_report(changes_file)
         self._remember_rerun()
 
@@ -327,6 +335,23 @@ class RunFiles:
             )
         except (OSError, StateError) as exc:
             logger.debug("rerun key not stored (%s): the next run crawls", exc)
+
+    def _rerun_job(self) -> dict[str, Any] | None:
+        """What the dataset step needs to leave the rerun key once the dataset and report are
+        in (the key stamps them): None when this run must not be skipped next time."""
+        assert self.path is not None and self.state is not None
+        summary = self._rerun_summary()
+        if summary is None:
+            return None
+        return {
+            "state_db": str(self.state.store.path),
+            "snapshot": str(self.path.resolve()),
+            "settings": self.crawler.settings.get(reuse.SETTINGS_DIGEST),
+            "read": [[[s.url, s.name, s.record_name], sha] for s, sha in self.read],
+            "outputs": [str(p) for p in rerun_outputs(self.path, self.crawler.settings)],
+            "valid_until": self.state.valid_until,
+            "summary": summary | {"dataset": "unchanged"},
+        }
 
     def _rerun_summary(self) -> dict[str, Any] | None:
         """What a skipped rerun reports; None when this run must not be skipped next time."""
@@ -356,21 +381,23 @@ class RunFiles:
             "warnings_total": len(self.warnings),
         }
 
-    async def write_analysis(self, run_report: dict[str, Any]) -> None:
+    def analysis_job(self, changes_file: Path | None) -> dict[str, Any] | None:
         """The dataset folder and the HTML report, replaced like the snapshot, only when the
         snapshot was: a run that keeps the previous snapshot keeps the previous dataset. When
         both were built from these very inputs (a byte-identical snapshot, the same code) they
-        are kept as they are: rebuilding would cost seconds to write the same data."""
+        are kept as they are: rebuilding would cost seconds to write the same data. Else the
+        job for the dataset step, which runs once the crawl has ended (``analysis.hand_over``)
+        so its memory never adds to the crawl's."""
         assert self.path is not None
         if self.dataset_dir is None:
-            return
+            return None
         if not writes_dataset(self.path):
             logger.info("no dataset: the snapshot %s is not JSON Lines", self.path)
-            return
+            return None
         key = self._inputs_key()
         if key is not None and not self.changes and self._kept(key):
-            return
-        self.analysis = "written" if await self._build(run_report, key) else "failed"
+            return None
+        return self._job(self.report(changes_file), key)
 
     def _kept(self, key: str) -> bool:
         """Keep the dataset and report if they show exactly these inputs already."""
@@ -394,25 +421,28 @@ class RunFiles:
             logger.debug("inputs of the dataset not hashed (%s): rebuilt", exc)
             return None
 
-    async def _build(self, run_report: dict[str, Any], key: str | None) -> bool:
-        """Write the dataset and the report in a child process (``crawler.export.analysis``),
-        so this one never loads pyarrow, DuckDB and matplotlib and hears a stop meanwhile; a
-        failure is the run's output failure (exit 5), one line."""
+    def _job(self, run_report: dict[str, Any], key: str | None) -> dict[str, Any]:
+        """What the dataset and report steps need, and what completes the run report."""
         assert self.path is not None and self.dataset_dir is not None
-        job = {
+        settings = self.crawler.settings
+        return {
             "snapshot": str(self.path),
             "dataset": str(self.dataset_dir),
             "report": None if self.report_file is None else str(self.report_file),
             "run_report": run_report,
+            "run_report_file": str(run_report_path(self.path)),
             "changes": self.changes,
             "posts": list(self.posts.values()),
             "built_from": key,
+            "log": {
+                "enabled": settings.getbool("LOG_ENABLED", True),
+                "file": settings.get("LOG_FILE"),
+                "encoding": settings.get("LOG_ENCODING"),
+                "level": settings.get("LOG_LEVEL"),
+                "format": settings.get("LOG_FORMAT"),
+                "datefmt": settings.get("LOG_DATEFORMAT"),
+            },
         }
-        problem = await analysis.build(job, stopped=lambda: not self.crawler.crawling)
-        if problem is not None:
-            self.outcome.output_failed(problem)
-            return False
-        return True
 
     def report(self, changes_file: Path | None) -> dict[str, Any]:
         stats = self.crawler.stats.get_stats()

@@ -27,24 +27,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crawler.record import schema as record_schema
+from crawler.export.contract import TABLE_NAMES, record_schema
 
 STRING = pa.string()
 INT = pa.int64()
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
 DATE = pa.date32()
 ITEM = "*"  # a path step into the items of an array
-
-TABLE_NAMES = (
-    "entries",
-    "papers",
-    "tweets",
-    "entry_tweets",
-    "tweet_history",
-    "paper_history",
-    "citations_by_year",
-    "posts",
-)
 
 _JSON_TYPES: dict[str, pa.DataType] = {
     "string": STRING,
@@ -698,23 +687,45 @@ class Rows:
 
 
 class TableWriter:
-    """One table's Parquet file, written a batch (one row group) at a time: memory stays flat."""
+    """One table's Parquet file, written a batch (one row group) at a time: memory stays flat.
+
+    Rows become Arrow a chunk of ``CHUNK_ROWS`` at a time, and the chunks of a row group are
+    joined only to be written: a row group of Python dicts, strings and datetimes took ~3x the
+    memory of its Arrow columns (160 MB for the entries of 4,096 records). The file is the same
+    to the byte: each row group is still one contiguous batch of ``batch_rows`` rows.
+    """
+
+    CHUNK_ROWS = 256
 
     def __init__(self, where: Any, schema: pa.Schema, *, batch_rows: int = 4096) -> None:
         self.rows = Rows(schema)
         self.batch_rows = batch_rows
         self.written = 0
+        self._chunks: list[pa.RecordBatch] = []
+        self._buffered = 0  # rows in the chunks
         self._writer = pq.ParquetWriter(where, schema, compression="zstd")
 
     def append(self, row: Mapping[str, Any]) -> None:
         self.rows.append(row)
-        if len(self.rows) >= self.batch_rows:
+        if len(self.rows) >= self.CHUNK_ROWS:
+            self._chunk()
+        if self._buffered + len(self.rows) >= self.batch_rows:
             self.flush()
 
-    def flush(self) -> None:
+    def _chunk(self) -> None:
         if len(self.rows):
-            self.written += len(self.rows)
-            self._writer.write_batch(self.rows.take())
+            self._buffered += len(self.rows)
+            self._chunks.append(self.rows.take())
+
+    def flush(self) -> None:
+        self._chunk()
+        if not self._chunks:
+            return
+        batch = pa.Table.from_batches(self._chunks).combine_chunks().to_batches()[0]
+        self._chunks = []
+        self.written += self._buffered
+        self._buffered = 0
+        self._writer.write_batch(batch)
 
     def close(self) -> None:
         """Write what is buffered and the file's footer; the file is complete afterwards."""

@@ -20,9 +20,9 @@ from crawler.state.extension import State
 from crawler.state.store import StateStore, Write, utc_ms_text
 from tests.helpers import project_crawler
 
-ROWS = st.lists(
-    st.tuples(st.integers(0, 2000), st.integers(0, 400)), min_size=1, max_size=5
-).map(lambda rows: sorted((float(a), float(d)) for a, d in rows))
+ROWS = st.lists(st.tuples(st.integers(0, 2000), st.integers(0, 400)), min_size=1, max_size=5).map(
+    lambda rows: sorted((float(a), float(d)) for a, d in rows)
+)
 
 
 @given(ROWS, st.integers(0, 3000 * 86400), st.integers(0, 3000 * 86400))
