@@ -85,9 +85,14 @@ def _name(requirement: str) -> str:
 
 
 def settings_digest(settings: Mapping[str, Any]) -> str:
-    """The settings a run was given, logging and progress left out."""
+    """The code this process runs (:func:`code_digest`) and the settings a run was given,
+    logging and progress left out. Taken as the run starts and handed to whatever leaves its
+    key (the crawl, or the dataset step it becomes): code deployed while it crawled is not the
+    code that wrote its outputs."""
     shown = {name: repr(value) for name, value in settings.items() if not name.startswith(_QUIET)}
-    return hashlib.sha256(json.dumps(shown, sort_keys=True).encode()).hexdigest()
+    h = hashlib.sha256(code_digest().encode())
+    h.update(json.dumps(shown, sort_keys=True).encode())
+    return h.hexdigest()
 
 
 def read_source(source: Source) -> str | None:
@@ -130,9 +135,9 @@ def _stat(path: Path) -> list[int]:
 
 
 def rerun_key(settings: str, sources: Iterable[tuple[Source, str]], outputs: Iterable[Path]) -> str:
-    """The key of a run: code, settings, sources (each with its bytes' SHA-256) and outputs."""
-    h = hashlib.sha256(code_digest().encode())
-    h.update(settings.encode())
+    """The key of a run: code and settings (``settings``: :func:`settings_digest`), sources
+    (each with its bytes' SHA-256) and outputs."""
+    h = hashlib.sha256(settings.encode())
     listed = sorted((s.url, s.name, s.record_name, digest) for s, digest in sources)
     h.update(json.dumps(listed).encode())
     h.update(json.dumps([[str(p), stamp(p)] for p in outputs]).encode())

@@ -93,11 +93,16 @@ def _crawl_in(project: Path, cmd: list[str | bytes], log: Path, env: dict[str, s
     return Running(proc, log, Path(str(cmd[cmd.index("-O") + 1])))
 
 
+ANALYSIS = {"DATASET_DIR": "{name}.dataset", "REPORT_FILE": "{name}.report.html"}
+
+
+@pytest.mark.parametrize("dataset", [False, True], ids=["crawl-leaves-the-key", "dataset-step"])
 def test_code_deployed_while_a_run_crawls_is_not_the_code_that_wrote_its_outputs(
-    tmp_path: Path, standin: StandIn
+    tmp_path: Path, standin: StandIn, dataset: bool
 ) -> None:
-    """The key hashed the code when the run ended: a deploy during a long crawl made the next
-    run, on the new code, skip and keep what the old code wrote."""
+    """The key hashed the code when the run ended (in the dataset step the crawl becomes, a
+    process started then): a deploy during a long crawl made the next run, on the new code,
+    skip and keep what the old code wrote."""
     project = _copy_of_the_crawler(tmp_path / "project")
     hook = tmp_path / "hook"
     hook.mkdir()
@@ -109,7 +114,7 @@ def test_code_deployed_while_a_run_crawls_is_not_the_code_that_wrote_its_outputs
     shutil.copy(SAMPLES[0], mount / SAMPLES[0].name)
     out = tmp_path / "out" / "digests.jsonl"
     cmd = crawl_command(out, (standin.arxiv_url, standin.oembed_url), "-a",
-                        f"source={mount}/*.txt", settings=FAST)  # fmt: skip
+                        f"source={mount}/*.txt", settings=FAST | (ANALYSIS if dataset else {}))  # fmt: skip
     env = {"PYTHONPATH": f"{hook}{os.pathsep}{project}", "HUNG_MOUNT_FIFO": str(fifo)}
     running = _crawl_in(project, cmd, tmp_path / "first.log", env)
     try:

@@ -342,9 +342,6 @@ class Command(ScrapyCrawl):
         are read for it (a hung mount) ends the run: exit 1, with a run report."""
         settings = self.settings
         assert settings is not None
-        # The code this run starts with, hashed now (cached for the key it leaves at its end):
-        # code deployed while it crawls is not the code that wrote its outputs.
-        reuse.code_digest()
         digest = reuse.settings_digest({**settings.copy_to_dict(), "-a": _arguments(opts)})
         settings.set(reuse.SETTINGS_DIGEST, digest, priority="cmdline")
         snapshot, state_db = snapshot_path(settings), settings.get("STATE_DB")
