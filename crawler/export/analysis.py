@@ -306,8 +306,6 @@ def conclude(job: dict[str, Any], problem: str | None, *, forced: bool = False) 
     if forced:
         report["finish_reason"], status = job["forced_reason"], NOT_COMPLETED
     report["exit_status"] = status
-    if status == 0:
-        _remember_rerun(job.get("rerun"))
     path = Path(job["run_report_file"])
     try:
         atomic_write(path, json.dumps(report, indent=2, ensure_ascii=False).encode() + b"\n")
@@ -316,6 +314,8 @@ def conclude(job: dict[str, Any], problem: str | None, *, forced: bool = False) 
             "run report %s not written: %s", path, exc.strerror or exc
         )
         status = status if status == NOT_COMPLETED else FAILED
+    if status == 0:  # only now: a run whose report failed (exit 5) is not one to skip after
+        _remember_rerun(job.get("rerun"))
     return status
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from crawler import reuse
+from crawler.export import analysis
+from crawler.state.store import StateStore
 
 
 def test_an_output_edited_in_place_with_its_mtime_given_back_is_a_change(tmp_path: Path) -> None:
@@ -35,3 +38,30 @@ def _until_file_times_move_past(ctime_ns: int, probe: Path) -> None:
         probe.write_bytes(b"")
         if probe.stat().st_ctime_ns > ctime_ns:
             return
+
+
+def test_a_run_whose_report_was_not_written_leaves_no_rerun_key(tmp_path: Path) -> None:
+    """The dataset step left the key before it wrote the run report: a report that failed
+    (exit 5) still let the next run skip, reporting "unchanged since" a run that failed."""
+    state = tmp_path / "state.sqlite3"
+    StateStore(state).close()
+    report_file = tmp_path / "digests.run.json"
+    report_file.mkdir()  # a run report cannot replace a folder
+    rerun = {
+        "state_db": str(state), "snapshot": str(tmp_path / "digests.jsonl"), "settings": "s",
+        "read": [], "outputs": [], "valid_until": time.time() + 3600,
+        "summary": {"run_id": "r"},
+    }  # fmt: skip
+    job = {
+        "run_report": {"problems": [], "stats": {}}, "exit_status": 0,
+        "forced_reason": "shutdown forced", "run_report_file": str(report_file), "rerun": rerun,
+    }  # fmt: skip
+    assert analysis.conclude(job, None) == 5
+    store = StateStore(state)
+    assert store.rerun(rerun["snapshot"]) is None
+    store.close()
+    report_file.rmdir()
+    assert analysis.conclude(job, None) == 0  # the same run with its report written
+    store = StateStore(state)
+    assert store.rerun(rerun["snapshot"]) is not None
+    store.close()
