@@ -47,8 +47,9 @@ def test_a_run_whose_report_was_not_written_leaves_no_rerun_key(tmp_path: Path) 
     StateStore(state).close()
     report_file = tmp_path / "digests.run.json"
     report_file.mkdir()  # a run report cannot replace a folder
+    snapshot = str(tmp_path / "digests.jsonl")
     rerun = {
-        "state_db": str(state), "snapshot": str(tmp_path / "digests.jsonl"), "settings": "s",
+        "state_db": str(state), "snapshot": snapshot, "settings": "s",
         "read": [], "outputs": [], "valid_until": time.time() + 3600,
         "summary": {"run_id": "r"},
     }  # fmt: skip
@@ -58,10 +59,10 @@ def test_a_run_whose_report_was_not_written_leaves_no_rerun_key(tmp_path: Path) 
     }  # fmt: skip
     assert analysis.conclude(job, None) == 5
     store = StateStore(state)
-    assert store.rerun(rerun["snapshot"]) is None
+    assert store.rerun(snapshot) is None
     store.close()
     report_file.rmdir()
     assert analysis.conclude(job, None) == 0  # the same run with its report written
     store = StateStore(state)
-    assert store.rerun(rerun["snapshot"]) is not None
+    assert store.rerun(snapshot) is not None
     store.close()
