@@ -140,6 +140,9 @@ def run_profile(
             "OPENALEX_DELAY": 0,
             "LOG_LEVEL": "INFO",
             "STATE_DB": fresh(work / f"state-{name}.sqlite3"),
+            # The crawl alone, on both sides: the crawl's process now becomes the dataset step
+            # (os.execv), and an exec never lets cProfile write its file.
+            "DATASET_DIR": "",
         }
         out = work / f"{name}.jsonl"
         m = measure(
