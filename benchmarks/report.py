@@ -91,6 +91,9 @@ def render(
     cost = out / "cost.json"
     if cost.exists():
         text += "\n".join(cost_markdown(json.loads(cost.read_text()))) + "\n"
+    notes = out / "cost_notes.md"  # figures written by hand, with the command behind them
+    if notes.exists():
+        text += "\n" + notes.read_text("utf-8").strip() + "\n"
     (out / "results.md").write_text(text)
     if figure:
         plot(rows, out / "scale.png")
