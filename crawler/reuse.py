@@ -35,6 +35,7 @@ from urllib.request import url2pathname
 
 from crawler.export.files import atomic_write
 from crawler.sources import Source, expand_sources
+from crawler.state.store import Rerun, read_rerun
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ def rerun_key(settings: str, sources: Iterable[tuple[Source, str]], outputs: Ite
     return h.hexdigest()
 
 
-def _stored(state_db: str, snapshot: str) -> tuple[str, float, float, dict[str, Any]] | None:
+def _stored(state_db: str, snapshot: str) -> Rerun | None:
     """The rerun row for ``snapshot``, read without writing anything (any problem: None, and
     the crawl that follows reports it)."""
     import sqlite3
@@ -154,16 +155,11 @@ def _stored(state_db: str, snapshot: str) -> tuple[str, float, float, dict[str, 
     except sqlite3.Error:
         return None
     try:
-        row = db.execute(
-            "SELECT key, written_at, valid_until, summary FROM reruns WHERE snapshot = ?",
-            (snapshot,),
-        ).fetchone()
-        summary = json.loads(row[3]) if row is not None else None
-    except (sqlite3.Error, ValueError):
+        return read_rerun(db, snapshot)
+    except sqlite3.Error:
         return None
     finally:
         db.close()
-    return (row[0], row[1], row[2], summary) if isinstance(summary, dict) else None
 
 
 def unchanged_since(

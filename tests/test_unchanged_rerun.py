@@ -35,6 +35,20 @@ pytestmark = pytest.mark.e2e
 FAST: dict[str, object] = {"ARXIV_DELAY": 0.2, "RETRY_BACKOFF_BASE": 0.05, "S2_DELAY": 0.2}
 
 
+def hung_mount(tmp_path: Path, hook_text: str) -> tuple[Path, Path, Path]:
+    """(hook folder, FIFO, mount folder holding one sample): with the hook on PYTHONPATH, a
+    listing of the mount blocks until someone writes the FIFO (see ``HUNG_MOUNT``)."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(hook_text)
+    fifo = tmp_path / "mount.fifo"
+    os.mkfifo(fifo)
+    mount = tmp_path / "hung-mount"
+    mount.mkdir()
+    shutil.copy(SAMPLES[0], mount / SAMPLES[0].name)
+    return hook, fifo, mount
+
+
 IGNORED = (".run.json", ".lock", "-wal", "-shm", "state.sqlite3")
 
 
@@ -198,14 +212,7 @@ def test_a_stop_is_heard_while_the_sources_are_read_to_see_whether_anything_chan
 ) -> None:
     """The check reads every source before Scrapy starts: a hung mount there held a stop off
     (signals reach Scrapy's handlers only once the crawl runs)."""
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(HUNG_MOUNT)
-    fifo = tmp_path / "mount.fifo"
-    os.mkfifo(fifo)
-    mount = tmp_path / "hung-mount"
-    mount.mkdir()
-    shutil.copy(SAMPLES[0], mount / SAMPLES[0].name)
+    hook, fifo, mount = hung_mount(tmp_path, HUNG_MOUNT)
     out = tmp_path / "out" / "digests.jsonl"
     urls = (standin.arxiv_url, standin.oembed_url)
     args = ("-a", f"source={mount}/**/*.txt")

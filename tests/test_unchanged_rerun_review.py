@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, SAMPLES
+from tests.conftest import ROOT
 from tests.standin import Catalogue, StandIn
 from tests.test_invariants import STOP_SAFETY, Running, crawl_command, wait_for
-from tests.test_unchanged_rerun import FAST, Site, _report
+from tests.test_unchanged_rerun import FAST, Site, _report, hung_mount
 
 pytestmark = pytest.mark.e2e
 
@@ -104,14 +104,7 @@ def test_code_deployed_while_a_run_crawls_is_not_the_code_that_wrote_its_outputs
     process started then): a deploy during a long crawl made the next run, on the new code,
     skip and keep what the old code wrote."""
     project = _copy_of_the_crawler(tmp_path / "project")
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(HOLD_ONCE)
-    fifo = tmp_path / "mount.fifo"
-    os.mkfifo(fifo)
-    mount = tmp_path / "hung-mount"
-    mount.mkdir()
-    shutil.copy(SAMPLES[0], mount / SAMPLES[0].name)
+    hook, fifo, mount = hung_mount(tmp_path, HOLD_ONCE)
     out = tmp_path / "out" / "digests.jsonl"
     cmd = crawl_command(out, (standin.arxiv_url, standin.oembed_url), "-a",
                         f"source={mount}/*.txt", settings=FAST | (ANALYSIS if dataset else {}))  # fmt: skip

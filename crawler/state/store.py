@@ -257,21 +257,14 @@ class StateStore:
             ).fetchall()
         return [(i, r, k, key, json.loads(b), json.loads(a)) for i, r, k, key, b, a in rows]
 
-    def rerun(self, snapshot: str) -> tuple[str, float, float, dict[str, Any]] | None:
+    def rerun(self, snapshot: str) -> Rerun | None:
         """(key, written_at, valid_until, summary) a complete run left for ``snapshot``; None
         if there is none (or the file predates them)."""
         with self._errors("cannot be read"):
             try:
-                row = self.db.execute(
-                    "SELECT key, written_at, valid_until, summary FROM reruns WHERE snapshot = ?",
-                    (snapshot,),
-                ).fetchone()
+                return read_rerun(self.db, snapshot)
             except sqlite3.OperationalError:  # no such table: not opened by this version yet
                 return None
-        if row is None:
-            return None
-        summary = _loads(row[3])
-        return (row[0], row[1], row[2], summary) if isinstance(summary, dict) else None
 
     def has_pending_changes(self) -> bool:
         with self._errors("cannot be read"):
@@ -335,6 +328,22 @@ class StateStore:
 
     def close(self) -> None:
         self.db.close()
+
+
+Rerun = tuple[str, float, float, dict[str, Any]]  # key, written_at, valid_until, summary
+
+
+def read_rerun(db: sqlite3.Connection, snapshot: str) -> Rerun | None:
+    """The ``reruns`` row for ``snapshot`` on any connection (the crawl command reads it on a
+    read-only one, before the run opens the state); sqlite3 errors are the caller's."""
+    row = db.execute(
+        "SELECT key, written_at, valid_until, summary FROM reruns WHERE snapshot = ?",
+        (snapshot,),
+    ).fetchone()
+    if row is None:
+        return None
+    summary = _loads(row[3])
+    return (row[0], row[1], row[2], summary) if isinstance(summary, dict) else None
 
 
 def utc_ms_text(now: float) -> str:
