@@ -9,6 +9,7 @@ surrogates from a file name or a JSON escape) is replaced by U+FFFD before the c
 
 from __future__ import annotations
 
+import copy
 import json
 from functools import cache
 from importlib import resources
@@ -40,7 +41,9 @@ def _fast_check() -> Any:
     # Formats (date-time, uri, ...) document the fields; the patterns check them. Asserting
     # them here only would make the fast check stricter than the one that explains (jsonschema
     # treats format as an annotation), and a digest's link "as written" must not drop a record.
-    return fastjsonschema.compile(schema(), use_formats=False)
+    # A copy: compiling rewrites every $ref in place to an absolute URI, and schema() is what
+    # the dataset's record.schema.json and the field descriptions are made from.
+    return fastjsonschema.compile(copy.deepcopy(schema()), use_formats=False)
 
 
 def schema_errors(record: dict[str, Any]) -> list[str]:

@@ -120,3 +120,19 @@ def test_the_key_changes_with_any_source_byte_setting_or_output(tmp_path: Path) 
     assert key() != second
     url = Source("https://example.org/a.md", "https://example.org/a.md", "a.md")
     assert reuse.read_source(url) is None  # a URL is never taken as unchanged
+
+
+def test_compiling_the_fast_validator_leaves_the_schema_as_the_file_says() -> None:
+    """fastjsonschema rewrote the cached schema's $refs in place: what read it afterwards (the
+    dataset's record.schema.json, the field descriptions) depended on what ran first."""
+    import json
+
+    from crawler.export import contract
+    from crawler.record import validate
+
+    validate._fast_check()
+    assert (
+        validate.schema()
+        == contract.record_schema()
+        == json.loads((Path(validate.__file__).parent / "record.schema.json").read_text("utf-8"))
+    )
