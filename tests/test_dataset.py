@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import crawler.export.dataset as dataset_module
+import crawler.export.finish as finish_module
 from crawler.export.dataset import DUCKDB_FILE, DatasetError, write_dataset
 from crawler.export.files import posts_file
 from crawler.export.tables import (
@@ -388,10 +389,10 @@ def test_a_failure_leaves_the_previous_dataset(
     # a failure after every table was written (here: the DuckDB copy) changes nothing either
     write_snapshot(snapshot, small_corpus()[:1])
 
-    def broken(folder: Path) -> None:
+    def broken(folder: Path, notes: Any) -> None:
         raise OSError("disk full\nsecond line")
 
-    monkeypatch.setattr(dataset_module, "_write_duckdb", broken)
+    monkeypatch.setattr(finish_module, "_write_duckdb", broken)
     with pytest.raises(DatasetError, match=r"not replaced: OSError: disk full$"):
         write_dataset(snapshot, target)
     assert os.readlink(target) == before.folder.name
@@ -664,8 +665,8 @@ def test_duckdb_refuses_a_dataset_whose_keys_do_not_hold(
     write_dataset(snapshot, tmp_path / "d.dataset")
     before = (tmp_path / "d.dataset").resolve()
     orphan = ("entry_tweets", ("tweet_id",), "posts")  # tweet IDs are no post IDs
-    monkeypatch.setattr(dataset_module, "FOREIGN_KEYS", (orphan,))
-    monkeypatch.setattr(dataset_module, "_create_table", _without_foreign_keys)
+    monkeypatch.setattr(finish_module, "FOREIGN_KEYS", (orphan,))
+    monkeypatch.setattr(finish_module, "_create_table", _without_foreign_keys)
     with pytest.raises(
         DatasetError, match=r"foreign key does not hold: entry_tweets\(tweet_id\) -> posts: 3 rows"
     ):
@@ -673,12 +674,12 @@ def test_duckdb_refuses_a_dataset_whose_keys_do_not_hold(
     assert (tmp_path / "d.dataset").resolve() == before
 
 
-_create_table = dataset_module._create_table
+_create_table = finish_module._create_table
 
 
-def _without_foreign_keys(con: Any, name: str, source: str) -> str:
+def _without_foreign_keys(con: Any, name: str, source: str, note: Any) -> str:
     """The real DDL minus its FOREIGN KEY clauses, so only the check after loading can see it."""
-    sql = _create_table(con, name, source)
+    sql = _create_table(con, name, source, note)
     return sql.split(", FOREIGN KEY")[0] + ")" if ", FOREIGN KEY" in sql else sql
 
 
@@ -772,3 +773,65 @@ def test_each_step_imports_only_what_it_uses(module: str, absent: set[str]) -> N
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     ).stdout.split()
     assert absent & set(out) == set()
+
+
+def _step(job: Path, step: str) -> list[str]:
+    """One step of the dataset, as the run starts it (a fresh interpreter): its exit status and
+    whether it imported pyarrow, then the heavy modules it holds at its end."""
+    code = (
+        "import sys\nfrom crawler.export import analysis\n"
+        f"rc = analysis.main([{str(job)!r}, {str(job.with_name('r.txt'))!r}, {step!r}])\n"
+        "print(rc, *sorted({'pyarrow', 'numpy', 'duckdb'} & set(sys.modules)))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, env=env
+    )
+    return done.stdout.split()
+
+
+def _duckdb_content(path: Path) -> list[Any]:
+    """What a DuckDB file declares and holds: columns (type, NOT NULL, comment), tables'
+    comments, constraints, and every row of every table."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        seen: list[Any] = [
+            con.execute(
+                "SELECT table_name, column_name, data_type, is_nullable, comment "
+                "FROM duckdb_columns() ORDER BY table_name, column_index"
+            ).fetchall(),
+            con.execute("SELECT table_name, comment FROM duckdb_tables() ORDER BY 1").fetchall(),
+            con.execute(
+                "SELECT table_name, constraint_type, constraint_text FROM duckdb_constraints() "
+                "ORDER BY 1, 2, 3"
+            ).fetchall(),
+        ]
+        for (name,) in con.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall():
+            seen.append(con.execute(f"SELECT * FROM {name}").fetchall())
+        return seen
+    finally:
+        con.close()
+
+
+def test_the_duckdb_step_needs_no_pyarrow_and_writes_the_same_dataset(tmp_path: Path) -> None:
+    """The dataset step (DuckDB, then the swap) runs without pyarrow (~40 MB of its peak): the
+    NOT NULL and descriptions it declares come from the tables step as plain JSON. What the two
+    steps write is what write_dataset writes in one process, byte for byte (the DuckDB file:
+    the same declarations and rows)."""
+    snapshot = write_snapshot(tmp_path / "d.jsonl", small_corpus())
+    report = {"run_id": "r1", "finished_at": "2024-05-01T00:00:00Z", "records": 6}
+    whole = write_dataset(snapshot, tmp_path / "one" / "d.dataset", run_report=report).folder
+    target = tmp_path / "two" / "d.dataset"
+    job = tmp_path / "job" / "job.json"
+    job.parent.mkdir()
+    fields = {"snapshot": str(snapshot), "dataset": str(target), "posts": None}
+    job.write_text(json.dumps({**fields, "run_report": report, "built_from": None}), "utf-8")
+    assert _step(job, "tables")[0] == "0"
+    assert _step(job, "dataset") == ["0", "duckdb"]  # no pyarrow, no numpy
+    split = target.resolve()
+    names = sorted(p.name for p in whole.iterdir())
+    assert sorted(p.name for p in split.iterdir()) == names
+    for name in names:
+        if name != DUCKDB_FILE:
+            assert (split / name).read_bytes() == (whole / name).read_bytes(), name
+    assert _duckdb_content(split / DUCKDB_FILE) == _duckdb_content(whole / DUCKDB_FILE)

@@ -338,7 +338,8 @@ def _exception_line(exc: BaseException) -> str:
 
 
 def _tables(job: dict[str, Any], handoff: Path) -> None:
-    """The Parquet tables in a new hidden folder (pyarrow's and the heap's peak)."""
+    """The Parquet tables, the manifest and the card in a new hidden folder (pyarrow's and the
+    heap's peak)."""
     from crawler.export.dataset import build_tables
 
     tables = build_tables(
@@ -346,28 +347,30 @@ def _tables(job: dict[str, Any], handoff: Path) -> None:
         Path(job["dataset"]),
         checked=True,  # the snapshot holds only records the record pipeline validated
         posts=job["posts"],
+        run_report=job["run_report"],
+        built_from=job["built_from"],
     )
-    done = {"folder": str(tables.folder), "rows": tables.rows, "period": list(tables.period)}
+    done = {
+        "folder": str(tables.folder),
+        "rows": tables.rows,
+        "period": list(tables.period),
+        "notes": tables.notes,
+    }
     handoff.write_text(json.dumps(done), "utf-8")
 
 
 def _finish(job: dict[str, Any], handoff: Path) -> None:
-    """DuckDB, the manifest and the card, then the swap (DuckDB's peak, on a fresh heap)."""
-    from crawler.export.dataset import Tables, finish_dataset
+    """DuckDB, then the swap (DuckDB's peak, on a fresh heap without pyarrow)."""
+    from crawler.export.finish import Tables, finish_dataset
 
     done = json.loads(handoff.read_text("utf-8"))
-    finish_dataset(
-        Tables(Path(done["folder"]), done["rows"], tuple(done["period"])),
-        Path(job["snapshot"]),
-        Path(job["dataset"]),
-        run_report=job["run_report"],
-        built_from=job["built_from"],
-    )
+    tables = Tables(Path(done["folder"]), done["rows"], tuple(done["period"]), done["notes"])
+    finish_dataset(tables, Path(job["dataset"]))
 
 
 def _dataset(job: dict[str, Any], step: str, handoff: Path) -> str | None:
     try:
-        from crawler.export.dataset import DatasetError
+        from crawler.export.finish import DatasetError  # without pyarrow: the DuckDB step's
     except Exception as exc:  # a broken install: one line, like any other failure
         return f"dataset {job['dataset']} not replaced: {_one_line(exc)}"
     try:

@@ -27,6 +27,30 @@ TABLE_NAMES = (
     "posts",
 )
 
+OBSERVED = "observed_at"  # paper_history's time column, shared by every service's series
+# Primary and foreign keys, declared in the DuckDB file and checked after writing it.
+PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
+    "entries": ("entry_id",),
+    "papers": ("arxiv_id",),
+    "tweets": ("tweet_id",),
+    "entry_tweets": ("entry_id", "position"),
+    "tweet_history": ("tweet_id", "observed_at"),
+    "paper_history": ("arxiv_id", "service", OBSERVED),
+    "citations_by_year": ("arxiv_id", "year"),
+    "posts": ("post_id",),
+}
+# (table, columns, referenced table): entries -> papers holds where the paper is known (a null
+# arxiv_id is not checked, as SQL has it).
+FOREIGN_KEYS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("entries", ("post_id",), "posts"),
+    ("entries", ("arxiv_id",), "papers"),
+    ("entry_tweets", ("entry_id",), "entries"),
+    ("entry_tweets", ("tweet_id",), "tweets"),
+    ("tweet_history", ("tweet_id",), "tweets"),
+    ("paper_history", ("arxiv_id",), "papers"),
+    ("citations_by_year", ("arxiv_id",), "papers"),
+)
+
 
 @cache
 def record_schema() -> dict[str, Any]:

@@ -15,37 +15,39 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import re
 import secrets
-import shutil
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import cache
-from glob import escape
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from crawler.export.card import write_card
-from crawler.export.contract import SCHEMA_VERSION, record_schema, sort_key
-from crawler.export.files import fsync_dir, posts_file
-from crawler.export.ownership import (
-    MANIFEST,
-    MARKER,
-    WRITTEN_BY,
-    dataset_problem,
-    is_our_dataset,
-    mark_folder,
+from crawler.export.contract import PRIMARY_KEYS, SCHEMA_VERSION, record_schema, sort_key
+from crawler.export.files import posts_file
+from crawler.export.finish import (  # the DuckDB half, without pyarrow; re-exported here
+    DUCKDB_FILE as DUCKDB_FILE,
 )
+from crawler.export.finish import (
+    DatasetError,
+    DatasetSummary,
+    Notes,
+    Tables,
+    discarded_on_failure,
+    finish_dataset,
+)
+from crawler.export.finish import (
+    foreign_key_violations as foreign_key_violations,
+)
+from crawler.export.finish import (
+    one_line as one_line,
+)
+from crawler.export.ownership import MANIFEST, WRITTEN_BY, dataset_problem, mark_folder
 from crawler.export.tables import (
-    FOREIGN_KEYS,
     LAYOUT,
     PAPER_BLOCKS,
-    PRIMARY_KEYS,
     SCHEMAS,
     TABLE_DOCS,
     TABLE_NAMES,
@@ -61,33 +63,9 @@ BATCH_ROWS = 4096  # rows per Parquet row group
 # Rows per staging write: a tweet row carries its whole JSON (embed HTML, details, history), and
 # 4,096 of them waiting were 40 MB. The upserts run in the same order whatever the batch.
 STAGE_ROWS = 256
-DUCKDB_FILE = "hot_papers.duckdb"
 MANIFEST_FILE = MANIFEST
 _STAGING_FILE = ".staging.sqlite3"
 _RUN_KEYS = ("run_id", "started_at", "finished_at", "exit_status", "records", "changed_records")
-
-
-# A version folder's name after ``.TARGET``: ours are "-" and 12 hex digits (secrets.token_hex(6)),
-# with ".link" (the symlink on its way in) or ".previous" (an older real folder moved aside).
-_VERSION_NAME = re.compile(r"-[0-9a-f]{12}(\.link|\.previous)?")
-
-
-class DatasetError(RuntimeError):
-    """The dataset could not be written; the previous one is left as it was."""
-
-
-@dataclass(frozen=True)
-class DatasetSummary:
-    target: Path  # the symlink readers open
-    folder: Path  # the folder it points to now
-    rows: dict[str, int]  # per table
-    first_post: str | None  # ISO 8601 UTC, None when no record is dated
-    last_post: str | None
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def write_dataset(
@@ -109,17 +87,10 @@ def write_dataset(
     chained) propagates. ``built_from``: the key of the inputs (``crawler.export.unchanged``),
     kept in the manifest so a run with the same inputs can keep the folder as it is.
     """
-    tables = build_tables(snapshot, target, checked=checked, posts=posts)
-    return finish_dataset(tables, snapshot, target, run_report=run_report, built_from=built_from)
-
-
-@dataclass(frozen=True)
-class Tables:
-    """The Parquet tables in a new hidden folder beside the target, not yet swapped in."""
-
-    folder: Path
-    rows: dict[str, int]  # per table
-    period: tuple[str | None, str | None]
+    tables = build_tables(
+        snapshot, target, checked=checked, posts=posts, run_report=run_report, built_from=built_from
+    )
+    return finish_dataset(tables, target)
 
 
 def build_tables(
@@ -128,58 +99,38 @@ def build_tables(
     *,
     checked: bool = False,
     posts: Iterable[Mapping[str, Any]] | None = None,
+    run_report: dict[str, Any] | None = None,
+    built_from: str | None = None,
 ) -> Tables:
-    """The first half of :func:`write_dataset`: every table's Parquet file. The dataset step
-    runs the halves in two processes, so DuckDB's peak never adds to what the Parquet writers
-    leave behind in the heap."""
+    """The first half of :func:`write_dataset`: every table's Parquet file, the manifest and
+    the card (none of them depends on the DuckDB file). The dataset step runs the halves in two
+    processes, so DuckDB's peak never adds to what the Parquet writers leave behind in the heap,
+    and the second one needs no pyarrow: what it declares comes in :func:`table_notes`."""
     snapshot, target = Path(snapshot), Path(target)
     if problem := dataset_problem(target):
         raise DatasetError(problem)
     folder = target.parent / f".{target.name}-{secrets.token_hex(6)}"
-    with _discarded_on_failure(folder, target):
+    with discarded_on_failure(folder, target):
         target.parent.mkdir(parents=True, exist_ok=True)
         folder.mkdir()
         mark_folder(folder)  # first: a killed run's leftover is recognisably ours too
         read = list(posts) if posts is not None else read_posts(snapshot)
         rows, period = _build(snapshot, folder, checked=checked, posts=read)
-    return Tables(folder, rows, period)
-
-
-def finish_dataset(
-    tables: Tables,
-    snapshot: Path,
-    target: Path,
-    *,
-    run_report: dict[str, Any] | None = None,
-    built_from: str | None = None,
-) -> DatasetSummary:
-    """The second half of :func:`write_dataset`: the DuckDB file, the manifest and the card,
-    then the folder swapped in at ``target``."""
-    snapshot, target, folder = Path(snapshot), Path(target), tables.folder
-    rows, period = tables.rows, tables.period
-    with _discarded_on_failure(folder, target):
-        _write_duckdb(folder)
         _write_manifest(folder, snapshot, rows, period, run_report, built_from)
         write_card(folder, rows=rows, period=period, run_report=run_report)
-        (folder / MARKER).unlink()  # the manifest marks the finished folder as ours
-        _sync_tree(folder)
-        _swap(target, folder)
-    _remove_old(target, keep=folder)
-    return DatasetSummary(target, folder, rows, *period)
+    return Tables(folder, rows, period, table_notes())
 
 
-@contextmanager
-def _discarded_on_failure(folder: Path, target: Path) -> Iterator[None]:
-    """On any failure the new folder goes and the previous dataset stays: one line, the
-    cause chained."""
-    try:
-        yield
-    except Exception as exc:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise DatasetError(f"dataset {target} not replaced: {one_line(exc)}") from exc
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
+def table_notes() -> Notes:
+    """What the DuckDB file declares beside the types it reads off the Parquet files: each
+    column's nullability and description and each table's description, from the Arrow schemas."""
+    return {
+        name: {
+            "description": description(schema),
+            "columns": {f.name: [f.nullable, description(f)] for f in schema},
+        }
+        for name, schema in SCHEMAS.items()
+    }
 
 
 def schema_errors(record: dict[str, Any]) -> list[str]:
@@ -572,120 +523,6 @@ def _paper_columns(paper_id: str, paper: _Paper, tweets: tuple[Any, ...] | None)
     }
 
 
-def _sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _write_duckdb(folder: Path) -> None:
-    """The same tables in one DuckDB file, copied (not views) so the folder can move, with
-    their keys, NOT NULL and descriptions; every foreign key is checked once written."""
-    spill = folder / ".duckdb.tmp"
-    con = duckdb.connect(str(folder / DUCKDB_FILE))
-    try:
-        # One thread and a small buffer keep DuckDB's share of peak memory near 50 MB; it spills
-        # to ``spill`` if a table ever needs more. Copying Parquet is I/O-bound anyway.
-        con.execute("SET threads = 1")
-        con.execute("SET memory_limit = '64MB'")
-        con.execute(f"SET temp_directory = {_sql_string(str(spill))}")
-        con.execute("BEGIN TRANSACTION")  # one commit: 150 comments one by one cost seconds
-        for name in _REFERENCED_FIRST:
-            source = f"read_parquet({_sql_string(str(folder / f'{name}.parquet'))})"
-            con.execute(_create_table(con, name, source))
-            try:
-                con.execute(f"INSERT INTO {name} SELECT * FROM {source}")
-            except duckdb.ConstraintException as exc:
-                con.execute("ROLLBACK")  # the file is discarded; the Parquet says which key
-                raise DatasetError(_duplicate_key(con, name, source) or one_line(exc)) from exc
-            _comment(con, name)
-        broken = foreign_key_violations(con)
-        if broken:
-            raise DatasetError(f"foreign key does not hold: {broken[0]}")
-        con.execute("COMMIT")
-        con.execute("CHECKPOINT")
-    finally:
-        con.close()
-        shutil.rmtree(spill, ignore_errors=True)
-
-
-# Tables in an order where every referenced table is filled before the tables referring to it.
-_REFERENCED_FIRST = (
-    "posts",
-    "papers",
-    "tweets",
-    "entries",
-    "entry_tweets",
-    "tweet_history",
-    "paper_history",
-    "citations_by_year",
-)
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _create_table(con: duckdb.DuckDBPyConnection, name: str, source: str) -> str:
-    """CREATE TABLE with the types DuckDB reads off the Parquet file, NOT NULL where the Arrow
-    schema has it, the primary key and the foreign keys of :data:`FOREIGN_KEYS`."""
-    schema = SCHEMAS[name]
-    parts = [
-        f"{_ident(column)} {kind}{'' if schema.field(column).nullable else ' NOT NULL'}"
-        for column, kind, *_ in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
-    ]
-    parts.append(f"PRIMARY KEY ({', '.join(map(_ident, PRIMARY_KEYS[name]))})")
-    for table, columns, referenced in FOREIGN_KEYS:
-        if table == name:
-            parts.append(
-                f"FOREIGN KEY ({', '.join(map(_ident, columns))}) REFERENCES {referenced} "
-                f"({', '.join(map(_ident, PRIMARY_KEYS[referenced]))})"
-            )
-    return f"CREATE TABLE {name} ({', '.join(parts)})"
-
-
-def _duplicate_key(con: duckdb.DuckDBPyConnection, name: str, source: str) -> str | None:
-    """Which key repeats, and for an entry where (a digest that numbers two entries alike)."""
-    keys = ", ".join(map(_ident, PRIMARY_KEYS[name]))
-    extra = ", any_value(post_source), any_value(rank)" if name == "entries" else ""
-    found = con.execute(
-        f"SELECT count(*), {keys}{extra} FROM {source} GROUP BY {keys} HAVING count(*) > 1 LIMIT 1"
-    ).fetchall()
-    if not found:
-        return None
-    count, *values = found[0]
-    width = len(PRIMARY_KEYS[name])
-    where = f" (post {values[width]}, rank {values[width + 1]})" if extra else ""
-    shown = ", ".join(f"{k} {v}" for k, v in zip(PRIMARY_KEYS[name], values, strict=False))
-    return f"{name}: {shown} is not unique, {count} rows{where}"
-
-
-def _comment(con: duckdb.DuckDBPyConnection, name: str) -> None:
-    schema = SCHEMAS[name]
-    con.execute(f"COMMENT ON TABLE {name} IS {_sql_string(description(schema))}")
-    for f in schema:
-        con.execute(f"COMMENT ON COLUMN {name}.{_ident(f.name)} IS {_sql_string(description(f))}")
-
-
-def foreign_key_violations(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Each foreign key that some row breaks (an anti-join per key), with a count and example."""
-    broken = []
-    for table, columns, referenced in FOREIGN_KEYS:
-        keys = PRIMARY_KEYS[referenced]
-        on = " AND ".join(
-            f"r.{_ident(k)} = t.{_ident(c)}" for c, k in zip(columns, keys, strict=True)
-        )
-        known = " AND ".join(f"t.{_ident(c)} IS NOT NULL" for c in columns)
-        sql = (
-            f"SELECT count(*), min(t.{_ident(columns[0])}) FROM {table} t WHERE {known} AND NOT "
-            f"EXISTS (SELECT 1 FROM {referenced} r WHERE {on})"
-        )
-        ((count, example),) = con.execute(sql).fetchall()
-        if count:
-            broken.append(
-                f"{table}({', '.join(columns)}) -> {referenced}: {count} rows, e.g. {example}"
-            )
-    return broken
-
-
 def _write_manifest(
     folder: Path,
     snapshot: Path,
@@ -716,51 +553,3 @@ def _write_manifest(
     }
     text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
     (folder / MANIFEST_FILE).write_text(text, encoding="utf-8")
-
-
-def _sync_tree(folder: Path) -> None:
-    """Data on disk before the swap, so a crash after it cannot expose empty files."""
-    for path in folder.iterdir():
-        with path.open("rb") as f:
-            os.fsync(f.fileno())
-    fsync_dir(folder)
-
-
-def _swap(target: Path, folder: Path) -> None:
-    """Point ``target`` at ``folder`` with one rename(2) of a fresh symlink over it.
-
-    A real folder at ``target`` (a dataset of an older version) cannot be renamed over
-    atomically; it is moved aside first, the one moment ``target`` is missing. Only a dataset
-    of ours is ever replaced (:mod:`crawler.export.ownership`).
-    """
-    if problem := dataset_problem(target):
-        raise DatasetError(problem)
-    link = folder.with_name(folder.name + ".link")
-    os.symlink(folder.name, link)  # relative: the parent folder can move as a whole
-    aside = None
-    try:
-        if target.is_dir() and not target.is_symlink():
-            aside = folder.with_name(folder.name + ".previous")
-            os.rename(target, aside)
-        os.replace(link, target)
-    except BaseException:
-        link.unlink(missing_ok=True)
-        if aside is not None and not os.path.lexists(target):
-            os.rename(aside, target)
-        raise
-    fsync_dir(target.parent)
-
-
-def _remove_old(target: Path, *, keep: Path) -> None:
-    """Earlier folders, and leftovers of runs that were killed (ours by their marker or
-    manifest, and by their name); anything else there is left alone. One writer per target."""
-    for path in target.parent.glob(escape(f".{target.name}-") + "*"):
-        suffix = path.name[len(target.name) + 1 :]
-        if path.name == keep.name or not _VERSION_NAME.fullmatch(suffix):
-            continue
-        if is_our_dataset(path):
-            shutil.rmtree(path, ignore_errors=True)
-        elif path.is_symlink() and path.name.endswith(".link"):
-            path.unlink(missing_ok=True)  # a link of ours that never went in
-        elif not path.is_symlink() and path.is_dir():
-            logger.warning("left alone: %s is not marked as a dataset this crawler wrote", path)

@@ -27,7 +27,17 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crawler.export.contract import TABLE_NAMES, record_schema
+from crawler.export.contract import (  # the keys live there: the DuckDB step has no pyarrow
+    FOREIGN_KEYS as FOREIGN_KEYS,
+)
+from crawler.export.contract import (
+    OBSERVED,
+    TABLE_NAMES,
+    record_schema,
+)
+from crawler.export.contract import (
+    PRIMARY_KEYS as PRIMARY_KEYS,
+)
 
 STRING = pa.string()
 INT = pa.int64()
@@ -75,7 +85,6 @@ PAPER_SERIES: dict[tuple[str, ...], str] = {
     ("semantic_scholar", "history"): "paper_history",
     ("openalex", "counts_by_year"): "citations_by_year",
 }
-OBSERVED = "observed_at"  # paper_history's time column, shared by every service's series
 
 TABLE_DOCS = {
     "entries": "One row per digest entry (one JSON Lines record), flattened: block.leaf -> "
@@ -100,28 +109,6 @@ TABLE_DOCS = {
     "years before the first or after the last listed one have no row. Key: (arxiv_id, year).",
     "posts": "One row per digest read, including digests without entries. Key: post_id.",
 }
-# Primary and foreign keys, declared in the DuckDB file and checked after writing it.
-PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
-    "entries": ("entry_id",),
-    "papers": ("arxiv_id",),
-    "tweets": ("tweet_id",),
-    "entry_tweets": ("entry_id", "position"),
-    "tweet_history": ("tweet_id", "observed_at"),
-    "paper_history": ("arxiv_id", "service", OBSERVED),
-    "citations_by_year": ("arxiv_id", "year"),
-    "posts": ("post_id",),
-}
-# (table, columns, referenced table): entries -> papers holds where the paper is known (a null
-# arxiv_id is not checked, as SQL has it).
-FOREIGN_KEYS: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    ("entries", ("post_id",), "posts"),
-    ("entries", ("arxiv_id",), "papers"),
-    ("entry_tweets", ("entry_id",), "entries"),
-    ("entry_tweets", ("tweet_id",), "tweets"),
-    ("tweet_history", ("tweet_id",), "tweets"),
-    ("paper_history", ("arxiv_id",), "papers"),
-    ("citations_by_year", ("arxiv_id",), "papers"),
-)
 
 
 class SchemaMappingError(ValueError):

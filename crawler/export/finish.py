@@ -1,0 +1,255 @@
+"""The dataset's second half: the DuckDB file beside the Parquet tables, then the swap.
+
+The dataset step runs this in a process of its own after the tables step (``crawler.export.
+analysis``). It imports DuckDB and nothing of pyarrow (~40 MB of that process's peak): what
+the DuckDB file declares beyond the types it reads off the Parquet files (NOT NULL, the
+descriptions) comes in :attr:`Tables.notes`, plain JSON the tables step wrote from the Arrow
+schemas (``crawler.export.dataset.table_notes``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from glob import escape
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from crawler.export.contract import FOREIGN_KEYS, PRIMARY_KEYS
+from crawler.export.files import fsync_dir
+from crawler.export.ownership import MARKER, dataset_problem, is_our_dataset
+
+logger = logging.getLogger("crawler.export.dataset")  # its lines read as the dataset's, as before
+
+DUCKDB_FILE = "hot_papers.duckdb"
+# Per table: {"description": text, "columns": {name: [nullable, description]}} in schema order.
+Notes = dict[str, dict[str, Any]]
+
+# A version folder's name after ``.TARGET``: ours are "-" and 12 hex digits (secrets.token_hex(6)),
+# with ".link" (the symlink on its way in) or ".previous" (an older real folder moved aside).
+_VERSION_NAME = re.compile(r"-[0-9a-f]{12}(\.link|\.previous)?")
+
+
+class DatasetError(RuntimeError):
+    """The dataset could not be written; the previous one is left as it was."""
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    target: Path  # the symlink readers open
+    folder: Path  # the folder it points to now
+    rows: dict[str, int]  # per table
+    first_post: str | None  # ISO 8601 UTC, None when no record is dated
+    last_post: str | None
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The Parquet tables in a new hidden folder beside the target, not yet swapped in."""
+
+    folder: Path
+    rows: dict[str, int]  # per table
+    period: tuple[str | None, str | None]
+    notes: Notes  # per table: what the DuckDB file declares beside the Parquet types
+
+
+@contextmanager
+def discarded_on_failure(folder: Path, target: Path) -> Iterator[None]:
+    """On any failure the new folder goes and the previous dataset stays: one line, the
+    cause chained."""
+    try:
+        yield
+    except Exception as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise DatasetError(f"dataset {target} not replaced: {one_line(exc)}") from exc
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def finish_dataset(tables: Tables, target: Path) -> DatasetSummary:
+    """The second half of ``write_dataset``: the DuckDB file, then the folder swapped in at
+    ``target``."""
+    target, folder = Path(target), tables.folder
+    with discarded_on_failure(folder, target):
+        _write_duckdb(folder, tables.notes)
+        (folder / MARKER).unlink()  # the manifest marks the finished folder as ours
+        _sync_tree(folder)
+        _swap(target, folder)
+    _remove_old(target, keep=folder)
+    return DatasetSummary(target, folder, tables.rows, *tables.period)
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _write_duckdb(folder: Path, notes: Notes) -> None:
+    """The same tables in one DuckDB file, copied (not views) so the folder can move, with
+    their keys, NOT NULL and descriptions; every foreign key is checked once written."""
+    spill = folder / ".duckdb.tmp"
+    con = duckdb.connect(str(folder / DUCKDB_FILE))
+    try:
+        # One thread and a small buffer keep DuckDB's share of peak memory near 50 MB; it spills
+        # to ``spill`` if a table ever needs more. Copying Parquet is I/O-bound anyway.
+        con.execute("SET threads = 1")
+        con.execute("SET memory_limit = '64MB'")
+        con.execute(f"SET temp_directory = {_sql_string(str(spill))}")
+        con.execute("BEGIN TRANSACTION")  # one commit: 150 comments one by one cost seconds
+        for name in _REFERENCED_FIRST:
+            source = f"read_parquet({_sql_string(str(folder / f'{name}.parquet'))})"
+            con.execute(_create_table(con, name, source, notes[name]))
+            try:
+                con.execute(f"INSERT INTO {name} SELECT * FROM {source}")
+            except duckdb.ConstraintException as exc:
+                con.execute("ROLLBACK")  # the file is discarded; the Parquet says which key
+                raise DatasetError(_duplicate_key(con, name, source) or one_line(exc)) from exc
+            _comment(con, name, notes[name])
+        broken = foreign_key_violations(con)
+        if broken:
+            raise DatasetError(f"foreign key does not hold: {broken[0]}")
+        con.execute("COMMIT")
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+# Tables in an order where every referenced table is filled before the tables referring to it.
+_REFERENCED_FIRST = (
+    "posts",
+    "papers",
+    "tweets",
+    "entries",
+    "entry_tweets",
+    "tweet_history",
+    "paper_history",
+    "citations_by_year",
+)
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _create_table(
+    con: duckdb.DuckDBPyConnection, name: str, source: str, note: Mapping[str, Any]
+) -> str:
+    """CREATE TABLE with the types DuckDB reads off the Parquet file, NOT NULL where the Arrow
+    schema has it, the primary key and the foreign keys of :data:`FOREIGN_KEYS`."""
+    columns = note["columns"]
+    parts = [
+        f"{_ident(column)} {kind}{'' if columns[column][0] else ' NOT NULL'}"
+        for column, kind, *_ in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+    ]
+    parts.append(f"PRIMARY KEY ({', '.join(map(_ident, PRIMARY_KEYS[name]))})")
+    for table, columns, referenced in FOREIGN_KEYS:
+        if table == name:
+            parts.append(
+                f"FOREIGN KEY ({', '.join(map(_ident, columns))}) REFERENCES {referenced} "
+                f"({', '.join(map(_ident, PRIMARY_KEYS[referenced]))})"
+            )
+    return f"CREATE TABLE {name} ({', '.join(parts)})"
+
+
+def _duplicate_key(con: duckdb.DuckDBPyConnection, name: str, source: str) -> str | None:
+    """Which key repeats, and for an entry where (a digest that numbers two entries alike)."""
+    keys = ", ".join(map(_ident, PRIMARY_KEYS[name]))
+    extra = ", any_value(post_source), any_value(rank)" if name == "entries" else ""
+    found = con.execute(
+        f"SELECT count(*), {keys}{extra} FROM {source} GROUP BY {keys} HAVING count(*) > 1 LIMIT 1"
+    ).fetchall()
+    if not found:
+        return None
+    count, *values = found[0]
+    width = len(PRIMARY_KEYS[name])
+    where = f" (post {values[width]}, rank {values[width + 1]})" if extra else ""
+    shown = ", ".join(f"{k} {v}" for k, v in zip(PRIMARY_KEYS[name], values, strict=False))
+    return f"{name}: {shown} is not unique, {count} rows{where}"
+
+
+def _comment(con: duckdb.DuckDBPyConnection, name: str, note: Mapping[str, Any]) -> None:
+    con.execute(f"COMMENT ON TABLE {name} IS {_sql_string(note['description'])}")
+    for column, (_, text) in note["columns"].items():
+        con.execute(f"COMMENT ON COLUMN {name}.{_ident(column)} IS {_sql_string(text)}")
+
+
+def foreign_key_violations(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Each foreign key that some row breaks (an anti-join per key), with a count and example."""
+    broken = []
+    for table, columns, referenced in FOREIGN_KEYS:
+        keys = PRIMARY_KEYS[referenced]
+        on = " AND ".join(
+            f"r.{_ident(k)} = t.{_ident(c)}" for c, k in zip(columns, keys, strict=True)
+        )
+        known = " AND ".join(f"t.{_ident(c)} IS NOT NULL" for c in columns)
+        sql = (
+            f"SELECT count(*), min(t.{_ident(columns[0])}) FROM {table} t WHERE {known} AND NOT "
+            f"EXISTS (SELECT 1 FROM {referenced} r WHERE {on})"
+        )
+        ((count, example),) = con.execute(sql).fetchall()
+        if count:
+            broken.append(
+                f"{table}({', '.join(columns)}) -> {referenced}: {count} rows, e.g. {example}"
+            )
+    return broken
+
+
+def _sync_tree(folder: Path) -> None:
+    """Data on disk before the swap, so a crash after it cannot expose empty files."""
+    for path in folder.iterdir():
+        with path.open("rb") as f:
+            os.fsync(f.fileno())
+    fsync_dir(folder)
+
+
+def _swap(target: Path, folder: Path) -> None:
+    """Point ``target`` at ``folder`` with one rename(2) of a fresh symlink over it.
+
+    A real folder at ``target`` (a dataset of an older version) cannot be renamed over
+    atomically; it is moved aside first, the one moment ``target`` is missing. Only a dataset
+    of ours is ever replaced (:mod:`crawler.export.ownership`).
+    """
+    if problem := dataset_problem(target):
+        raise DatasetError(problem)
+    link = folder.with_name(folder.name + ".link")
+    os.symlink(folder.name, link)  # relative: the parent folder can move as a whole
+    aside = None
+    try:
+        if target.is_dir() and not target.is_symlink():
+            aside = folder.with_name(folder.name + ".previous")
+            os.rename(target, aside)
+        os.replace(link, target)
+    except BaseException:
+        link.unlink(missing_ok=True)
+        if aside is not None and not os.path.lexists(target):
+            os.rename(aside, target)
+        raise
+    fsync_dir(target.parent)
+
+
+def _remove_old(target: Path, *, keep: Path) -> None:
+    """Earlier folders, and leftovers of runs that were killed (ours by their marker or
+    manifest, and by their name); anything else there is left alone. One writer per target."""
+    for path in target.parent.glob(escape(f".{target.name}-") + "*"):
+        suffix = path.name[len(target.name) + 1 :]
+        if path.name == keep.name or not _VERSION_NAME.fullmatch(suffix):
+            continue
+        if is_our_dataset(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.is_symlink() and path.name.endswith(".link"):
+            path.unlink(missing_ok=True)  # a link of ours that never went in
+        elif not path.is_symlink() and path.is_dir():
+            logger.warning("left alone: %s is not marked as a dataset this crawler wrote", path)
