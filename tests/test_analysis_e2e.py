@@ -366,3 +366,45 @@ def test_a_posts_list_that_is_not_ours_is_never_replaced(tmp_path: Path) -> None
     assert refused.returncode == 1
     assert f"error: posts list {notes} exists and is not one this crawler wrote" in refused.log
     assert notes.read_text() == "my reading list\n" and not out.exists()
+
+
+STEP_MODULES = """
+import json, sys
+from crawler.export import analysis
+code = analysis.main(sys.argv[1:])
+print(json.dumps({"exit": code, "loaded": sorted(m for m in ("pandas", "duckdb") if m in sys.modules)}))
+"""
+
+
+def test_the_tables_step_loads_neither_pandas_nor_duckdb(
+    crawled: tuple[Path, Crawl], tmp_path: Path
+) -> None:
+    """pandas (~80 MB, which pyarrow imports on its first ``pa.array``) and DuckDB (~25 MB) were
+    resident in the tables step, the dataset's peak; the files it writes are the same without."""
+    import subprocess
+    import sys
+
+    from crawler.export.dataset import read_posts
+
+    out, _ = crawled
+    posts = read_posts(out)
+    job = {
+        "snapshot": str(out),
+        "dataset": str(tmp_path / "digests.dataset"),
+        "posts": posts,
+        "run_report": json.loads(out.with_suffix(".run.json").read_text("utf-8")),
+        "built_from": None,
+    }
+    (tmp_path / "job.json").write_text(json.dumps(job), "utf-8")
+    result = tmp_path / "result.txt"
+    args = [str(tmp_path / "job.json"), str(result), "tables"]
+    done = subprocess.run(
+        [sys.executable, "-c", STEP_MODULES, *args], capture_output=True, text=True, check=False
+    )
+    said = json.loads(done.stdout.splitlines()[-1])
+    assert said == {"exit": 0, "loaded": []}, result.read_text("utf-8") if said["exit"] else ""
+    written = Path(json.loads((tmp_path / "tables.json").read_text("utf-8"))["folder"])
+    for name in TABLE_NAMES:  # byte for byte the tables the crawl's own dataset step wrote
+        assert (written / f"{name}.parquet").read_bytes() == (
+            out.with_suffix(".dataset") / f"{name}.parquet"
+        ).read_bytes(), name

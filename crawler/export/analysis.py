@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib.abc
 import json
 import logging
 import os
@@ -332,6 +333,25 @@ def _orphaned_ends_me() -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+class _WithoutPandas(importlib.abc.MetaPathFinder):
+    """pandas is not found in a step's process.
+
+    pyarrow imports pandas (~80 MB resident) on its first ``pa.array`` of a Python list only to
+    ask whether the list is a pandas object; no step ever hands it one, and pyarrow has a path
+    for a machine without pandas. The files written are the same to the byte.
+    """
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError(f"No module named {name!r} (dataset step)", name=name)
+
+
+def without_pandas() -> None:
+    """From now on this process finds no pandas (see :class:`_WithoutPandas`)."""
+    if not any(isinstance(f, _WithoutPandas) for f in sys.meta_path):
+        sys.meta_path.insert(0, _WithoutPandas())
+
+
 def _exception_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
@@ -414,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM, silently) rather than each of them printing a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _orphaned_ends_me()
+    without_pandas()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s [%(name)s] %(levelname)s: %(message)s"
     )

@@ -18,13 +18,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from glob import escape
 from pathlib import Path
-from typing import Any
-
-import duckdb
+from typing import TYPE_CHECKING, Any
 
 from crawler.export.contract import FOREIGN_KEYS, PRIMARY_KEYS
 from crawler.export.files import fsync_dir
 from crawler.export.ownership import MARKER, dataset_problem, is_our_dataset
+
+if TYPE_CHECKING:  # imported where used: the tables step imports this module, not DuckDB
+    import duckdb
 
 logger = logging.getLogger("crawler.export.dataset")  # its lines read as the dataset's, as before
 
@@ -99,6 +100,8 @@ def _sql_string(text: str) -> str:
 def _write_duckdb(folder: Path, notes: Notes) -> None:
     """The same tables in one DuckDB file, copied (not views) so the folder can move, with
     their keys, NOT NULL and descriptions; every foreign key is checked once written."""
+    import duckdb  # here, not at the top: the tables step (pyarrow's peak) never loads it
+
     spill = folder / ".duckdb.tmp"
     con = duckdb.connect(str(folder / DUCKDB_FILE))
     try:
@@ -106,6 +109,8 @@ def _write_duckdb(folder: Path, notes: Notes) -> None:
         # to ``spill`` if a table ever needs more. Copying Parquet is I/O-bound anyway.
         con.execute("SET threads = 1")
         con.execute("SET memory_limit = '64MB'")
+        con.execute("SET allocator_flush_threshold = '16MB'")
+        con.execute("SET allocator_bulk_deallocation_flush_threshold = '16MB'")
         con.execute(f"SET temp_directory = {_sql_string(str(spill))}")
         con.execute("BEGIN TRANSACTION")  # one commit: 150 comments one by one cost seconds
         for name in _REFERENCED_FIRST:
