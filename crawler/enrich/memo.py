@@ -44,10 +44,21 @@ class Memo(Generic[V]):
         """A value known without asking upstream (e.g. a key that must never be sent)."""
         self._kept[key] = value
 
-    async def value(self, key: str) -> V | None:
-        """The value for ``key`` if it is known or on its way; None if it must be fetched."""
+    def now(self, key: str) -> V | asyncio.Future[V] | None:
+        """The value for ``key`` if it is known, the future of one on its way, or None if it
+        must be fetched: looked up at once, awaited later (:func:`settled`)."""
         if key in self.pending:
-            return await asyncio.shield(self.pending[key])
+            return self.pending[key]
         if key in self._kept:
             return self._kept[key]
         return self.state.fresh(self.service, key) if self.state is not None else None
+
+    async def value(self, key: str) -> V | None:
+        """The value for ``key`` if it is known or on its way; None if it must be fetched."""
+        return await settled(self.now(key))
+
+
+async def settled(got: V | asyncio.Future[V] | None) -> V | None:
+    """A value of :meth:`Memo.now`, its future awaited; shielded, since one future serves
+    every entry waiting for the key and a waiter cancelled must not cancel it for the rest."""
+    return await asyncio.shield(got) if isinstance(got, asyncio.Future) else got

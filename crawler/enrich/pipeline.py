@@ -64,7 +64,12 @@ class EnrichmentPipeline:
     async def process_item(self, item: Any) -> Any:
         if not isinstance(item, DigestEntry):
             return item
-        await asyncio.gather(*(runner.fill(item) for runner in self.runners))
+        # Every service looks its keys up (and wants what is missing) as the entry arrives,
+        # then the entry waits for them one service after another: the same values as a task
+        # per service, at ~15 KB less per entry in flight (~1,100 of them in a backfill).
+        claims = [runner.claim(item) for runner in self.runners]
+        for runner, claimed in zip(self.runners, claims, strict=True):
+            await runner.fill(item, claimed)
         for service in self.disabled:
             service.attach(item, {key: service.disabled() for key in service.keys(item)})
         return item

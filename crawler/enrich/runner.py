@@ -30,7 +30,7 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import IgnoreRequest
 
 from crawler.downloader.contract import AnswerUnusable
-from crawler.enrich.memo import Memo
+from crawler.enrich.memo import Memo, settled
 from crawler.items import DigestEntry
 from crawler.logredact import redact_url_secrets
 from crawler.outcome import Outcome, failed_key
@@ -448,21 +448,35 @@ class ServiceRunner(Generic[V]):
         return healthy
 
     # -- filling entries ----------------------------------------------------------------------
-    async def fill(self, entry: DigestEntry) -> None:
-        values: dict[str, V] = {}
+    def claim(self, entry: DigestEntry) -> dict[str, V | asyncio.Future[V]]:
+        """Each of the entry's keys: its value now, or the future that brings it. A key not
+        announced by the spider, or stale since, is wanted here, as the entry arrives."""
+        claimed: dict[str, V | asyncio.Future[V]] = {}
         for key in self.service.keys(entry):
-            if key in values:
+            if key in claimed:
                 continue
-            value = await self._value(key)
-            if value is None:  # not announced by the spider, or stale since
+            got = self._now(key)
+            if got is None:
                 self.want(entry)
-                value = await self._value(key)
+                got = self._now(key)
+            claimed[key] = got if got is not None else self.service.error("not fetched")
+        return claimed
+
+    async def fill(
+        self, entry: DigestEntry, claimed: dict[str, V | asyncio.Future[V]] | None = None
+    ) -> None:
+        """The entry's values put in, once every one of them has come (``claimed``: what
+        :meth:`claim` gave when the entry arrived)."""
+        claimed = self.claim(entry) if claimed is None else claimed
+        values: dict[str, V] = {}
+        for key, got in claimed.items():
+            value = await settled(got)
             values[key] = value if value is not None else self.service.error("not fetched")
         self.service.attach(entry, values)
 
-    async def _value(self, key: str) -> V | None:
+    def _now(self, key: str) -> V | asyncio.Future[V] | None:
         try:
-            return await self.memo.value(key)
+            return self.memo.now(key)
         except StateError as exc:  # the entry still becomes a record, saying why it is bare
             self.outcome.stop_because(str(exc), reason="state_error")
             return self.service.error("state database unusable")

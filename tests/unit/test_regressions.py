@@ -15,6 +15,7 @@ from crawler.services.oembed import OEmbed
 from crawler.services.semantic_scholar import parse_batch
 from crawler.services.syndication import Syndication
 from tests.unit.answers import arxiv_feed, entry, text_response
+from tests.unit.helpers import unit_crawler
 from tests.unit.test_runner import IDS, _runner
 from tests.unit.vtime import run
 
@@ -86,3 +87,45 @@ def test_semantic_scholar_old_style_id_with_subject_class() -> None:
     body = b'[{"paperId": "abc", "externalIds": {"ArXiv": "math/0309136"}}]'
     impact = parse_batch(body, ["math.GT/0309136"])["math.GT/0309136"]
     assert impact.status == "ok", impact.error
+
+
+# 5. Issue 21: the pipeline gathered a task per service for every entry in flight (~1,100 in a
+#    backfill, six services): ~15 KB each, 10-15 MB of the crawl's peak. The entry now looks
+#    its keys up as it arrives and waits for them in turn, with the same values.
+def test_an_entry_in_flight_holds_no_task_per_service() -> None:
+    from crawler.enrich.pipeline import EnrichmentPipeline
+    from tests.unit.answers import FakeEngine, oembed_answer
+
+    off = {"SEMANTIC_SCHOLAR": False, "HF_PAPERS": False, "OPENALEX": False}
+    crawler = unit_crawler(TWEET_DETAILS=False, ARXIV_DELAY=0, **off)
+
+    def answer(request: Request) -> Response:
+        if "oembed" in request.url:
+            return oembed_answer(request)
+        return arxiv_feed(request, known=set(IDS))
+
+    crawler.engine = FakeEngine(answer)  # type: ignore[assignment]  # download_async only
+    pipeline = EnrichmentPipeline.from_crawler(crawler)
+    ids, tweets = IDS[:3], ["1410000000000000001", "1410000000000000002"]
+    entries = [entry(i, tweets=tweets) for i in ids]
+    created: list[str] = []
+
+    async def scenario() -> list[tuple[str, list[str]]]:
+        loop = asyncio.get_running_loop()
+
+        def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kw: Any) -> asyncio.Task[Any]:
+            created.append(coro.__qualname__)
+            return asyncio.Task(coro, loop=loop, **kw)
+
+        loop.set_task_factory(factory)
+        for e in entries:
+            pipeline.want(e)
+        pipeline.input_done()
+        await asyncio.gather(*(pipeline.process_item(e) for e in entries))
+        return [
+            (e.arxiv.status, [t.embed.status for t in e.tweets])  # type: ignore[union-attr]
+            for e in entries
+        ]
+
+    assert run(scenario()) == [("ok", ["ok", "ok"])] * 3
+    assert [name for name in created if "fill" in name] == []
