@@ -23,7 +23,10 @@ from typing import Any
 
 # Figures of the run report that measure the run's clock or memory, not its output.
 CLOCK_KEYS = frozenset({"run_id", "started_at", "finished_at", "snapshot"})
-CLOCK_STATS = ("elapsed_time_seconds", "finish_time", "start_time", "memusage/")
+# ``log_count/INFO`` counts the progress lines too, one per PROGRESS_INTERVAL of wall time.
+CLOCK_STATS = ("elapsed_time_seconds", "finish_time", "start_time", "memusage/", "log_count/INFO")
+# How often a request found the politeness gate closed: a matter of timing, not of output.
+CLOCK_SUFFIXES = ("/gated",)
 _HEX = re.compile(r"\b[0-9a-f]{64}\b")
 
 
@@ -44,7 +47,9 @@ def masked(text: str, days: set[str]) -> str:
 def report_fields(report: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in report.items() if k not in CLOCK_KEYS}
     out["stats"] = {
-        k: v for k, v in report.get("stats", {}).items() if not k.startswith(CLOCK_STATS)
+        k: v
+        for k, v in report.get("stats", {}).items()
+        if not k.startswith(CLOCK_STATS) and not k.endswith(CLOCK_SUFFIXES)
     }
     return out
 
