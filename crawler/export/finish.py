@@ -109,8 +109,6 @@ def _write_duckdb(folder: Path, notes: Notes) -> None:
         # to ``spill`` if a table ever needs more. Copying Parquet is I/O-bound anyway.
         con.execute("SET threads = 1")
         con.execute("SET memory_limit = '64MB'")
-        con.execute("SET allocator_flush_threshold = '16MB'")
-        con.execute("SET allocator_bulk_deallocation_flush_threshold = '16MB'")
         con.execute(f"SET temp_directory = {_sql_string(str(spill))}")
         con.execute("BEGIN TRANSACTION")  # one commit: 150 comments one by one cost seconds
         for name in _REFERENCED_FIRST:
