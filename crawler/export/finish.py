@@ -13,12 +13,13 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from glob import escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from crawler.export.contract import FOREIGN_KEYS, PRIMARY_KEYS
 from crawler.export.files import fsync_dir
@@ -30,6 +31,7 @@ if TYPE_CHECKING:  # imported where used: the tables step imports this module, n
 logger = logging.getLogger("crawler.export.dataset")  # its lines read as the dataset's, as before
 
 DUCKDB_FILE = "hot_papers.duckdb"
+_T = TypeVar("_T")
 # Per table: {"description": text, "columns": {name: [nullable, description]}} in schema order.
 Notes = dict[str, dict[str, Any]]
 
@@ -99,35 +101,126 @@ def _sql_string(text: str) -> str:
 
 def _write_duckdb(folder: Path, notes: Notes) -> None:
     """The same tables in one DuckDB file, copied (not views) so the folder can move, with
-    their keys, NOT NULL and descriptions; every foreign key is checked once written."""
-    import duckdb  # here, not at the top: the tables step (pyarrow's peak) never loads it
+    their keys, NOT NULL and descriptions; every foreign key is checked once written.
 
-    spill = folder / ".duckdb.tmp"
-    con = duckdb.connect(str(folder / DUCKDB_FILE))
+    Rows go in by chunks of :data:`_CHUNK_ROWS`, each committed and checkpointed by a
+    connection of its own: DuckDB then holds one chunk and the indexes of the keys, not the
+    whole dataset in one transaction (which ran out of its 64 MB at ~3,000 posts).
+    """
+    duckdb_file = _DuckDBFile(folder / DUCKDB_FILE, folder / ".duckdb.tmp")
     try:
-        # One thread and a small buffer keep DuckDB's share of peak memory near 50 MB; it spills
-        # to ``spill`` if a table ever needs more. Copying Parquet is I/O-bound anyway.
-        con.execute("SET threads = 1")
-        con.execute("SET memory_limit = '64MB'")
-        con.execute(f"SET temp_directory = {_sql_string(str(spill))}")
-        con.execute("BEGIN TRANSACTION")  # one commit: 150 comments one by one cost seconds
         for name in _REFERENCED_FIRST:
-            source = f"read_parquet({_sql_string(str(folder / f'{name}.parquet'))})"
-            con.execute(_create_table(con, name, source, notes[name]))
-            try:
-                con.execute(f"INSERT INTO {name} SELECT * FROM {source}")
-            except duckdb.ConstraintException as exc:
-                con.execute("ROLLBACK")  # the file is discarded; the Parquet says which key
-                raise DatasetError(_duplicate_key(con, name, source) or one_line(exc)) from exc
-            _comment(con, name, notes[name])
-        broken = foreign_key_violations(con)
+            _load_table(duckdb_file, name, folder / f"{name}.parquet", notes[name])
+        broken = duckdb_file.run(foreign_key_violations)
         if broken:
             raise DatasetError(f"foreign key does not hold: {broken[0]}")
-        con.execute("COMMIT")
-        con.execute("CHECKPOINT")
     finally:
-        con.close()
-        shutil.rmtree(spill, ignore_errors=True)
+        shutil.rmtree(duckdb_file.spill, ignore_errors=True)
+
+
+# DuckDB's buffer starts at 64 MB (one thread), near 50 MB of the step's peak; it spills to the
+# temp folder where it can. The indexes behind the keys (ART) cannot spill and grow with the
+# rows: a statement that does not fit runs again, in a new connection with twice the limit.
+_MEMORY_LIMIT_MB = 64
+_MAX_DOUBLINGS = 8  # up to 16 GB; DuckDB's own error beyond that
+_CHUNK_ROWS = 50_000  # the 294 real posts' largest table has ~25,000 rows: one chunk
+_ROW_GROUP_ROWS = 8_192  # rows go to disk as they come, not at the commit (DuckDB's 122,880)
+
+
+@dataclass(frozen=True)
+class _DuckDBFile:
+    path: Path
+    spill: Path  # DuckDB's temp_directory
+
+    def run(self, action: Callable[[duckdb.DuckDBPyConnection], _T]) -> _T:
+        """``action`` in a fresh connection, checkpointed; while DuckDB cannot allocate, again
+        in another with twice the memory limit (a failed statement commits nothing, and a
+        connection that failed is closed: DuckDB may have invalidated it)."""
+        limit = _MEMORY_LIMIT_MB
+        for attempt in range(_MAX_DOUBLINGS + 1):
+            try:
+                with self._connected(limit) as con:
+                    return action(con)
+            except Exception as exc:
+                if attempt == _MAX_DOUBLINGS or not _out_of_memory(exc):
+                    raise
+            limit *= 2
+            logger.debug("DuckDB needs more memory; the limit is now %d MB", limit)
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def _connected(self, limit_mb: int) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The file attached with small row groups, one thread and ``limit_mb``; checkpointed
+        and closed on the way out, so the next statement starts with nothing cached."""
+        import duckdb  # here, not at the top: the tables step (pyarrow's peak) never loads it
+
+        con = duckdb.connect(":memory:")
+        try:
+            con.execute("SET threads = 1")
+            con.execute(f"SET memory_limit = '{limit_mb}MB'")
+            con.execute(f"SET temp_directory = {_sql_string(str(self.spill))}")
+            attach = f"ATTACH {_sql_string(str(self.path))} AS dataset"
+            con.execute(f"{attach} (ROW_GROUP_SIZE {_ROW_GROUP_ROWS})")
+            con.execute("USE dataset")
+            yield con
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+
+
+def _out_of_memory(exc: Exception) -> bool:
+    """DuckDB's OutOfMemoryException, or a commit that could not allocate (which DuckDB reports
+    as a TransactionException, or a FatalException when it invalidates the connection)."""
+    import duckdb
+
+    return isinstance(exc, duckdb.OutOfMemoryException) or (
+        isinstance(exc, duckdb.TransactionException | duckdb.FatalException)
+        and "could not allocate" in str(exc)
+    )
+
+
+def _load_table(
+    duckdb_file: _DuckDBFile, name: str, parquet: Path, note: Mapping[str, Any]
+) -> None:
+    """CREATE TABLE with its keys and comments, then the rows in file order, chunk by chunk."""
+    source = f"read_parquet({_sql_string(str(parquet))})"
+
+    def create(con: duckdb.DuckDBPyConnection) -> int:
+        con.execute("BEGIN TRANSACTION")  # one commit: 150 comments one by one cost seconds
+        con.execute(_create_table(con, name, source, note))
+        _comment(con, name, note)
+        con.execute("COMMIT")
+        ((rows,),) = con.execute(f"SELECT count(*) FROM {source}").fetchall()
+        return int(rows)
+
+    rows = duckdb_file.run(create)
+    for first in range(0, rows, _CHUNK_ROWS):
+        duckdb_file.run(
+            partial(_insert_chunk, name, parquet, first, min(rows, first + _CHUNK_ROWS))
+        )
+
+
+def _insert_chunk(
+    name: str, parquet: Path, first: int, end: int, con: duckdb.DuckDBPyConnection
+) -> None:
+    """Rows ``first`` to ``end`` (exclusive) of the file, unless a try that failed after its
+    commit (at the checkpoint) wrote them already; a repeated key is named."""
+    import duckdb
+
+    ((have,),) = con.execute(f"SELECT count(*) FROM {name}").fetchall()
+    if have == end:
+        return
+    if have != first:
+        raise DatasetError(f"{name}: {have} rows where {first} were written")
+    numbered = f"read_parquet({_sql_string(str(parquet))}, file_row_number = true)"
+    try:
+        con.execute(
+            f"INSERT INTO {name} SELECT * EXCLUDE (file_row_number) FROM {numbered} "
+            f"WHERE file_row_number >= {first} AND file_row_number < {end}"
+        )
+    except duckdb.ConstraintException as exc:  # the file is discarded; the Parquet says which
+        source = f"read_parquet({_sql_string(str(parquet))})"
+        raise DatasetError(_duplicate_key(con, name, source) or one_line(exc)) from exc
 
 
 # Tables in an order where every referenced table is filled before the tables referring to it.
