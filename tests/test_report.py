@@ -312,3 +312,33 @@ def test_what_mattered_since_draws_citations_per_year_upvotes_and_code(dataset: 
     assert "1 of 2 papers have a code link" in text
     assert "Left: 1 papers' summed tweet likes" in text
     assert "The 1 papers (at most 8) with the most tweet likes" in text
+
+
+def test_duckdb_spills_into_a_private_folder_that_goes_afterwards(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB's default spill folder is ./.tmp of whoever runs the crawl; the report's is its
+    own, removed after a page and after a failure."""
+    import crawler.export.report as report_module
+
+    made: list[Path] = []
+    settings: list[str] = []
+    real_mkdtemp, real_connect = report_module.tempfile.mkdtemp, report_module._connect
+
+    def mkdtemp(**kwargs: Any) -> str:
+        made.append(Path(real_mkdtemp(dir=tmp_path, **kwargs)))
+        return str(made[-1])
+
+    def connect(where: Path, spill: Path) -> Any:
+        con = real_connect(where, spill)
+        ((setting,),) = con.execute("SELECT current_setting('temp_directory')").fetchall()
+        settings.append(setting)
+        return con
+
+    monkeypatch.setattr(report_module.tempfile, "mkdtemp", mkdtemp)
+    monkeypatch.setattr(report_module, "_connect", connect)
+    assert REPORT_MARK in render_report(dataset, run_report=RUN, changes=CHANGES)
+    with pytest.raises(Exception, match=r"No files found|does not exist"):
+        render_report(tmp_path / "no.dataset", run_report=RUN, changes=CHANGES)
+    assert len(made) == 2 and settings == [str(made[0])]
+    assert not any(p.exists() for p in made)

@@ -11,6 +11,8 @@ default ``10^3`` labels would show as raw ``$\\mathdefault{...}$``).
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, timedelta
@@ -45,6 +47,10 @@ SERVICE_LABELS = {
 }
 TOP_PAPERS = 15
 CITED_LINES = 8  # most-tweeted papers drawn in "citations per year"
+# A scatter of more dots than this is drawn as one embedded image (axes, ticks and labels stay
+# SVG text): 175,000 vector dots (~10,000 posts) made megabytes of SVG per plot and hundreds
+# of megabytes of memory to write it. The 294 real posts have ~5,000 papers: vector dots.
+DENSE_DOTS = 20_000
 # Bins of GitHub stars, as (label, lowest count): each bin up to the next one's lowest.
 STAR_BINS = (("0", 0), ("1–9", 1), ("10–99", 10), ("100–999", 100), ("1,000–9,999", 1000),
              ("10,000+", 10000))  # fmt: skip
@@ -113,17 +119,22 @@ dl.facts dd { margin: 0; }
 """
 
 
-def _connect(dataset: Path) -> duckdb.DuckDBPyConnection:
+def _connect(dataset: Path, spill: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")  # days are UTC days, as in the records
-    # As for the dataset: the report runs in the crawl's process, and DuckDB's default is 80 %
-    # of the machine's memory and a thread per core (it spills to disk instead).
+    # One thread and 32 MB (DuckDB's default is 80 % of the machine and a thread per core):
+    # a query needing more spills to ``spill``, a private folder (the default is ./.tmp).
     con.execute("SET threads = 1")
-    con.execute("SET memory_limit = '64MB'")
+    con.execute("SET memory_limit = '32MB'")
+    con.execute("SET temp_directory = " + _quoted(str(spill)))
     for name in TABLE_NAMES:
-        source = "'" + str(dataset / f"{name}.parquet").replace("'", "''") + "'"
+        source = _quoted(str(dataset / f"{name}.parquet"))
         con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({source})")
     return con
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[Any, ...]]:
@@ -313,35 +324,45 @@ def _statuses(con: duckdb.DuckDBPyConnection) -> Figure | None:
     return fig
 
 
+def _points(con: duckdb.DuckDBPyConnection, x: str, y: str) -> tuple[Any, Any]:
+    """Papers' ``x`` and ``y`` where both are known, as two arrays (175,000 pairs as Python
+    tuples were ~20 MB a plot)."""
+    got = con.sql(f"SELECT {x} AS x, {y} AS y FROM papers "
+                  f"WHERE {x} IS NOT NULL AND {y} IS NOT NULL").fetchnumpy()  # fmt: skip
+    return got["x"], got["y"]
+
+
 def _attention(con: duckdb.DuckDBPyConnection) -> tuple[Figure | None, int]:
-    rows = _rows(
-        con,
-        "SELECT tweet_like_count_total, semantic_scholar_citation_count FROM papers "
-        "WHERE tweet_like_count_total IS NOT NULL "
-        "AND semantic_scholar_citation_count IS NOT NULL",
-    )
-    if not rows:
+    likes, citations = _points(con, "tweet_like_count_total", "semantic_scholar_citation_count")
+    if not len(likes):
         return None, 0
-    likes, citations = zip(*rows, strict=True)
     fig = _figure(3.6)
     ax = fig.add_subplot()
     ax.grid(True, axis="both")
-    ax.scatter(likes, citations, s=14, alpha=0.45, color="#264653", edgecolors="none")
+    ax.scatter(likes, citations, s=14, alpha=0.45, color="#264653", edgecolors="none",
+               rasterized=len(likes) > DENSE_DOTS)  # fmt: skip
     _symlog(ax, "x")
     _symlog(ax, "y")
     ax.set_xlabel("likes of its tweets, summed (symmetric log scale)")
     ax.set_ylabel("citations, Semantic Scholar (symmetric log scale)")
-    return fig, len(rows)
+    return fig, len(likes)
 
 
-# The most-tweeted papers (by the likes of their tweets) that have citations per year.
+# The most-tweeted papers (by the likes of their tweets) that have citations per year: those
+# papers first, then their years (grouping every paper's years needed more than 64 MB at scale).
 _CITED = f"""
-SELECT p.arxiv_id, coalesce(p.arxiv_title, p.digest_title), p.tweet_like_count_total,
+WITH top AS (
+    SELECT arxiv_id, coalesce(arxiv_title, digest_title) AS title, tweet_like_count_total AS likes
+    FROM papers
+    WHERE arxiv_id IN (SELECT arxiv_id FROM citations_by_year)
+    ORDER BY likes DESC NULLS LAST, arxiv_id
+    LIMIT {CITED_LINES}
+)
+SELECT top.arxiv_id, any_value(title), any_value(likes),
        list(c.year ORDER BY c.year), list(c.cited_by_count ORDER BY c.year)
-FROM papers p JOIN citations_by_year c USING (arxiv_id)
-GROUP BY ALL
-ORDER BY p.tweet_like_count_total DESC NULLS LAST, p.arxiv_id
-LIMIT {CITED_LINES}
+FROM top JOIN citations_by_year c USING (arxiv_id)
+GROUP BY top.arxiv_id
+ORDER BY any_value(likes) DESC NULLS LAST, top.arxiv_id
 """
 
 
@@ -373,34 +394,31 @@ def _cited_by_year(con: duckdb.DuckDBPyConnection) -> tuple[Figure | None, int]:
     return fig, len(rows)
 
 
-def _scatter(ax: Any, points: Sequence[tuple[Any, Any]], xlabel: str, ylabel: str) -> None:
+def _scatter(ax: Any, points: tuple[Any, Any], xlabel: str, ylabel: str) -> None:
     ax.grid(True, axis="both")
-    if points:
-        xs, ys = zip(*points, strict=True)
-        ax.scatter(xs, ys, s=14, alpha=0.45, color="#264653", edgecolors="none")
+    xs, ys = points
+    if len(xs):
+        ax.scatter(xs, ys, s=14, alpha=0.45, color="#264653", edgecolors="none",
+                   rasterized=len(xs) > DENSE_DOTS)  # fmt: skip
     _symlog(ax, "x")
     _symlog(ax, "y")
-    ax.set_title(f"{len(points):,} papers", fontsize=10)
+    ax.set_title(f"{len(xs):,} papers", fontsize=10)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
 
 
 def _likes_against(con: duckdb.DuckDBPyConnection) -> tuple[Figure | None, int, int]:
     """Tweet likes against HF upvotes and against OpenAlex citations, side by side."""
-    pairs = []
-    for column in ("hf_upvotes", "openalex_cited_by_count"):
-        pairs.append(_rows(con, f"SELECT tweet_like_count_total, {column} FROM papers "
-                                f"WHERE tweet_like_count_total IS NOT NULL "
-                                f"AND {column} IS NOT NULL"))  # fmt: skip
-    upvotes, cited = pairs
-    if not upvotes and not cited:
+    upvotes = _points(con, "tweet_like_count_total", "hf_upvotes")
+    cited = _points(con, "tweet_like_count_total", "openalex_cited_by_count")
+    if not len(upvotes[0]) and not len(cited[0]):
         return None, 0, 0
     fig = _figure(3.6)
     left, right = fig.subplots(1, 2)
     likes = "likes of its tweets, summed (symlog)"
     _scatter(left, upvotes, likes, "Hugging Face upvotes (symlog)")
     _scatter(right, cited, likes, "citations, OpenAlex (symlog)")
-    return fig, len(upvotes), len(cited)
+    return fig, len(upvotes[0]), len(cited[0])
 
 
 def _star_bins(stars: Iterable[int]) -> list[int]:
@@ -611,23 +629,27 @@ def _code_cell(urls: Sequence[str] | None) -> str:
 
 
 # The most-liked embedded tweet of each paper, for a link beside it.
-_TOP_TWEET = """
-SELECT e.arxiv_id, t.url, t.details_like_count,
-       row_number() OVER (PARTITION BY e.arxiv_id
-                          ORDER BY t.details_like_count DESC NULLS LAST, t.tweet_id) AS n
-FROM entry_tweets et JOIN entries e USING (entry_id) JOIN tweets t USING (tweet_id)
-WHERE e.arxiv_id IS NOT NULL
-"""
+# The top papers first, then the most-liked tweet of each of them only: a window over every
+# embedded tweet of the archive needed more than the report's 64 MB at ~3,000 posts.
 _TOP_PAPERS = f"""
-WITH top_tweet AS ({_TOP_TWEET})
-SELECT p.arxiv_id, coalesce(p.arxiv_title, p.digest_title), p.first_seen::DATE, p.digest_count,
-       p.best_rank, p.tweet_like_count_total, p.max_digest_favorites,
-       p.semantic_scholar_citation_count, list_transform(p.code_urls, lambda c: c.url), b.url,
-       b.details_like_count
-FROM papers p LEFT JOIN top_tweet b ON b.arxiv_id = p.arxiv_id AND b.n = 1
-ORDER BY p.tweet_like_count_total DESC NULLS LAST, p.max_digest_favorites DESC NULLS LAST,
-         p.arxiv_id
-LIMIT {TOP_PAPERS}
+WITH top AS (
+    SELECT arxiv_id, coalesce(arxiv_title, digest_title) AS title, first_seen::DATE AS first,
+           digest_count, best_rank, tweet_like_count_total AS likes,
+           max_digest_favorites AS favorites, semantic_scholar_citation_count AS cites,
+           list_transform(code_urls, lambda c: c.url) AS code
+    FROM papers
+    ORDER BY likes DESC NULLS LAST, favorites DESC NULLS LAST, arxiv_id
+    LIMIT {TOP_PAPERS}
+), top_tweet AS (
+    SELECT e.arxiv_id, t.url, t.details_like_count,
+           row_number() OVER (PARTITION BY e.arxiv_id
+                              ORDER BY t.details_like_count DESC NULLS LAST, t.tweet_id) AS n
+    FROM entry_tweets et JOIN entries e USING (entry_id) JOIN tweets t USING (tweet_id)
+    WHERE e.arxiv_id IN (SELECT arxiv_id FROM top)
+)
+SELECT top.*, b.url, b.details_like_count
+FROM top LEFT JOIN top_tweet b ON b.arxiv_id = top.arxiv_id AND b.n = 1
+ORDER BY likes DESC NULLS LAST, favorites DESC NULLS LAST, top.arxiv_id
 """
 _TOP_HEAD = (
     "<tr><th class='num'>#</th><th>Paper (arXiv page)</th><th>First listed</th>"
@@ -792,18 +814,22 @@ def render_report(
 ) -> str:
     """The report page as a string (what :func:`write_report` writes); ``built_from`` is the
     key of its inputs (``crawler.export.unchanged``), carried in a ``<meta>`` tag."""
-    con = _connect(dataset)
+    spill = Path(tempfile.mkdtemp(prefix="hot-papers-report-"))
     try:
-        info = _overview(con)
-        with matplotlib.rc_context(_STYLE):
-            parts = [
-                *_plots(con, info),
-                _mattered(con, info["counts"]["papers"]),
-                _top_papers(con),
-                _run(run_report, changes),
-            ]
+        con = _connect(dataset, spill)
+        try:
+            info = _overview(con)
+            with matplotlib.rc_context(_STYLE):
+                parts = [
+                    *_plots(con, info),
+                    _mattered(con, info["counts"]["papers"]),
+                    _top_papers(con),
+                    _run(run_report, changes),
+                ]
+        finally:
+            con.close()
     finally:
-        con.close()
+        shutil.rmtree(spill, ignore_errors=True)
     first, last = info["first"], info["last"]
     title = f"Hot Papers {first} – {last}" if first else "Hot Papers"
     return (
