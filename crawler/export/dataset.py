@@ -2,10 +2,10 @@
 
 :func:`write_dataset` reads the JSONL snapshot a line at a time and writes every table in
 batches, so memory does not grow with the snapshot. Entries and embeddings go straight to their
-Parquet files. Tweets (many records embed the same one) and each paper's metadata blocks wait in
-a staging SQLite file inside the new folder. Only a small aggregate per distinct paper (dates,
-ranks, code links: well under a kilobyte) and per post stays in memory: about 40 MB for the
-~40,000 papers of a 10,000-post corpus, independent of abstracts, HTML and tweet counts.
+Parquet files. Tweets (many records embed the same one), each paper's metadata blocks and its
+aggregate (dates, ranks, digests, code links) wait in a staging SQLite file inside the new
+folder; only a row per post stays in memory. (The per-paper aggregate in memory was ~2 KB a
+paper: 175,000 papers at ~10,000 posts held 490 MB.)
 
 The folder is written beside the target under a fresh name, then ``target`` (a symlink) is
 pointed at it with one atomic rename. Readers see the old dataset or the new one, never a mix.
@@ -19,7 +19,6 @@ import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import suppress
-from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -219,39 +218,6 @@ def _build(
     return builder.rows(), builder.period()
 
 
-@dataclass(slots=True)
-class _Paper:
-    """What is kept in memory per distinct paper: small and bounded by its listings."""
-
-    first_key: str  # the snapshot order of its first listing: rows follow it
-    first_seen: str | None
-    last_seen: str | None
-    best_rank: int
-    digests: set[str] = field(default_factory=set)  # post IDs: a digest listing it twice is one
-    listings: int = 0
-    ranks: list[tuple[str | None, int]] = field(default_factory=list)
-    favorites: int | None = None
-    retweets: int | None = None
-    # code links by URL ignoring case, first seen first, with every source naming them
-    code_urls: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def see(self, record: Mapping[str, Any]) -> None:
-        when, rank, digest = record["post"]["published_at"], record["rank"], record["digest"]
-        self.first_seen = _least(self.first_seen, when)
-        self.last_seen = _greatest(self.last_seen, when)
-        self.best_rank = min(self.best_rank, rank)
-        self.digests.add(record["post"]["id"])
-        self.listings += 1
-        self.ranks.append((when, rank))
-        self.favorites = _greatest(self.favorites, digest["favorites"])
-        self.retweets = _greatest(self.retweets, digest["retweets"])
-        for link in record["code_urls"]:
-            known = self.code_urls.setdefault(
-                link["url"].lower(), {"url": link["url"], "sources": []}
-            )
-            known["sources"].extend(s for s in link["sources"] if s not in known["sources"])
-
-
 def _least(a: Any, b: Any) -> Any:
     """The smaller of two values, ignoring None (ISO 8601 UTC strings compare as times)."""
     return b if a is None else a if b is None else min(a, b)
@@ -271,6 +237,17 @@ CREATE TABLE block (arxiv_id TEXT, block TEXT, ok INTEGER, k TEXT, value TEXT,
                     PRIMARY KEY (arxiv_id, block));
 CREATE TABLE paper_tweet (arxiv_id TEXT, tweet_id TEXT, links INTEGER,
                           PRIMARY KEY (arxiv_id, tweet_id)) WITHOUT ROWID;
+CREATE TABLE paper (arxiv_id TEXT PRIMARY KEY, first_key TEXT, first_seen TEXT, last_seen TEXT,
+                    best_rank INTEGER, listings INTEGER, favorites INTEGER, retweets INTEGER)
+                    WITHOUT ROWID;
+CREATE TABLE paper_digest (arxiv_id TEXT, post_id TEXT, PRIMARY KEY (arxiv_id, post_id))
+                           WITHOUT ROWID;
+CREATE TABLE paper_rank (arxiv_id TEXT, seq INTEGER, published_at TEXT, rank INTEGER,
+                         PRIMARY KEY (arxiv_id, seq)) WITHOUT ROWID;
+CREATE TABLE paper_code (arxiv_id TEXT, url_key TEXT, seq INTEGER, url TEXT,
+                         PRIMARY KEY (arxiv_id, url_key)) WITHOUT ROWID;
+CREATE TABLE code_source (arxiv_id TEXT, url_key TEXT, source TEXT, seq INTEGER,
+                          PRIMARY KEY (arxiv_id, url_key, source)) WITHOUT ROWID;
 """
 # The copy from the most recent record (by snapshot order: date, slug, rank, source) wins.
 _UPSERT_TWEET = """
@@ -292,10 +269,40 @@ _UPSERT_PAPER_TWEET = """
 INSERT INTO paper_tweet VALUES (?, ?, ?) ON CONFLICT (arxiv_id, tweet_id) DO UPDATE SET
   links = coalesce(max(links, excluded.links), links, excluded.links)
 """
+# Per distinct paper (175,000 at ~10,000 posts): dates, ranks, digests and code links wait here
+# too, not in memory. A listing's values fold in as the records come (None ignored by min/max).
+_UPSERT_PAPER = """
+INSERT INTO paper VALUES (?, ?, ?, ?, ?, 1, ?, ?) ON CONFLICT (arxiv_id) DO UPDATE SET
+  first_key = min(first_key, excluded.first_key),
+  first_seen = coalesce(min(first_seen, excluded.first_seen), first_seen, excluded.first_seen),
+  last_seen = coalesce(max(last_seen, excluded.last_seen), last_seen, excluded.last_seen),
+  best_rank = min(best_rank, excluded.best_rank),
+  listings = listings + 1,
+  favorites = coalesce(max(favorites, excluded.favorites), favorites, excluded.favorites),
+  retweets = coalesce(max(retweets, excluded.retweets), retweets, excluded.retweets)
+"""
+_ADD_DIGEST = "INSERT OR IGNORE INTO paper_digest VALUES (?, ?)"
+_ADD_RANK = "INSERT INTO paper_rank VALUES (?, ?, ?, ?)"
+# A code link keeps its first spelling and place; its sources their first appearance.
+_ADD_CODE = "INSERT OR IGNORE INTO paper_code VALUES (?, ?, ?, ?)"
+_ADD_CODE_SOURCE = "INSERT OR IGNORE INTO code_source VALUES (?, ?, ?, ?)"
+_PAPERS = """
+SELECT p.arxiv_id, p.first_seen, p.last_seen, p.best_rank, p.listings, p.favorites, p.retweets,
+       (SELECT count(*) FROM paper_digest d WHERE d.arxiv_id = p.arxiv_id)
+FROM paper p ORDER BY p.first_key, p.arxiv_id
+"""
 _PAPER_TWEETS = """
-SELECT pt.arxiv_id, count(*), sum(pt.links), count(pt.links),
-       sum(t.favorite_count), count(t.favorite_count)
-FROM paper_tweet pt JOIN tweet t USING (tweet_id) GROUP BY pt.arxiv_id
+SELECT count(*), sum(pt.links), count(pt.links), sum(t.favorite_count), count(t.favorite_count)
+FROM paper_tweet pt JOIN tweet t USING (tweet_id) WHERE pt.arxiv_id = ?
+"""
+_RANKS = """
+SELECT published_at, rank FROM paper_rank WHERE arxiv_id = ?
+ORDER BY coalesce(published_at, ''), rank
+"""
+_CODE_URLS = """
+SELECT c.url_key, c.url, s.source FROM paper_code c
+LEFT JOIN code_source s ON s.arxiv_id = c.arxiv_id AND s.url_key = c.url_key
+WHERE c.arxiv_id = ? ORDER BY c.seq, s.seq
 """
 
 
@@ -306,11 +313,14 @@ class _Stage:
         self.path = path
         self.db = sqlite3.connect(path)
         self.db.executescript(_STAGING_SQL)
-        self.pending: dict[str, list[tuple[Any, ...]]] = {
-            _UPSERT_TWEET: [],
-            _UPSERT_BLOCK: [],
-            _UPSERT_PAPER_TWEET: [],
-        }
+        statements = (_UPSERT_TWEET, _UPSERT_BLOCK, _UPSERT_PAPER_TWEET, _UPSERT_PAPER,
+                      _ADD_DIGEST, _ADD_RANK, _ADD_CODE, _ADD_CODE_SOURCE)  # fmt: skip
+        self.pending: dict[str, list[tuple[Any, ...]]] = {sql: [] for sql in statements}
+        self.seq = 0  # first appearance, for what keeps its order (ranks, code links)
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
 
     def add(self, sql: str, params: tuple[Any, ...]) -> None:
         rows = self.pending[sql]
@@ -345,7 +355,6 @@ class _Builder:
             name: TableWriter(folder / f"{name}.parquet", SCHEMAS[name], batch_rows=BATCH_ROWS)
             for name in TABLE_NAMES
         }
-        self.papers: dict[str, _Paper] = {}
         self.posts: dict[str, dict[str, Any]] = {}  # by post ID
         self.post_columns = [f.name for f in SCHEMAS["posts"] if f.name.startswith("post_")]
         self.meta_columns = [leaf.column for leaf in LAYOUT.leaves if is_paper_leaf(leaf)]
@@ -384,16 +393,22 @@ class _Builder:
         paper_id = record["arxiv_id"]
         if paper_id is None:
             return
-        paper = self.papers.get(paper_id)
-        if paper is None:
-            paper = self.papers[paper_id] = _Paper(key, None, None, record["rank"])
-        paper.first_key = min(paper.first_key, key)
-        paper.see(record)
+        when, rank, digest = record["post"]["published_at"], record["rank"], record["digest"]
+        stage = self.stage
+        listing = (paper_id, key, when, when, rank, digest["favorites"], digest["retweets"])
+        stage.add(_UPSERT_PAPER, listing)
+        stage.add(_ADD_DIGEST, (paper_id, record["post"]["id"]))
+        stage.add(_ADD_RANK, (paper_id, stage.next_seq(), when, rank))
+        for link in record["code_urls"]:
+            url_key = link["url"].lower()
+            stage.add(_ADD_CODE, (paper_id, url_key, stage.next_seq(), link["url"]))
+            for source in link["sources"]:
+                stage.add(_ADD_CODE_SOURCE, (paper_id, url_key, source, stage.next_seq()))
         for block in PAPER_BLOCKS:
             value = record[block]
-            self.stage.add(_UPSERT_BLOCK, (paper_id, block, _is_ok(value), key, _dumps(value)))
-        digest = {"title": record["digest"]["title"]}
-        self.stage.add(_UPSERT_BLOCK, (paper_id, "digest", 1, key, _dumps(digest)))
+            stage.add(_UPSERT_BLOCK, (paper_id, block, _is_ok(value), key, _dumps(value)))
+        digest_block = {"title": digest["title"]}
+        stage.add(_UPSERT_BLOCK, (paper_id, "digest", 1, key, _dumps(digest_block)))
 
     def read_post(self, post: Mapping[str, Any]) -> dict[str, Any]:
         """A digest that was read, with or without entries: one row of ``posts``."""
@@ -420,18 +435,18 @@ class _Builder:
             writer.close()
 
     def _write_papers(self) -> None:
-        tweets = {row[0]: row[1:] for row in self.stage.db.execute(_PAPER_TWEETS)}
-        order = sorted(self.papers.items(), key=lambda p: (p[1].first_key, p[0]))
-        for paper_id, paper in order:
+        db = self.stage.db
+        for paper in db.execute(_PAPERS):
+            paper_id = paper[0]
             blocks = {
                 block: json.loads(value)
-                for block, value in self.stage.db.execute(
+                for block, value in db.execute(
                     "SELECT block, value FROM block WHERE arxiv_id = ?", (paper_id,)
                 )
             }
             meta = LAYOUT.extract("entries", blocks)
             row = {name: meta[name] for name in self.meta_columns}
-            row |= _paper_columns(paper_id, paper, tweets.get(paper_id))
+            row |= _paper_columns(db, paper)
             row["digest_title"] = meta["digest_title"]
             self.writers["papers"].append(row)
             self._write_series(paper_id, blocks)
@@ -501,26 +516,38 @@ def _post_order(row: Mapping[str, Any]) -> tuple[str, str, str]:
     return (row["post_published_at"] or "", row["post_slug"], row["post_source"])
 
 
-def _paper_columns(paper_id: str, paper: _Paper, tweets: tuple[Any, ...] | None) -> dict[str, Any]:
-    count, linking, known_links, likes, known_likes = tweets or (0, 0, 0, 0, 0)
+def _paper_columns(db: sqlite3.Connection, paper: tuple[Any, ...]) -> dict[str, Any]:
+    """A paper's aggregate columns from the staging file: its row of ``paper`` and the rows of
+    its ranks, tweets and code links."""
+    paper_id, first_seen, last_seen, best_rank, listings, favorites, retweets, digests = paper
+    ((count, linking, known_links, likes, known_likes),) = db.execute(_PAPER_TWEETS, (paper_id,))
     return {
         "arxiv_id": paper_id,
-        "first_seen": paper.first_seen,
-        "last_seen": paper.last_seen,
-        "digest_count": len(paper.digests),
-        "listing_count": paper.listings,
-        "best_rank": paper.best_rank,
+        "first_seen": first_seen,
+        "last_seen": last_seen,
+        "digest_count": digests,
+        "listing_count": listings,
+        "best_rank": best_rank,
         "ranks": [
             {"post_published_at": when, "rank": rank}
-            for when, rank in sorted(paper.ranks, key=lambda r: (r[0] or "", r[1]))
+            for when, rank in db.execute(_RANKS, (paper_id,))
         ],
-        "max_digest_favorites": paper.favorites,
-        "max_digest_retweets": paper.retweets,
+        "max_digest_favorites": favorites,
+        "max_digest_retweets": retweets,
         "tweet_count": count,
         "linking_tweet_count": linking if known_links else None,
         "tweet_like_count_total": likes if known_likes else None,
-        "code_urls": list(paper.code_urls.values()),
+        "code_urls": _code_urls(db, paper_id),
     }
+
+
+def _code_urls(db: sqlite3.Connection, paper_id: str) -> list[dict[str, Any]]:
+    links: dict[str, dict[str, Any]] = {}
+    for url_key, url, source in db.execute(_CODE_URLS, (paper_id,)):
+        link = links.setdefault(url_key, {"url": url, "sources": []})
+        if source is not None:
+            link["sources"].append(source)
+    return list(links.values())
 
 
 def _write_manifest(
