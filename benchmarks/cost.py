@@ -19,6 +19,9 @@ Rows (each against the local stand-in, over real HTTP, each side on the same sta
   sides: on ``--peer-posts`` posts, extrapolated by entries).
 * ``big`` (``--big``, slow): 10,000 posts at the ``scaled`` mode's latencies, backfill then an
   unchanged rerun: peak RSS and the rerun's wall time.
+* ``steps`` (``--rows instant,steps``, ~15 min): the steps after the crawl (tables, DuckDB,
+  report) on the ``instant`` snapshot copied ``--steps-copies`` times (34: ~10,000 posts), each
+  step's peak RSS, wall time and exit status (``benchmarks.steps``).
 
 Peak RSS is the crawl process and every child it starts (psutil, every 0.1 s): the whole command.
 Results: ``benchmarks/results/cost.json`` and the *Cost* section of ``results.md``.
@@ -45,6 +48,7 @@ from benchmarks.measure import child_env, count_lines, crawl_cmd, fresh, log, me
 from benchmarks.model import BATCH_SIZE, RESULTS
 from benchmarks.profiling import run_profile
 from benchmarks.services import service_figures
+from benchmarks.steps import steps_row
 
 if TYPE_CHECKING:
     from tests.standin import StandIn
@@ -309,6 +313,8 @@ def run_rows(bench: Bench, rows: list[str]) -> dict[str, Any]:
         out["peer"] = bench.peer()
     if "big" in rows:
         out["big"] = bench.backfill("big", rerun=True)
+    if "steps" in rows:
+        out["steps"] = steps_row(bench.sides, bench.work, bench.args.steps_copies)
     if "profile" in rows:
         out["profile"] = {
             code.label: run_profile(
@@ -328,6 +334,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--big", action="store_true", help="also the 10,000-post row (slow)")
     ap.add_argument("--peer-posts", type=int, default=10, help="posts the peer runs; 0: skip")
     ap.add_argument("--profile-posts", type=int, default=100)
+    ap.add_argument("--steps-copies", type=int, default=34, help="copies of the 294 posts")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=None, help="kept; baseline and corpora reused")
     ap.add_argument("--out", type=Path, default=RESULTS)

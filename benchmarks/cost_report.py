@@ -185,6 +185,36 @@ def _big(rows: dict[str, Any]) -> list[str]:
     ]
 
 
+def _step_cell(s: Side) -> str:
+    cells = []
+    for step in ("tables", "dataset", "report"):
+        got = s[step]
+        what = f"{got['peak_rss_mb']:.0f} MB, {got['wall_s']:.0f} s" if got["exit"] == 0 else (
+            f"**exit {got['exit']}** ({got['failure'] or 'no line'})")  # fmt: skip
+        cells.append(f"{step} {what}")
+    return "; ".join(cells) + f" ({_load(s['tables'])})"
+
+
+def _steps(rows: dict[str, Any]) -> list[str]:
+    """The steps after the crawl on the scaled archive (``benchmarks.steps``)."""
+    row = rows.get("steps")
+    if not row:
+        return []
+    after = _after(row, "sides")
+    ok = None
+    if after:
+        ok = all(after[k]["exit"] == 0 and after[k]["peak_rss_mb"] <= 186 for k in STEP_NAMES)
+    goal = (
+        f"{row['posts']:,} posts ({row['records']:,} records, the instant snapshot copied "
+        f"{row['copies']} times): each step after the crawl succeeds at ≤ 186 MB (200 MB less "
+        "the ~14 MB of the process running them)"
+    )
+    return [_line(goal, _cells(row, "sides", _step_cell), ok)]
+
+
+STEP_NAMES = ("tables", "dataset", "report")
+
+
 def _profile(rows: dict[str, Any]) -> list[str]:
     prof = rows.get("profile") or {}
     if not prof:
@@ -246,5 +276,6 @@ def cost_markdown(data: dict[str, Any]) -> list[str]:
         *_bound(rows),
         *_peer(rows),
         *_big(rows),
+        *_steps(rows),
         *_profile(rows),
     ]
