@@ -898,3 +898,35 @@ def test_a_chunk_is_written_once_and_a_gap_is_refused(tmp_path: Path) -> None:
         assert con.execute("SELECT k FROM keys").fetchall() == [("a",), ("b",), ("c",)]
     finally:
         con.close()
+
+
+def test_a_table_loaded_again_after_a_failed_checkpoint_is_the_same(tmp_path: Path) -> None:
+    """A try that failed at its checkpoint may have created the table and written its chunk:
+    the next try finds both and adds nothing."""
+    snapshot = write_snapshot(tmp_path / "d.jsonl", small_corpus())
+    folder = write_dataset(snapshot, tmp_path / "d.dataset").folder
+    dataset_file = finish_module._DuckDBFile(tmp_path / "again.duckdb", tmp_path / "spill")
+    note = dataset_module.table_notes()["posts"]
+    for _ in range(2):
+        finish_module._load_table(dataset_file, "posts", folder / "posts.parquet", note)
+    con = duckdb.connect(str(tmp_path / "again.duckdb"), read_only=True)
+    try:
+        again = con.execute("SELECT * FROM posts").fetchall()
+    finally:
+        con.close()
+    con = duckdb.connect(str(folder / DUCKDB_FILE), read_only=True)
+    try:
+        assert again == con.execute("SELECT * FROM posts").fetchall() and len(again) > 1
+    finally:
+        con.close()
+
+
+def test_only_allocation_failures_are_retried() -> None:
+    """A checkpoint that could not allocate is an IOException in DuckDB, and so is a full disk:
+    only the first is tried again with more memory."""
+    assert finish_module._out_of_memory(
+        duckdb.IOException("Checkpoint failed: could not allocate block of size 256.0 KiB")
+    )
+    assert not finish_module._out_of_memory(duckdb.IOException("No space left on device"))
+    assert not finish_module._out_of_memory(duckdb.ConstraintException("Duplicate key"))
+    assert finish_module._out_of_memory(duckdb.OutOfMemoryException("Out of Memory Error"))

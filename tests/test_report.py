@@ -156,7 +156,27 @@ def empty_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_nothing_on_the_page_loads_from_outside_it(dataset: Path) -> None:
     """Only a click leaves the page: <a href> may point out, nothing else may."""
+    _assert_self_contained(render_report(dataset, run_report=RUN, changes=CHANGES))
+
+
+def test_dense_scatters_are_one_embedded_image_with_text_axes(
+    dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past DENSE_DOTS a scatter's dots are one PNG inside its SVG (175,000 vector dots made
+    megabytes a plot); the page still loads nothing and its axes still read as text."""
+    import crawler.export.report as report_module
+
+    vector = render_report(dataset, run_report=RUN, changes=CHANGES)
+    monkeypatch.setattr(report_module, "DENSE_DOTS", 0)
     html = render_report(dataset, run_report=RUN, changes=CHANGES)
+    assert "data:image/png;base64," not in vector
+    assert html.count("data:image/png;base64,") == 3  # the three scatters, nothing else
+    _assert_self_contained(html)
+    text = " ".join(_parse(html).text)
+    assert "Hugging Face upvotes (symlog)" in text and "citations, OpenAlex (symlog)" in text
+
+
+def _assert_self_contained(html: str) -> None:
     page = _parse(html)
     assert "script" not in page.tags and "link" not in page.tags and "iframe" not in page.tags
     assert "img" not in page.tags and page.tags.count("svg") == PLOTS
@@ -164,6 +184,8 @@ def test_nothing_on_the_page_loads_from_outside_it(dataset: Path) -> None:
     for tag, attribute, value in page.refs:
         if value.startswith("#"):
             assert value[1:] in page.ids, f"<{tag} {attribute}> to a missing anchor {value}"
+        elif tag == "image" and value.startswith("data:image/png;base64,"):
+            continue  # a rasterized scatter, inside its SVG
         else:
             assert tag == "a" and attribute == "href", f"<{tag} {attribute}={value[:40]}>"
             assert value.startswith("https://"), value

@@ -15,7 +15,7 @@ import re
 import shutil
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from glob import escape
 from pathlib import Path
@@ -127,25 +127,26 @@ _CHUNK_ROWS = 50_000  # the 294 real posts' largest table has ~25,000 rows: one 
 _ROW_GROUP_ROWS = 8_192  # rows go to disk as they come, not at the commit (DuckDB's 122,880)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _DuckDBFile:
     path: Path
     spill: Path  # DuckDB's temp_directory
+    # What the last statement needed; each table starts at the base again.
+    limit_mb: int = field(default_factory=lambda: _MEMORY_LIMIT_MB)
 
     def run(self, action: Callable[[duckdb.DuckDBPyConnection], _T]) -> _T:
         """``action`` in a fresh connection, checkpointed; while DuckDB cannot allocate, again
         in another with twice the memory limit (a failed statement commits nothing, and a
         connection that failed is closed: DuckDB may have invalidated it)."""
-        limit = _MEMORY_LIMIT_MB
         for attempt in range(_MAX_DOUBLINGS + 1):
             try:
-                with self._connected(limit) as con:
+                with self._connected(self.limit_mb) as con:
                     return action(con)
             except Exception as exc:
                 if attempt == _MAX_DOUBLINGS or not _out_of_memory(exc):
                     raise
-            limit *= 2
-            logger.debug("DuckDB needs more memory; the limit is now %d MB", limit)
+            self.limit_mb *= 2
+            logger.debug("DuckDB needs more memory; the limit is now %d MB", self.limit_mb)
         raise AssertionError("unreachable")
 
     @contextmanager
@@ -169,13 +170,14 @@ class _DuckDBFile:
 
 
 def _out_of_memory(exc: Exception) -> bool:
-    """DuckDB's OutOfMemoryException, or a commit that could not allocate (which DuckDB reports
-    as a TransactionException, or a FatalException when it invalidates the connection)."""
+    """DuckDB's OutOfMemoryException, or a commit or checkpoint that could not allocate (which
+    DuckDB reports as a TransactionException, an IOException, or a FatalException when it
+    invalidates the connection). A full disk is an IOException too, but says so."""
     import duckdb
 
+    kinds = (duckdb.TransactionException, duckdb.IOException, duckdb.FatalException)
     return isinstance(exc, duckdb.OutOfMemoryException) or (
-        isinstance(exc, duckdb.TransactionException | duckdb.FatalException)
-        and "could not allocate" in str(exc)
+        isinstance(exc, kinds) and "could not allocate" in str(exc)
     )
 
 
@@ -186,13 +188,20 @@ def _load_table(
     source = f"read_parquet({_sql_string(str(parquet))})"
 
     def create(con: duckdb.DuckDBPyConnection) -> int:
-        con.execute("BEGIN TRANSACTION")  # one commit: 150 comments one by one cost seconds
-        con.execute(_create_table(con, name, source, note))
-        _comment(con, name, note)
-        con.execute("COMMIT")
+        there = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'dataset' "
+            "AND table_name = ?",
+            [name],
+        ).fetchall()
+        if there != [(1,)]:  # else a try that failed at its checkpoint created it
+            con.execute("BEGIN TRANSACTION")  # one commit: 150 comments one by one cost seconds
+            con.execute(_create_table(con, name, source, note))
+            _comment(con, name, note)
+            con.execute("COMMIT")
         ((rows,),) = con.execute(f"SELECT count(*) FROM {source}").fetchall()
         return int(rows)
 
+    duckdb_file.limit_mb = _MEMORY_LIMIT_MB  # each table starts small again
     rows = duckdb_file.run(create)
     for first in range(0, rows, _CHUNK_ROWS):
         duckdb_file.run(

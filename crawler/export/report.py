@@ -435,8 +435,7 @@ def _code(con: duckdb.DuckDBPyConnection) -> tuple[Figure | None, int, int]:
     )
     if not papers:
         return None, 0, 0
-    stars = [n for (n,) in _rows(con, "SELECT hf_github_stars FROM papers "
-                                      "WHERE hf_github_stars IS NOT NULL")]  # fmt: skip
+    stars, _ = _points(con, "hf_github_stars", "hf_github_stars")  # one array, not a tuple a paper
     fig = _figure(3.0)
     share, hist = fig.subplots(1, 2, width_ratios=(1, 2))
     shares = (("with code", with_code, "#2a9d8f"), ("without", papers - with_code, "#adb5bd"))
