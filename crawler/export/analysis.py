@@ -48,7 +48,7 @@ _PACKAGE_ROOT = str(Path(crawler.__file__).resolve().parent.parent)
 _STOPS = (signal.SIGINT, signal.SIGTERM)
 # Each in a process of its own, one after another: their peaks do not add.
 STEPS = ("tables", "dataset", "report")
-_TABLES = "tables.json"  # what the tables step leaves for the dataset step
+HANDOFF = "tables.json"  # what the tables step leaves for the dataset step, beside the job
 _MODULE = "crawler.export.analysis"  # not __name__: that is "__main__" in the steps
 
 
@@ -73,6 +73,13 @@ def _env() -> dict[str, str]:
     """The steps import this very ``crawler`` (Scrapy may have found it through scrapy.cfg)."""
     paths = [_PACKAGE_ROOT, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+
+
+def step_env() -> dict[str, str]:
+    """A step's environment (``benchmarks.steps`` measures the steps with it too)."""
+    # Arrow's default pool (mimalloc) kept the row groups' freed pages: 30 MB more at the peak
+    # than the system allocator, for the same bytes written. One may still choose another.
+    return {"ARROW_DEFAULT_MEMORY_POOL": "system", **_env()}
 
 
 # --- in the crawl's process ---------------------------------------------------------------------
@@ -190,11 +197,8 @@ def _step(job_file: Path, step: str, stops: _Stops) -> str | None:
     dataset = job["dataset"]
     result = job_file.with_name(f"{step}.result.txt")
     cmd = [sys.executable, "-m", _MODULE, str(job_file), str(result), step]
-    # Arrow's default pool (mimalloc) kept the row groups' freed pages: 30 MB more at the peak
-    # than the system allocator, for the same bytes written. One may still choose another.
-    env = {"ARROW_DEFAULT_MEMORY_POOL": "system", **_env()}
     try:
-        stops.proc = proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+        stops.proc = proc = subprocess.Popen(cmd, env=step_env(), stdin=subprocess.DEVNULL)
     except OSError as exc:
         return f"dataset {dataset} not replaced: {exc.strerror or exc}"
     try:
@@ -223,12 +227,12 @@ def _steps(folder: Path, job: dict[str, Any], stops: _Stops) -> str | None:
             continue
         if problem := _step(folder / "job.json", step, stops):
             if step != "report":
-                _discard_tables(folder / _TABLES, Path(job["dataset"]))
+                discard_tables(folder / HANDOFF, Path(job["dataset"]))
             return problem
     return None
 
 
-def _discard_tables(handoff: Path, target: Path) -> None:
+def discard_tables(handoff: Path, target: Path) -> None:
     """The hidden folder the tables step wrote, unless it was swapped in after all (a stop
     that came as the dataset step was ending)."""
     with contextlib.suppress(OSError, ValueError, KeyError):
@@ -439,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s [%(name)s] %(levelname)s: %(message)s"
     )
     job_path, result_path, step = Path(args[0]), Path(args[1]), args[2]
-    problem = run(json.loads(job_path.read_text("utf-8")), step, job_path.with_name(_TABLES))
+    problem = run(json.loads(job_path.read_text("utf-8")), step, job_path.with_name(HANDOFF))
     if problem is None:
         return 0
     result_path.write_text(problem + "\n", encoding="utf-8")
