@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from benchmarks.baseline import Code
+from benchmarks.cost_report import cost_markdown
 from benchmarks.steps import STEPS, run_steps, scale_snapshot, step_env, write_job
 from crawler.export import analysis
 from crawler.export.contract import sort_key
@@ -161,3 +162,24 @@ def test_each_step_gets_the_environment_the_supervisor_gives_it(
         assert {k: v for k, v in env.items() if k != "PYTHONPATH"} == {
             k: v for k, v in analysis.step_env().items() if k != "PYTHONPATH"
         }
+
+
+def _steps_line(after: dict[str, Any]) -> str:
+    ok = {"exit": 0, "wall_s": 30.0, "peak_rss_mb": 150.0, "failure": None, "load_before": 0.5}
+    before = {step: ok for step in STEPS}
+    row = {"copies": 34, "posts": 9996, "records": 227630, "steps": list(STEPS),
+           "sides": {"before": before, "after": after}}  # fmt: skip
+    return next(x for x in cost_markdown({"meta": {}, "rows": {"steps": row}}) if "9,996" in x)
+
+
+def test_cost_table_meets_the_steps_goal_only_on_every_step_measured() -> None:
+    ok = {"exit": 0, "wall_s": 30.0, "peak_rss_mb": 150.0, "failure": None, "load_before": 0.5}
+    failed = {**ok, "exit": 5, "failure": "dataset d not replaced: OutOfMemoryException"}
+    assert _steps_line({s: ok for s in STEPS}).endswith("| **met** |")
+    not_run = _steps_line({"tables": ok, "dataset": failed, "report": None})
+    assert "dataset **exit 5** (dataset d not replaced" in not_run and "report not run" in not_run
+    assert not_run.endswith("| **not met** |")
+    missing = _steps_line({"tables": ok, "dataset": ok})  # a cost.json without the report step
+    assert "report not run" in missing and missing.endswith("| **not met** |")
+    unmeasured = _steps_line({**{s: ok for s in STEPS}, "report": {**ok, "peak_rss_mb": 0.0}})
+    assert unmeasured.endswith("| **not met** |")
