@@ -96,7 +96,7 @@ def test_scaled_snapshot_has_fresh_keys_in_snapshot_order(tmp_path: Path) -> Non
     order the crawler writes, so the steps see an archive ``copies`` times the size."""
     import json
 
-    from benchmarks.steps import scale_snapshot
+    from benchmarks.scaled import scale_snapshot
     from crawler.export.contract import sort_key
     from crawler.export.dataset import write_dataset
     from crawler.export.files import posts_file
