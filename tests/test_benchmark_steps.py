@@ -1,6 +1,7 @@
-"""The steps row (``benchmarks.steps``): the scaled archive is the crawler's own kind of snapshot
-with keys no two copies share, its steps run as the crawl's supervisor runs them, and the cost
-table meets the goal only on every step measured and succeeded."""
+"""The steps row: the scaled archive (``benchmarks.scaled``) is the crawler's own kind of snapshot
+with keys no two copies share, its steps run as the crawl's supervisor runs them
+(``benchmarks.steps``, which measures with psutil: the bench extra), and the cost table meets the
+goal only on every step measured and succeeded."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 
 from benchmarks.baseline import Code
 from benchmarks.cost_report import cost_markdown
-from benchmarks.steps import STEPS, run_steps, scale_snapshot, step_env, write_job
+from benchmarks.scaled import scale_snapshot
 from crawler.export import analysis
 from crawler.export.contract import sort_key
 from crawler.export.dataset import write_dataset
@@ -35,6 +36,7 @@ from tests.records_v2 import (
 # and one old-style ID from 1991: copy 31 used to give hep-th/0501001 the year 91.
 PAPERS = ("2012.00566", "2112.00566", "hep-th/9901001", "hep-th/0001001", "hep-th/9101001",
           "hep-th/0501001", "math.AG/0101001")  # fmt: skip
+STEPS = analysis.STEPS
 # A pre-snowflake ID (Jack's first tweet) and one from 2025-12-14, 2e18 above it.
 TWEETS = ("20", str(2 * 10**18 + 20), "1405203418543595521")
 
@@ -113,6 +115,8 @@ def test_scaled_archive_is_written_and_ordered_as_the_crawler_writes_it(tmp_path
 
 
 def _scaled_job(tmp_path: Path) -> tuple[Path, Path]:
+    from benchmarks.steps import write_job
+
     records = small_corpus()
     snapshot = write_snapshot(tmp_path / "d.jsonl", records)
     posts = {r["post"]["id"]: r["post"] for r in records}
@@ -129,18 +133,21 @@ def test_steps_run_as_the_supervisor_runs_them(tmp_path: Path) -> None:
     """The job carries the posts list as the crawl's does, every step runs in the supervisor's
     order, and a failed step ends the run there: the steps after it are not run (the
     supervisor never runs them), not even on a handoff an earlier run left behind."""
+    pytest.importorskip("psutil")
+    from benchmarks import steps
+
     job_file, side = _scaled_job(tmp_path)
     job = json.loads(job_file.read_text("utf-8"))
     sidecar = posts_file(Path(job["snapshot"])).read_bytes().splitlines()
     assert job["posts"] == [json.loads(line) for line in sidecar]
     code = Code(label="after", rev="test", root=ROOT, python=sys.executable)
-    assert STEPS == analysis.STEPS
-    done = run_steps(code, job_file, side)
+    assert steps.STEPS == analysis.STEPS
+    done = steps.run_steps(code, job_file, side)
     assert [done[s]["exit"] for s in STEPS] == [0, 0, 0]
     assert all(done[s]["peak_rss_mb"] > 0 and done[s]["failure"] is None for s in STEPS)
     with Path(job["snapshot"]).open("ab") as f:
         f.write(b"{not json\n")
-    again = run_steps(code, job_file, side)
+    again = steps.run_steps(code, job_file, side)
     assert again["tables"]["exit"] == analysis.FAILED
     assert "not JSON" in again["tables"]["failure"]
     assert again["dataset"] is None and again["report"] is None
@@ -151,6 +158,9 @@ def test_each_step_gets_the_environment_the_supervisor_gives_it(
 ) -> None:
     """The supervisor's own environment for a step, with the side's checkout on the path: an
     allocator chosen in the environment is kept, as the supervisor keeps it."""
+    pytest.importorskip("psutil")
+    from benchmarks.steps import step_env
+
     for chosen in ("mimalloc", None):
         if chosen is None:
             monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)

@@ -37,7 +37,7 @@ def test_floor_spider_sends_the_crawls_requests_with_its_spacing(
     )
     assert crawl.returncode == 0
     asked = Counter(map(_identity, standin.log))
-    answered = Counter(r.status for r in standin.log)
+    answered = _answers(standin.log)
     assert dump_requests(standin.log, tmp_path / "requests.jsonl") == sum(asked.values())
     standin.reset_log()
     standin.min_interval["semantic_scholar"] = 0.05
@@ -50,7 +50,7 @@ def test_floor_spider_sends_the_crawls_requests_with_its_spacing(
     assert proc.returncode == 0, proc.stderr[-2000:]
     replayed = Counter(map(_identity, standin.log))
     assert replayed == asked
-    assert Counter(r.status for r in standin.log) == answered  # same answers: same work asked
+    assert _answers(standin.log) == answered  # same answers: same work asked
     arxiv = sorted(standin.requests_for("arxiv"), key=lambda r: r.start)
     assert len(arxiv) >= 2
     assert standin.max_concurrency("arxiv") == 1
@@ -58,6 +58,14 @@ def test_floor_spider_sends_the_crawls_requests_with_its_spacing(
     assert all(b.start - a.end >= delay for a, b in itertools.pairwise(arxiv))
     bodies = {r.body for r in standin.requests_for("semantic_scholar")}
     assert bodies and all(b.startswith(b"{") for b in bodies)
+
+
+def _answers(log: list[RequestRecord]) -> Counter[tuple[str, int | None]]:
+    """Each service's answers by status, but OpenAlex's 403s: it refuses a request that starts
+    too close to the previous one, which depends on the machine's load, not on the work asked
+    (the crawl's retry of a refused request is itself in the log, and replayed)."""
+    return Counter((r.service, r.status) for r in log
+                   if not (r.service == "openalex" and r.status == 403))  # fmt: skip
 
 
 def _side(**kw: object) -> dict[str, object]:
@@ -96,7 +104,7 @@ def test_scaled_snapshot_has_fresh_keys_in_snapshot_order(tmp_path: Path) -> Non
     order the crawler writes, so the steps see an archive ``copies`` times the size."""
     import json
 
-    from benchmarks.steps import scale_snapshot
+    from benchmarks.scaled import scale_snapshot
     from crawler.export.contract import sort_key
     from crawler.export.dataset import write_dataset
     from crawler.export.files import posts_file
