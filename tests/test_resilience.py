@@ -242,7 +242,9 @@ def test_tweet_services_adapt_to_a_limit_on_requests_at_once(
     }  # fmt: skip
     for service, requests in log.items():
         refused = [r for r in requests if r.refused]
-        assert 1 <= len(refused) <= 4, (service, len(refused))
+        # 1-4 on a quiet machine; a loaded one delays the first 429, and what started meanwhile
+        # is refused too (6 seen in CI): never more than the limit's own size.
+        assert 1 <= len(refused) <= caps[service], (service, len(refused))
         assert peaks[service] == 8  # it grew from 4 to the limit, never above it
     stats = _stats(tmp_path / "out.jsonl")
     assert stats["service/oembed/throttled"] == len([r for r in log["oembed"] if r.refused])
