@@ -102,12 +102,7 @@ def test_scaled_archive_is_written_and_ordered_as_the_crawler_writes_it(tmp_path
         twin["entry_id"] = f"{int(r['entry_id'], 16) ^ 1:016x}"
         twin["digest"]["title"] = "Another paper, numbered alike"
         records.append(twin)
-    snapshot = write_snapshot(tmp_path / "d.jsonl", records)
-    posts = {r["post"]["id"]: r["post"] for r in records}
-    posts_file(snapshot).write_text("".join(json.dumps(p) + "\n" for p in posts.values()))
-    out = tmp_path / "scaled"
-    out.mkdir()
-    scale_snapshot(snapshot, out, 5)
+    out, _ = _scaled(tmp_path, records, 5)
     lines = (out / "digests.jsonl").read_bytes().splitlines(keepends=True)
     assert len(lines) == 5 * len(records)
     assert all(dumps(json.loads(line)) == line for line in lines)
@@ -117,13 +112,7 @@ def test_scaled_archive_is_written_and_ordered_as_the_crawler_writes_it(tmp_path
 def _scaled_job(tmp_path: Path) -> tuple[Path, Path]:
     from benchmarks.steps import write_job
 
-    records = small_corpus()
-    snapshot = write_snapshot(tmp_path / "d.jsonl", records)
-    posts = {r["post"]["id"]: r["post"] for r in records}
-    posts_file(snapshot).write_text("".join(json.dumps(p) + "\n" for p in posts.values()))
-    out = tmp_path / "scaled"
-    out.mkdir()
-    facts = scale_snapshot(snapshot, out, 2)
+    out, facts = _scaled(tmp_path, small_corpus(), 2)
     side = tmp_path / "after"
     run_report = {"run_id": "r", "exit_status": 0, "records": 0, "problems": [], "stats": {}}
     return write_job(out / "digests.jsonl", side, run_report, facts["records"]), side
@@ -193,3 +182,33 @@ def test_cost_table_meets_the_steps_goal_only_on_every_step_measured() -> None:
     assert "report not run" in missing and missing.endswith("| **not met** |")
     unmeasured = _steps_line({**{s: ok for s in STEPS}, "report": {**ok, "peak_rss_mb": 0.0}})
     assert unmeasured.endswith("| **not met** |")
+
+
+def _scaled(
+    tmp_path: Path, records: list[dict[str, Any]], copies: int
+) -> tuple[Path, dict[str, int]]:
+    """``records`` as a snapshot with its posts list, copied ``copies`` times into ./scaled."""
+    snapshot = write_snapshot(tmp_path / "d.jsonl", records)
+    posts = {r["post"]["id"]: r["post"] for r in records}
+    posts_file(snapshot).write_text("".join(json.dumps(p) + "\n" for p in posts.values()))
+    out = tmp_path / "scaled"
+    out.mkdir()
+    return out, scale_snapshot(snapshot, out, copies)
+
+
+def test_scaled_snapshot_has_fresh_keys_in_snapshot_order(tmp_path: Path) -> None:
+    """Each copy of the archive brings entries, posts, papers and tweets of its own, in the
+    order the crawler writes, so the steps see an archive ``copies`` times the size."""
+    records = small_corpus()
+    out, facts = _scaled(tmp_path, records, 3)
+    posts = {r["post"]["id"] for r in records}
+    scaled = [json.loads(line) for line in (out / "digests.jsonl").read_text().splitlines()]
+    assert (facts["records"], facts["posts"]) == (3 * len(records), 3 * len(posts))
+    assert [sort_key(r) for r in scaled] == sorted(sort_key(r) for r in scaled)
+    assert len({r["entry_id"] for r in scaled}) == len(scaled)
+    papers = {r["arxiv_id"] for r in records if r["arxiv_id"]}
+    assert len({r["arxiv_id"] for r in scaled if r["arxiv_id"]}) == 3 * len(papers)
+    tweets = {t["id"] for r in records for t in r["tweets"]}
+    assert len({t["id"] for r in scaled for t in r["tweets"]}) == 3 * len(tweets)
+    summary = write_dataset(out / "digests.jsonl", out / "d.dataset")  # every key holds
+    assert summary.rows["entries"] == len(scaled) and summary.rows["posts"] == 3 * len(posts)

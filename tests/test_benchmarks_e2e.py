@@ -99,36 +99,6 @@ def test_cost_table_judges_the_rerun_goal_on_every_figure() -> None:
     assert line.endswith("| **not met** |")
 
 
-def test_scaled_snapshot_has_fresh_keys_in_snapshot_order(tmp_path: Path) -> None:
-    """Each copy of the archive brings entries, posts, papers and tweets of its own, in the
-    order the crawler writes, so the steps see an archive ``copies`` times the size."""
-    import json
-
-    from benchmarks.scaled import scale_snapshot
-    from crawler.export.contract import sort_key
-    from crawler.export.dataset import write_dataset
-    from crawler.export.files import posts_file
-    from tests.records_v2 import small_corpus, write_snapshot
-
-    records = small_corpus()
-    snapshot = write_snapshot(tmp_path / "d.jsonl", records)
-    posts = {r["post"]["id"]: r["post"] for r in records}
-    posts_file(snapshot).write_text("".join(json.dumps(p) + "\n" for p in posts.values()))
-    out = tmp_path / "scaled"
-    out.mkdir()
-    facts = scale_snapshot(snapshot, out, 3)
-    scaled = [json.loads(line) for line in (out / "digests.jsonl").read_text().splitlines()]
-    assert (facts["records"], facts["posts"]) == (3 * len(records), 3 * len(posts))
-    assert [sort_key(r) for r in scaled] == sorted(sort_key(r) for r in scaled)
-    assert len({r["entry_id"] for r in scaled}) == len(scaled)
-    papers = {r["arxiv_id"] for r in records if r["arxiv_id"]}
-    assert len({r["arxiv_id"] for r in scaled if r["arxiv_id"]}) == 3 * len(papers)
-    tweets = {t["id"] for r in records for t in r["tweets"]}
-    assert len({t["id"] for r in scaled for t in r["tweets"]}) == 3 * len(tweets)
-    summary = write_dataset(out / "digests.jsonl", out / "d.dataset")  # every key holds
-    assert summary.rows["entries"] == len(scaled) and summary.rows["posts"] == 3 * len(posts)
-
-
 def test_cost_table_shows_each_step_on_the_scaled_archive() -> None:
     def steps(tables: float, dataset: int) -> dict[str, Any]:
         ok = {"exit": 0, "wall_s": 30.0, "peak_rss_mb": 150.0, "failure": None,
