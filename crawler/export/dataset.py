@@ -291,10 +291,13 @@ SELECT p.arxiv_id, p.first_seen, p.last_seen, p.best_rank, p.listings, p.favorit
        (SELECT count(*) FROM paper_digest d WHERE d.arxiv_id = p.arxiv_id)
 FROM paper p ORDER BY p.first_key, p.arxiv_id
 """
+# Summed here in Python, exactly: SQLite's sum() of two valid like counts (2^62 each) raises
+# "integer overflow", and one absurd upstream count cost the whole dataset.
 _PAPER_TWEETS = """
-SELECT count(*), sum(pt.links), count(pt.links), sum(t.favorite_count), count(t.favorite_count)
-FROM paper_tweet pt JOIN tweet t USING (tweet_id) WHERE pt.arxiv_id = ?
+SELECT pt.links, t.favorite_count FROM paper_tweet pt JOIN tweet t USING (tweet_id)
+WHERE pt.arxiv_id = ?
 """
+INT64_MAX = 2**63 - 1  # the largest value of the papers table's int64 columns
 _RANKS = """
 SELECT published_at, rank FROM paper_rank WHERE arxiv_id = ?
 ORDER BY coalesce(published_at, ''), rank
@@ -520,7 +523,8 @@ def _paper_columns(db: sqlite3.Connection, paper: tuple[Any, ...]) -> dict[str, 
     """A paper's aggregate columns from the staging file: its row of ``paper`` and the rows of
     its ranks, tweets and code links."""
     paper_id, first_seen, last_seen, best_rank, listings, favorites, retweets, digests = paper
-    ((count, linking, known_links, likes, known_likes),) = db.execute(_PAPER_TWEETS, (paper_id,))
+    tweets = db.execute(_PAPER_TWEETS, (paper_id,)).fetchall()
+    links = [linked for linked, _ in tweets if linked is not None]
     return {
         "arxiv_id": paper_id,
         "first_seen": first_seen,
@@ -534,11 +538,27 @@ def _paper_columns(db: sqlite3.Connection, paper: tuple[Any, ...]) -> dict[str, 
         ],
         "max_digest_favorites": favorites,
         "max_digest_retweets": retweets,
-        "tweet_count": count,
-        "linking_tweet_count": linking if known_links else None,
-        "tweet_like_count_total": likes if known_likes else None,
+        "tweet_count": len(tweets),
+        "linking_tweet_count": sum(links) if links else None,
+        "tweet_like_count_total": _like_total(paper_id, [likes for _, likes in tweets]),
         "code_urls": _code_urls(db, paper_id),
     }
+
+
+def _like_total(paper_id: str, likes: list[int | None]) -> int | None:
+    """The exact sum of the known like counts; None when none is known, or (with one line
+    naming the paper) when the sum does not fit the column's int64: every count is still in
+    ``tweets``, and no made-up value stands in for the true one."""
+    known = [n for n in likes if n is not None]
+    total = sum(known)
+    if total > INT64_MAX:
+        logger.warning(
+            "papers: %s: tweet_like_count_total left null: the likes of its %d tweets add up "
+            "to %d, past the column's int64 maximum (%d)",
+            paper_id, len(known), total, INT64_MAX,
+        )  # fmt: skip
+        return None
+    return total if known else None
 
 
 def _code_urls(db: sqlite3.Connection, paper_id: str) -> list[dict[str, Any]]:
