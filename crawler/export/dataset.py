@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
@@ -140,6 +141,45 @@ def schema_errors(record: dict[str, Any]) -> list[str]:
     return errors(record)
 
 
+# What can put a lone surrogate into a string json.loads returns: a ``\ud800``-style escape (any
+# case) or the raw bytes of one (it decodes with "surrogatepass"). A line without either has
+# none; one with either (or an escaped backslash before "ud8…") is looked at string by string.
+_MAY_HOLD_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate(line: bytes, value: Any) -> str | None:
+    """Where ``value`` (``line`` as json.loads read it) holds a lone surrogate, which no UTF-8
+    writer (Parquet, SQLite, DuckDB) takes: ``tweets/0/text holds \\ud800``; None if nowhere."""
+    if b"\\u" not in line and b"\xed" not in line:  # two memchr-fast scans: 6x the regex's speed
+        return None
+    if not _MAY_HOLD_SURROGATE.search(line):
+        return None
+    return _surrogate_in(value, [])
+
+
+def _surrogate_in(value: Any, path: list[str]) -> str | None:
+    if isinstance(value, str):
+        found = _SURROGATE.search(value)
+        return None if found is None else f"{'/'.join(path) or 'it'} holds {_escaped(found[0])}"
+    items: Iterable[tuple[Any, Any]] = (
+        value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list)
+        else ()
+    )  # fmt: skip
+    for key, item in items:
+        name = str(key)
+        if _SURROGATE.search(name):
+            return f"the key {'/'.join([*path, _escaped(name)])} holds one"
+        if inside := _surrogate_in(item, [*path, name]):
+            return inside
+    return None
+
+
+def _escaped(text: str) -> str:
+    """Surrogates as their JSON escapes (``\\udc80``): a message must be UTF-8 text itself."""
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
+
+
 def _records(snapshot: Path, *, checked: bool) -> Iterator[dict[str, Any]]:
     """Records one at a time, each checked: a bad line stops the run before anything is swapped."""
     with snapshot.open("rb") as lines:
@@ -150,6 +190,10 @@ def _records(snapshot: Path, *, checked: bool) -> Iterator[dict[str, Any]]:
                 record = json.loads(line)
             except ValueError as exc:
                 raise ValueError(f"{snapshot.name} line {number}: not JSON ({exc})") from None
+            if where := lone_surrogate(line, record):
+                raise ValueError(
+                    f"{snapshot.name} line {number}: not UTF-8 text ({where}, a lone surrogate)"
+                )
             if not isinstance(record, dict):
                 problems = ["not an object"]
             else:
@@ -192,6 +236,9 @@ def read_posts(snapshot: Path) -> list[Mapping[str, Any]] | None:
             problems = ["not an object"] if not isinstance(post, dict) else post_errors(post)
         except ValueError as exc:
             problems = [f"not JSON ({exc})"]
+        else:
+            if where := lone_surrogate(line, post):
+                problems = [f"not UTF-8 text: {where}, a lone surrogate"]
         if problems:
             logger.warning("%s:%d: skipped, not a post block (%s)", path.name, number, problems[0])
             continue
