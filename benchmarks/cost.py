@@ -308,7 +308,7 @@ def run_rows(bench: Bench, rows: list[str]) -> dict[str, Any]:
     if "instant" in rows or "rerun" in rows:
         out["instant"] = bench.backfill("instant", rerun="rerun" in rows)
     if "arxiv_bound" in rows:
-        out["arxiv_bound"] = bench.backfill("arxiv_bound")
+        out["arxiv_bound"] = bench.backfill("arxiv_bound", with_floor=True)
     if "peer" in rows:
         out["peer"] = bench.peer()
     if "big" in rows:

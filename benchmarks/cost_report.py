@@ -121,14 +121,14 @@ def _rerun(rows: dict[str, Any]) -> list[str]:
 
 def _bound(rows: dict[str, Any]) -> list[str]:
     row = rows.get("arxiv_bound")
-    after = _after(row, "sides")
+    after, fl = _after(row, "sides"), (row or {}).get("floor")
     bound = (row or {}).get("facts", {}).get("bound_s")
 
     def show(s: Side) -> str:
         return f"{s['wall_s']:.1f} s / {bound:.1f} s = **{s['wall_s'] / bound:.2f}x** ({_load(s)})"
 
     ok = None if after is None or not bound else after["wall_s"] / bound <= 1.3
-    return [
+    lines = [
         _line(
             "arXiv 0.5 s (latency 0.3 s), details, citations and Hugging Face off: ≤ 1.3x the "
             "arXiv bound",
@@ -136,6 +136,13 @@ def _bound(rows: dict[str, Any]) -> list[str]:
             ok,
         )
     ]
+    if fl and bound:
+        lines.append(
+            f"| the floor: `benchmarks/floor.py` replaying the after side's {fl['requests']:,} "
+            f"requests at the same spacing (the engine alone) | | {fl['wall_s']:.1f} s = "
+            f"**{fl['wall_s'] / bound:.2f}x** the bound, {fl['cpu_s']:.1f} CPU s ({_load(fl)}) | |"
+        )
+    return lines
 
 
 def _peer(rows: dict[str, Any]) -> list[str]:

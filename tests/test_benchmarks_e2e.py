@@ -116,3 +116,20 @@ def test_cost_table_shows_each_step_on_the_scaled_archive() -> None:
     rows["steps"]["sides"]["after"]["report"]["peak_rss_mb"] = 190.0
     line = next(x for x in cost_markdown({"meta": {}, "rows": rows}) if "9,996 posts" in x)
     assert line.endswith("| **not met** |")
+
+
+def test_cost_table_shows_the_engines_own_floor_beside_the_arxiv_bound() -> None:
+    side = {"wall_s": 76.6, "load_before": 1.0}
+    rows: dict[str, Any] = {"arxiv_bound": {
+        "facts": {"bound_s": 25.8}, "sides": {"before": {**side, "wall_s": 93.5}, "after": side},
+        "floor": {"requests": 7500, "wall_s": 51.6, "cpu_s": 47.0, "load_before": 1.0},
+    }}  # fmt: skip
+    lines = cost_markdown({"meta": {}, "rows": rows})
+    row = next(x for x in lines if x.startswith("| arXiv 0.5 s"))
+    assert "93.5 s / 25.8 s = **3.62x**" in row and "76.6 s / 25.8 s = **2.97x**" in row
+    assert row.endswith("| **not met** |")
+    floor = lines[lines.index(row) + 1]
+    assert "replaying the after side's 7,500 requests" in floor
+    assert "51.6 s = **2.00x** the bound, 47.0 CPU s" in floor
+    del rows["arxiv_bound"]["floor"]
+    assert not any("replaying" in x for x in cost_markdown({"meta": {}, "rows": rows}))

@@ -17,6 +17,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 import crawler.export.dataset as dataset_module
 import crawler.export.finish as finish_module
@@ -397,6 +399,82 @@ def test_a_failure_leaves_the_previous_dataset(
         write_dataset(snapshot, target)
     assert os.readlink(target) == before.folder.name
     assert _folders(tmp_path) == [before.folder.name]
+
+
+def _escape(code: int, upper: bool) -> bytes:
+    return (f"\\u{code:04X}" if upper else f"\\u{code:04x}").encode()
+
+
+def _raw(code: int) -> bytes:
+    return chr(code).encode("utf-8", "surrogatepass")  # json.loads decodes with surrogatepass
+
+
+# What a JSON string in a line can spell near the surrogates: escapes in either case, raw bytes
+# (surrogates' own, ED A0..BF; Hangul's beside them, ED 80..9F), pairs, an escaped backslash.
+_FRAGMENTS = st.one_of(
+    st.builds(_escape, st.integers(0xD000, 0xE0FF), st.booleans()),
+    st.builds(_raw, st.integers(0xD000, 0xE0FF)),
+    st.sampled_from([b"\\ud83d\\ude00", b"\\\\ud800", b"\\ud83d\\u0041", b"\\udc80\\ud83d"]),
+)
+
+
+@settings(max_examples=30, deadline=None)
+@example(fragment=b"\\ud800", checked=False)
+@example(fragment=b"\\uDFFF", checked=True)
+@example(fragment=b"\xed\xa0\x80", checked=False)  # U+D800's own bytes
+@example(fragment=b"\\ud83d\\ude00", checked=False)  # a pair: one character
+@example(fragment=b"\\\\ud800", checked=False)  # an escaped backslash: text, no surrogate
+@given(fragment=_FRAGMENTS, checked=st.booleans())
+def test_a_lone_surrogate_in_a_snapshot_is_one_line_naming_file_and_line(
+    tmp_path_factory: pytest.TempPathFactory, fragment: bytes, checked: bool
+) -> None:
+    """A foreign snapshot's bad line refuses the snapshot with one line naming it; a lone
+    surrogate (``"\\ud800"``, which json.loads accepts and no UTF-8 writer takes) is such a line,
+    and said so, where it failed inside SQLite with a UnicodeEncodeError naming nothing."""
+    tmp = tmp_path_factory.mktemp("surrogate")
+    two = [record(entry(post(f"hot-papers-2021-06-1{n}", DAY_A), 1, LORA, tweets=[tweet(T1)]))
+           for n in (8, 9)]  # fmt: skip
+    lines = write_snapshot(tmp / "d.jsonl", two).read_bytes().splitlines(True)
+    assert b'"tweets": [{"id": "' + T1.encode() in lines[1]  # its first text: tweets/0/text
+    lines[1] = lines[1].replace(b'"Our new paper"', b'"Our ' + fragment + b' paper"', 1)
+    snapshot = tmp / "d.jsonl"
+    snapshot.write_bytes(b"".join(lines))
+    text = json.loads(b'"Our ' + fragment + b' paper"')
+    lone = [c for c in text if 0xD800 <= ord(c) <= 0xDFFF]
+    target = tmp / "d.dataset"
+    if not lone:
+        tables = dataset_module.build_tables(snapshot, target, checked=checked)
+        texts = pq.read_table(tables.folder / "tweets.parquet").column("text").to_pylist()
+        assert text in texts  # as read, to the character
+        return
+    with pytest.raises(DatasetError) as failed:
+        dataset_module.build_tables(snapshot, target, checked=checked)
+    assert str(failed.value) == (
+        f"dataset {target} not replaced: ValueError: d.jsonl line 2: not UTF-8 text "
+        f"(tweets/0/text holds \\u{ord(lone[0]):04x}, a lone surrogate)"
+    )
+    assert not target.exists() and _folders(tmp) == []
+
+
+def test_a_lone_surrogate_in_the_posts_list_skips_its_line_as_any_bad_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The posts list's policy for a bad line: named and skipped, its post still taken from its
+    records. A lone surrogate follows it (the whole dataset failed on it in pyarrow)."""
+    records = _two_listings_in_one_digest()
+    snapshot = write_snapshot(tmp_path / "d.jsonl", records)
+    read = [records[0]["post"], _empty_post(), records[2]["post"]]
+    lines = [json.dumps(p).encode() + b"\n" for p in read]
+    lines[1] = lines[1].replace(b'"title": "Hot Papers 2021 06 19"', b'"title": "Hot \\udc80"')
+    assert b"udc80" in lines[1]
+    posts_file(snapshot).write_bytes(b"".join(lines))
+    write_dataset(snapshot, tmp_path / "d.dataset")
+    slugs = [r["post_slug"] for r in _rows(tmp_path / "d.dataset", "posts")]
+    assert slugs == ["hot-papers-2021-06-18", "hot-papers-2021-06-20"]
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        "d.posts.jsonl:2: skipped, not a post block (not UTF-8 text: title holds \\udc80, a "
+        "lone surrogate)"
+    ]
 
 
 def test_a_real_dataset_folder_of_ours_at_the_target_is_replaced(tmp_path: Path) -> None:

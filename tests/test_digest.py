@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import json
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import crawler.parsing.digest as digest_module
 from crawler.items import ArxivMeta
 from crawler.parsing.digest import (
     Digest,
@@ -18,6 +21,7 @@ from crawler.parsing.digest import (
     parse_digest_bytes,
 )
 from crawler.record import build_record, schema_errors
+from crawler.record.build import post_block
 from crawler.sources import sample_dir
 
 SAMPLES = sorted(sample_dir().glob("*.txt"))
@@ -325,3 +329,49 @@ def test_a_repeated_rank_keeps_both_entries_with_keys_of_their_own() -> None:
         (12, "entry 1: rank already used at line 6; both kept", "warning"),
         (18, "entry 1: rank already used at line 6; both kept", "warning"),
     ]
+
+
+SURROGATE_FRONT = r"""---
+title: "\ud83d\ude00 LoRA \ud83d"
+slug: "hot-papers-2021-06-18"
+date: 2021-06-19T07:55:41Z
+tags:
+  - "arXiv"
+  - "Tw\udc80"
+category: "\ude00"
+---
+
+"""
+
+
+class _PyYAML(yaml.SafeLoader):
+    """The crawler's loader where PyYAML has no libyaml (``_BASE_LOADER`` is then this)."""
+
+
+_PyYAML.add_constructor(  # type: ignore[type-var]  # as the crawler adds it
+    "tag:yaml.org,2002:timestamp", digest_module._timestamp_or_text
+)
+
+
+def test_front_matter_escapes_of_surrogates_never_reach_the_post(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PyYAML without libyaml reads ``"\\ud83d\\ude00"`` as two lone surrogates; the record
+    pipeline replaced them in records, but the posts list (and the dataset step's job) carried
+    them as read, and writing it as UTF-8 failed. Now the post holds text: the pair is its
+    character, a lone one U+FFFD, with a warning at its key's line. libyaml refuses such
+    escapes: the front matter is ignored, as any it cannot read (not changed here)."""
+    monkeypatch.setattr(digest_module, "_SAFE_LOADER", _PyYAML)
+    d = parse_digest(SURROGATE_FRONT + entry(1), "x.md")
+    post = d.post
+    json.dumps(post_block(post), ensure_ascii=False).encode("utf-8")  # the posts list's line
+    assert (post.title, post.slug, post.tags, post.category) == (
+        "\U0001f600 LoRA \ufffd", "hot-papers-2021-06-18", ["arXiv", "Tw\ufffd"], "\ufffd",
+    )  # fmt: skip
+    assert messages(d) == [
+        "2:front matter title: 1 lone surrogate (not text) became U+FFFD",
+        "5:front matter tags: 1 lone surrogate (not text) became U+FFFD",
+        "8:front matter category: 1 lone surrogate (not text) became U+FFFD",
+    ]
+    record = build_record(d.entries[0])
+    assert schema_errors(record) == [] and record["post"] == post_block(post)

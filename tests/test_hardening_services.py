@@ -98,6 +98,44 @@ def test_values_no_table_can_hold_are_errors_and_the_next_run_is_complete(
     assert pq.read_table(dataset / "entries.parquet").num_rows == len(second.records)
 
 
+def test_valid_like_counts_whose_sum_no_int64_holds_cost_only_that_total(
+    tmp_path: Path, catalogue: Catalogue
+) -> None:
+    """Every tweet's likes at 2^62, valid for the record and the state: a paper with two such
+    tweets sums to 2^63. SQLite's sum() raised "integer overflow" there, the tables step failed
+    and the run exited 5 without its dataset. Now the run is complete, that paper's
+    ``tweet_like_count_total`` is null with one line naming it, and every count is kept."""
+    out = tmp_path / "digests.jsonl"
+    with StandIn(catalogue.copy()) as server:
+        server.faults.add(Fault("shape:big_counts", times=10_000))
+        done = run_crawl(out, server, settings=FAST, analysis=True)
+    assert done.returncode == 0, done.log[-3000:]
+    assert _run_report(out)["dataset"] == "written"
+    liked: dict[str, set[str]] = {}
+    for r in done.records:
+        for t in r["tweets"]:
+            if r["arxiv_id"] and t["details"]["status"] == "ok":
+                assert t["details"]["like_count"] == 2**62
+                liked.setdefault(r["arxiv_id"], set()).add(t["id"])
+    past = sorted(paper for paper, tweets in liked.items() if len(tweets) >= 2)
+    assert past and len(past) < len(liked)  # both kinds of paper are in the sample digests
+    dataset = out.with_name("digests.dataset")
+    totals = {
+        row["arxiv_id"]: row["tweet_like_count_total"]
+        for row in pq.read_table(dataset / "papers.parquet").to_pylist()
+    }
+    assert {p: totals[p] for p in liked} == {p: None if p in past else 2**62 for p in liked}
+    warned = sorted(
+        line.split("papers: ", 1)[1].split(":", 1)[0]
+        for line in done.log.splitlines()
+        if "tweet_like_count_total left null" in line
+    )
+    assert warned == past
+    ok = {t["id"] for r in done.records for t in r["tweets"] if t["details"]["status"] == "ok"}
+    kept = pq.read_table(dataset / "tweets.parquet").column("details_like_count").to_pylist()
+    assert kept.count(2**62) == len(ok)  # every count as fetched
+
+
 def _poison(state: Path) -> dict[str, int]:
     """Values today's main stored from such answers, written straight into the state: the good
     rows (and history points) per kind, still fresh."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
@@ -140,6 +141,45 @@ def schema_errors(record: dict[str, Any]) -> list[str]:
     return errors(record)
 
 
+# What can put a lone surrogate into a string json.loads returns: a ``\ud800``-style escape (any
+# case) or the raw bytes of one (it decodes with "surrogatepass"). A line without either has
+# none; one with either (or an escaped backslash before "ud8…") is looked at string by string.
+_MAY_HOLD_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate(line: bytes, value: Any) -> str | None:
+    """Where ``value`` (``line`` as json.loads read it) holds a lone surrogate, which no UTF-8
+    writer (Parquet, SQLite, DuckDB) takes: ``tweets/0/text holds \\ud800``; None if nowhere."""
+    if b"\\u" not in line and b"\xed" not in line:  # two memchr-fast scans: 6x the regex's speed
+        return None
+    if not _MAY_HOLD_SURROGATE.search(line):
+        return None
+    return _surrogate_in(value, [])
+
+
+def _surrogate_in(value: Any, path: list[str]) -> str | None:
+    if isinstance(value, str):
+        found = _SURROGATE.search(value)
+        return None if found is None else f"{'/'.join(path) or 'it'} holds {_escaped(found[0])}"
+    items: Iterable[tuple[Any, Any]] = (
+        value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list)
+        else ()
+    )  # fmt: skip
+    for key, item in items:
+        name = str(key)
+        if _SURROGATE.search(name):
+            return f"the key {'/'.join([*path, _escaped(name)])} holds one"
+        if inside := _surrogate_in(item, [*path, name]):
+            return inside
+    return None
+
+
+def _escaped(text: str) -> str:
+    """Surrogates as their JSON escapes (``\\udc80``): a message must be UTF-8 text itself."""
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
+
+
 def _records(snapshot: Path, *, checked: bool) -> Iterator[dict[str, Any]]:
     """Records one at a time, each checked: a bad line stops the run before anything is swapped."""
     with snapshot.open("rb") as lines:
@@ -150,6 +190,10 @@ def _records(snapshot: Path, *, checked: bool) -> Iterator[dict[str, Any]]:
                 record = json.loads(line)
             except ValueError as exc:
                 raise ValueError(f"{snapshot.name} line {number}: not JSON ({exc})") from None
+            if where := lone_surrogate(line, record):
+                raise ValueError(
+                    f"{snapshot.name} line {number}: not UTF-8 text ({where}, a lone surrogate)"
+                )
             if not isinstance(record, dict):
                 problems = ["not an object"]
             else:
@@ -192,6 +236,9 @@ def read_posts(snapshot: Path) -> list[Mapping[str, Any]] | None:
             problems = ["not an object"] if not isinstance(post, dict) else post_errors(post)
         except ValueError as exc:
             problems = [f"not JSON ({exc})"]
+        else:
+            if where := lone_surrogate(line, post):
+                problems = [f"not UTF-8 text: {where}, a lone surrogate"]
         if problems:
             logger.warning("%s:%d: skipped, not a post block (%s)", path.name, number, problems[0])
             continue
@@ -291,10 +338,13 @@ SELECT p.arxiv_id, p.first_seen, p.last_seen, p.best_rank, p.listings, p.favorit
        (SELECT count(*) FROM paper_digest d WHERE d.arxiv_id = p.arxiv_id)
 FROM paper p ORDER BY p.first_key, p.arxiv_id
 """
+# Summed here in Python, exactly: SQLite's sum() of two valid like counts (2^62 each) raises
+# "integer overflow", and one absurd upstream count cost the whole dataset.
 _PAPER_TWEETS = """
-SELECT count(*), sum(pt.links), count(pt.links), sum(t.favorite_count), count(t.favorite_count)
-FROM paper_tweet pt JOIN tweet t USING (tweet_id) WHERE pt.arxiv_id = ?
+SELECT pt.links, t.favorite_count FROM paper_tweet pt JOIN tweet t USING (tweet_id)
+WHERE pt.arxiv_id = ?
 """
+INT64_MAX = 2**63 - 1  # the largest value of the papers table's int64 columns
 _RANKS = """
 SELECT published_at, rank FROM paper_rank WHERE arxiv_id = ?
 ORDER BY coalesce(published_at, ''), rank
@@ -520,7 +570,8 @@ def _paper_columns(db: sqlite3.Connection, paper: tuple[Any, ...]) -> dict[str, 
     """A paper's aggregate columns from the staging file: its row of ``paper`` and the rows of
     its ranks, tweets and code links."""
     paper_id, first_seen, last_seen, best_rank, listings, favorites, retweets, digests = paper
-    ((count, linking, known_links, likes, known_likes),) = db.execute(_PAPER_TWEETS, (paper_id,))
+    tweets = db.execute(_PAPER_TWEETS, (paper_id,)).fetchall()
+    links = [linked for linked, _ in tweets if linked is not None]
     return {
         "arxiv_id": paper_id,
         "first_seen": first_seen,
@@ -534,11 +585,27 @@ def _paper_columns(db: sqlite3.Connection, paper: tuple[Any, ...]) -> dict[str, 
         ],
         "max_digest_favorites": favorites,
         "max_digest_retweets": retweets,
-        "tweet_count": count,
-        "linking_tweet_count": linking if known_links else None,
-        "tweet_like_count_total": likes if known_likes else None,
+        "tweet_count": len(tweets),
+        "linking_tweet_count": sum(links) if links else None,
+        "tweet_like_count_total": _like_total(paper_id, [likes for _, likes in tweets]),
         "code_urls": _code_urls(db, paper_id),
     }
+
+
+def _like_total(paper_id: str, likes: list[int | None]) -> int | None:
+    """The exact sum of the known like counts; None when none is known, or (with one line
+    naming the paper) when the sum does not fit the column's int64: every count is still in
+    ``tweets``, and no made-up value stands in for the true one."""
+    known = [n for n in likes if n is not None]
+    total = sum(known)
+    if total > INT64_MAX:
+        logger.warning(
+            "papers: %s: tweet_like_count_total left null: the likes of its %d tweets add up "
+            "to %d, past the column's int64 maximum (%d)",
+            paper_id, len(known), total, INT64_MAX,
+        )  # fmt: skip
+        return None
+    return total if known else None
 
 
 def _code_urls(db: sqlite3.Connection, paper_id: str) -> list[dict[str, Any]]:

@@ -478,7 +478,9 @@ def _derived_schemas(leaves: list[Leaf]) -> dict[str, list[pa.Field]]:
         described(
             _column(tweets, LIKES, nullable=True).with_name("tweet_like_count_total"),
             f"Sum over its distinct embedded tweets of their latest {LIKES} (tweets "
-            "whose details are not ok are left out); null when none is known.",
+            "whose details are not ok are left out); null when none is known, or when the "
+            "sum is past 2^63-1, which no int64 holds (the dataset step's log names the "
+            "paper).",
         ),
         described(
             _column(entries, "code_urls", nullable=False),

@@ -20,7 +20,13 @@ import yaml
 
 from crawler.items import DigestEntry, Post, Tweet
 from crawler.parsing.arxiv_ids import ArxivId, MalformedArxivId, arxiv_id_from_url
-from crawler.parsing.text import DecodeError, decode_bytes, repair_mojibake, squash_ws
+from crawler.parsing.text import (
+    DecodeError,
+    decode_bytes,
+    join_surrogates,
+    repair_mojibake,
+    squash_ws,
+)
 from crawler.parsing.tweets import TweetParseError, parse_blockquote
 
 MAX_ENTRIES = 1000  # the real blog has 10 to 30 entries a digest
@@ -129,7 +135,6 @@ def _timestamp_or_text(loader: yaml.constructor.SafeConstructor, node: yaml.Node
 
 _SafeLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_or_text)
 _SAFE_LOADER = _SafeLoader
-_DATE_KEY_RE = re.compile(r"^date[ \t]*:", re.M)
 
 
 class _AliasError(yaml.YAMLError):
@@ -152,7 +157,13 @@ class _FrontMatter:
     meta: dict[Any, Any]
     body_start: int  # where the entries begin
     valid: bool  # present, readable and a mapping: the file is a digest even without entries
-    date_line: int = 1  # the line of its ``date:`` key, for the message when it is not a date
+    raw: str = ""  # the YAML between the fences
+    first_line: int = 1  # the line ``raw`` starts on
+
+    def line_of(self, key: str) -> int:
+        """The line of the top-level ``key:``, for a message about its value (1 if unseen)."""
+        found = re.search(rf"^{re.escape(key)}[ \t]*:", self.raw, re.M)
+        return self.first_line + self.raw.count("\n", 0, found.start()) if found else 1
 
 
 def _load_yaml(raw: str, first_line: int, problems: list[Problem]) -> dict[Any, Any] | None:
@@ -192,36 +203,58 @@ def _front_matter(text: str, limit: int, problems: list[Problem]) -> _FrontMatte
         problems.append(Problem(line, f"front matter is longer than {limit} characters; ignored"))
         return _FrontMatter({}, closing.end(), valid=False)
     meta = _load_yaml(raw, 1, problems)
-    key = _DATE_KEY_RE.search(raw)
-    date_line = 1 + text.count("\n", 0, opening.end() + key.start()) if key else 1
-    return _FrontMatter(meta or {}, closing.end(), valid=bool(meta), date_line=date_line)
+    first_line = 1 + text.count("\n", 0, opening.end())
+    return _FrontMatter(meta or {}, closing.end(), bool(meta), raw, first_line)
 
 
 def _str_or_none(value: object) -> str | None:
     return None if value is None else str(value)
 
 
+def _texts(front: _FrontMatter, key: str, values: list[Any], problems: list[Problem]) -> list[str]:
+    """Front matter values as text the record can carry. PyYAML without libyaml reads
+    ``"\\ud83d\\ude00"`` as two lone surrogates, which no UTF-8 writer takes (the posts list
+    failed on them): a pair becomes its character, a lone one U+FFFD, with one warning."""
+    texts = [join_surrogates(str(value)) for value in values]
+    if replaced := sum(n for _, n in texts):
+        problems.append(
+            Problem(
+                front.line_of(key),
+                f"front matter {key}: {replaced} lone surrogate{'s' if replaced > 1 else ''} "
+                "(not text) became U+FFFD",
+            )
+        )
+    return [text for text, _ in texts]
+
+
+def _text(front: _FrontMatter, key: str, problems: list[Problem]) -> str | None:
+    value = front.meta.get(key)
+    return None if value is None else _texts(front, key, [value], problems)[0]
+
+
 def _post(front: _FrontMatter, source: str, encoding: str, problems: list[Problem]) -> Post:
     """The post's fields, each read on its own: a bad one is reported and the rest kept."""
     meta = front.meta
+    title = _text(front, "title", problems)
     raw_tags = meta.get("tags") or []
-    tags = [str(t) for t in raw_tags] if isinstance(raw_tags, list) else [str(raw_tags)]
+    tags = _texts(front, "tags", raw_tags if isinstance(raw_tags, list) else [raw_tags], problems)
     post_date = iso_utc(meta.get("date"))
     if meta and post_date is None:
         shown = _str_or_none(meta.get("date"))
         problems.append(
-            Problem(front.date_line, f"front matter date {shown!r} is not a valid date; ignored")
+            Problem(
+                front.line_of("date"), f"front matter date {shown!r} is not a valid date; ignored"
+            )
             if shown is not None
             else Problem(1, "front matter has no date")
         )
-    title = _str_or_none(meta.get("title"))
     return Post(
         source=source,
-        slug=_str_or_none(meta.get("slug")) or _slug_from_source(source),
+        slug=_text(front, "slug", problems) or _slug_from_source(source),
         title=repair_mojibake(title) if title else None,
         published_at=post_date,
         tags=tags,
-        category=_str_or_none(meta.get("category")),
+        category=_text(front, "category", problems),
         encoding=encoding,
     )
 

@@ -541,6 +541,16 @@ def replace_surrogates(text: str) -> str:
     return SURROGATE.sub("\ufffd", text) if SURROGATE.search(text) else text
 
 
+def join_surrogates(text: str) -> tuple[str, int]:
+    """Valid Unicode from a reader that decodes ``\\ud83d\\ude00`` escapes one at a time (PyYAML
+    without libyaml): each surrogate pair becomes the character it encodes and a lone surrogate
+    U+FFFD; and how many became U+FFFD."""
+    if not SURROGATE.search(text):
+        return text, 0
+    joined = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return joined, joined.count("\ufffd") - text.count("\ufffd")
+
+
 def shorten(text: str, limit: int = 200) -> str:
     """One line of at most ``limit`` characters, for messages and error fields."""
     text = " ".join(replace_surrogates(text).split())

@@ -25,6 +25,7 @@ SHAPE_KINDS = {
     "shape:favorite_count_string": "syndication",
     "shape:user_list": "syndication",
     "shape:huge_counts": "syndication",  # favorite_count 2^63, conversation_count 10^20
+    "shape:big_counts": "syndication",  # favorite_count 2^62: valid, but two add up past int64
     "shape:hf_other_paper": "hf_papers",
     "shape:hf_upvotes_string": "hf_papers",
     "shape:wrong_length": "semantic_scholar",

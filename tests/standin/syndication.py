@@ -203,7 +203,7 @@ def tweet_object(d: TweetDetails, quoted: TweetDetails | None = None) -> dict[st
 def reshape(kind: str, normal: Answer) -> Answer:
     """``favorite_count_string``: the count as a string; ``user_list``: ``user`` in a list;
     ``huge_counts``: counts no int64 holds (``favorite_count`` 2^63, ``conversation_count``
-    10^20)."""
+    10^20); ``big_counts``: ``favorite_count`` 2^62, which an int64 holds but not twice."""
     if normal.status != 200 or not normal.body:
         return normal
     obj = json.loads(normal.body)
@@ -214,4 +214,6 @@ def reshape(kind: str, normal: Answer) -> Answer:
             obj["user"] = [obj["user"]]
         elif kind == "shape:huge_counts":
             obj["favorite_count"], obj["conversation_count"] = 2**63, 10**20
+        elif kind == "shape:big_counts":
+            obj["favorite_count"] = 2**62
     return json_answer(200, obj)
