@@ -96,7 +96,8 @@ RETRY_AFTER_MAX = 600.0  # a Retry-After longer than this gives up instead of wa
 # are no longer retried (until it answers again); 0 disables the breaker.
 RETRY_UNREACHABLE_AFTER = 10
 # A service announcing its window in RateLimit headers (Hugging Face) gets no new request once
-# this many requests of the window are left; the next one waits for the window to reset.
+# this many requests of the window are surely left (answers read out of order never raise the
+# count: crawler/downloader/gate.py RateBudget); the next one waits for the window to reset.
 RATELIMIT_RESERVE = 0
 DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,

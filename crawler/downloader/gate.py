@@ -12,7 +12,7 @@ import asyncio
 import re
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class ConcurrencyLimit:
@@ -172,52 +172,115 @@ def _text(value: bytes | str | None) -> str:
     return value.decode("latin-1") if isinstance(value, bytes) else value
 
 
+ROUNDING = 1.0  # seconds either way: ``t`` is whole seconds, rounded up, down or to the nearest
+
+
+@dataclass(frozen=True)
+class Sent:
+    """When a request of the service started, and how many of its requests had ended by then
+    (answered, or failed). The server counted those before it could answer this one; any other
+    request started so far may be missing from the ``r`` this one brings back."""
+
+    at: float
+    settled: int
+
+
+@dataclass(frozen=True)
+class Window:
+    """One fixed window as answers describe it: its reset lies in ``[earliest, latest]``, and
+    ``base`` minus the requests started so far is what is surely left of it. ``first_read``:
+    when the first answer about it came back."""
+
+    earliest: float
+    latest: float
+    base: int
+    first_read: float
+
+    def merged(self, other: Window) -> Window:
+        """Two descriptions that may be of one window: the smaller count and every reset either
+        allows, so that holding until ``latest`` outlasts both if they were two windows."""
+        return Window(
+            min(self.earliest, other.earliest),
+            max(self.latest, other.latest),
+            min(self.base, other.base),
+            min(self.first_read, other.first_read),
+        )
+
+
 @dataclass
 class RateBudget:
-    """What is left of a service's current fixed window, as its RateLimit headers say.
+    """What is surely left of a service's fixed window, from its RateLimit headers.
 
-    Each answer says how many requests are left (``r``) and when the window resets (``t``).
-    Requests on the wire when an answer is read may not be counted in it yet, so they are taken
-    off; each start takes one more. Answers arrive out of order, so within a window the
-    smallest estimate wins. A count is true only with the reset it came with: an answer whose
-    reset is clearly later opens a new window, and one whose reset is clearly earlier (a 429
-    naming a wait of a second) replaces the estimate too; pairing its ``r=0`` with the later
-    reset held a service for a whole window for nothing (issue 22). Once
-    ``reserve`` or fewer are left, no request starts before the reset; after it the budget is
-    unknown until the next answer (every request of a new window is allowed).
+    An answer's ``r`` and ``t`` are facts as of when the server produced it: some time between
+    the request's start and its answer's arrival, and answers arrive out of order (requests in
+    flight at once). So each answer says: the reset lies between ``start + t - 1`` and
+    ``arrival + t + 1`` (``t`` is whole seconds, rounded one way or the other), and at most
+    ``r`` minus the requests it may not count are left, minus every request started since. It
+    may not count any request of ours but those whose answers came back before it started.
+
+    A window is known by its reset. Answers whose resets may coincide describe one window as far
+    as anyone can tell: the smaller count wins and a later-read answer never raises it. One
+    whose reset is surely later shows that the earlier window has ended (the server answered
+    from the next one). One whose reset is surely earlier comes from a window already over, and
+    is ignored, unless it was sent after an answer of the later window came back: then it is
+    newer yet names an earlier reset, another limit than the fixed window (issue 22's 429
+    ``r=0;t=1``), and it holds the service until its own reset too. Once ``reserve`` or fewer
+    are left of a window, no request starts before its latest reset; after that the next
+    window is unknown until an answer describes it (requests go, as many as the service's
+    concurrency allows: far fewer than any window's quota).
     """
 
-    remaining: int | None = None
-    resets_at: float = 0.0
-    on_wire: int = 0
+    windows: list[Window] = field(default_factory=list)
+    starts: int = 0
+    settled: int = 0
 
-    NEW_WINDOW = 1.0  # seconds: a later reset than this is another window (t is whole seconds)
-    RESET_MARGIN = 1.0  # seconds added to t: it is whole seconds, maybe rounded down
+    @property
+    def on_wire(self) -> int:
+        return self.starts - self.settled
 
-    def answered(self, left: int, reset_in: float, now: float) -> None:
-        resets_at = now + reset_in + self.RESET_MARGIN
-        estimate = max(0, left - self.on_wire)
-        if self.remaining is None or abs(resets_at - self.resets_at) > self.NEW_WINDOW:
-            self.remaining, self.resets_at = estimate, resets_at
-        else:
-            self.remaining = min(self.remaining, estimate)
-            self.resets_at = max(self.resets_at, resets_at)
+    @property
+    def remaining(self) -> int | None:
+        """What is surely left of the tightest window known; None when none is."""
+        return min((w.base - self.starts for w in self.windows), default=None)
 
-    def wait(self, now: float, reserve: int) -> float:
-        if self.remaining is None:
-            return 0.0
-        if now >= self.resets_at:
-            self.remaining = None  # a new window: the next answer tells what is left
-            return 0.0
-        return self.resets_at - now if self.remaining <= reserve else 0.0
-
-    def started(self) -> None:
-        self.on_wire += 1
-        if self.remaining is not None:
-            self.remaining -= 1
+    def started(self, now: float) -> Sent:
+        sent = Sent(now, self.settled)
+        self.starts += 1
+        return sent
 
     def ended(self) -> None:
-        self.on_wire = max(0, self.on_wire - 1)
+        self.settled = min(self.starts, self.settled + 1)
+
+    def answered(self, left: int, reset_in: float, now: float, sent: Sent | None = None) -> None:
+        """Learn from one answer; ``sent`` is its request's :meth:`started`. Without it the
+        answer counts as produced ``now``, its own request not among ours (requests still on
+        the wire are in doubt)."""
+        if sent is None:
+            sent, base = Sent(now, self.settled), left + self.settled
+        else:
+            base = left + 1 + sent.settled  # its own request is among the starts, and counted
+        new = Window(sent.at + reset_in - ROUNDING, now + reset_in + ROUNDING, base, now)
+        if any(new.latest < w.earliest and sent.at < w.first_read for w in self.windows):
+            return  # from a window before one already described: over, and it says nothing
+        kept = [w for w in self.windows if w.latest >= new.earliest]  # the others have ended
+        self.windows = _merge_overlapping([*kept, new])
+
+    def wait(self, now: float, reserve: int) -> float:
+        """Seconds until a request may start: until the latest reset of every window known to
+        have ``reserve`` or fewer left."""
+        self.windows = [w for w in self.windows if now < w.latest]  # surely reset: forgotten
+        spent = [w.latest - now for w in self.windows if w.base - self.starts <= reserve]
+        return max(spent, default=0.0)
+
+
+def _merge_overlapping(windows: list[Window]) -> list[Window]:
+    merged: list[Window] = []
+    for window in sorted(windows, key=lambda w: w.earliest):
+        if merged and window.earliest <= merged[-1].latest:
+            merged[-1] = merged[-1].merged(window)
+        else:
+            merged.append(window)
+    return merged
 
 
 class ServiceGate:

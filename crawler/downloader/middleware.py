@@ -56,6 +56,7 @@ from crawler.downloader.contract import (
 )
 from crawler.downloader.gate import (
     ConcurrencyLimit,
+    Sent,
     ServiceGate,
     parse_ratelimit,
     parse_ratelimit_policy,
@@ -74,6 +75,7 @@ _ATTEMPT = "_tenacity_attempt"  # meta: the current AttemptManager
 _PERMIT = "_service_permit"  # meta: this attempt holds a place in the service's limit
 _STARTED = "_attempt_started"
 _ON_WIRE = "_attempt_on_wire"  # meta: this attempt counts against the service's window
+_SENT = "_attempt_sent"  # meta: the window's view of this attempt's start (what its r may miss)
 
 
 def retry_after_seconds(value: bytes | str | None, now: float | None = None) -> float | None:
@@ -205,9 +207,9 @@ class BackoffRetryMiddleware(RetryMiddleware):
         except BaseException:
             self._release(request, service)
             raise
-        self.gate.budget(service).started()
-        request.meta[_ON_WIRE] = True
         started = request.meta[_STARTED] = self.clock()
+        request.meta[_SENT] = self.gate.budget(service).started(started)
+        request.meta[_ON_WIRE] = True
         politeness: Politeness = request.meta[POLITENESS]
         if politeness.delay:
             # Counted here, where the attempt really starts: the slot's own delay counts from
@@ -297,7 +299,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
         self._last_answer[service] = now
         if response.status in REDIRECT_CODES:
             return self._redirect(request, response, service)
-        retry_after = self._window(service, response, now, throttled)
+        retry_after = self._window(service, response, now, throttled, request.meta.get(_SENT))
         if retry_after is not None:
             self.gate.hold_until(service, now + min(retry_after, self.retry_after_max))
         reason = self._problem(request, response)
@@ -312,7 +314,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
         return await self._retry_later(request, service, reason, retry_after) or response
 
     def _window(
-        self, service: str, response: Response, now: float, throttled: bool
+        self, service: str, response: Response, now: float, throttled: bool, sent: Sent | None
     ) -> float | None:
         """Learn what is left of the service's window from RateLimit headers; for a throttled
         answer, how long to wait: its Retry-After, else the window's reset if the header says
@@ -327,7 +329,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
             self.gate.reserve,
         )
         if window is not None:
-            self.gate.budget(service).answered(*window, now)
+            self.gate.budget(service).answered(*window, now, sent)
         policy = parse_ratelimit_policy(headers.get(b"RateLimit-Policy"))
         if policy is not None:  # the progress line's ETA paces the service by it
             self.stats.set_value(f"ratelimit/{service}/quota", policy[0])

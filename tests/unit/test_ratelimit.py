@@ -78,10 +78,11 @@ def test_a_late_answer_from_the_window_before_holds_only_until_its_own_reset() -
     budget.answered(499, 300.0, now=100.0)
     budget.answered(10, 0.0, now=100.2)
     for _ in range(10):
-        budget.started()
+        budget.started(100.2)
         budget.ended()
     assert budget.wait(100.3, reserve=0) == pytest.approx(0.9)  # t=0 plus the 1 s margin
-    assert budget.wait(101.2, reserve=0) == 0.0 and budget.remaining is None
+    assert budget.wait(101.2, reserve=0) == 0.0
+    assert _state(budget) == (489, 401.0)  # what the long window said, less the ten
 
 
 def test_policy_parsing() -> None:
@@ -95,16 +96,16 @@ def test_policy_parsing() -> None:
 def test_a_budget_takes_requests_on_the_wire_off_and_keeps_the_smallest_estimate() -> None:
     budget = RateBudget()
     for _ in range(3):
-        budget.started()
+        budget.started(0.0)
     budget.ended()
     budget.answered(10, 5.0, now=0.0)  # two others on the wire may not be counted yet
     assert budget.remaining == 8
     budget.answered(12, 5.0, now=0.1)  # an older answer, arriving late: not believed
     assert budget.remaining == 8
-    budget.started()
+    budget.started(1.0)
     assert (budget.remaining, budget.wait(1.0, reserve=0)) == (7, 0.0)
     budget.answered(100, 300.0, now=2.0)  # a reset clearly later: a new window
-    assert (budget.remaining, budget.resets_at) == (97, 303.0)  # t plus the margin
+    assert _state(budget) == (97, 303.0)  # t plus the margin
 
 
 def test_a_spent_window_holds_until_its_reset_then_is_unknown() -> None:
@@ -112,7 +113,7 @@ def test_a_spent_window_holds_until_its_reset_then_is_unknown() -> None:
     budget.answered(3, 10.0, now=0.0)
     assert budget.wait(1.0, reserve=3) == 10.0  # the reserve is reached; t plus 1 s margin
     assert budget.wait(1.0, reserve=2) == 0.0
-    budget.started()
+    budget.started(1.0)
     assert budget.wait(1.0, reserve=2) == 10.0
     assert budget.wait(10.5, reserve=2) == 0.5
     assert budget.wait(11.0, reserve=2) == 0.0 and budget.remaining is None
@@ -273,13 +274,15 @@ def test_an_answer_naming_an_earlier_reset_is_believed_with_its_own_reset() -> N
     budget.answered(483, 298.0, now=0.0)
     budget.answered(0, 1.0, now=0.2)
     assert budget.wait(0.5, reserve=0) == pytest.approx(1.7)  # t plus the 1 s margin
-    assert budget.wait(2.2, reserve=0) == 0.0 and budget.remaining is None
+    assert budget.wait(2.2, reserve=0) == 0.0
+    assert budget.remaining == 483  # the long window's count stays what it was
     budget.answered(481, 296.0, now=3.0)  # the next answer: the long window again
     assert _state(budget) == (481, 300.0)
 
 
 def _state(budget: RateBudget) -> tuple[int | None, float]:
-    return budget.remaining, budget.resets_at
+    """What is left, and the latest reset any window known allows."""
+    return budget.remaining, max((w.latest for w in budget.windows), default=0.0)
 
 
 def test_a_429_spending_a_short_window_holds_the_service_for_that_window_only() -> None:
@@ -299,3 +302,30 @@ def test_a_429_spending_a_short_window_holds_the_service_for_that_window_only() 
     assert starts[:2] == [0.0, 0.0]
     assert starts[2] == pytest.approx(2.0, abs=0.05)  # the 429's reset (+1 s), not 298 s
     assert starts[3] == starts[2]
+
+
+def test_a_late_answer_does_not_reopen_the_window_for_the_next_request() -> None:
+    """The review's order through the middleware: the first of four answers (r=19, "2 s") is
+    read after the three sent later ("1 s", r=18, 17, 16). 16 are left, and a reserve of 16
+    means none may go; reading the late answer as a fresh window let the next one start."""
+
+    async def scenario() -> float:
+        mw, loop = _setup(RATELIMIT_RESERVE=16)
+        four = Politeness(concurrency=4)
+        first = service_request(url="http://hf.test/first", politeness=four)
+        await asyncio.sleep(0.5)
+        await mw.process_request(first)
+        await asyncio.sleep(0.6)
+        others = [service_request(url=f"http://hf.test/{n}", politeness=four) for n in range(3)]
+        for request in others:
+            await mw.process_request(request)
+        await asyncio.sleep(0.05)
+        for request, left in zip(others, (18, 17, 16), strict=True):
+            await mw.process_response(request, respond(request, (200, _window(left, 1))))
+        await asyncio.sleep(0.05)
+        await mw.process_response(first, respond(first, (200, _window(19, 2))))
+        await mw.process_request(service_request(url="http://hf.test/next", politeness=four))
+        return loop.time()
+
+    # Held until the latest reset either answer allows: 1.2 s + t=2 + the 1 s margin.
+    assert run(scenario()) == pytest.approx(4.2)
