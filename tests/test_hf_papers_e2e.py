@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import SAMPLES, run_crawl
 from tests.standin import Catalogue, StandIn
+from tests.standin.faults import Fault
 from tests.standin.requestlog import max_concurrency, min_start_gap
 
 pytestmark = pytest.mark.e2e
@@ -180,6 +181,33 @@ def test_a_probe_never_asks_again_for_a_paper_of_the_crawl(
     assert control in stored and asked[control] == 1
     record = next(r for r in again.records if r["arxiv_id"] == gone)
     assert record["hf"]["status"] == "not_indexed"  # believed: the control still has its page
+
+
+def test_a_late_first_answer_never_reopens_the_window_it_spent(
+    tmp_path: Path, catalogue: Catalogue
+) -> None:
+    """Nothing is known of the window when a crawl starts, and its first requests go at once:
+    they spend this one (4). The first answers 2.5 s late, saying what was left when it got
+    there, after the others said less. Read as a fresh window, it let the next request go: a
+    429 at the very start of a crawl. (The windows after the first are wide: no waiting.)"""
+    quota = 4
+    server = StandIn(
+        catalogue, min_interval={"semantic_scholar": 0.2}, windows={"hf_papers": (10**6, 4.0)},
+        window_quotas={"hf_papers": [quota]}, windows_from_first_request=True,
+    )  # fmt: skip
+    server.faults.add(Fault("slow", "hf_papers", delay=2.5))  # the crawl's first request
+    args = ("-a", f"source={SAMPLES[0]}")
+    with server:
+        crawl = run_crawl(tmp_path / "out.jsonl", server, *args, settings=FAST)
+        hf = server.requests_for("hf_papers")
+        first = [r for r in hf if server.window_number("hf_papers", r.start) == 0]
+    assert crawl.returncode == 0, crawl.log[-3000:]
+    assert [(r.key, r.status, r.refused) for r in hf if r.status == 429 or r.refused] == []
+    assert 1 < len(first) <= quota and len(hf) == len(crawl.records), [r.told for r in first]
+    (late,) = [r for r in first if r.fault == "slow"]
+    others = [r.told[0] for r in first if r is not late and r.end < late.end and r.told]
+    assert len(others) == len(first) - 1  # every other answer came back before it
+    assert late.told is not None and late.told[0] > min(others)  # saying more was left
 
 
 def test_refresh_details_sends_no_hf_request(tmp_path: Path, catalogue: Catalogue) -> None:

@@ -1445,6 +1445,26 @@ def test_hf_window_headers_count_down_and_429_past_the_quota(catalogue: Catalogu
     assert [r.refused for r in log] == [None, None, None, "rate_limit"] and log[3].throttled
 
 
+def test_hf_windows_can_start_with_the_first_request_and_change_quota(
+    catalogue: Catalogue,
+) -> None:
+    """Window 0 begins with the service's first request (its ``t`` is the whole window) and
+    holds the first quota listed; the next window holds the ``windows`` quota."""
+    with StandIn(
+        catalogue, windows={"hf_papers": (5, 300.0)}, window_quotas={"hf_papers": [2]},
+        windows_from_first_request=True,
+    ) as server:  # fmt: skip
+        url = f"{server.hf_papers_url}/{min(catalogue.hf_pages)}"
+        replies = [fetch(url) for _ in range(3)]
+        log = server.requests_for("hf_papers")
+    assert [r.status for r in replies] == [200, 200, 429]
+    assert [r.headers["RateLimit"] for r in replies[:2]] == ['"api";r=1;t=300', '"api";r=0;t=300']
+    assert replies[0].headers["RateLimit-Policy"] == '"fixed window";"api";q=2;w=300'
+    assert [server.window_number("hf_papers", r.start) for r in log] == [0, 0, 0]
+    assert server.requests_per_window("hf_papers") == {0: 3}
+    assert server.window_quota("hf_papers", 1) == 5
+
+
 def test_hf_shape_faults_and_the_authorization_header(standin: StandIn) -> None:
     aid = min(standin.catalogue.hf_pages)
     url = f"{standin.hf_papers_url}/{aid}"

@@ -9,6 +9,7 @@ well as results.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 import socket
@@ -48,7 +49,10 @@ class StandIn:
     limit) spend its daily budget: every list request after them gets 429. ``windows``: per
     service, a fixed window of (requests, seconds) as Hugging Face enforces it (default 500 per
     300 s): every answer carries ``RateLimit``/``RateLimit-Policy`` headers, and a request over
-    the window gets 429. All can be changed while the stand-in runs.
+    the window gets 429. Windows are numbered from the stand-in's start, or with
+    ``windows_from_first_request`` from the service's first request (a crawl starting as a window
+    does); ``window_quotas``: per service, the quotas of its first windows in order (later ones
+    get the ``windows`` quota). All can be changed while the stand-in runs.
     """
 
     def __init__(
@@ -64,6 +68,8 @@ class StandIn:
         refusal_retry_after: float | str | None = None,
         openalex_budget: int | None = None,
         windows: dict[str, tuple[int, float]] | None = None,
+        window_quotas: dict[str, list[int]] | None = None,
+        windows_from_first_request: bool = False,
     ) -> None:
         self.catalogue = catalogue if catalogue is not None else Catalogue()
         self.host = host
@@ -77,8 +83,11 @@ class StandIn:
         self._openalex_lists = 0  # list requests admitted (what the daily budget counts)
         self.refusal_retry_after = refusal_retry_after
         self.windows: dict[str, tuple[int, float]] = {"hf_papers": (500, 300.0)} | (windows or {})
+        self.window_quotas: dict[str, list[int]] = dict(window_quotas or {})
+        self.windows_from_first_request = windows_from_first_request
         self._window_used: dict[str, tuple[int, int]] = {}  # service -> (window number, used)
         self._epoch = time.monotonic()
+        self._window_epochs: dict[str, float] = {}  # service -> when its window 0 began
         self.faults = FaultSet()
         self.quiet = quiet
         self._log: list[RequestRecord] = []
@@ -207,6 +216,22 @@ class StandIn:
     def min_start_gap(self, service: str) -> float:
         return min_start_gap(self.requests_for(service))
 
+    def window_number(self, service: str, at: float) -> int:
+        """Which of the service's fixed windows ``at`` (a record's ``start``) falls in."""
+        return int((at - self._window_epochs.get(service, self._epoch)) // self.windows[service][1])
+
+    def window_quota(self, service: str, number: int) -> int:
+        firsts = self.window_quotas.get(service, [])
+        return firsts[number] if 0 <= number < len(firsts) else self.windows[service][0]
+
+    def requests_per_window(self, service: str) -> dict[int, int]:
+        """How many requests of ``service`` arrived in each of its fixed windows, refused ones
+        included: what the client tried to send in each."""
+        counts = collections.Counter(
+            self.window_number(service, r.start) for r in self.requests_for(service)
+        )
+        return dict(sorted(counts.items()))
+
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
         """Block until ``predicate()`` holds, checked whenever a request arrives or ends.
 
@@ -282,13 +307,17 @@ class StandIn:
 
     def _in_window(self, record: RequestRecord) -> bool:
         """Count the request in its service's fixed window; False when the window is spent.
-        Windows are numbered from the stand-in's start; refused requests do not count."""
+        Refused requests do not count."""
         window = self.windows.get(record.service)
         if window is None:
             return True
-        quota, seconds = window
-        number = int((record.start - self._epoch) // seconds)
-        reset = max(1, math.ceil(self._epoch + (number + 1) * seconds - record.start))
+        if self.windows_from_first_request:
+            self._window_epochs.setdefault(record.service, record.start)
+        seconds = window[1]
+        number = self.window_number(record.service, record.start)
+        quota = self.window_quota(record.service, number)
+        epoch = self._window_epochs.get(record.service, self._epoch)
+        reset = max(1, math.ceil(epoch + (number + 1) * seconds - record.start))
         current, used = self._window_used.get(record.service, (number, 0))
         used = used if current == number else 0
         if used >= quota:
@@ -310,9 +339,10 @@ class StandIn:
         elif answer.status == 429:
             left = 0
         record.told = (left, reset)
+        quota = self.window_quota(record.service, self.window_number(record.service, record.start))
         return {
             "RateLimit": f'"api";r={left};t={reset}',
-            "RateLimit-Policy": f'"fixed window";"api";q={window[0]};w={int(window[1])}',
+            "RateLimit-Policy": f'"fixed window";"api";q={quota};w={int(window[1])}',
         }
 
     def _refusal(self, service: str) -> Answer:
