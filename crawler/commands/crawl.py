@@ -156,6 +156,8 @@ def path_problem(path: Path, room: int = DERIVED_NAME_ROOM) -> str | None:
     too long for the names derived from it (``room`` bytes more)."""
     if reason := not_text(str(path)):
         return f"{reason}; give a path that is (the run files name their paths in UTF-8)"
+    if "\0" in str(path):  # from a file:// feed's %00 or a FEEDS key: os.lstat raised
+        return "holds a NUL byte, which no path can"
     try:
         os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
@@ -186,7 +188,19 @@ def path_problems(settings: BaseSettings) -> list[str]:
         f"{name} {printable(str(path))}: {problem}"
         for name, path in outputs
         if (problem := path_problem(path, NAME_ROOM.get(name, DERIVED_NAME_ROOM)))
+        or (name == "DATASET_DIR" and (problem := _duckdb_path_problem(path)))
     ]
+
+
+def _duckdb_path_problem(dataset: Path) -> str | None:
+    """DuckDB reads a backslash as a folder separator, on POSIX too: the dataset's
+    ``hot_papers.duckdb`` could never be written there, and every run would end in exit 5."""
+    if "\\" in os.path.abspath(dataset):
+        return (
+            "holds a backslash, which DuckDB reads as a folder separator (give DATASET_DIR "
+            "another path, or empty to turn the dataset off)"
+        )
+    return None
 
 
 def output_problem(path: Path) -> str | None:
