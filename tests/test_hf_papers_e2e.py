@@ -3,15 +3,17 @@ small fixed window, compared with what it served (issue 22)."""
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import run_crawl
+from tests.conftest import SAMPLES, run_crawl
 from tests.standin import Catalogue, StandIn
 from tests.standin.requestlog import max_concurrency, min_start_gap
 
@@ -79,7 +81,12 @@ def test_one_request_per_paper_and_never_a_429_under_the_window(clean: Any) -> N
     _, crawl, log, _, _, _, _ = clean
     hf = [r for r in log if r.service == "hf_papers"]
     papers = {r["arxiv_id"] for r in crawl.records}
-    assert sorted(r.ids[0] for r in hf) == sorted(papers)  # once each, nothing else
+    asked = collections.Counter(r.ids[0] for r in hf)
+    # Once each, nothing else. A CI run asked for 2106.09647 twice: a probe took a page this
+    # run had stored for a control an earlier run stored (test_runner has the deterministic case).
+    assert sorted(asked.elements()) == sorted(papers), (
+        {aid: n for aid, n in asked.items() if n > 1}, set(asked) ^ papers,
+    )  # fmt: skip
     assert len(hf) > 3 * WINDOW[0]  # the crawl really spanned several windows
     assert [r for r in hf if r.status == 429 or r.refused] == []
     assert all(r.authorization is None for r in hf)  # anonymous without HF_TOKEN
@@ -127,6 +134,52 @@ def test_upvotes_and_stars_are_not_changes(clean: Any) -> None:
     report = json.loads(out.with_name("out.run.json").read_text())
     assert report["exit_status"] == 0
     assert (report["changed_records"], report["changes_file"]) == (0, None)  # only counts moved
+
+
+def test_a_probe_never_asks_again_for_a_paper_of_the_crawl(
+    tmp_path: Path, catalogue: Catalogue
+) -> None:
+    """A refresh whose first answer is a 404 for a page stored as ok: before believing it the
+    crawler probes with a page an earlier run stored. It took the first one stored, 2012.14668,
+    a paper of this very digest, and asked for it twice. Every Hugging Face request is held
+    until all the digest's papers are on their way; then only the 404 comes out, so the probe
+    has to choose while all of them are in flight."""
+    cat = catalogue.copy()
+    digest = SAMPLES[0]  # 30 papers, 2012.14668 (the smallest ID with a page) among them
+    out = tmp_path / "out.jsonl"
+    with StandIn(cat) as server:
+        first = run_crawl(out, server, settings=FAST)
+        papers = [r["arxiv_id"] for r in first.records if r["post"]["source"] == digest.name]
+        gone = papers[0]
+        del cat.hf_pages[gone]  # its page vanished since the first crawl
+        server.reset_log()
+        server.hold("hf_papers")
+        only_gone = server.hold("hf_papers", key=f"hf_papers:{gone}")
+        args = ("-a", f"source={digest}", "-a", "refresh=hf")
+        with ThreadPoolExecutor(1) as pool:
+            second = pool.submit(
+                run_crawl, out, server, *args, settings=FAST | {"HF_CONCURRENCY": 40}
+            )
+            try:
+                assert server.wait_for(lambda: server.in_flight("hf_papers") == 30, 120)
+                only_gone.set()  # the 404 is the first answer the crawler sees
+                probed = server.wait_for(
+                    lambda: server.in_flight("hf_papers") == 30
+                    and any(r.ids == (gone,) for r in server.log),
+                    120,
+                )  # fmt: skip
+            finally:
+                server.release()
+            again = second.result()
+        asked = collections.Counter(r.ids[0] for r in server.log if r.service == "hf_papers")
+    assert first.returncode == 0 and again.returncode == 0, again.log[-3000:]
+    assert probed and len(papers) == 30
+    assert {aid: asked[aid] for aid in papers} == dict.fromkeys(papers, 1)
+    stored = {r["arxiv_id"] for r in first.records if r["hf"]["status"] == "ok"}
+    (control,) = set(asked) - set(papers)  # the probe: a page stored before, of no paper here
+    assert control in stored and asked[control] == 1
+    record = next(r for r in again.records if r["arxiv_id"] == gone)
+    assert record["hf"]["status"] == "not_indexed"  # believed: the control still has its page
 
 
 def test_refresh_details_sends_no_hf_request(tmp_path: Path, catalogue: Catalogue) -> None:

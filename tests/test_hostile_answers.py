@@ -138,13 +138,14 @@ def test_arxiv_requests_never_share_a_connection(
     for request in arxiv:
         on_it = [s for s in seen if s.connection == request.connection]
         assert on_it == [request]  # alone on its own connection
-    # Every tweet asked once; a control probe (``oembed/probes``) is the only other request the
-    # crawler may send. One CI run saw 126 oEmbed requests for 125 tweets (not reproduced in
-    # ten runs since): the message names the tweets asked twice.
+    # Every tweet asked once, and nothing else: a first run has no control to probe with (a
+    # value an earlier run stored). One CI run saw 126 oEmbed requests for 125 tweets: a 404
+    # judged before any good answer, and a probe that took a tweet this run had just stored for
+    # such a control (tests/unit/test_runner.py has it deterministically).
     stats = run_report(out)["stats"]
     oembed = collections.Counter(s.params["url"][0] for s in seen if s.service == "oembed")
     twice = {url: n for url, n in oembed.items() if n > 1}
-    assert (len(oembed), sum(oembed.values())) == (125, 125 + stats.get("oembed/probes", 0)), (
+    assert (len(oembed), sum(oembed.values()), stats.get("oembed/probes")) == (125, 125, None), (
         twice,
         {k: v for k, v in stats.items() if k.startswith(("oembed/", "service/oembed"))},
     )

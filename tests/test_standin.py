@@ -502,6 +502,24 @@ def test_mixed_mode_is_deterministic(standin: StandIn, catalogue: Catalogue) -> 
     assert {k for k, n in _run_until_success(standin, keys).items() if n} != faulty
 
 
+def test_a_held_key_goes_alone_while_the_rest_of_its_service_stays_held(standin: StandIn) -> None:
+    held = standin.hold("arxiv")
+    first = standin.hold("arxiv", key=f"arxiv:{IDS[1]}")  # the answer a test wants out first
+    threads = [
+        threading.Thread(target=fetch, args=(standin.arxiv_url, {"id_list": i})) for i in IDS[:3]
+    ]
+    for t in threads:
+        t.start()
+    assert standin.wait_for(lambda: standin.in_flight("arxiv") == 3)
+    first.set()
+    assert standin.wait_for(lambda: [r.ids for r in standin.requests_for("arxiv")] == [(IDS[1],)])
+    assert standin.in_flight("arxiv") == 2  # the others still held
+    held.set()
+    for t in threads:
+        t.join()
+    assert sorted(r.ids for r in standin.requests_for("arxiv")) == [(i,) for i in IDS[:3]]
+
+
 def test_log_concurrency_and_gaps(standin: StandIn) -> None:
     gate = standin.hold("arxiv")  # pin all three in flight instead of hoping latency overlaps
     threads = [

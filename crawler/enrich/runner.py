@@ -11,9 +11,11 @@ requests where 11 suffice.) All HTTP goes through Scrapy's downloader
 
 An answer that turns a stored final value into "not found" (or "deleted", "protected") is
 believed only when the service has shown it answers correctly: within the same answer for batch
-services, within the crawl (or by probing one stored-good key) for per-key ones. Otherwise it is
-an incident: the stored values are kept, asked again next run, and the run's exit status says
-enrichment was incomplete.
+services, within the crawl (or by probing one key an earlier run stored as good) for per-key
+ones. Otherwise it is an incident: the stored values are kept, asked again next run, and the
+run's exit status says enrichment was incomplete. The probe keeps "one request per key per
+crawl": never a key this crawl asked or is asking for, and its answer is the fetch of its key
+when an entry wants that key later.
 """
 
 from __future__ import annotations
@@ -92,6 +94,9 @@ class ServiceRunner(Generic[V]):
         self._idle = asyncio.Event()  # input ended and nothing else of this service under way
         self._judging = 0  # answers waiting for that evidence
         self._probe: asyncio.Future[bool | None] | None = None
+        # The probe's control key and its answer: if this crawl wants that key too, the
+        # answer is its fetch (one request per key per crawl).
+        self._control: tuple[str, asyncio.Future[dict[str, V] | None]] | None = None
         self._incident_logged = False
         # Keys answered by a single lookup, and whether any lookup answered ok this run: the
         # lookup is another endpoint than the batch, judged on its own evidence.
@@ -217,10 +222,24 @@ class ServiceRunner(Generic[V]):
         self.stats.inc_value(f"{self.prefix}/batches")
         self.stats.inc_value(f"{self.prefix}/keys_requested", len(keys))
         async with self._permits:
-            values = await self._ask(keys, hints)
+            probed = self._probe_answer_for(keys)
+            values = await (
+                asyncio.shield(probed) if probed is not None else self._ask(keys, hints)
+            )
             if values is not None:
                 values = await self._look_up_missing(keys, values)
         return values
+
+    def _probe_answer_for(self, keys: list[str]) -> asyncio.Future[dict[str, V] | None] | None:
+        """The probe's answer (on its way or in) when ``keys`` is its control key: asked once
+        this crawl already, so that answer is the key's fetch. Probes are for per-key services,
+        whose batches are one key."""
+        control = self._control
+        if control is None or keys != [control[0]]:
+            return None
+        self._control = None
+        self.stats.inc_value(f"{self.prefix}/probe_answers_used")
+        return control[1]
 
     def _all(self, keys: list[str], message: str) -> dict[str, V]:
         return {key: self.service.error(message) for key in keys}
@@ -433,15 +452,21 @@ class ServiceRunner(Generic[V]):
             self._judging -= 1
 
     async def _probe_control(self, exclude: set[str]) -> bool | None:
-        """Ask once for a key stored as good: if the service still finds it, it is healthy.
-        None when there is no such key."""
+        """Ask once for a key an earlier run stored as good: if the service still finds it,
+        it is healthy. None when there is no such key. Never a key this crawl asked or is
+        asking for: its answer is the evidence, or on its way (asking again sent a second
+        request for one paper)."""
+        if self._ok_seen.is_set():
+            return True  # an ok answer came before the probe started: no request needed
         if self.state is None:
             return None
-        control = self.state.control_key(self.service, exclude)
+        control = self.state.control_key(self.service, exclude | self.memo.pending.keys())
         if control is None:
             return None
         self.stats.inc_value(f"{self.prefix}/probes")
-        answer = await self._ask([control], {})
+        asked = asyncio.ensure_future(self._ask([control], {}))
+        self._control = (control, asked)
+        answer = await asyncio.shield(asked)
         healthy = answer is not None and _status(answer.get(control)) == "ok"
         if healthy:
             self._ok_seen.set()

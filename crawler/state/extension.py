@@ -145,8 +145,9 @@ class State:
             for key, row in rows.items()
         }
 
-    def control_key(self, service: Service[Any], exclude: set[str]) -> str | None:
-        return self.store.some_key_with_status(service.kind, "ok", exclude)
+    def control_key(self, service: Service[Any], exclude: AbstractSet[str]) -> str | None:
+        """A key an earlier run stored as good, not in ``exclude``: a control for a probe."""
+        return self.store.some_key_with_status(service.kind, "ok", exclude, self.run_id)
 
     # -- writing ------------------------------------------------------------------------------
     def save(

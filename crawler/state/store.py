@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -240,12 +241,15 @@ class StateStore:
             ).fetchall()
         return [json.loads(data) for (data,) in rows]
 
-    def some_key_with_status(self, kind: str, status: str, exclude: set[str]) -> str | None:
-        """A key whose stored value has ``status`` (a control for probing a service)."""
+    def some_key_with_status(
+        self, kind: str, status: str, exclude: AbstractSet[str], not_by_run: str
+    ) -> str | None:
+        """A key whose stored value has ``status``, written by a run other than ``not_by_run``:
+        a control for probing a service. A key this run wrote was asked this run already."""
         with self._errors("cannot be read"):
             rows = self.db.execute(
-                "SELECT key FROM fetched WHERE kind = ? AND status = ? LIMIT ?",
-                (kind, status, len(exclude) + 1),
+                "SELECT key FROM fetched WHERE kind = ? AND status = ? AND run_id != ? LIMIT ?",
+                (kind, status, not_by_run, len(exclude) + 1),
             ).fetchall()
         return next((key for (key,) in rows if key not in exclude), None)
 

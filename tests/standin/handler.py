@@ -193,7 +193,7 @@ def make_handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
                     texts = (parts.query, unquote(parts.query), raw_body, unquote(raw_body), *ids)
                     fault = standin.faults.pick(service, key, texts)
                 record.fault = fault.kind if fault else None
-                standin._pass_gate(service)
+                standin._pass_gate(service, key)
                 self._respond(service, params, body, fault, record)
             finally:
                 self._done(record, record.status)

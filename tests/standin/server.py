@@ -216,13 +216,16 @@ class StandIn:
         with self._changed:
             return self._changed.wait_for(predicate, timeout)
 
-    def hold(self, service: str) -> threading.Event:
+    def hold(self, service: str, key: str | None = None) -> threading.Event:
         """Keep admitted requests of ``service`` waiting until the returned event is set.
 
-        Lets a test pin requests in flight without sleeping; ``stop()`` releases them.
+        Lets a test pin requests in flight without sleeping; ``stop()`` releases them. With
+        ``key`` (a request key, ``hf_papers:2106.09685``) only that request waits, on a gate of
+        its own that wins over the service's: a test can let one answer out while the rest
+        stay held, and so decide which answer the client sees first.
         """
         with self._lock:
-            gate = self._gates[service] = threading.Event()
+            gate = self._gates[key or service] = threading.Event()
         return gate
 
     def release(self) -> None:
@@ -317,8 +320,8 @@ class StandIn:
         answer.headers.update(retry_after(self.refusal_retry_after))
         return answer
 
-    def _pass_gate(self, service: str) -> None:
-        gate = self._gates.get(service)
+    def _pass_gate(self, service: str, key: str) -> None:
+        gate = self._gates.get(key) or self._gates.get(service)
         if gate is not None:
             gate.wait(timeout=60)
 

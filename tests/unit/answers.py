@@ -80,6 +80,18 @@ def oembed_answer(request: Request, status: int = 200) -> Response:
     return text_response(request, json.dumps(answer))
 
 
+def hf_id(request: Request) -> str:
+    return urlsplit(request.url).path.rsplit("/", 1)[1]
+
+
+def hf_answer(request: Request, status: int = 200) -> Response:
+    """Hugging Face's paper page for the ID in the path, or its 404 (no page)."""
+    key = hf_id(request)
+    if status != 200:
+        return text_response(request, json.dumps({"error": "Paper not found"}), status=status)
+    return text_response(request, json.dumps({"id": key, "title": f"Paper {key}", "upvotes": 7}))
+
+
 def text_response(request: Request, body: str, status: int = 200) -> Response:
     return TextResponse(request.url, status=status, body=body.encode(), request=request)
 

@@ -14,10 +14,11 @@ from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Response
 
 from crawler.enrich.runner import ServiceRunner
-from crawler.items import ArxivMeta, DigestEntry, Embed
+from crawler.items import ArxivMeta, DigestEntry, Embed, HfPaper
 from crawler.outcome import DIGESTS_READ, ExitStatus, Outcome
 from crawler.services.arxiv import Arxiv
 from crawler.services.base import Service
+from crawler.services.hf_papers import HfPapers
 from crawler.services.oembed import OEmbed
 from crawler.state.extension import State
 from crawler.state.store import Write
@@ -27,6 +28,8 @@ from tests.unit.answers import (
     arxiv_feed,
     arxiv_ids,
     entry,
+    hf_answer,
+    hf_id,
     oembed_answer,
     tweet_id,
 )
@@ -389,6 +392,89 @@ def test_per_key_service_needs_no_probe_once_it_answered_correctly(tmp_path: Pat
     assert asked == [fresh, target]
     assert embed is not None
     assert (embed.status, embed.error) == ("deleted", "oEmbed answered HTTP 404")
+
+
+# What a per-key test needs of its service: how an entry holds a key, what the service answers
+# (a 404 for "gone"), which key a request asks for, and the entry's value.
+PER_KEY: dict[str, tuple[type[Service[Any]], Any, Any, Any, Any]] = {
+    "hf_papers": (
+        HfPapers, lambda key, rank: entry(key, rank=rank), hf_answer, hf_id, lambda e: e.hf,
+    ),
+    "oembed": (
+        OEmbed, lambda key, rank: entry(tweets=[key], rank=rank), oembed_answer, tweet_id,
+        lambda e: e.tweets[0].embed,
+    ),
+}  # fmt: skip
+PER_KEY_IDS = {"hf_papers": ("2106.09578", "2106.09647"), "oembed": ("1405", "1406")}
+
+
+@pytest.mark.parametrize("name", sorted(PER_KEY))
+def test_a_probe_never_asks_again_for_a_key_this_crawl_fetched(tmp_path: Path, name: str) -> None:
+    """A first run: the first answer is a 404, and another key's good answer is stored before
+    the probe judging the 404 starts. That answer is the evidence; the probe took it for a
+    control an earlier run stored and asked for it a second time (a CI run of
+    test_hf_papers_e2e: 104 Hugging Face requests for 103 papers, 2106.09647 twice)."""
+    service, make_entry, answer_of, key_of, value_of = PER_KEY[name]
+    gone, good = PER_KEY_IDS[name]
+
+    def answer(request: Request) -> Response:
+        return answer_of(request, 404 if key_of(request) == gone else 200)  # type: ignore[no-any-return]
+
+    async def scenario() -> tuple[list[str], list[str], Crawler]:
+        crawler = unit_crawler(STATE_DB=str(tmp_path / "s.db"))
+        runner, engine = _runner(service, answer, crawler)
+        entries = [make_entry(gone, 1), make_entry(good, 2)]
+        for e in entries:
+            runner.want(e)  # both under way at once; the 404 is judged first
+        await _fill_all(runner, entries)
+        statuses = [value_of(e).status for e in entries]
+        return statuses, [key_of(r) for _, r in engine.requests], crawler
+
+    statuses, asked, crawler = run(scenario())
+    assert asked == [gone, good]  # each key once: no probe
+    assert crawler.stats.get_value(f"{name}/probes") is None
+    assert statuses == ["not_indexed" if name == "hf_papers" else "deleted", "ok"]
+
+
+@pytest.mark.parametrize("wanted_at", [1.0, 10.0])  # while the probe is on its way, after it
+def test_a_probe_answer_is_the_fetch_of_its_control_key_when_the_crawl_wants_it(
+    tmp_path: Path, wanted_at: float
+) -> None:
+    """The probe asks for a key an earlier run stored as good. When an entry of this crawl
+    wants that key too (stale, or refreshed), the probe's answer is its value: asking again
+    sent two requests for one paper."""
+    unpaged, control = "2106.09578", "2106.09647"
+
+    async def answer(request: Request) -> Response:
+        if hf_id(request) == control:
+            await asyncio.sleep(5)
+        return hf_answer(request, 404 if hf_id(request) == unpaged else 200)
+
+    async def scenario() -> tuple[HfPaper | None, HfPaper | None, list[str], Crawler]:
+        crawler = unit_crawler(STATE_DB=str(tmp_path / "s.db"))
+        _stored(crawler, HfPapers(crawler.settings), {control: HfPaper(status="ok", upvotes=1)})
+        runner, engine = _runner(HfPapers, answer, crawler)
+        first, second = entry(unpaged), entry(control, rank=2)
+        runner.want(first)
+        filled = asyncio.ensure_future(runner.fill(first))
+        await asyncio.sleep(wanted_at)
+        runner.want(second)
+        await runner.fill(second)
+        await filled
+        return first.hf, second.hf, [hf_id(r) for _, r in engine.requests], crawler
+
+    first, second, asked, crawler = run(scenario())
+    assert asked == [unpaged, control]
+    assert crawler.stats.get_value("hf_papers/probes") == 1
+    assert first is not None and first.status == "not_indexed"  # the control still has a page
+    assert second is not None and (second.status, second.upvotes) == ("ok", 7)  # as answered
+    assert second.history == [
+        {"observed_at": second.fetched_at, "upvotes": 7, "github_stars": None}
+    ]
+    state = crawler.get_extension(State)
+    assert state is not None
+    kept = state.fresh(HfPapers(crawler.settings), control)  # stored as this run's fetch
+    assert kept is not None and kept.upvotes == 7
 
 
 def test_a_service_refusing_every_request_costs_log_n_requests_not_2n(
