@@ -31,7 +31,8 @@ from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-from urllib.request import url2pathname
+
+from w3lib.url import file_uri_to_path
 
 from crawler.export.files import atomic_write
 from crawler.sources import Source, expand_sources
@@ -100,7 +101,9 @@ def read_source(source: Source) -> str | None:
     """SHA-256 of a local source's bytes; None for a URL or a file that cannot be read."""
     if not source.url.startswith("file:"):
         return None
-    path = url2pathname(source.url.removeprefix("file://"))
+    # As the download handler reads it: url2pathname made ``%FF`` U+FFFD, another file, so
+    # a digest whose name is not UTF-8 was never "unchanged".
+    path = file_uri_to_path(source.url)
     h = hashlib.sha256()
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):

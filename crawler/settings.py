@@ -4,6 +4,8 @@ Override any of them with ``-s NAME=value``. Each service module (``crawler/serv
 and checks its own settings; their defaults are here, grouped by service.
 """
 
+from scrapy.settings import default_settings
+
 from crawler import __version__
 
 BOT_NAME = "hot_papers"
@@ -183,7 +185,22 @@ EXTENSIONS = {
     "crawler.state.extension.State": 100,
     "crawler.progress.CrawlReport": 500,
     "crawler.export.runfiles.RunFiles": 600,
+    "crawler.consoles.RemoteControl": 0,  # Scrapy's, imported only when it is on
 }
+# Scrapy's own extensions, less its remote-control console, whose module imports aiohttp
+# (~9 MB resident) whenever its name is listed, even as None (Scrapy imports every key to
+# compare them). crawler/consoles.py stands in for it and imports it only when it is on.
+EXTENSIONS_BASE = {
+    path: order
+    for path, order in default_settings.EXTENSIONS_BASE.items()
+    if path != "scrapy.extensions.remote_control.RemoteControl"
+}
+# Scrapy's two consoles run Python sent to a local port inside the crawl: the remote control
+# (token in a job file under the user's profile) and telnet (password in the log). A scheduled
+# job has no one at them, and they open the process that holds the state database: off. True
+# turns either on for a crawl you watch (`-s TELNETCONSOLE_ENABLED=True`).
+REMOTE_CONTROL_ENABLED = False
+TELNETCONSOLE_ENABLED = False
 PROGRESS_INTERVAL = 10.0  # seconds between progress lines; 0 turns them off
 LOGSTATS_INTERVAL = 0  # Scrapy's pages/items-per-minute line says nothing useful here
 COMMANDS_MODULE = "crawler.commands"  # `scrapy crawl` with a meaningful exit status

@@ -10,14 +10,18 @@ import atexit
 import fnmatch
 import glob
 import os
+import re
 import shutil
 import stat
 import tempfile
+from base64 import b64encode
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote_to_bytes, urlsplit, urlunsplit
+
+from w3lib.url import safe_url_string
 
 DIGEST_SUFFIXES = (".md", ".markdown", ".txt")
 
@@ -41,13 +45,74 @@ class Expanded:
 SCAN_MAX = 100_000  # files and folders one source may visit (SOURCE_SCAN_MAX)
 
 
+_USERINFO_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+
+
 def without_userinfo(url: str) -> str:
     """``url`` without ``user:password@``: what logs, the run report and records may show."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not splittable (``http://[::1/``): its name still carries no password
+        return _USERINFO_RE.sub(r"\1", url)
     if "@" not in parts.netloc:
         return url
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=host))
+
+
+def _userinfo_bytes(text: str) -> bytes:
+    """A user name or password of a URL as the bytes to send: Latin-1 text as Latin-1 (what
+    w3lib and browsers send), other text as UTF-8 (RFC 7617), a percent-escape that is not
+    UTF-8 (``%FC``) as that very byte."""
+    raw = unquote_to_bytes(text)
+    try:
+        return raw.decode("utf-8").encode("latin-1")
+    except UnicodeError:
+        return raw
+
+
+def basic_auth(url: str) -> dict[str, bytes]:
+    """``user:password@`` of a source URL as a basic-auth header, so the request's URL (which
+    Scrapy logs) carries no password; Scrapy drops the header on a redirect to another host."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return {}
+    pair = _userinfo_bytes(parts.username) + b":" + _userinfo_bytes(parts.password or "")
+    return {"Authorization": b"Basic " + b64encode(pair)}
+
+
+# C0 and C1 control characters and DEL: a newline in a name would break its message in two.
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def not_text(text: str) -> str | None:
+    """Why ``text`` is not text (None: it is): an undecodable byte of an argument or a file
+    name (Python keeps it as a surrogate escape), or another lone surrogate."""
+    for char in text:
+        if 0xDC80 <= ord(char) <= 0xDCFF:
+            return f"byte \\x{ord(char) - 0xDC00:02x} is not UTF-8 text"
+        if 0xD800 <= ord(char) <= 0xDFFF:
+            return f"\\u{ord(char):04x} is a lone surrogate, not text"
+    return None
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be fetched as given, found before a request is built (Scrapy raised
+    while building it, and the rest of the sources were never read); None when it can."""
+    if reason := not_text(url):
+        return f"not a valid URL: {reason} (percent-encode it)"
+    if control := _CONTROL_RE.search(url):
+        # URL parsers drop tabs and newlines without a word: another URL would be fetched.
+        shown = printable(control.group())
+        return f"not a valid URL: holds the control character {shown} (percent-encode it)"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  # raises for a port that is not a number in range
+        safe_url_string(url)  # what scrapy.Request does with it
+    except (ValueError, UnicodeError) as exc:
+        return f"not a valid URL: {exc}"
+    return None if parts.hostname else "not a valid URL: no host"
 
 
 SAMPLES_NAME = "crawler/samples"  # how records name the bundled samples when not on disk
@@ -93,7 +158,16 @@ def check_local_source(path: str, maxsize: int = 0) -> None:
 def printable_path(path: str) -> str:
     """A path as records and messages can carry it: a file name that is not UTF-8 keeps its
     undecodable bytes as ``\\xNN`` instead of breaking every line that mentions it."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+    try:
+        return os.fsencode(path).decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate no file name holds (not from the file system)
+        return path.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def printable(text: str) -> str:
+    """A path or URL as one line of a message can carry it: undecodable bytes as ``\\xNN``
+    and control characters escaped (``\\n``), so the line is one line of valid text."""
+    return _CONTROL_RE.sub(lambda m: repr(m.group())[1:-1], printable_path(text))
 
 
 @lru_cache(maxsize=4)
@@ -103,12 +177,12 @@ def _working_folder(cwd: str) -> Path:
 
 
 def _display(path: Path) -> str:
-    """Paths under the working directory stay relative, so records do not depend on it."""
+    """Paths under the working directory stay relative, so messages do not depend on it."""
     try:
         shown = str(path.resolve().relative_to(_working_folder(os.getcwd())))
     except ValueError:
         shown = str(path.resolve())
-    return printable_path(shown)
+    return printable(shown)
 
 
 def _file(path: Path, below: Path | None = None) -> Source:
@@ -243,7 +317,7 @@ def _folder(path: Path, item: str, limit: int, base: Path) -> tuple[list[Source]
     problems = [f"{_display_link(p)}: dangling symbolic link (its target is missing)" for p in
                 sorted(scan.dangling)]  # fmt: skip
     if not found and not problems:
-        problems.append(f"{printable_path(item)}: folder has no .md, .markdown or .txt files")
+        problems.append(f"{printable(item)}: folder has no .md, .markdown or .txt files")
     return [_file(p, base) for p in found], problems
 
 
@@ -251,9 +325,9 @@ def _display_link(path: Path) -> str:
     """A symlink's own path (not its target's), as records would name it."""
     absolute = Path(os.path.abspath(path))
     try:
-        return printable_path(str(absolute.relative_to(_working_folder(os.getcwd()))))
+        return printable(str(absolute.relative_to(_working_folder(os.getcwd()))))
     except ValueError:
-        return printable_path(str(absolute))
+        return printable(str(absolute))
 
 
 def _samples() -> Expanded:
@@ -277,7 +351,7 @@ def _pattern(item: str, limit: int, base: Path) -> tuple[list[Source], list[str]
         f"{_display_link(p)}: dangling symbolic link (its target is missing)" for p in scan.dangling
     ]
     if not scan.files and not problems:
-        problems.append(f"{printable_path(item)}: pattern matches no file")
+        problems.append(f"{printable(item)}: pattern matches no file")
     return [_file(p, base) for p in scan.files], problems
 
 
@@ -291,7 +365,8 @@ def _root(item: str) -> str:
     path = Path(os.path.expanduser(item))
     if glob.has_magic(item):
         return os.path.abspath(_leading_folder(str(path)))
-    return os.path.abspath(path if path.is_dir() else path.parent)
+    # os.path.isdir, not Path.is_dir: a name too long to look up is no folder, not an error.
+    return os.path.abspath(path if os.path.isdir(path) else path.parent)
 
 
 def common_root(items: list[str]) -> Path:
@@ -302,11 +377,24 @@ def common_root(items: list[str]) -> Path:
     return Path(os.path.commonpath(roots)) if roots else Path.cwd()
 
 
-def _expand_one(item: str, limit: int, base: Path) -> tuple[list[Source], list[str]]:
-    """One comma-separated piece of ``source``: its sources, and lines for what it lost."""
-    if _is_url(item):
-        shown = without_userinfo(item)
-        return [Source(url=item, name=shown, record_name=shown)], []
+def _url(item: str) -> tuple[list[Source], list[str]]:
+    """A URL piece of ``source``, or the line saying why it cannot be fetched."""
+    shown = without_userinfo(item)
+    if problem := url_problem(item):
+        return [], [f"{printable(shown)}: {problem}"]
+    return [Source(url=item, name=shown, record_name=shown)], []
+
+
+def _not_found(item: str, reason: str) -> str:
+    """The line for a local piece that cannot be read; ``ftp://…`` was called a missing file."""
+    scheme = _SCHEME_RE.match(item)
+    if scheme and reason == "no such file or folder":
+        reason += f", and {scheme[1]}:// URLs are not read (only http and https)"
+    return f"{printable(item)}: {reason}"
+
+
+def _local(item: str, limit: int, base: Path) -> tuple[list[Source], list[str]]:
+    """A file, folder or pattern piece of ``source``."""
     path = Path(os.path.expanduser(item))
     try:
         if path.is_dir():
@@ -315,14 +403,24 @@ def _expand_one(item: str, limit: int, base: Path) -> tuple[list[Source], list[s
             return _pattern(item, limit, base)
     except ScanLimit:
         return [], [
-            f"{printable_path(item)}: more than {limit:,} files and folders visited "
+            f"{printable(item)}: more than {limit:,} files and folders visited "
             "(SOURCE_SCAN_MAX); nothing read from it"
         ]
     try:
         check_local_source(str(path))
     except SourceRefused as exc:
-        return [], [f"{printable_path(item)}: {exc}"]
+        return [], [_not_found(item, str(exc))]
     return [_file(path, base)], []
+
+
+def _expand_one(item: str, limit: int, base: Path) -> tuple[list[Source], list[str]]:
+    """One comma-separated piece of ``source``: its sources, and lines for what it lost."""
+    if _is_url(item):
+        return _url(item)
+    try:
+        return _local(item, limit, base)
+    except OSError as exc:  # a name too long to look up, a folder that cannot be listed
+        return [], [f"{printable(item)}: {exc.strerror or exc}"]
 
 
 def expand_sources(spec: str | None, limit: int = SCAN_MAX) -> Expanded:

@@ -16,7 +16,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Any, TypeVar
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import urljoin
 
 import scrapy
 from scrapy import signals as scrapy_signals
@@ -24,7 +24,6 @@ from scrapy.crawler import Crawler
 from scrapy.http import Response
 from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
-from w3lib.http import basic_auth_header
 
 from crawler import signals
 from crawler.downloader.contract import short_url
@@ -42,7 +41,7 @@ from crawler.outcome import (
 )
 from crawler.parsing.digest import Digest, DigestError, parse_digest_bytes
 from crawler.services.registry import SERVICES
-from crawler.sources import SCAN_MAX, Expanded, expand_sources, without_userinfo
+from crawler.sources import SCAN_MAX, Expanded, basic_auth, expand_sources, without_userinfo
 from crawler.state.freshness import refresh_choices
 
 logger = logging.getLogger(__name__)
@@ -50,16 +49,6 @@ logger = logging.getLogger(__name__)
 ARGUMENTS = ("source", "refresh")
 
 T = TypeVar("T")
-
-
-def _credentials(url: str) -> dict[str, bytes]:
-    """``user:password@`` of a source URL as a basic-auth header, so the request's URL (which
-    Scrapy logs) carries no password; Scrapy drops the header on a redirect to another host."""
-    parts = urlsplit(url)
-    if parts.username is None:
-        return {}
-    user, password = unquote(parts.username), unquote(parts.password or "")
-    return {"Authorization": basic_auth_header(user, password)}
 
 
 class CrawlStopping(Exception):
@@ -175,7 +164,7 @@ class DigestsSpider(scrapy.Spider):
                 await self.crawler.signals.wait_for(scrapy_signals.scheduler_empty)
             yield scrapy.Request(
                 without_userinfo(source.url),
-                headers=_credentials(source.url),
+                headers=basic_auth(source.url),
                 callback=self.parse_digest,
                 errback=self.source_failed,
                 cb_kwargs={"name": source.name, "record_name": source.record_name},

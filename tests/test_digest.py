@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import json
+from collections.abc import Iterator
 
 import pytest
 import yaml
@@ -344,29 +345,35 @@ category: "\ude00"
 """
 
 
-class _PyYAML(yaml.SafeLoader):
-    """The crawler's loader where PyYAML has no libyaml (``_BASE_LOADER`` is then this)."""
+# The two loaders PyYAML may read the front matter with: its C one where libyaml is installed
+# (the usual case), its pure-Python one where it is not. Either is what the crawler would use.
+LOADERS = [
+    pytest.param(digest_module._PySafeLoader, id="pure-python"),
+    pytest.param(
+        getattr(digest_module, "_CSafeLoader", None),
+        id="libyaml",
+        marks=pytest.mark.skipif(not yaml.__with_libyaml__, reason="libyaml is not installed"),
+    ),
+]
 
 
-_PyYAML.add_constructor(  # type: ignore[type-var]  # as the crawler adds it
-    "tag:yaml.org,2002:timestamp", digest_module._timestamp_or_text
-)
-
-
+@pytest.mark.parametrize("loader", LOADERS)
 def test_front_matter_escapes_of_surrogates_never_reach_the_post(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, loader: type
 ) -> None:
     """PyYAML without libyaml reads ``"\\ud83d\\ude00"`` as two lone surrogates; the record
     pipeline replaced them in records, but the posts list (and the dataset step's job) carried
     them as read, and writing it as UTF-8 failed. Now the post holds text: the pair is its
-    character, a lone one U+FFFD, with a warning at its key's line. libyaml refuses such
-    escapes: the front matter is ignored, as any it cannot read (not changed here)."""
-    monkeypatch.setattr(digest_module, "_SAFE_LOADER", _PyYAML)
+    character, a lone one U+FFFD, with a warning at its key's line. libyaml refused such
+    escapes, and the same digest lost its title, date and tags there: it is read again with
+    the pure-Python loader, so both installs give this same post."""
+    monkeypatch.setattr(digest_module, "_SAFE_LOADER", loader)
     d = parse_digest(SURROGATE_FRONT + entry(1), "x.md")
     post = d.post
     json.dumps(post_block(post), ensure_ascii=False).encode("utf-8")  # the posts list's line
-    assert (post.title, post.slug, post.tags, post.category) == (
-        "\U0001f600 LoRA \ufffd", "hot-papers-2021-06-18", ["arXiv", "Tw\ufffd"], "\ufffd",
+    assert (post.title, post.slug, post.published_at, post.tags, post.category) == (
+        "\U0001f600 LoRA \ufffd", "hot-papers-2021-06-18", "2021-06-19T07:55:41Z",
+        ["arXiv", "Tw\ufffd"], "\ufffd",
     )  # fmt: skip
     assert messages(d) == [
         "2:front matter title: 1 lone surrogate (not text) became U+FFFD",
@@ -375,3 +382,38 @@ def test_front_matter_escapes_of_surrogates_never_reach_the_post(
     ]
     record = build_record(d.entries[0])
     assert schema_errors(record) == [] and record["post"] == post_block(post)
+
+
+@contextlib.contextmanager
+def _reading_with(loader: type) -> Iterator[None]:
+    """The crawler's front matter loader set to ``loader`` (hypothesis runs many examples per
+    test, so not through the function-scoped ``monkeypatch``)."""
+    usual = digest_module._SAFE_LOADER
+    digest_module._SAFE_LOADER = loader
+    try:
+        yield
+    finally:
+        digest_module._SAFE_LOADER = usual
+
+
+_CODE_POINTS = st.one_of(st.integers(0xD800, 0xDFFF), st.integers(0x20, 0x10FFFF))
+
+
+@pytest.mark.skipif(not yaml.__with_libyaml__, reason="libyaml is not installed")
+@settings(max_examples=200)
+@given(st.lists(_CODE_POINTS, max_size=8))
+def test_both_loaders_read_any_escapes_into_the_same_post(codes: list[int]) -> None:
+    """Whatever a quoted title spells with ``\\u``/``\\U`` escapes (pairs, lone surrogates,
+    anything else), the install with libyaml and the one without give the same post and the
+    same messages, and the front matter around it is kept."""
+    escapes = "".join(f"\\U{c:08x}" if c > 0xFFFF else f"\\u{c:04x}" for c in codes)
+    text = f'---\ntitle: "x{escapes}"\ndate: 2021-06-19\ntags: ["arXiv"]\n---\n\n' + entry(1)
+    read = []
+    for loader in (digest_module._CSafeLoader, digest_module._PySafeLoader):
+        with _reading_with(loader):
+            d = parse_digest(text, "x.md")
+        read.append((post_block(d.post), messages(d)))
+    assert read[0] == read[1]
+    block, _ = read[0]
+    assert (block["published_at"], block["tags"]) == ("2021-06-19T00:00:00Z", ["arXiv"])
+    assert block["title"].startswith("x") and block["title"].encode("utf-8")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 import threading
 from collections.abc import Iterator
@@ -11,16 +13,21 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
-from scrapy import Spider
+from hypothesis import given
+from hypothesis import strategies as st
+from scrapy import Request, Spider
 from scrapy.downloadermiddlewares.offsite import OffsiteMiddleware
 from scrapy.settings import Settings
 from scrapy.utils.test import get_crawler
 
+from crawler.export.runfiles import local_feeds
 from crawler.parsing.digest import parse_digest_bytes
+from crawler.reuse import read_source
 from crawler.services.registry import SERVICES
 from crawler.settings import EXTENSIONS as PROJECT_EXTENSIONS
-from crawler.sources import expand_sources
+from crawler.sources import basic_auth, expand_sources, without_userinfo
 from tests.conftest import SAMPLES, run_crawl
 from tests.standin import StandIn
 
@@ -174,3 +181,55 @@ def test_bad_settings_are_refused_in_one_line_each(tmp_path: Path) -> None:
         "error: OEMBED_CONCURRENCY must be at least 1, not 0",
     ]
     assert out.read_text() == '{"previous": true}\n'
+
+
+# -- sources with odd bytes and characters ---------------------------------------------------
+# The characters that broke a URL source: undecodable argument bytes (surrogate escapes), control
+# characters, what URL syntax gives a meaning to, and text beyond Latin-1.
+_URL_CHARS = st.one_of(
+    st.sampled_from([*":/@[]%?#. \t\n\x00\x7f\x85", "\udcff", "\udc80", "€", "é"]),
+    st.characters(codec="ascii", exclude_characters=","),  # a comma separates sources
+)
+
+
+@hypothesis.settings(max_examples=300)
+@given(st.text(_URL_CHARS, max_size=30), st.text(_URL_CHARS, max_size=20))
+def test_a_url_source_is_fetchable_or_one_line_of_text(authority: str, path: str) -> None:
+    """Scrapy raised while building the request of ``http://host/a\\xff.md`` (and of a port or
+    IPv6 address that does not parse, or a user name Latin-1 cannot hold), which ended the
+    crawl's start with a traceback: every source after it was never read. Now a URL either
+    builds its request (as the spider builds it) or is one line of valid text saying why."""
+    url = f"http://{authority}/{path}"
+    expanded = expand_sources(f"{url},{SAMPLES[0]}")
+    assert expanded.sources[-1].url == SAMPLES[0].resolve().as_uri()  # the rest still comes
+    for line in expanded.problems:
+        assert "\n" not in line and line.encode("utf-8").decode("utf-8") == line
+        assert ": not a valid URL: " in line
+    for source in expanded.sources[:-1]:
+        Request(without_userinfo(source.url), headers=basic_auth(source.url))
+        assert source.name.encode("utf-8") and source.record_name == source.name
+
+
+def test_a_digest_whose_name_is_not_utf8_is_read_for_the_unchanged_check(tmp_path: Path) -> None:
+    """url2pathname turned ``%FF`` into U+FFFD, another file: a digest named with a byte that
+    is not UTF-8 was never "unchanged", and every rerun crawled."""
+    digest = tmp_path / os.fsdecode(b"a\xff.md")
+    digest.write_bytes(b"# digest")
+    (source,) = expand_sources(str(digest)).sources
+    assert source.url.endswith("/a%FF.md") and source.name.endswith("/a\\xff.md")
+    assert read_source(source) == hashlib.sha256(b"# digest").hexdigest()
+
+
+def test_a_file_uri_feed_names_the_file_scrapy_writes() -> None:
+    """``-O file:///out/a%20b.jsonl``: Scrapy writes ``a b.jsonl``, but the run report, posts
+    list, locks and ownership checks went to ``a%20b``, and no dataset was built."""
+    feeds = {
+        "file:///out/a%20b.jsonl": {"format": "jsonlines"},
+        "file:relative.csv": {"format": "csv"},
+        "plain/c.jsonl": {},
+        "s3://bucket/d.jsonl": {},
+    }
+    assert local_feeds(feeds) == [
+        (Path("/out/a b.jsonl"), "jsonlines"), (Path("relative.csv"), "csv"),
+        (Path("plain/c.jsonl"), ""),
+    ]  # fmt: skip

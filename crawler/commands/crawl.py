@@ -43,6 +43,7 @@ from crawler.outcome import ExitStatus, Outcome
 from crawler.runlock import RunLock, RunLocked
 from crawler.services.base import number_problems
 from crawler.services.registry import SERVICES
+from crawler.sources import not_text, printable
 from crawler.state.freshness import refresh_choices
 from crawler.state.store import StateError, StateStore
 
@@ -132,6 +133,76 @@ def settings_problems(settings: BaseSettings) -> list[str]:
     return list(dict.fromkeys(problems))
 
 
+# Bytes the longest name a run derives from an output's adds, beside it: ``.NAME.XXXXXXXX.tmp``
+# (an atomic write; ``.NAME.lock`` is shorter), and for the dataset folder its hidden versions
+# ``.NAME-<12 hex digits>.previous``. Scrapy opens ``LOG_FILE`` as named.
+DERIVED_NAME_ROOM = len("..12345678.tmp")
+NAME_ROOM = {"DATASET_DIR": len(".-0123456789ab.previous"), "LOG_FILE": 0}
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name (in bytes) the file system of ``folder``, or of its nearest
+    existing parent, takes."""
+    for parent in [folder, *folder.parents]:
+        with contextlib.suppress(OSError, ValueError):
+            return os.pathconf(parent, "PC_NAME_MAX")
+    return 255
+
+
+def path_problem(path: Path, room: int = DERIVED_NAME_ROOM) -> str | None:
+    """Why a run cannot use an output path, found before anything is read or written (each
+    of these ended in a traceback): a name that is not UTF-8 text (the run files name their
+    paths, in UTF-8), one the file system cannot look up (too long, a symlink loop), or one
+    too long for the names derived from it (``room`` bytes more)."""
+    if reason := not_text(str(path)):
+        return f"{reason}; give a path that is (the run files name their paths in UTF-8)"
+    if "\0" in str(path):  # from a file:// feed's %00 or a FEEDS key: os.lstat raised
+        return "holds a NUL byte, which no path can"
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        pass  # to be created (a file where a folder should be has its own line, later)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    name_max = _name_max(path.parent)
+    if (size := len(os.fsencode(path.name))) > name_max - room:
+        return (
+            f"file name is {size} bytes; at most {name_max - room} leave room for the files "
+            f"named after it (NAME_MAX {name_max})"
+        )
+    return None
+
+
+def path_problems(settings: BaseSettings) -> list[str]:
+    """One line per path of this run (the snapshot and the files beside it, ``STATE_DB``,
+    ``LOG_FILE``) it could not name or create. Files named after a bad snapshot path are
+    not named again: one cause, one line."""
+    outputs = [("output", path) for path, _ in _feeds(settings)]
+    if outputs and not path_problem(outputs[0][1]):
+        outputs += beside_outputs(outputs[0][1], settings)
+    if state_db := settings.get("STATE_DB"):
+        outputs.append(("STATE_DB", Path(state_db)))
+    if log_file := settings.get("LOG_FILE"):
+        outputs.append(("LOG_FILE", Path(log_file)))
+    return [
+        f"{name} {printable(str(path))}: {problem}"
+        for name, path in outputs
+        if (problem := path_problem(path, NAME_ROOM.get(name, DERIVED_NAME_ROOM)))
+        or (name == "DATASET_DIR" and (problem := _duckdb_path_problem(path)))
+    ]
+
+
+def _duckdb_path_problem(dataset: Path) -> str | None:
+    """DuckDB reads a backslash as a folder separator, on POSIX too: the dataset's
+    ``hot_papers.duckdb`` could never be written there, and every run would end in exit 5."""
+    if "\\" in os.path.abspath(dataset):
+        return (
+            "holds a backslash, which DuckDB reads as a folder separator (give DATASET_DIR "
+            "another path, or empty to turn the dataset off)"
+        )
+    return None
+
+
 def output_problem(path: Path) -> str | None:
     """Why the snapshot could not be written there, found before hours of crawling."""
     if path.is_dir():
@@ -148,8 +219,10 @@ def output_problem(path: Path) -> str | None:
 
 
 def _stop(problems: list[str], status: int) -> NoReturn:
+    """One ``error:`` line per problem: a newline or an undecodable byte in a path it names
+    (``-O $'a\\nb.jsonl'`` onto a file of someone else's) is escaped, never a second line."""
     for problem in problems:
-        print(f"error: {problem}", file=sys.stderr)
+        print(f"error: {printable(problem)}", file=sys.stderr)
     raise SystemExit(int(status))
 
 
@@ -274,7 +347,7 @@ class Command(ScrapyCrawl):
     def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
         super().process_options(args, opts)
         assert self.settings is not None
-        self._refuse(settings_problems(self.settings))
+        self._refuse(settings_problems(self.settings) + path_problems(self.settings))
         limit_malloc_arenas(self.settings.getint("MALLOC_ARENA_MAX"))  # before any thread
 
     @staticmethod

@@ -25,6 +25,7 @@ from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 from scrapy.settings import BaseSettings
+from w3lib.url import file_uri_to_path
 
 from crawler import reuse
 from crawler import signals as our_signals
@@ -48,12 +49,26 @@ def local_feeds(feeds: Mapping[str, Any]) -> list[tuple[Path, str]]:
     """Every feed that is a local file, with its format, in the order given."""
     found = []
     for uri, options in feeds.items():
-        parsed = urlparse(str(uri))
-        if parsed.scheme in ("", "file") and "%(" not in str(uri):
-            path = Path(parsed.path if parsed.scheme == "file" else str(uri))
-            feed_format = options.get("format", "") if isinstance(options, Mapping) else ""
-            found.append((path, str(feed_format or "")))
+        if "%(" in str(uri):
+            continue
+        if str(uri).startswith("file:"):
+            # As Scrapy's file storage reads it: ``file:///o/a%20b.jsonl`` writes ``a b.jsonl``
+            # (the run files, locks and checks went to ``a%20b``).
+            path = Path(file_uri_to_path(str(uri)))
+        elif _scheme(str(uri)) == "":
+            path = Path(str(uri))
+        else:
+            continue
+        feed_format = options.get("format", "") if isinstance(options, Mapping) else ""
+        found.append((path, str(feed_format or "")))
     return found
+
+
+def _scheme(uri: str) -> str:
+    try:
+        return urlparse(uri).scheme
+    except ValueError:  # ``//[x/out.jsonl``: a path urlparse cannot split is still a path
+        return ""
 
 
 def feed_path(feeds: dict[str, Any]) -> Path | None:

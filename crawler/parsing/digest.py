@@ -117,15 +117,6 @@ def _slug_from_source(source: str) -> str:
 # --- front matter -----------------------------------------------------------------------------
 
 
-# libyaml when present: the front matter is read twice (events, then values), both in C.
-_BASE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _SafeLoader(_BASE_LOADER):  # type: ignore[misc, valid-type]
-    """A safe loader whose impossible timestamps (``2021-02-30``) stay text: YAML's own
-    constructor raised for the whole document, and one bad date cost every other field."""
-
-
 def _timestamp_or_text(loader: yaml.constructor.SafeConstructor, node: yaml.Node) -> object:
     try:
         return loader.construct_yaml_timestamp(node)  # type: ignore[arg-type]
@@ -133,8 +124,24 @@ def _timestamp_or_text(loader: yaml.constructor.SafeConstructor, node: yaml.Node
         return loader.construct_scalar(node)  # type: ignore[arg-type]
 
 
-_SafeLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_or_text)
-_SAFE_LOADER = _SafeLoader
+class _PySafeLoader(yaml.SafeLoader):
+    """PyYAML's own safe loader, whose impossible timestamps (``2021-02-30``) stay text: YAML's
+    constructor raised for the whole document, and one bad date cost every other field."""
+
+
+_SAFE_LOADER: type[Any] = _PySafeLoader
+if hasattr(yaml, "CSafeLoader"):
+
+    class _CSafeLoader(yaml.CSafeLoader):
+        """The same on libyaml: the front matter is read twice (events, then values) in C."""
+
+    _SAFE_LOADER = _CSafeLoader
+_LOADERS: list[type[Any]] = [_PySafeLoader, _SAFE_LOADER]
+for _loader in _LOADERS:  # twice the same one without libyaml: harmless
+    _loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_or_text)
+
+# libyaml refuses an escape of a surrogate (``"\\ud83d"``) as invalid; PyYAML reads it.
+_LIBYAML_REFUSES = "found invalid Unicode character escape code"
 
 
 class _AliasError(yaml.YAMLError):
@@ -143,13 +150,27 @@ class _AliasError(yaml.YAMLError):
         self.problem_mark = mark
 
 
-def _safe_load(raw: str) -> Any:
+def _load_with(raw: str, loader: type[Any]) -> Any:
     """Load YAML with a safe loader, refusing alias events before anything is built: 40 KB of
     nested aliases expand into gigabytes, and no digest needs them."""
-    for event in yaml.parse(raw, Loader=_SAFE_LOADER):
+    for event in yaml.parse(raw, Loader=loader):
         if isinstance(event, yaml.AliasEvent):
             raise _AliasError(event.start_mark)
-    return yaml.load(raw, Loader=_SAFE_LOADER)
+    return yaml.load(raw, Loader=loader)
+
+
+def _safe_load(raw: str) -> Any:
+    """The front matter as the usual loader reads it (libyaml when installed). Where libyaml
+    refuses escapes of surrogates (``"\\ud83d\\ude00"``, how some writers spell an emoji),
+    the pure-Python loader reads it again, about ten times slower, only then: both installs
+    give the same post (the pair its character, a lone one U+FFFD with a warning) instead of
+    one losing the whole front matter."""
+    try:
+        return _load_with(raw, _SAFE_LOADER)
+    except yaml.YAMLError as exc:
+        if _SAFE_LOADER is _PySafeLoader or getattr(exc, "problem", None) != _LIBYAML_REFUSES:
+            raise
+    return _load_with(raw, _PySafeLoader)
 
 
 @dataclass(slots=True)

@@ -25,6 +25,7 @@ from scrapy.settings import BaseSettings
 from crawler.downloader.contract import PARSED, AnswerUnusable, Politeness
 from crawler.items import DigestEntry
 from crawler.parsing.text import replace_surrogates
+from crawler.sources import printable, url_problem, without_userinfo
 
 V = TypeVar("V")
 
@@ -72,9 +73,13 @@ def number_problems(settings: BaseSettings, spec: Mapping[str, tuple[type, float
 
 
 def url_problems(settings: BaseSettings, name: str) -> list[str]:
+    """A service's endpoint must be an http(s) URL a request can be built from: one that is
+    not (an undecodable byte, a port out of range) failed every request of the service."""
     value = settings.get(name)
     if not isinstance(value, str) or not value.lower().startswith(("http://", "https://")):
         return [f"{name} must be an http(s) URL, not {value!r}"]
+    if problem := url_problem(value):
+        return [f"{name} {printable(without_userinfo(value))}: {problem}"]
     return []
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from crawler.commands.crawl import M_ARENA_MAX, limit_malloc_arenas
+from tests.conftest import ROOT
 
 
 class _Libc:
@@ -62,3 +65,47 @@ def test_a_crawl_command_applies_the_setting() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=False
     )
     assert done.stdout.strip().splitlines()[-1] == "[3]", done.stderr[-2000:]
+
+
+_CONSOLES = (
+    "import sys\n"
+    "from scrapy.utils.reactor import install_reactor\n"
+    "install_reactor('twisted.internet.asyncioreactor.AsyncioSelectorReactor')\n"
+    "from scrapy.utils.test import get_crawler\n"
+    "from scrapy.utils.project import get_project_settings\n"
+    "from crawler.consoles import RemoteControl\n"
+    "on = sys.argv[1] == 'on'\n"
+    "settings = get_project_settings().copy_to_dict() | {'REMOTE_CONTROL_ENABLED': on}\n"
+    "crawler = get_crawler(settings_dict=settings)\n"
+    "print(sorted(type(x).__module__ for x in crawler.extensions.middlewares\n"
+    "             if 'console' in type(x).__module__ or 'remote' in type(x).__module__),\n"
+    "      'aiohttp' in sys.modules)\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("switch", "expected"),
+    [("off", "[] False"), ("on", "['scrapy.extensions.remote_control'] True")],
+)
+def test_the_remote_control_console_is_imported_only_when_it_is_on(
+    tmp_path: Path, switch: str, expected: str
+) -> None:
+    """The crawl's extensions as Scrapy builds them from the project's settings."""
+    env = {**os.environ, "SCRAPY_SETTINGS_MODULE": "crawler.settings", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", _CONSOLES, switch],
+        capture_output=True, text=True, check=False, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert done.stdout.strip().splitlines()[-1] == expected, done.stderr[-2000:]
+
+
+def test_no_console_listens_in_a_crawl_by_default() -> None:
+    from scrapy.utils.project import get_project_settings
+
+    settings = get_project_settings()
+    assert settings.getbool("REMOTE_CONTROL_ENABLED") is False
+    assert settings.getbool("TELNETCONSOLE_ENABLED") is False
+    extensions = settings.getwithbase("EXTENSIONS")
+    assert "scrapy.extensions.remote_control.RemoteControl" not in extensions
+    assert extensions["crawler.consoles.RemoteControl"] == 0
+    assert extensions["scrapy.extensions.telnet.TelnetConsole"] == 0  # its own switch

@@ -90,6 +90,26 @@ def test_service_urls_must_be_http(service: Any) -> None:
         assert _problems(**{name: bad}) == [f"{name} must be an http(s) URL, not {bad!r}"]
 
 
+@pytest.mark.parametrize("service", SERVICES, ids=[s.name for s in SERVICES])
+def test_service_urls_must_be_urls_a_request_can_be_built_from(service: Any) -> None:
+    """An endpoint with a byte that is not UTF-8, a port or an IPv6 address that does not parse,
+    or a tab (which URL parsers drop) crawled, and every request of the service raised while
+    it was built: one line naming the setting instead, before anything starts."""
+    name = service.url_setting
+    cases = {
+        "http://127.0.0.1:1/api\udcff": "byte \\xff is not UTF-8 text (percent-encode it)",
+        "http://127.0.0.1:99999/api": "Port out of range 0-65535",
+        "http://[::1/api": "Invalid IPv6 URL",
+        "http://u:secret@[::1/api": "Invalid IPv6 URL",  # not split, and still no password
+        "https://u:secret@127.0.0.1:x/api": "Port could not be cast to integer value as 'x'",
+        "http://127.0.0.1/a\tpi": "holds the control character \\t (percent-encode it)",
+        "http:///api": "no host",
+    }
+    for bad, reason in cases.items():
+        shown = bad.replace("\udcff", "\\xff").replace("\t", "\\t").replace("u:secret@", "")
+        assert _problems(**{name: bad}) == [f"{name} {shown}: not a valid URL: {reason}"]
+
+
 # -- spider arguments ----------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("args", "problems"),
