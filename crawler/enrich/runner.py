@@ -429,7 +429,9 @@ class ServiceRunner(Generic[V]):
         if self._probe is None:
             self._probe = asyncio.ensure_future(self._probe_control(set(keys)))
         healthy = await asyncio.shield(self._probe)
-        return healthy if healthy is not None else await self._first_ok_or_idle()
+        if healthy or self._ok_seen.is_set():  # a good answer while the probe was out counts
+            return True
+        return False if healthy is False else await self._first_ok_or_idle()
 
     async def _first_ok_or_idle(self, ok: asyncio.Event | None = None) -> bool:
         """Nothing stored to probe with (a first run): wait for this crawl's first ok answer
@@ -453,9 +455,10 @@ class ServiceRunner(Generic[V]):
 
     async def _probe_control(self, exclude: set[str]) -> bool | None:
         """Ask once for a key an earlier run stored as good: if the service still finds it,
-        it is healthy. None when there is no such key. Never a key this crawl asked or is
-        asking for: its answer is the evidence, or on its way (asking again sent a second
-        request for one paper)."""
+        it is healthy; if it says that key is gone too, it is not. None when there is no such
+        key, or the probe got no answer (an error says nothing either way). Never a key this
+        crawl asked or is asking for: its answer is the evidence, or on its way (asking again
+        sent a second request for one paper)."""
         if self._ok_seen.is_set():
             return True  # an ok answer came before the probe started: no request needed
         if self.state is None:
@@ -467,10 +470,11 @@ class ServiceRunner(Generic[V]):
         asked = asyncio.ensure_future(self._ask([control], {}))
         self._control = (control, asked)
         answer = await asyncio.shield(asked)
-        healthy = answer is not None and _status(answer.get(control)) == "ok"
-        if healthy:
+        status = "error" if answer is None else _status(answer.get(control))
+        if status == "ok":
             self._ok_seen.set()
-        return healthy
+            return True
+        return None if status == "error" else False
 
     # -- filling entries ----------------------------------------------------------------------
     def claim(self, entry: DigestEntry) -> dict[str, V | asyncio.Future[V]]:

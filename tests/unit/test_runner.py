@@ -371,6 +371,79 @@ def test_per_key_service_probes_a_stored_good_key_before_believing_a_downgrade(
         assert crawler.stats.get_value("oembed/incidents") is None
 
 
+@pytest.mark.parametrize("probe_status", [503, 404, 200])
+def test_a_good_answer_while_the_probe_is_out_is_the_evidence_whatever_the_probe_says(
+    tmp_path: Path, probe_status: int
+) -> None:
+    """A 404 comes first and a probe goes out; another tweet's good answer comes back before
+    the probe's (an error, a 404 or a 200). The good answer shows the service works, as README
+    says: the 404 is believed. The probe's verdict, taken alone, held it as an incident (a false
+    exit 4), and a probe that got no answer counted as proof the service was broken."""
+    gone, good, control = "1410000000000000001", "1410000000000000003", "1410000000000000002"
+
+    async def answer(request: Request) -> Response:
+        if tweet_id(request) == good:
+            await asyncio.sleep(1)
+            return oembed_answer(request, 200)
+        if tweet_id(request) == control:
+            await asyncio.sleep(10)
+            return oembed_answer(request, probe_status)
+        return oembed_answer(request, 404)
+
+    async def scenario() -> tuple[list[str], Crawler]:
+        crawler = unit_crawler(STATE_DB=str(tmp_path / "s.db"))
+        _stored(crawler, OEmbed(crawler.settings), {control: _embed("ok")})
+        runner, _ = _runner(OEmbed, answer, crawler)
+        entries = [entry(tweets=[gone]), entry(tweets=[good], rank=2)]
+        for e in entries:
+            runner.want(e)
+        runner.input_done()
+        await _fill_all(runner, entries)
+        return [e.tweets[0].embed.status for e in entries if e.tweets[0].embed], crawler
+
+    statuses, crawler = run(scenario())
+    assert statuses == ["deleted", "ok"]
+    assert crawler.stats.get_value("oembed/probes") == 1
+    assert crawler.stats.get_value("oembed/incidents") is None
+
+
+@pytest.mark.parametrize(("probe_status", "held"), [(503, False), (404, True), (200, False)])
+def test_a_probe_that_gets_no_answer_is_no_verdict(
+    tmp_path: Path, probe_status: int, held: bool
+) -> None:
+    """The probe's error says nothing about the service: the 404 then waits for this crawl's
+    first good answer (here another tweet's, after the probe's), as with nothing stored to
+    probe with. It counted as proof of a broken service: the 404 was held, a false exit 4.
+    A control found gone too is that proof (held), and a control still there clears it."""
+    gone, good, control = "1410000000000000001", "1410000000000000003", "1410000000000000002"
+
+    async def answer(request: Request) -> Response:
+        if tweet_id(request) == good:
+            await asyncio.sleep(5)
+            return oembed_answer(request, 200)
+        if tweet_id(request) == control:
+            await asyncio.sleep(1)
+            return oembed_answer(request, probe_status)
+        return oembed_answer(request, 404)
+
+    async def scenario() -> tuple[str | None, Crawler]:
+        crawler = unit_crawler(STATE_DB=str(tmp_path / "s.db"))
+        _stored(crawler, OEmbed(crawler.settings), {gone: _embed("ok"), control: _embed("ok")})
+        runner, _ = _runner(OEmbed, answer, crawler)
+        entries = [entry(tweets=[gone]), entry(tweets=[good], rank=2)]
+        for e in entries:
+            runner.want(e)
+        runner.input_done()
+        await _fill_all(runner, entries)
+        embed = entries[0].tweets[0].embed
+        return (embed.status if embed else None), crawler
+
+    status, crawler = run(scenario())
+    assert status == ("ok" if held else "deleted")  # held: the stored value is kept
+    assert crawler.stats.get_value("oembed/probes") == 1
+    assert crawler.stats.get_value("oembed/incidents") == (1 if held else None)
+
+
 def test_per_key_service_needs_no_probe_once_it_answered_correctly(tmp_path: Path) -> None:
     target, fresh = "1410000000000000001", "1410000000000000003"
 
