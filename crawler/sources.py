@@ -23,6 +23,8 @@ from urllib.parse import unquote_to_bytes, urlsplit, urlunsplit
 
 from w3lib.url import safe_url_string
 
+from crawler.logredact import redact_url_secrets
+
 DIGEST_SUFFIXES = (".md", ".markdown", ".txt")
 
 
@@ -380,8 +382,9 @@ def common_root(items: list[str]) -> Path:
 def _url(item: str) -> tuple[list[Source], list[str]]:
     """A URL piece of ``source``, or the line saying why it cannot be fetched."""
     shown = without_userinfo(item)
-    if problem := url_problem(item):
-        return [], [f"{printable(shown)}: {problem}"]
+    # Checked as given and as requested (without ``user:password@``, which can hide a bracket).
+    if problem := url_problem(item) or url_problem(shown):
+        return [], [f"{redact_url_secrets(printable(shown))}: {problem}"]
     return [Source(url=item, name=shown, record_name=shown)], []
 
 

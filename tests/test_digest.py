@@ -417,3 +417,15 @@ def test_both_loaders_read_any_escapes_into_the_same_post(codes: list[int]) -> N
     block, _ = read[0]
     assert (block["published_at"], block["tags"]) == ("2021-06-19T00:00:00Z", ["arXiv"])
     assert block["title"].startswith("x") and block["title"].encode("utf-8")
+
+
+@pytest.mark.skipif(not yaml.__with_libyaml__, reason="libyaml is not installed")
+def test_an_escape_past_the_last_code_point_keeps_its_line() -> None:
+    """libyaml refuses ``\\U00110000`` with the words it uses for surrogates, so the
+    pure-Python loader reads it again, which refuses it without a position: the message lost
+    its line. libyaml's own error, with its line, is the one reported."""
+    text = '---\ntitle: ok\ntags: [a]\nslug: "x\\U00110000"\ndate: 2021-06-01\n---\n\n' + entry(1)
+    d = parse_digest(text, "x.md")
+    assert [(p.line, p.message) for p in d.problems][:1] == [
+        (4, "invalid YAML front matter (found invalid Unicode character escape code)")
+    ]

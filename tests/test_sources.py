@@ -233,3 +233,16 @@ def test_a_file_uri_feed_names_the_file_scrapy_writes() -> None:
         (Path("/out/a b.jsonl"), "jsonlines"), (Path("relative.csv"), "csv"),
         (Path("plain/c.jsonl"), ""),
     ]  # fmt: skip
+
+
+def test_a_source_url_is_checked_as_requested_and_shows_no_secret() -> None:
+    """Checked as given and without ``user:password@`` (a bracket there parsed, and the request
+    built without it raised in the spider's start: a traceback, the other sources lost); the
+    line masks an ``api_key=`` as the log does."""
+    assert expand_sources("http://]@[::/x.md").problems == [
+        "http://[::/x.md: not a valid URL: Invalid IPv6 URL"
+    ]
+    assert expand_sources("http://127.0.0.1:x/d.md?api_key=SECRET").problems == [
+        "http://127.0.0.1:x/d.md?api_key=***: not a valid URL: "
+        "Port could not be cast to integer value as 'x'"
+    ]

@@ -170,7 +170,13 @@ def _safe_load(raw: str) -> Any:
     except yaml.YAMLError as exc:
         if _SAFE_LOADER is _PySafeLoader or getattr(exc, "problem", None) != _LIBYAML_REFUSES:
             raise
-    return _load_with(raw, _PySafeLoader)
+        refused = exc
+    try:
+        return _load_with(raw, _PySafeLoader)
+    except (yaml.YAMLError, ValueError):
+        # libyaml says the same of an escape past U+10FFFF, which PyYAML refuses without a
+        # position (a ValueError from chr()): libyaml's error names the line.
+        raise refused from None
 
 
 @dataclass(slots=True)

@@ -24,6 +24,7 @@ from scrapy.settings import BaseSettings
 
 from crawler.downloader.contract import PARSED, AnswerUnusable, Politeness
 from crawler.items import DigestEntry
+from crawler.logredact import redact_url_secrets
 from crawler.parsing.text import replace_surrogates
 from crawler.sources import printable, url_problem, without_userinfo
 
@@ -77,9 +78,10 @@ def url_problems(settings: BaseSettings, name: str) -> list[str]:
     not (an undecodable byte, a port out of range) failed every request of the service."""
     value = settings.get(name)
     if not isinstance(value, str) or not value.lower().startswith(("http://", "https://")):
-        return [f"{name} must be an http(s) URL, not {value!r}"]
-    if problem := url_problem(value):
-        return [f"{name} {printable(without_userinfo(value))}: {problem}"]
+        return [redact_url_secrets(f"{name} must be an http(s) URL, not {value!r}")]
+    shown = without_userinfo(value)
+    if problem := url_problem(value) or url_problem(shown):  # an api_key= stays masked
+        return [f"{name} {redact_url_secrets(printable(shown))}: {problem}"]
     return []
 
 

@@ -139,3 +139,25 @@ def test_the_spider_refuses_to_start_with_bad_arguments() -> None:
     with pytest.raises(ValueError, match=r"^unknown spider argument 'sorce'"):
         DigestsSpider(sorce="x")
     assert DigestsSpider(source="digests/", refresh="all").refresh == "all"
+
+
+@pytest.mark.parametrize("service", SERVICES, ids=[s.name for s in SERVICES])
+def test_a_refused_service_url_shows_no_secret_of_its_query(service: Any) -> None:
+    """The refusal is printed, not logged, so the log's redaction never saw it: an OpenAlex
+    ``api_key=`` (or a token) was printed whole."""
+    name = service.url_setting
+    got = _problems(**{name: "https://api.example.org:443x/?api_key=SECRET123&x=1"})
+    assert got == [
+        f"{name} https://api.example.org:443x/?api_key=***&x=1: not a valid URL: "
+        "Port could not be cast to integer value as '443x'"
+    ]
+    assert _problems(**{name: "ftp://x/?token=SECRET123"}) == [
+        f"{name} must be an http(s) URL, not 'ftp://x/?token=***'"
+    ]
+
+
+def test_a_service_url_is_checked_as_requested_without_its_user_info() -> None:
+    """``user:password@`` can hide a bracket that the request, built without it, chokes on."""
+    assert _problems(OEMBED_URL="http://]@[::/api") == [
+        "OEMBED_URL http://[::/api: not a valid URL: Invalid IPv6 URL"
+    ]
