@@ -357,16 +357,16 @@ def main(argv: list[str] | None = None) -> None:
         baseline.check(code, child_env(code.root))
     path = args.out / "cost.json"
     old = json.loads(path.read_text()) if args.merge and path.exists() else {}
-    rows = old.get("rows", {}) | run_rows(Bench(args, sides), args.row_list)
     meta: dict[str, Any] = {
         "argv": shlex.join(argv if argv is not None else sys.argv[1:]),
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "sides": {c.label: c.rev for c in sides},
         "cpus": os.cpu_count(),
     }
-    if old.get("meta"):  # --merge: the rows kept were measured by an earlier command
-        earlier = [old["meta"], *old["meta"].get("earlier", [])][:3]
-        meta["earlier"] = [{k: v for k, v in m.items() if k != "earlier"} for m in earlier]
+    measured = run_rows(Bench(args, sides), args.row_list)
+    for row in measured.values():  # each row names the command that measured it (--merge)
+        row["measured_by"] = {k: meta[k] for k in ("argv", "when", "sides")}
+    rows = old.get("rows", {}) | measured
     args.out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     report.rerender(args.out)

@@ -32,6 +32,7 @@ from urllib.parse import urlencode
 import scrapy
 from scrapy.crawler import CrawlerProcess
 from scrapy.http import Response
+from scrapy.settings import default_settings
 
 SLOTTED = ("arxiv", "semantic_scholar", "openalex")  # one at a time, spaced
 FIXED = {"hf_papers": 4}  # the crawler's fixed concurrency (HF_CONCURRENCY); the rest adapt to 16
@@ -136,6 +137,14 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "LOG_LEVEL": "INFO",
         "LOGSTATS_INTERVAL": 0,
         "TELNETCONSOLE_ENABLED": False,
+        # As the crawler has it (crawler/settings.py): no remote-control console, and its
+        # module (aiohttp) not imported, so the engine measured is the crawler's.
+        "REMOTE_CONTROL_ENABLED": False,
+        "EXTENSIONS_BASE": {
+            path: order
+            for path, order in default_settings.EXTENSIONS_BASE.items()
+            if path != "scrapy.extensions.remote_control.RemoteControl"
+        },
     }
 
 

@@ -133,3 +133,31 @@ def test_cost_table_shows_the_engines_own_floor_beside_the_arxiv_bound() -> None
     assert "51.6 s = **2.00x** the bound, 47.0 CPU s" in floor
     del rows["arxiv_bound"]["floor"]
     assert not any("replaying" in x for x in cost_markdown({"meta": {}, "rows": rows}))
+
+
+def test_cost_table_names_the_command_of_each_kept_row_and_a_failed_floor() -> None:
+    side = {"cpu_s": 144.4, "records_per_cpu_s": 46, "records": 6695, "load_before": 1.0}
+    now = {"argv": "--rows instant", "when": "today", "sides": {"after": "bbb"}}
+    earlier = {"argv": "--rows near_instant", "when": "yesterday", "sides": {"after": "aaa"}}
+    floor = {"exit": 0, "cpu_s": 135.7, "wall_s": 145.7, "requests": 21727, "load_before": 1.0}
+    rows: dict[str, Any] = {"near_instant": {"sides": {"after": side}, "floor": floor,
+                                             "measured_by": earlier}}  # fmt: skip
+    lines = cost_markdown({"meta": now, "rows": rows})
+    assert (
+        lines.count(
+            "The `near_instant` row is kept from an earlier command (`--merge`): `python -m "
+            "benchmarks.cost --rows near_instant` on yesterday; after = `aaa`."
+        )
+        == 1
+    )
+    row = next(x for x in lines if x.startswith("| backfill, near-instant"))
+    assert "144.4 CPU s = **46** records/CPU-s; 1.06x the floor" in row
+    assert row.endswith("| **not met** (≤ 1.5x the floor: met; 500 is above the floor's own 49) |")
+    rows["near_instant"]["measured_by"] = now
+    assert not any("kept from" in x for x in cost_markdown({"meta": now, "rows": rows}))
+    rows["near_instant"]["floor"] = {**floor, "exit": 1}
+    lines = cost_markdown({"meta": now, "rows": rows})
+    assert "| the floor: `benchmarks/floor.py` **failed** (exit 1) | | | |" in lines
+    row = next(x for x in lines if x.startswith("| backfill, near-instant"))
+    assert "x the floor (" not in row and "records/CPU-s; " not in row
+    assert row.endswith("| not measured |")
