@@ -8,6 +8,7 @@ by one ID of a batch.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -134,6 +135,27 @@ def test_valid_like_counts_whose_sum_no_int64_holds_cost_only_that_total(
     ok = {t["id"] for r in done.records for t in r["tweets"] if t["details"]["status"] == "ok"}
     kept = pq.read_table(dataset / "tweets.parquet").column("details_like_count").to_pylist()
     assert kept.count(2**62) == len(ok)  # every count as fetched
+
+
+def test_a_steps_warning_goes_to_the_crawls_log_file_in_its_format(
+    tmp_path: Path, catalogue: Catalogue
+) -> None:
+    """The dataset step's own warnings (here a like total left null) went to stderr in a
+    format of their own while the crawl's lines went to LOG_FILE: a scheduled job keeps its
+    log file, not the stderr of the cron line."""
+    out, log = tmp_path / "digests.jsonl", tmp_path / "crawl.log"
+    with StandIn(catalogue.copy()) as server:
+        server.faults.add(Fault("shape:big_counts", times=10_000))
+        done = run_crawl(out, server, settings={**FAST, "LOG_FILE": str(log)}, analysis=True)
+    assert done.returncode == 0, done.log[-3000:]
+    lines = log.read_text("utf-8").splitlines()
+    warned = [line for line in lines if "tweet_like_count_total left null" in line]
+    assert warned and all(
+        re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[crawler\.export\.dataset\] WARNING: .+", w)
+        for w in warned
+    ), warned
+    assert "tweet_like_count_total" not in done.log  # stderr
+    assert any("Spider closed (finished)" in line for line in lines)  # the crawl's own lines
 
 
 def _poison(state: Path) -> dict[str, int]:

@@ -439,11 +439,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _orphaned_ends_me()
     without_pandas()
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s [%(name)s] %(levelname)s: %(message)s"
-    )
     job_path, result_path, step = Path(args[0]), Path(args[1]), args[2]
-    problem = run(json.loads(job_path.read_text("utf-8")), step, job_path.with_name(HANDOFF))
+    job = json.loads(job_path.read_text("utf-8"))
+    # A step's warnings (a posts-list line skipped, a total left null) go where the crawl's
+    # lines went, in its format: LOG_FILE for a scheduled job, not a stderr nobody keeps.
+    _log_like_the_crawl(job.get("log") or {})
+    problem = run(job, step, job_path.with_name(HANDOFF))
     if problem is None:
         return 0
     result_path.write_text(problem + "\n", encoding="utf-8")
