@@ -31,6 +31,10 @@ def _line(goal: str, cells: list[str], ok: bool | None) -> str:
     return f"| {goal} | {cells[0]} | {cells[1]} | {_verdict(ok)} |"
 
 
+def _floor_failed(raw: Side) -> str:
+    return f"| the floor: `benchmarks/floor.py` **failed** (exit {raw['exit']}) | | | |"
+
+
 def _near_instant(rows: dict[str, Any]) -> list[str]:
     row = rows.get("near_instant")
     after, raw = _after(row, "sides"), (row or {}).get("floor")
@@ -58,7 +62,7 @@ def _near_instant(rows: dict[str, Any]) -> list[str]:
         )
     lines = [line]
     if raw and fl is None:
-        lines.append(f"| the floor: `benchmarks/floor.py` **failed** (exit {raw['exit']}) | | | |")
+        lines.append(_floor_failed(raw))
     if fl:
         records = after["records"] if after else 0
         per = f" = {records / fl['cpu_s']:,.0f} records/CPU-s" if fl["cpu_s"] and records else ""
@@ -145,7 +149,7 @@ def _bound(rows: dict[str, Any]) -> list[str]:
         )
     ]
     if fl and bound and fl.get("exit", 0) != 0:
-        lines.append(f"| the floor: `benchmarks/floor.py` **failed** (exit {fl['exit']}) | | | |")
+        lines.append(_floor_failed(fl))
     elif fl and bound:
         lines.append(
             f"| the floor: `benchmarks/floor.py` replaying the after side's {fl['requests']:,} "

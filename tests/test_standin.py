@@ -502,15 +502,21 @@ def test_mixed_mode_is_deterministic(standin: StandIn, catalogue: Catalogue) -> 
     assert {k for k, n in _run_until_success(standin, keys).items() if n} != faulty
 
 
-def test_a_held_key_goes_alone_while_the_rest_of_its_service_stays_held(standin: StandIn) -> None:
-    held = standin.hold("arxiv")
-    first = standin.hold("arxiv", key=f"arxiv:{IDS[1]}")  # the answer a test wants out first
+def _three_arxiv_requests_in_flight(standin: StandIn) -> list[threading.Thread]:
+    """One thread per ID of ``IDS[:3]``, started; returns once the stand-in holds all three."""
     threads = [
         threading.Thread(target=fetch, args=(standin.arxiv_url, {"id_list": i})) for i in IDS[:3]
     ]
     for t in threads:
         t.start()
     assert standin.wait_for(lambda: standin.in_flight("arxiv") == 3)
+    return threads
+
+
+def test_a_held_key_goes_alone_while_the_rest_of_its_service_stays_held(standin: StandIn) -> None:
+    held = standin.hold("arxiv")
+    first = standin.hold("arxiv", key=f"arxiv:{IDS[1]}")  # the answer a test wants out first
+    threads = _three_arxiv_requests_in_flight(standin)
     first.set()
     assert standin.wait_for(lambda: [r.ids for r in standin.requests_for("arxiv")] == [(IDS[1],)])
     assert standin.in_flight("arxiv") == 2  # the others still held
@@ -522,12 +528,7 @@ def test_a_held_key_goes_alone_while_the_rest_of_its_service_stays_held(standin:
 
 def test_log_concurrency_and_gaps(standin: StandIn) -> None:
     gate = standin.hold("arxiv")  # pin all three in flight instead of hoping latency overlaps
-    threads = [
-        threading.Thread(target=fetch, args=(standin.arxiv_url, {"id_list": i})) for i in IDS[:3]
-    ]
-    for t in threads:
-        t.start()
-    assert standin.wait_for(lambda: standin.in_flight("arxiv") == 3)
+    threads = _three_arxiv_requests_in_flight(standin)
     gate.set()
     for t in threads:
         t.join()

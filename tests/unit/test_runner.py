@@ -371,6 +371,41 @@ def test_per_key_service_probes_a_stored_good_key_before_believing_a_downgrade(
         assert crawler.stats.get_value("oembed/incidents") is None
 
 
+GONE, GOOD, CONTROL = "1410000000000000001", "1410000000000000003", "1410000000000000002"
+
+
+def _probe_race(
+    tmp_path: Path, probe_status: int, *, good_after: float, probe_after: float, stored: list[str]
+) -> tuple[str | None, Crawler]:
+    """A 404 for GONE first, then a probe of CONTROL (stored as good, with ``stored``) and a
+    good answer for GOOD, each after its delay: GONE's status, and the crawler."""
+
+    async def answer(request: Request) -> Response:
+        if tweet_id(request) == GOOD:
+            await asyncio.sleep(good_after)
+            return oembed_answer(request, 200)
+        if tweet_id(request) == CONTROL:
+            await asyncio.sleep(probe_after)
+            return oembed_answer(request, probe_status)
+        return oembed_answer(request, 404)
+
+    async def scenario() -> tuple[str | None, Crawler]:
+        crawler = unit_crawler(STATE_DB=str(tmp_path / "s.db"))
+        _stored(crawler, OEmbed(crawler.settings), {key: _embed("ok") for key in stored})
+        runner, _ = _runner(OEmbed, answer, crawler)
+        entries = [entry(tweets=[GONE]), entry(tweets=[GOOD], rank=2)]
+        for e in entries:
+            runner.want(e)
+        runner.input_done()
+        await _fill_all(runner, entries)
+        assert entries[1].tweets[0].embed is not None
+        assert entries[1].tweets[0].embed.status == "ok"
+        embed = entries[0].tweets[0].embed
+        return (embed.status if embed else None), crawler
+
+    return run(scenario())
+
+
 @pytest.mark.parametrize("probe_status", [503, 404, 200])
 def test_a_good_answer_while_the_probe_is_out_is_the_evidence_whatever_the_probe_says(
     tmp_path: Path, probe_status: int
@@ -379,30 +414,10 @@ def test_a_good_answer_while_the_probe_is_out_is_the_evidence_whatever_the_probe
     the probe's (an error, a 404 or a 200). The good answer shows the service works, as README
     says: the 404 is believed. The probe's verdict, taken alone, held it as an incident (a false
     exit 4), and a probe that got no answer counted as proof the service was broken."""
-    gone, good, control = "1410000000000000001", "1410000000000000003", "1410000000000000002"
-
-    async def answer(request: Request) -> Response:
-        if tweet_id(request) == good:
-            await asyncio.sleep(1)
-            return oembed_answer(request, 200)
-        if tweet_id(request) == control:
-            await asyncio.sleep(10)
-            return oembed_answer(request, probe_status)
-        return oembed_answer(request, 404)
-
-    async def scenario() -> tuple[list[str], Crawler]:
-        crawler = unit_crawler(STATE_DB=str(tmp_path / "s.db"))
-        _stored(crawler, OEmbed(crawler.settings), {control: _embed("ok")})
-        runner, _ = _runner(OEmbed, answer, crawler)
-        entries = [entry(tweets=[gone]), entry(tweets=[good], rank=2)]
-        for e in entries:
-            runner.want(e)
-        runner.input_done()
-        await _fill_all(runner, entries)
-        return [e.tweets[0].embed.status for e in entries if e.tweets[0].embed], crawler
-
-    statuses, crawler = run(scenario())
-    assert statuses == ["deleted", "ok"]
+    status, crawler = _probe_race(
+        tmp_path, probe_status, good_after=1, probe_after=10, stored=[CONTROL]
+    )
+    assert status == "deleted"
     assert crawler.stats.get_value("oembed/probes") == 1
     assert crawler.stats.get_value("oembed/incidents") is None
 
@@ -415,30 +430,9 @@ def test_a_probe_that_gets_no_answer_is_no_verdict(
     first good answer (here another tweet's, after the probe's), as with nothing stored to
     probe with. It counted as proof of a broken service: the 404 was held, a false exit 4.
     A control found gone too is that proof (held), and a control still there clears it."""
-    gone, good, control = "1410000000000000001", "1410000000000000003", "1410000000000000002"
-
-    async def answer(request: Request) -> Response:
-        if tweet_id(request) == good:
-            await asyncio.sleep(5)
-            return oembed_answer(request, 200)
-        if tweet_id(request) == control:
-            await asyncio.sleep(1)
-            return oembed_answer(request, probe_status)
-        return oembed_answer(request, 404)
-
-    async def scenario() -> tuple[str | None, Crawler]:
-        crawler = unit_crawler(STATE_DB=str(tmp_path / "s.db"))
-        _stored(crawler, OEmbed(crawler.settings), {gone: _embed("ok"), control: _embed("ok")})
-        runner, _ = _runner(OEmbed, answer, crawler)
-        entries = [entry(tweets=[gone]), entry(tweets=[good], rank=2)]
-        for e in entries:
-            runner.want(e)
-        runner.input_done()
-        await _fill_all(runner, entries)
-        embed = entries[0].tweets[0].embed
-        return (embed.status if embed else None), crawler
-
-    status, crawler = run(scenario())
+    status, crawler = _probe_race(
+        tmp_path, probe_status, good_after=5, probe_after=1, stored=[GONE, CONTROL]
+    )
     assert status == ("ok" if held else "deleted")  # held: the stored value is kept
     assert crawler.stats.get_value("oembed/probes") == 1
     assert crawler.stats.get_value("oembed/incidents") == (1 if held else None)
