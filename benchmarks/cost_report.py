@@ -235,7 +235,7 @@ def _steps(rows: dict[str, Any]) -> list[str]:
     row = rows.get("steps")
     if not row:
         return []
-    steps = tuple(dict.fromkeys([*STEP_NAMES, *row.get("steps", ())]))
+    steps = tuple(dict.fromkeys([*row.get("steps", ()), *STEP_NAMES]))
     after = _after(row, "sides")
     ok = None if not after else all(_step_met(after.get(k)) for k in steps)
     goal = (
@@ -246,7 +246,7 @@ def _steps(rows: dict[str, Any]) -> list[str]:
     return [_line(goal, _cells(row, "sides", _step_cell(steps)), ok)]
 
 
-STEP_NAMES = ("tables", "dataset", "report")
+STEP_NAMES = ("tables", "dataset", "report")  # every supervisor's (report_data: since session 9)
 
 
 def _profile(rows: dict[str, Any]) -> list[str]:

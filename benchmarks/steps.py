@@ -100,7 +100,7 @@ def run_steps(code: Code, job: Path, side: Path) -> dict[str, Any]:
             continue
         result[step] = _run_step(code, job, side, step)
         failed = result[step]["exit"] != 0
-        if failed and step != "report":
+        if failed and step not in analysis.REPORT_STEPS:
             dataset = Path(json.loads(job.read_text("utf-8"))["dataset"])
             analysis.discard_tables(handoff, dataset)
     return result

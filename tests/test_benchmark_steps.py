@@ -132,14 +132,14 @@ def test_steps_run_as_the_supervisor_runs_them(tmp_path: Path) -> None:
     code = Code(label="after", rev="test", root=ROOT, python=sys.executable)
     assert steps.STEPS == analysis.STEPS
     done = steps.run_steps(code, job_file, side)
-    assert [done[s]["exit"] for s in STEPS] == [0, 0, 0]
+    assert [done[s]["exit"] for s in STEPS] == [0, 0, 0, 0]
     assert all(done[s]["peak_rss_mb"] > 0 and done[s]["failure"] is None for s in STEPS)
     with Path(job["snapshot"]).open("ab") as f:
         f.write(b"{not json\n")
     again = steps.run_steps(code, job_file, side)
     assert again["tables"]["exit"] == analysis.FAILED
     assert "not JSON" in again["tables"]["failure"]
-    assert again["dataset"] is None and again["report"] is None
+    assert [again[s] for s in STEPS[1:]] == [None, None, None]
 
 
 def test_each_step_gets_the_environment_the_supervisor_gives_it(
@@ -175,8 +175,9 @@ def test_cost_table_meets_the_steps_goal_only_on_every_step_measured() -> None:
     ok = {"exit": 0, "wall_s": 30.0, "peak_rss_mb": 150.0, "failure": None, "load_before": 0.5}
     failed = {**ok, "exit": 5, "failure": "dataset d not replaced: OutOfMemoryException"}
     assert _steps_line({s: ok for s in STEPS}).endswith("| **met** |")
-    not_run = _steps_line({"tables": ok, "dataset": failed, "report": None})
+    not_run = _steps_line({"tables": ok, "dataset": failed, "report_data": None, "report": None})
     assert "dataset **exit 5** (dataset d not replaced" in not_run and "report not run" in not_run
+    assert "report_data not run" in not_run
     assert not_run.endswith("| **not met** |")
     missing = _steps_line({"tables": ok, "dataset": ok})  # a cost.json without the report step
     assert "report not run" in missing and missing.endswith("| **not met** |")

@@ -341,7 +341,7 @@ def test_duckdb_spills_into_a_private_folder_that_goes_afterwards(
 ) -> None:
     """DuckDB's default spill folder is ./.tmp of whoever runs the crawl; the report's is its
     own, removed after a page and after a failure."""
-    import crawler.export.report as report_module
+    import crawler.export.report_data as report_module
 
     made: list[Path] = []
     settings: list[str] = []

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib
 import importlib.abc
 import json
 import logging
@@ -46,9 +47,12 @@ POLL = 0.1  # seconds between looks at the child and at a stop
 _GRACE = 5.0  # seconds a stopped child has to end after SIGTERM before SIGKILL
 _PACKAGE_ROOT = str(Path(crawler.__file__).resolve().parent.parent)
 _STOPS = (signal.SIGINT, signal.SIGTERM)
-# Each in a process of its own, one after another: their peaks do not add.
-STEPS = ("tables", "dataset", "report")
+# Each in a process of its own, one after another: their peaks do not add. The report is two:
+# DuckDB's queries, then matplotlib's drawing (together they were the run's peak).
+STEPS = ("tables", "dataset", "report_data", "report")
+REPORT_STEPS = ("report_data", "report")  # after the dataset is in; skipped with REPORT off
 HANDOFF = "tables.json"  # what the tables step leaves for the dataset step, beside the job
+REPORT_HANDOFF = "report_data.pickle"  # what the report_data step leaves for the report step
 _MODULE = "crawler.export.analysis"  # not __name__: that is "__main__" in the steps
 
 
@@ -58,7 +62,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _stopped_line(job: dict[str, Any], step: str) -> str:
-    if step == "report":  # the dataset is in; only the report is not
+    if step in REPORT_STEPS:  # the dataset is in; only the report is not
         return (
             f"report {job['report']} not replaced: the run was stopped while it was being "
             "written (the previous report is kept)"
@@ -223,10 +227,10 @@ def _steps(folder: Path, job: dict[str, Any], stops: _Stops) -> str | None:
     if stops.heard:  # heard between the crawl's end and now: nothing is started
         return _stopped_line(job, STEPS[0])
     for step in STEPS:
-        if step == "report" and job["report"] is None:
+        if step in REPORT_STEPS and job["report"] is None:
             continue
         if problem := _step(folder / "job.json", step, stops):
-            if step != "report":
+            if step not in REPORT_STEPS:
                 discard_tables(folder / HANDOFF, Path(job["dataset"]))
             return problem
     return None
@@ -406,28 +410,55 @@ def _dataset(job: dict[str, Any], step: str, handoff: Path) -> str | None:
     return None
 
 
-def _report(job: dict[str, Any]) -> str | None:
-    """Its own process: matplotlib's peak never adds to pyarrow's and DuckDB's."""
-    try:
-        from crawler.export.report import write_report
+def _report_data(job: dict[str, Any], handoff: Path) -> None:
+    """DuckDB's answers for the report, left for the drawing step (DuckDB's peak alone)."""
+    from crawler.export.report_data import gather, save
+
+    save(gather(Path(job["dataset"])), handoff)
+
+
+def _draw(job: dict[str, Any], handoff: Path) -> None:
+    """The page drawn from those answers (matplotlib's peak alone: no DuckDB here)."""
+    from crawler.export.report import write_page
+    from crawler.export.report_data import load
+
+    data = load(handoff)
+    write_page(
+        Path(job["report"]),
+        data,
+        run_report=job["run_report"],
+        changes=job["changes"],
+        built_from=job["built_from"],
+    )
+
+
+# Each report step: what it does, and what it imports (an install broken there is named so).
+_REPORT_PARTS = {
+    "report_data": (_report_data, ("duckdb", "crawler.export.report_data")),
+    "report": (_draw, ("matplotlib", "crawler.export.report")),
+}
+
+
+def _report(job: dict[str, Any], step: str, handoff: Path) -> str | None:
+    part, modules = _REPORT_PARTS[step]
+    try:  # a broken install: one line that names the report, like any other failure
+        for module in modules:
+            importlib.import_module(module)
     except Exception as exc:
         return f"report {job['report']} not written: {_one_line(exc)}"
     try:
-        write_report(
-            Path(job["report"]),
-            Path(job["dataset"]),
-            run_report=job["run_report"],
-            changes=job["changes"],
-            built_from=job["built_from"],
-        )
+        part(job, handoff)
     except Exception as exc:  # matplotlib, DuckDB, pyarrow: one line, never a traceback
         return f"report not written: {_exception_line(exc)}"
     return None
 
 
-def run(job: dict[str, Any], step: str, handoff: Path) -> str | None:
-    """One step of :data:`STEPS`; None, or the one line that says what failed."""
-    return _report(job) if step == "report" else _dataset(job, step, handoff)
+def run(job: dict[str, Any], step: str, folder: Path) -> str | None:
+    """One step of :data:`STEPS` whose job is in ``folder``; None, or the one line that says
+    what failed."""
+    if step in REPORT_STEPS:
+        return _report(job, step, folder / REPORT_HANDOFF)
+    return _dataset(job, step, folder / HANDOFF)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -444,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     # A step's warnings (a posts-list line skipped, a total left null) go where the crawl's
     # lines went, in its format: LOG_FILE for a scheduled job, not a stderr nobody keeps.
     _log_like_the_crawl(job.get("log") or {})
-    problem = run(job, step, job_path.with_name(HANDOFF))
+    problem = run(job, step, job_path.parent)
     if problem is None:
         return 0
     result_path.write_text(problem + "\n", encoding="utf-8")

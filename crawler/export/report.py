@@ -11,8 +11,6 @@ default ``10^3`` labels would show as raw ``$\\mathdefault{...}$``).
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, timedelta
@@ -21,16 +19,15 @@ from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from crawler.export.contract import TABLE_NAMES
 from crawler.export.files import atomic_write
 from crawler.export.ownership import REPORT_MARK, report_problem
+from crawler.export.report_data import CITED_LINES, Points, ReportData, Rows, gather
 from crawler.export.unchanged import report_meta
 
 if TYPE_CHECKING:
@@ -45,8 +42,6 @@ SERVICE_LABELS = {
     "hf_papers": "Hugging Face papers",
     "openalex": "OpenAlex",
 }
-TOP_PAPERS = 15
-CITED_LINES = 8  # most-tweeted papers drawn in "citations per year"
 # A scatter of more dots than this is drawn as one embedded image (axes, ticks and labels stay
 # SVG text): 175,000 vector dots (~10,000 posts) made megabytes of SVG per plot and hundreds
 # of megabytes of memory to write it. The 294 real posts have ~5,000 papers: vector dots.
@@ -119,28 +114,6 @@ dl.facts dd { margin: 0; }
 """
 
 
-def _connect(dataset: Path, spill: Path) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")  # days are UTC days, as in the records
-    # One thread and 32 MB (DuckDB's default is 80 % of the machine and a thread per core):
-    # a query needing more spills to ``spill``, a private folder (the default is ./.tmp).
-    con.execute("SET threads = 1")
-    con.execute("SET memory_limit = '32MB'")
-    con.execute("SET temp_directory = " + _quoted(str(spill)))
-    for name in TABLE_NAMES:
-        source = _quoted(str(dataset / f"{name}.parquet"))
-        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({source})")
-    return con
-
-
-def _quoted(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[Any, ...]]:
-    return con.sql(sql).fetchall()
-
-
 def _figure(height: float = 3.0) -> Figure:
     fig = Figure(figsize=(9.0, height), layout="constrained")
     FigureCanvasAgg(fig)
@@ -207,12 +180,7 @@ def _daily(rows: Sequence[tuple[date, int]]) -> tuple[list[date], list[int]]:
     return days, [by_day.get(d, 0) for d in days]
 
 
-def _entries_per_day(con: duckdb.DuckDBPyConnection) -> Figure | None:
-    rows = _rows(
-        con,
-        "SELECT post_published_at::DATE, count(*) FROM entries WHERE post_published_at IS NOT NULL "
-        "GROUP BY 1 ORDER BY 1",
-    )
+def _entries_per_day(rows: Rows) -> Figure | None:
     if not rows:
         return None
     days, counts = _daily(rows)
@@ -232,18 +200,7 @@ def _entries_per_day(con: duckdb.DuckDBPyConnection) -> Figure | None:
     return fig
 
 
-def _bucket(first: date, last: date) -> str:
-    span = (last - first).days
-    return "month" if span > 120 else "week" if span > 21 else "day"
-
-
-def _categories(con: duckdb.DuckDBPyConnection, bucket: str) -> Figure | None:
-    rows = _rows(
-        con,
-        f"SELECT date_trunc('{bucket}', post_published_at)::DATE AS b, "
-        "coalesce(arxiv_primary_category, digest_categories[1], 'unknown') AS c, count(*) "
-        "FROM entries WHERE post_published_at IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2",
-    )
+def _categories(rows: Rows, bucket: str) -> Figure | None:
     if not rows:
         return None
     totals: Counter[str] = Counter()
@@ -270,23 +227,6 @@ def _categories(con: duckdb.DuckDBPyConnection, bucket: str) -> Figure | None:
     return fig
 
 
-def _status_rows(con: duckdb.DuckDBPyConnection) -> list[tuple[str, dict[str, int]]]:
-    sources = (
-        ("arXiv metadata\n(entries)", "arxiv_status", "entries"),
-        ("Semantic Scholar\n(entries)", "semantic_scholar_status", "entries"),
-        ("Hugging Face\n(entries)", "hf_status", "entries"),
-        ("OpenAlex\n(entries)", "openalex_status", "entries"),
-        ("oEmbed\n(tweets)", "embed_status", "tweets"),
-        ("Tweet details\n(tweets)", "details_status", "tweets"),
-    )
-    out = []
-    for label, column, table in sources:
-        counts = dict(_rows(con, f"SELECT {column}, count(*) FROM {table} GROUP BY 1"))
-        if counts:
-            out.append((label, counts))
-    return out
-
-
 def _status_order(statuses: Iterable[str]) -> list[str]:
     """ok first, then the known failures in a fixed order, unknown ones last."""
     known = list(STATUS_COLORS)
@@ -301,8 +241,7 @@ def _label_bars(ax: Any, bars: Any, shares: Sequence[float]) -> None:
             ax.text(x, y, f"{share:.0f}%", ha="center", va="center", color="white", fontsize=9)
 
 
-def _statuses(con: duckdb.DuckDBPyConnection) -> Figure | None:
-    rows = _status_rows(con)
+def _statuses(rows: list[tuple[str, dict[str, int]]]) -> Figure | None:
     if not rows:
         return None
     fig = _figure(0.75 * len(rows) + 1.0)
@@ -324,16 +263,8 @@ def _statuses(con: duckdb.DuckDBPyConnection) -> Figure | None:
     return fig
 
 
-def _points(con: duckdb.DuckDBPyConnection, x: str, y: str) -> tuple[Any, Any]:
-    """Papers' ``x`` and ``y`` where both are known, as two arrays (175,000 pairs as Python
-    tuples were ~20 MB a plot)."""
-    got = con.sql(f"SELECT {x} AS x, {y} AS y FROM papers "
-                  f"WHERE {x} IS NOT NULL AND {y} IS NOT NULL").fetchnumpy()  # fmt: skip
-    return got["x"], got["y"]
-
-
-def _attention(con: duckdb.DuckDBPyConnection) -> tuple[Figure | None, int]:
-    likes, citations = _points(con, "tweet_like_count_total", "semantic_scholar_citation_count")
+def _attention(points: Points) -> tuple[Figure | None, int]:
+    likes, citations = points
     if not len(likes):
         return None, 0
     fig = _figure(3.6)
@@ -348,32 +279,13 @@ def _attention(con: duckdb.DuckDBPyConnection) -> tuple[Figure | None, int]:
     return fig, len(likes)
 
 
-# The most-tweeted papers (by the likes of their tweets) that have citations per year: those
-# papers first, then their years (grouping every paper's years needed more than 64 MB at scale).
-_CITED = f"""
-WITH top AS (
-    SELECT arxiv_id, coalesce(arxiv_title, digest_title) AS title, tweet_like_count_total AS likes
-    FROM papers
-    WHERE arxiv_id IN (SELECT arxiv_id FROM citations_by_year)
-    ORDER BY likes DESC NULLS LAST, arxiv_id
-    LIMIT {CITED_LINES}
-)
-SELECT top.arxiv_id, any_value(title), any_value(likes),
-       list(c.year ORDER BY c.year), list(c.cited_by_count ORDER BY c.year)
-FROM top JOIN citations_by_year c USING (arxiv_id)
-GROUP BY top.arxiv_id
-ORDER BY any_value(likes) DESC NULLS LAST, top.arxiv_id
-"""
-
-
 def _short_title(arxiv_id: str, title: str | None, likes: int | None) -> str:
     name = title or arxiv_id
     name = name if len(name) <= 40 else name[:39] + "…"
     return f"{name} ({arxiv_id}, {_fmt(likes)} likes)"
 
 
-def _cited_by_year(con: duckdb.DuckDBPyConnection) -> tuple[Figure | None, int]:
-    rows = _rows(con, _CITED)
+def _cited_by_year(rows: Rows) -> tuple[Figure | None, int]:
     if not rows:
         return None, 0
     fig = _figure(3.8)
@@ -407,10 +319,8 @@ def _scatter(ax: Any, points: tuple[Any, Any], xlabel: str, ylabel: str) -> None
     ax.set_ylabel(ylabel)
 
 
-def _likes_against(con: duckdb.DuckDBPyConnection) -> tuple[Figure | None, int, int]:
+def _likes_against(upvotes: Points, cited: Points) -> tuple[Figure | None, int, int]:
     """Tweet likes against HF upvotes and against OpenAlex citations, side by side."""
-    upvotes = _points(con, "tweet_like_count_total", "hf_upvotes")
-    cited = _points(con, "tweet_like_count_total", "openalex_cited_by_count")
     if not len(upvotes[0]) and not len(cited[0]):
         return None, 0, 0
     fig = _figure(3.6)
@@ -428,14 +338,11 @@ def _star_bins(stars: Iterable[int]) -> list[int]:
     return counts
 
 
-def _code(con: duckdb.DuckDBPyConnection) -> tuple[Figure | None, int, int]:
+def _code(papers_with_code: tuple[int, int], stars: Any) -> tuple[Figure | None, int, int]:
     """The share of papers with a code link, and the GitHub stars Hugging Face counted."""
-    ((papers, with_code),) = _rows(
-        con, "SELECT count(*), count(*) FILTER (WHERE len(code_urls) > 0) FROM papers"
-    )
+    papers, with_code = papers_with_code
     if not papers:
         return None, 0, 0
-    stars, _ = _points(con, "hf_github_stars", "hf_github_stars")  # one array, not a tuple a paper
     fig = _figure(3.0)
     share, hist = fig.subplots(1, 2, width_ratios=(1, 2))
     shares = (("with code", with_code, "#2a9d8f"), ("without", papers - with_code, "#adb5bd"))
@@ -453,10 +360,11 @@ def _code(con: duckdb.DuckDBPyConnection) -> tuple[Figure | None, int, int]:
     return fig, with_code, len(stars)
 
 
-def _mattered(con: duckdb.DuckDBPyConnection, papers: int) -> str:
-    likes, upvoted, cited = _likes_against(con)
-    code, with_code, starred = _code(con)
-    by_year, lines = _cited_by_year(con)
+def _mattered(data: ReportData) -> str:
+    papers = data.overview["counts"]["papers"]
+    likes, upvoted, cited = _likes_against(data.upvotes, data.cited)
+    code, with_code, starred = _code(data.code, data.stars)
+    by_year, lines = _cited_by_year(data.cited_by_year)
     body = (
         "<p class='note'>What the papers did after their digest: citations from OpenAlex, "
         "attention on Hugging Face and code. Each value is as of its block's "
@@ -530,16 +438,6 @@ def _health(services: Mapping[str, Mapping[str, int]]) -> Figure | None:
 # -- sections --------------------------------------------------------------------------------
 
 
-def _overview(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-    ((posts, first, last),) = _rows(
-        con,
-        "SELECT count(*), min(post_published_at)::DATE, max(post_published_at)::DATE FROM posts",
-    )
-    counts = {name: _rows(con, f"SELECT count(*) FROM {name}")[0][0] for name in TABLE_NAMES}
-    ((empty,),) = _rows(con, "SELECT count(*) FROM posts WHERE entry_count = 0")
-    return {"posts": posts, "first": first, "last": last, "counts": counts, "empty": empty}
-
-
 def _day(d: date) -> str:
     return f"{d.day} {d:%B %Y}"
 
@@ -584,21 +482,22 @@ def _section(anchor: str, title: str, body: str) -> str:
     return f'<section id="{anchor}"><h2>{escape(title)}</h2>{body}</section>'
 
 
-def _plots(con: duckdb.DuckDBPyConnection, info: Mapping[str, Any]) -> list[str]:
-    bucket = _bucket(info["first"], info["last"]) if info["first"] else "month"
-    attention, plotted = _attention(con)
+def _plots(data: ReportData) -> list[str]:
+    bucket = data.bucket
+    attention, plotted = _attention(data.attention)
     return [
         _section("activity", "Entries per day", _figure_html(
-            _entries_per_day(con), "Bar chart of digest entries per day",
+            _entries_per_day(data.per_day), "Bar chart of digest entries per day",
             "Digest entries per day (shaded) and their trailing 7-day mean.",
             "no dated entries.")),
         _section("categories", "Categories over time", _figure_html(
-            _categories(con, bucket), f"Stacked bars of entries per {bucket} by category",
+            _categories(data.categories, bucket),
+            f"Stacked bars of entries per {bucket} by category",
             f"Entries per {bucket} by arXiv primary category (the digest's first category when "
             "arXiv had no metadata); the seven most frequent shown, the rest as “other”.",
             "no dated entries.")),
         _section("enrichment", "Enrichment status", _figure_html(
-            _statuses(con), "Stacked bars of enrichment statuses",
+            _statuses(data.statuses), "Stacked bars of enrichment statuses",
             "Share of entries (arXiv, Semantic Scholar) and of distinct tweets (oEmbed, tweet "
             "details) by the status their enrichment ended with.",
             "no entries and no tweets.")),
@@ -627,29 +526,6 @@ def _code_cell(urls: Sequence[str] | None) -> str:
     return f'<span class="mono">{_link(urls[0], urls[0])}</span>{more}'
 
 
-# The most-liked embedded tweet of each paper, for a link beside it.
-# The top papers first, then the most-liked tweet of each of them only: a window over every
-# embedded tweet of the archive needed more than the report's 64 MB at ~3,000 posts.
-_TOP_PAPERS = f"""
-WITH top AS (
-    SELECT arxiv_id, coalesce(arxiv_title, digest_title) AS title, first_seen::DATE AS first,
-           digest_count, best_rank, tweet_like_count_total AS likes,
-           max_digest_favorites AS favorites, semantic_scholar_citation_count AS cites,
-           list_transform(code_urls, lambda c: c.url) AS code
-    FROM papers
-    ORDER BY likes DESC NULLS LAST, favorites DESC NULLS LAST, arxiv_id
-    LIMIT {TOP_PAPERS}
-), top_tweet AS (
-    SELECT e.arxiv_id, t.url, t.details_like_count,
-           row_number() OVER (PARTITION BY e.arxiv_id
-                              ORDER BY t.details_like_count DESC NULLS LAST, t.tweet_id) AS n
-    FROM entry_tweets et JOIN entries e USING (entry_id) JOIN tweets t USING (tweet_id)
-    WHERE e.arxiv_id IN (SELECT arxiv_id FROM top)
-)
-SELECT top.*, b.url, b.details_like_count
-FROM top LEFT JOIN top_tweet b ON b.arxiv_id = top.arxiv_id AND b.n = 1
-ORDER BY likes DESC NULLS LAST, favorites DESC NULLS LAST, top.arxiv_id
-"""
 _TOP_HEAD = (
     "<tr><th class='num'>#</th><th>Paper (arXiv page)</th><th>First listed</th>"
     "<th class='num'>Digests listing it</th><th class='num'>Best rank</th>"
@@ -672,8 +548,7 @@ def _top_row(n: int, row: Sequence[Any]) -> str:
     )
 
 
-def _top_papers(con: duckdb.DuckDBPyConnection) -> str:
-    rows = _rows(con, _TOP_PAPERS)
+def _top_papers(rows: Rows) -> str:
     if not rows:
         return _section("top-papers", "Top papers", '<p class="nodata">No data: no papers.</p>')
     body = "".join(_top_row(n, row) for n, row in enumerate(rows, 1))
@@ -804,31 +679,19 @@ def _run(run_report: Mapping[str, Any] | None, changes: Sequence[Mapping[str, An
     return _section("run", "This run", body)
 
 
-def render_report(
-    dataset: Path,
+def render_page(
+    data: ReportData,
     *,
     run_report: Mapping[str, Any] | None = None,
     changes: Sequence[Mapping[str, Any]] | None = None,
     built_from: str | None = None,
 ) -> str:
-    """The report page as a string (what :func:`write_report` writes); ``built_from`` is the
-    key of its inputs (``crawler.export.unchanged``), carried in a ``<meta>`` tag."""
-    spill = Path(tempfile.mkdtemp(prefix="hot-papers-report-"))
-    try:
-        con = _connect(dataset, spill)
-        try:
-            info = _overview(con)
-            with matplotlib.rc_context(_STYLE):
-                parts = [
-                    *_plots(con, info),
-                    _mattered(con, info["counts"]["papers"]),
-                    _top_papers(con),
-                    _run(run_report, changes),
-                ]
-        finally:
-            con.close()
-    finally:
-        shutil.rmtree(spill, ignore_errors=True)
+    """The report page of ``data`` (``crawler.export.report_data``) as a string; ``built_from``
+    is the key of its inputs (``crawler.export.unchanged``), carried in a ``<meta>`` tag."""
+    info = data.overview
+    with matplotlib.rc_context(_STYLE):
+        parts = [*_plots(data), _mattered(data), _top_papers(data.top_papers),
+                 _run(run_report, changes)]  # fmt: skip
     first, last = info["first"], info["last"]
     title = f"Hot Papers {first} – {last}" if first else "Hot Papers"
     return (
@@ -841,19 +704,27 @@ def render_report(
     )
 
 
-def write_report(
+def render_report(dataset: Path, **page: Any) -> str:
+    """:func:`render_page` of ``dataset``'s data, both in this process (the run uses two)."""
+    return render_page(gather(Path(dataset)), **page)
+
+
+def write_page(
     path: Path,
-    dataset: Path,
+    data: ReportData,
     *,
     run_report: dict[str, Any] | None,
     changes: list[dict[str, Any]] | None,
     built_from: str | None = None,
 ) -> None:
-    """Render the report for ``dataset`` and replace ``path`` with it in one rename."""
+    """Render the report of ``data`` and replace ``path`` with it in one rename."""
     path = Path(path)
-    page = render_report(
-        Path(dataset), run_report=run_report, changes=changes, built_from=built_from
-    )
+    page = render_page(data, run_report=run_report, changes=changes, built_from=built_from)
     if problem := report_problem(path):  # checked before the crawl; asked again
         raise ValueError(problem)
     atomic_write(path, page.encode("utf-8"))
+
+
+def write_report(path: Path, dataset: Path, **page: Any) -> None:
+    """:func:`write_page` of ``dataset``'s data, both in this process."""
+    write_page(path, gather(Path(dataset)), **page)
