@@ -146,6 +146,31 @@ def test_an_odd_output_path_or_endpoint_is_refused_before_anything_is_written(
     assert sorted(os.listdir(folder)) == []  # nothing read, nothing written, nothing locked
 
 
+@pytest.mark.parametrize(("dataset", "most"), [("{name}.dataset", 230), ("", 235)])
+def test_a_snapshot_name_too_long_for_its_dataset_is_one_line_about_the_snapshot(
+    tmp_path: Path, standin: StandIn, dataset: str, most: int
+) -> None:
+    """231 bytes leave room for the snapshot's own temporary files but not for its dataset
+    folder's hidden versions (25 bytes more than the snapshot's name): that was two lines
+    about DATASET_DIR and REPORT_FILE, settings the user never set. With no dataset its
+    longest is its posts list's temporary file (20 bytes more)."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    out = folder / f"{'m' * (most - 5)}.jsonl"
+    settings = dict(FAST) | {"DATASET_DIR": dataset}
+    done = run_crawl(out, standin, "-a", f"source={SAMPLES[0]}", settings=settings, analysis=True)
+    assert_refused(done, 1, "")
+    assert error_lines(done.log) == [
+        f"error: output {out}: file name is {most + 1} bytes; at most {most} leave room for the "
+        "files named after it (NAME_MAX 255)"
+    ]
+    assert sorted(os.listdir(folder)) == []
+    shorter = folder / f"{'m' * (most - 6)}.jsonl"  # at the limit: crawled and written
+    done = run_crawl(shorter, standin, "-a", f"source={SAMPLES[0]}", settings=settings)
+    assert done.returncode == 0, done.log[-2000:]
+    assert shorter.exists() and len(os.fsencode(shorter.name)) == most
+
+
 def test_a_refusal_naming_a_path_with_a_newline_is_one_line(
     tmp_path: Path, standin: StandIn
 ) -> None:

@@ -173,21 +173,34 @@ def path_problem(path: Path, room: int = DERIVED_NAME_ROOM) -> str | None:
     return None
 
 
+def _room_of_snapshot(snapshot: Path, settings: BaseSettings) -> int:
+    """The bytes the snapshot's name must leave for the longest name made from it (by
+    default its dataset folder's hidden versions, 25 more): a name too long for them is one
+    line about the snapshot, not one per file named after it, in settings never set."""
+    size, room = len(os.fsencode(snapshot.name)), DERIVED_NAME_ROOM
+    for name, path in beside_outputs(snapshot, settings):
+        if path.name.startswith(snapshot.stem):
+            grown = len(os.fsencode(path.name)) - size
+            room = max(room, grown + NAME_ROOM.get(name, DERIVED_NAME_ROOM))
+    return room
+
+
 def path_problems(settings: BaseSettings) -> list[str]:
     """One line per path of this run (the snapshot and the files beside it, ``STATE_DB``,
     ``LOG_FILE``) it could not name or create. Files named after a bad snapshot path are
     not named again: one cause, one line."""
     outputs = [("output", path) for path, _ in _feeds(settings)]
-    if outputs and not path_problem(outputs[0][1]):
+    if outputs and not path_problem(outputs[0][1], _room_of_snapshot(outputs[0][1], settings)):
         outputs += beside_outputs(outputs[0][1], settings)
     if state_db := settings.get("STATE_DB"):
         outputs.append(("STATE_DB", Path(state_db)))
     if log_file := settings.get("LOG_FILE"):
         outputs.append(("LOG_FILE", Path(log_file)))
+    rooms = {0: _room_of_snapshot(outputs[0][1], settings)} if outputs else {}
     return [
         f"{name} {printable(str(path))}: {problem}"
-        for name, path in outputs
-        if (problem := path_problem(path, NAME_ROOM.get(name, DERIVED_NAME_ROOM)))
+        for i, (name, path) in enumerate(outputs)
+        if (problem := path_problem(path, rooms.get(i, NAME_ROOM.get(name, DERIVED_NAME_ROOM))))
         or (name == "DATASET_DIR" and (problem := _duckdb_path_problem(path)))
     ]
 
