@@ -43,7 +43,53 @@ def _fast_check() -> Any:
     # treats format as an annotation), and a digest's link "as written" must not drop a record.
     # A copy: compiling rewrites every $ref in place to an absolute URI, and schema() is what
     # the dataset's record.schema.json and the field descriptions are made from.
-    return fastjsonschema.compile(copy.deepcopy(schema()), use_formats=False)
+    return fastjsonschema.compile(fast_schema(), use_formats=False)
+
+
+# Keywords that say nothing about a null: a schema of one non-null type made only of these
+# accepts exactly what it accepted, plus null, once its type also names null.
+_NULL_BLIND = frozenset({
+    "type", "description", "title", "$comment", "examples", "default", "format", "pattern",
+    "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+    "multipleOf", "items", "additionalItems", "minItems", "maxItems", "uniqueItems",
+    "contains", "properties", "additionalProperties", "patternProperties", "required",
+    "minProperties", "maxProperties", "propertyNames", "dependencies",
+})  # fmt: skip
+_NULL = {"type": "null"}
+
+
+def fast_schema() -> dict[str, Any]:
+    """A copy of :func:`schema` for the compiled check, each ``oneOf: [X, null]`` written as X
+    whose type also names null: the same verdict on every value (X's one type is not null, and
+    none of its keywords constrains a null), without the exception fastjsonschema raises and
+    catches for the branch that fails, on every such value of every record (32 a record,
+    two thirds of the check's time)."""
+    copied = copy.deepcopy(schema())
+    _nullable(copied, copied.get("definitions", {}))
+    return copied
+
+
+def _nullable(node: Any, definitions: dict[str, Any]) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _nullable(item, definitions)
+        return
+    if not isinstance(node, dict):
+        return
+    for value in node.values():
+        _nullable(value, definitions)
+    branches = node.get("oneOf")
+    if not isinstance(branches, list) or len(branches) != 2 or _NULL not in branches:
+        return
+    other = branches[1 - branches.index(_NULL)]
+    if set(other) == {"$ref"} and other["$ref"].startswith("#/definitions/"):
+        other = definitions.get(other["$ref"].removeprefix("#/definitions/"), other)
+    kind = other.get("type")
+    if set(node) - {"oneOf", "description", "title", "$comment"} or set(other) - _NULL_BLIND:
+        return
+    if isinstance(kind, str) and kind != "null":
+        del node["oneOf"]
+        node.update(copy.deepcopy(other) | {"type": [kind, "null"]})
 
 
 def schema_errors(record: dict[str, Any]) -> list[str]:

@@ -1,0 +1,71 @@
+"""The compiled check runs a rewritten copy of the schema (``oneOf: [X, null]`` as X whose type
+also names null): it must accept exactly what jsonschema accepts on the schema as written, on
+valid records and on records with any value replaced by any other."""
+
+from __future__ import annotations
+
+import copy
+import json
+from importlib import resources
+from typing import Any
+
+import fastjsonschema
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crawler.record.validate import _fast_check, fast_schema, schema, validator
+from tests.records_v2 import small_corpus
+
+RECORDS = small_corpus()
+REPLACEMENTS = (
+    None, "", "x", "ok", "error", "2021-06-18T09:00:00Z", "2021-06-18T09:00:00.000Z",
+    "2021-06-18", "2106.00001", "1405203418543595521", 0, -1, 7, 1.5, True, [], [None], ["x"],
+    {}, {"status": "ok"}, {"status": "error", "error": "e"},
+)  # fmt: skip
+
+
+def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [path] if path else []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += _paths(item, (*path, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found += _paths(item, (*path, i))
+    return found
+
+
+def _replaced(record: dict[str, Any], path: tuple[Any, ...], new: Any) -> dict[str, Any]:
+    changed = copy.deepcopy(record)
+    parent: Any = changed
+    for step in path[:-1]:
+        parent = parent[step]
+    parent[path[-1]] = copy.deepcopy(new)
+    return changed
+
+
+def _fast_accepts(record: dict[str, Any]) -> bool:
+    try:
+        _fast_check()(record)
+    except fastjsonschema.JsonSchemaException:
+        return False
+    return True
+
+
+def test_the_copy_has_no_null_one_of_left_and_the_schema_is_as_written() -> None:
+    text = resources.files("crawler.record").joinpath("record.schema.json").read_text("utf-8")
+    assert schema() == json.loads(text)  # what the dataset's schema and card are made from
+    written, fast = json.dumps(schema()), json.dumps(fast_schema())
+    assert written.count('"oneOf"') == 8 and fast.count('"oneOf"') == 0
+    assert fast_schema()["definitions"]["utc_ms_or_null"]["type"] == ["string", "null"]
+    assert all(_fast_accepts(r) and validator().is_valid(r) for r in RECORDS)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_the_compiled_check_and_jsonschema_agree_on_any_one_value_changed(data: Any) -> None:
+    record = data.draw(st.sampled_from(RECORDS))
+    path = data.draw(st.sampled_from(_paths(record)))
+    new = data.draw(st.sampled_from(REPLACEMENTS))
+    changed = _replaced(record, path, new)
+    assert _fast_accepts(changed) == validator().is_valid(changed), (path, new)
