@@ -93,6 +93,7 @@ def run_steps(code: Code, job: Path, side: Path) -> dict[str, Any]:
     result: dict[str, Any] = {"rev": code.rev}
     handoff = job.with_name(analysis.HANDOFF)
     handoff.unlink(missing_ok=True)  # an earlier run's: the supervisor's job folder is new
+    job.with_name(analysis.REPORT_HANDOFF).unlink(missing_ok=True)
     failed = False
     for step in STEPS:
         if failed:
