@@ -209,7 +209,7 @@ def _big(rows: dict[str, Any]) -> list[str]:
 def _step_cell(steps: tuple[str, ...]) -> Callable[[Side], str]:
     def show(s: Side) -> str:
         cells = []
-        for step in steps:
+        for step in s.get("steps") or steps:  # a side's own steps (an older one has fewer)
             got = s.get(step)
             if got is None:  # after a step that failed, as the supervisor does
                 what = "not run"

@@ -1,4 +1,5 @@
-"""The steps after a crawl (tables, DuckDB, report) on a large archive, before | after.
+"""The steps after a crawl (tables, DuckDB, the report's queries and drawing) on a large archive,
+before | after.
 
     python -m benchmarks.cost --baseline REV --rows instant,steps [--steps-copies 34]
 
@@ -6,8 +7,8 @@ A 10,000-post archive without hours of crawling: the ``instant`` row's snapshot 
 6,695 records) copied ``copies`` times with fresh keys (``benchmarks.scaled``), so each copy
 brings its own papers and tweets as a new year of digests would, written as the crawler writes
 a snapshot with its posts list and run report. Each side then runs the steps a refresh runs
-after its crawl as the crawl's supervisor runs them (``crawler.export.analysis``: its steps, in
-its order, with its environment, the posts list in the job, none after one that failed), each
+after its crawl as the crawl's supervisor runs them (``crawler.export.analysis``: its own steps,
+in its order, with its environment, the posts list in the job, none after one that failed), each
 as its own command (``python -m crawler.export.analysis JOB OUT STEP``): peak RSS of the process
 tree (psutil), wall time, exit status and the step's one-line failure. The crawl itself at
 10,000 posts is the ``big`` row's (hours); the process running the steps adds ~14 MB to each.
@@ -16,6 +17,7 @@ tree (psutil), wall time, exit status and the step's one-line failure. The crawl
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,16 @@ from benchmarks.scaled import SCALER_VERSION, scale_snapshot
 from crawler.export import analysis
 from crawler.export.files import posts_file
 
-STEPS = analysis.STEPS  # the supervisor's, in its order
+STEPS = analysis.STEPS  # this checkout's supervisor's, in its order
+
+
+def steps_of(code: Code) -> tuple[str, ...]:
+    """The steps ``code``'s own supervisor runs: a revision from before a step existed takes
+    an unknown name for another step (``report_data`` ran its DuckDB step a second time)."""
+    ask = "from crawler.export.analysis import STEPS; print(*STEPS)"
+    done = subprocess.run([code.python, "-c", ask], env=step_env(code.root), cwd=code.root,
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    return tuple(done.stdout.split())
 
 
 def step_env(root: Path) -> dict[str, str]:
@@ -90,12 +101,13 @@ def run_steps(code: Code, job: Path, side: Path) -> dict[str, Any]:
     """Each step of a refresh after its crawl, as its own command, as the supervisor runs
     them: in its order, from a handoff of this run's own, none after a step that failed (None:
     not run), the tables a failed step leaves discarded."""
-    result: dict[str, Any] = {"rev": code.rev}
+    steps = steps_of(code)
+    result: dict[str, Any] = {"rev": code.rev, "steps": list(steps)}
     handoff = job.with_name(analysis.HANDOFF)
     handoff.unlink(missing_ok=True)  # an earlier run's: the supervisor's job folder is new
     job.with_name(analysis.REPORT_HANDOFF).unlink(missing_ok=True)
     failed = False
-    for step in STEPS:
+    for step in steps:
         if failed:
             result[step] = None
             continue

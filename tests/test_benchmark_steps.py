@@ -213,3 +213,33 @@ def test_scaled_snapshot_has_fresh_keys_in_snapshot_order(tmp_path: Path) -> Non
     assert len({t["id"] for r in scaled for t in r["tweets"]}) == 3 * len(tweets)
     summary = write_dataset(out / "digests.jsonl", out / "d.dataset")  # every key holds
     assert summary.rows["entries"] == len(scaled) and summary.rows["posts"] == 3 * len(posts)
+
+
+def test_each_side_runs_the_steps_its_own_supervisor_has(tmp_path: Path) -> None:
+    """A baseline from before ``report_data`` would take that name for its DuckDB step and run
+    it again on the dataset already in: each side is asked for its own steps, and the table
+    shows each side's."""
+    pytest.importorskip("psutil")
+    from benchmarks.steps import steps_of
+
+    old = tmp_path / "old"
+    (old / "crawler" / "export").mkdir(parents=True)
+    (old / "crawler" / "__init__.py").write_text("")
+    (old / "crawler" / "export" / "__init__.py").write_text("")
+    (old / "crawler" / "export" / "analysis.py").write_text(
+        "STEPS = ('tables', 'dataset', 'report')\n"
+    )
+    assert steps_of(Code(label="before", rev="old", root=old, python=sys.executable)) == (
+        "tables", "dataset", "report",
+    )  # fmt: skip
+    assert steps_of(Code(label="after", rev="new", root=ROOT, python=sys.executable)) == STEPS
+    ok = {"exit": 0, "wall_s": 30.0, "peak_rss_mb": 150.0, "failure": None, "load_before": 0.5}
+    before = {"steps": ["tables", "dataset", "report"], "tables": ok, "dataset": ok, "report": ok}
+    line = _steps_line({"steps": list(STEPS), **{s: ok for s in STEPS}} | {"rev": "x"})
+    row = {"copies": 34, "posts": 9996, "records": 227630, "steps": list(STEPS),
+           "sides": {"before": before, "after": {"steps": list(STEPS), **{s: ok for s in STEPS}}}}  # fmt: skip
+    shown = next(x for x in cost_markdown({"meta": {}, "rows": {"steps": row}}) if "9,996" in x)
+    before_cell = shown.split(" | ")[1]
+    assert "report_data" not in before_cell and "report 150 MB" in before_cell
+    assert "report_data 150 MB" in shown.split(" | ")[2]
+    assert line.endswith("| **met** |") and shown.endswith("| **met** |")

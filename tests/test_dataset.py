@@ -839,7 +839,14 @@ def test_the_export_contract_reads_the_record_packages_schema() -> None:
     ("module", "absent"),
     [
         ("crawler.export.dataset", {"scrapy", "twisted", "lxml", "crawler.record", "matplotlib"}),
-        ("crawler.export.report", {"scrapy", "twisted", "lxml", "crawler.record", "pyarrow"}),
+        (
+            "crawler.export.report",
+            {"scrapy", "twisted", "lxml", "crawler.record", "pyarrow", "duckdb"},
+        ),
+        (
+            "crawler.export.report_data",
+            {"scrapy", "twisted", "lxml", "crawler.record", "pyarrow", "matplotlib"},
+        ),
         ("crawler.export.analysis", {"scrapy", "pyarrow", "duckdb", "matplotlib", "lxml"}),
     ],
 )

@@ -171,6 +171,38 @@ def test_a_snapshot_name_too_long_for_its_dataset_is_one_line_about_the_snapshot
     assert shorter.exists() and len(os.fsencode(shorter.name)) == most
 
 
+def test_a_dataset_folder_not_named_after_the_snapshot_has_its_own_line(tmp_path: Path) -> None:
+    """Only names made from the snapshot's limit it: a DATASET_DIR of 240 bytes of its own
+    named the 7-byte snapshot, with a limit of -1."""
+    from scrapy.settings import Settings
+
+    from crawler import settings as defaults
+    from crawler.commands.crawl import path_problems
+
+    def problems(out: Path, **given: str) -> list[str]:
+        settings = Settings()
+        settings.setmodule(defaults)
+        settings.set("FEEDS", {str(out): {"format": "jsonlines"}})
+        for name, value in given.items():
+            settings.set(name, value)
+        return path_problems(settings)
+
+    own = tmp_path / ("a" * 240)  # it begins as the snapshot "a.jsonl" does
+    assert problems(tmp_path / "a.jsonl", DATASET_DIR=str(own)) == [
+        f"DATASET_DIR {own}: file name is 240 bytes; at most 232 leave room for the files "
+        "named after it (NAME_MAX 255)"
+    ]
+    long_name = tmp_path / f"{'m' * 225}.jsonl"  # 231 bytes, its dataset 25 more
+    assert len(problems(long_name)) == 1
+    assert problems(long_name, DATASET_DIR=str(tmp_path / "d")) == []
+    longer = "{name}.dataset-v2"  # named after it: the stem, 11 bytes and 23 more
+    assert problems(tmp_path / f"{'m' * 221}.jsonl", DATASET_DIR=longer) == []
+    assert problems(tmp_path / f"{'m' * 222}.jsonl", DATASET_DIR=longer) == [
+        f"output {tmp_path}/{'m' * 222}.jsonl: file name is 228 bytes; at most 227 leave room "
+        "for the files named after it (NAME_MAX 255)"
+    ]
+
+
 def test_a_refusal_naming_a_path_with_a_newline_is_one_line(
     tmp_path: Path, standin: StandIn
 ) -> None:

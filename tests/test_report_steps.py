@@ -6,14 +6,19 @@ process, byte for byte."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from crawler.export import analysis
 from crawler.export.files import posts_file
 from crawler.export.report import render_report
 from tests.conftest import ROOT
+from tests.helpers import wait_until
 from tests.records_v2 import small_corpus, write_snapshot
 
 BROKEN = "raise ImportError('{name} is broken on purpose (test)')\n"
@@ -101,3 +106,58 @@ def test_a_page_without_the_queries_answers_is_one_line_and_no_file(tmp_path: Pa
         analysis.FAILED, f"report not written: TypeError: {handoff}: not the report's data"
     )  # fmt: skip
     assert not Path(json.loads(job.read_text("utf-8"))["report"]).exists()
+
+
+# DuckDB whose connect() says so, then waits until the step is ended.
+HELD_CONNECT = (
+    "import os, pathlib, threading\n"
+    "def connect(*args, **kwargs):\n"
+    "    pathlib.Path(os.environ['HELD_MARK']).write_text('held')\n"
+    "    threading.Event().wait()\n"
+)
+
+
+def test_a_stop_during_the_queries_leaves_no_spill_folder(tmp_path: Path) -> None:
+    """The supervisor ends a step with SIGTERM; by default that ended the process at once, and
+    DuckDB's spill folder (``hot-papers-report-*`` in TMPDIR) stayed behind at every stop."""
+    job = _job(tmp_path)
+    assert _step(job, "tables")[0] == 0 and _step(job, "dataset")[0] == 0
+    fakes, temp, mark = tmp_path / "fakes", tmp_path / "temp", tmp_path / "held"
+    (fakes / "duckdb").mkdir(parents=True)
+    (fakes / "duckdb" / "__init__.py").write_text(HELD_CONNECT)
+    temp.mkdir()
+    env = analysis.step_env() | {
+        "PYTHONPATH": f"{fakes}:{ROOT}", "TMPDIR": str(temp), "HELD_MARK": str(mark),
+    }  # fmt: skip
+    result = job.with_name("report_data.result.txt")
+    cmd = [sys.executable, "-m", "crawler.export.analysis", str(job), str(result), "report_data"]
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
+    try:
+        wait_until(mark.exists, "the queries step to connect")
+        assert [p.name.startswith("hot-papers-report-") for p in temp.iterdir()] == [True]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert os.listdir(temp) == []
+    assert not job.with_name(analysis.REPORT_HANDOFF).exists()
+
+
+def test_a_report_step_that_dies_without_a_line_names_the_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed (the OOM killer's SIGKILL, say) before it could write its line: the dataset is
+    in by then, and the line said it was not."""
+    job = _job(tmp_path)
+    assert _step(job, "tables")[0] == 0 and _step(job, "dataset")[0] == 0
+    fakes = tmp_path / "fakes-dying"
+    (fakes / "duckdb").mkdir(parents=True)
+    (fakes / "duckdb" / "__init__.py").write_text(
+        "import os\ndef connect(*a, **k):\n    os._exit(9)\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", str(fakes))  # the supervisor puts its package first
+    report = json.loads(job.read_text("utf-8"))["report"]
+    assert analysis._step(job, "report_data", analysis._Stops(0)) == (
+        f"report {report} not written: the process writing it ended with status 9"
+    )

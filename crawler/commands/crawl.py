@@ -179,9 +179,10 @@ def _room_of_snapshot(snapshot: Path, settings: BaseSettings) -> int:
     line about the snapshot, not one per file named after it, in settings never set."""
     size, room = len(os.fsencode(snapshot.name)), DERIVED_NAME_ROOM
     for name, path in beside_outputs(snapshot, settings):
-        if path.name.startswith(snapshot.stem):
-            grown = len(os.fsencode(path.name)) - size
-            room = max(room, grown + NAME_ROOM.get(name, DERIVED_NAME_ROOM))
+        if name in _SHARED_OUTPUTS and "{name}" not in Path(settings.get(name) or "").name:
+            continue  # a DATASET_DIR or REPORT_FILE of its own name: its own line, if any
+        grown = len(os.fsencode(path.name)) - size
+        room = max(room, grown + NAME_ROOM.get(name, DERIVED_NAME_ROOM))
     return room
 
 

@@ -1,15 +1,16 @@
 """The dataset and the HTML report, written after the crawl by the process the crawl becomes.
 
     python -m crawler.export.analysis --finish JOB_DIR      (the crawl's process, after exec)
-    python -m crawler.export.analysis JOB.json RESULT.txt STEP   (one step: dataset, report)
+    python -m crawler.export.analysis JOB.json RESULT.txt STEP   (one step of STEPS)
 
 The crawl (``crawler.export.runfiles``) finishes everything it owns (snapshot, posts list,
 change feed, state closed) and leaves the job (paths, the run report, the change lines, the
 inputs key) to :func:`hand_over`, which replaces the crawl's process (``os.execv``, same pid,
-its run locks kept open across it) by :func:`supervise`: a small process that runs the dataset
-step, then the report step, each in a child of its own, then writes the run report and exits
-with the run's exit status. Nothing the crawl held (Scrapy, Twisted, lxml, its buffers: ~150 MB)
-is alive while pyarrow, DuckDB and matplotlib work, and the two steps' peaks do not add either.
+its run locks kept open across it) by :func:`supervise`: a small process that runs the steps
+(:data:`STEPS`: the tables, DuckDB, the report's queries, its drawing), each in a child of its
+own, then writes the run report and exits with the run's exit status. Nothing the crawl held
+(Scrapy, Twisted, lxml, its buffers: ~150 MB) is alive while pyarrow, DuckDB and matplotlib
+work, and the steps' peaks do not add either.
 
 A child replaces nothing it has not finished (the dataset is swapped in by one rename, the
 report by another). On failure it writes one line, why, to RESULT.txt and exits 5; the run
@@ -71,6 +72,14 @@ def _stopped_line(job: dict[str, Any], step: str) -> str:
         f"dataset {job['dataset']} not replaced: the run was stopped while it was being written "
         "(the previous dataset and report are kept)"
     )
+
+
+def _not_done(job: dict[str, Any], step: str) -> str:
+    """What a step that ended without its own line leaves undone: once the dataset is in, only
+    the report."""
+    if step in REPORT_STEPS:
+        return f"report {job['report']} not written"
+    return f"dataset {job['dataset']} not replaced"
 
 
 def _env() -> dict[str, str]:
@@ -198,13 +207,12 @@ class _Stops:
 def _step(job_file: Path, step: str, stops: _Stops) -> str | None:
     """Run one step in a child; None, or the line that says why it did not finish."""
     job = json.loads(job_file.read_text("utf-8"))
-    dataset = job["dataset"]
     result = job_file.with_name(f"{step}.result.txt")
     cmd = [sys.executable, "-m", _MODULE, str(job_file), str(result), step]
     try:
         stops.proc = proc = subprocess.Popen(cmd, env=step_env(), stdin=subprocess.DEVNULL)
     except OSError as exc:
-        return f"dataset {dataset} not replaced: {exc.strerror or exc}"
+        return f"{_not_done(job, step)}: {exc.strerror or exc}"
     try:
         while proc.poll() is None and not stops.heard:
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -218,8 +226,7 @@ def _step(job_file: Path, step: str, stops: _Stops) -> str | None:
         return None
     said = result.read_text("utf-8").strip() if result.exists() else ""
     return said or (
-        f"dataset {dataset} not replaced: the process writing it ended with status "
-        f"{proc.returncode}"
+        f"{_not_done(job, step)}: the process writing it ended with status {proc.returncode}"
     )
 
 
@@ -461,6 +468,12 @@ def run(job: dict[str, Any], step: str, folder: Path) -> str | None:
     return _dataset(job, step, folder / HANDOFF)
 
 
+def _exit_on_stop(signum: int, frame: Any) -> None:
+    """SIGTERM as an exit that runs ``finally`` blocks (the default ends the process at once).
+    Only the report steps: what they remove on the way out is their own temporary files."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args[0] == "--finish":
@@ -471,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
     _orphaned_ends_me()
     without_pandas()
     job_path, result_path, step = Path(args[0]), Path(args[1]), args[2]
+    if step in REPORT_STEPS:  # ended by a stop: DuckDB's spill folder and a temporary page go
+        signal.signal(signal.SIGTERM, _exit_on_stop)
     job = json.loads(job_path.read_text("utf-8"))
     # A step's warnings (a posts-list line skipped, a total left null) go where the crawl's
     # lines went, in its format: LOG_FILE for a scheduled job, not a stderr nobody keeps.

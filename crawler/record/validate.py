@@ -43,19 +43,21 @@ def _fast_check() -> Any:
     # treats format as an annotation), and a digest's link "as written" must not drop a record.
     # A copy: compiling rewrites every $ref in place to an absolute URI, and schema() is what
     # the dataset's record.schema.json and the field descriptions are made from.
-    return fastjsonschema.compile(fast_schema(), use_formats=False)
+    # No defaults either: jsonschema never fills one in, and a check must not change a record.
+    return fastjsonschema.compile(fast_schema(), use_formats=False, use_default=False)
 
 
 # Keywords that say nothing about a null: a schema of one non-null type made only of these
 # accepts exactly what it accepted, plus null, once its type also names null.
 _NULL_BLIND = frozenset({
-    "type", "description", "title", "$comment", "examples", "default", "format", "pattern",
+    "type", "description", "title", "$comment", "examples", "format", "pattern",
     "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
     "multipleOf", "items", "additionalItems", "minItems", "maxItems", "uniqueItems",
     "contains", "properties", "additionalProperties", "patternProperties", "required",
     "minProperties", "maxProperties", "propertyNames", "dependencies",
 })  # fmt: skip
 _NULL = {"type": "null"}
+_DATA = frozenset({"const", "enum", "default", "examples"})  # values, not schemas: not rewritten
 
 
 def fast_schema() -> dict[str, Any]:
@@ -76,8 +78,9 @@ def _nullable(node: Any, definitions: dict[str, Any]) -> None:
         return
     if not isinstance(node, dict):
         return
-    for value in node.values():
-        _nullable(value, definitions)
+    for key, value in node.items():
+        if key not in _DATA:
+            _nullable(value, definitions)
     branches = node.get("oneOf")
     if not isinstance(branches, list) or len(branches) != 2 or _NULL not in branches:
         return

@@ -10,6 +10,7 @@ from importlib import resources
 from typing import Any
 
 import fastjsonschema
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,7 +18,7 @@ from crawler.record.validate import _fast_check, fast_schema, schema, validator
 from tests.records_v2 import small_corpus
 
 RECORDS = small_corpus()
-REPLACEMENTS = (
+REPLACEMENTS: tuple[Any, ...] = (
     None, "", "x", "ok", "error", "2021-06-18T09:00:00Z", "2021-06-18T09:00:00.000Z",
     "2021-06-18", "2106.00001", "1405203418543595521", 0, -1, 7, 1.5, True, [], [None], ["x"],
     {}, {"status": "ok"}, {"status": "error", "error": "e"},
@@ -69,3 +70,27 @@ def test_the_compiled_check_and_jsonschema_agree_on_any_one_value_changed(data: 
     new = data.draw(st.sampled_from(REPLACEMENTS))
     changed = _replaced(record, path, new)
     assert _fast_accepts(changed) == validator().is_valid(changed), (path, new)
+
+
+def test_values_in_data_keywords_and_defaults_are_not_rewritten(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A ``oneOf`` inside ``const`` is a value to compare, not a schema; a ``default`` beside X
+    would have become one the compiled check fills into the record."""
+    from crawler.record import validate
+
+    nullable = {"oneOf": [{"type": "string"}, {"type": "null"}]}
+    written: dict[str, Any] = {
+        "type": "object",
+        "properties": {
+            "a": {"const": copy.deepcopy(nullable)},
+            "b": {"oneOf": [{"type": "string", "default": "x"}, {"type": "null"}]},
+            "c": nullable,
+        },
+        "definitions": {},
+    }
+    monkeypatch.setattr(validate, "schema", lambda: copy.deepcopy(written))
+    fast = validate.fast_schema()
+    assert fast["properties"]["a"] == {"const": nullable}
+    assert fast["properties"]["b"] == written["properties"]["b"]
+    assert fast["properties"]["c"] == {"type": ["string", "null"]}
