@@ -246,7 +246,7 @@ def _steps(rows: dict[str, Any]) -> list[str]:
     return [_line(goal, _cells(row, "sides", _step_cell(steps)), ok)]
 
 
-STEP_NAMES = ("tables", "dataset", "report")  # every supervisor's (report_data: since session 9)
+STEP_NAMES = ("tables", "dataset", "report")  # every supervisor's; later ones add report_data
 
 
 def _profile(rows: dict[str, Any]) -> list[str]:

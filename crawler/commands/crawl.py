@@ -191,17 +191,20 @@ def path_problems(settings: BaseSettings) -> list[str]:
     ``LOG_FILE``) it could not name or create. Files named after a bad snapshot path are
     not named again: one cause, one line."""
     outputs = [("output", path) for path, _ in _feeds(settings)]
-    if outputs and not path_problem(outputs[0][1], _room_of_snapshot(outputs[0][1], settings)):
-        outputs += beside_outputs(outputs[0][1], settings)
+    rooms = {}  # the snapshot's: what the names made from it need
+    if outputs:
+        snapshot = outputs[0][1]
+        rooms[snapshot] = _room_of_snapshot(snapshot, settings)
+        if not path_problem(snapshot, rooms[snapshot]):
+            outputs += beside_outputs(snapshot, settings)
     if state_db := settings.get("STATE_DB"):
         outputs.append(("STATE_DB", Path(state_db)))
     if log_file := settings.get("LOG_FILE"):
         outputs.append(("LOG_FILE", Path(log_file)))
-    rooms = {0: _room_of_snapshot(outputs[0][1], settings)} if outputs else {}
     return [
         f"{name} {printable(str(path))}: {problem}"
-        for i, (name, path) in enumerate(outputs)
-        if (problem := path_problem(path, rooms.get(i, NAME_ROOM.get(name, DERIVED_NAME_ROOM))))
+        for name, path in outputs
+        if (problem := path_problem(path, rooms.get(path, NAME_ROOM.get(name, DERIVED_NAME_ROOM))))
         or (name == "DATASET_DIR" and (problem := _duckdb_path_problem(path)))
     ]
 

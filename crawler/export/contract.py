@@ -52,6 +52,11 @@ FOREIGN_KEYS: tuple[tuple[str, tuple[str, ...], str], ...] = (
 )
 
 
+def sql_string(text: str) -> str:
+    """``text`` as a DuckDB string literal (paths, descriptions)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 @cache
 def record_schema() -> dict[str, Any]:
     """The record's JSON Schema (``crawler/record/record.schema.json``)."""

@@ -21,7 +21,7 @@ from glob import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from crawler.export.contract import FOREIGN_KEYS, PRIMARY_KEYS
+from crawler.export.contract import FOREIGN_KEYS, PRIMARY_KEYS, sql_string
 from crawler.export.files import fsync_dir
 from crawler.export.ownership import MARKER, dataset_problem, is_our_dataset
 
@@ -95,10 +95,6 @@ def finish_dataset(tables: Tables, target: Path) -> DatasetSummary:
     return DatasetSummary(target, folder, tables.rows, *tables.period)
 
 
-def _sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _write_duckdb(folder: Path, notes: Notes) -> None:
     """The same tables in one DuckDB file, copied (not views) so the folder can move, with
     their keys, NOT NULL and descriptions; every foreign key is checked once written.
@@ -159,8 +155,8 @@ class _DuckDBFile:
         try:
             con.execute("SET threads = 1")
             con.execute(f"SET memory_limit = '{limit_mb}MB'")
-            con.execute(f"SET temp_directory = {_sql_string(str(self.spill))}")
-            attach = f"ATTACH {_sql_string(str(self.path))} AS dataset"
+            con.execute(f"SET temp_directory = {sql_string(str(self.spill))}")
+            attach = f"ATTACH {sql_string(str(self.path))} AS dataset"
             con.execute(f"{attach} (ROW_GROUP_SIZE {_ROW_GROUP_ROWS})")
             con.execute("USE dataset")
             yield con
@@ -185,7 +181,7 @@ def _load_table(
     duckdb_file: _DuckDBFile, name: str, parquet: Path, note: Mapping[str, Any]
 ) -> None:
     """CREATE TABLE with its keys and comments, then the rows in file order, chunk by chunk."""
-    source = f"read_parquet({_sql_string(str(parquet))})"
+    source = f"read_parquet({sql_string(str(parquet))})"
 
     def create(con: duckdb.DuckDBPyConnection) -> int:
         there = con.execute(
@@ -221,14 +217,14 @@ def _insert_chunk(
         return
     if have != first:
         raise DatasetError(f"{name}: {have} rows where {first} were written")
-    numbered = f"read_parquet({_sql_string(str(parquet))}, file_row_number = true)"
+    numbered = f"read_parquet({sql_string(str(parquet))}, file_row_number = true)"
     try:
         con.execute(
             f"INSERT INTO {name} SELECT * EXCLUDE (file_row_number) FROM {numbered} "
             f"WHERE file_row_number >= {first} AND file_row_number < {end}"
         )
     except duckdb.ConstraintException as exc:  # the file is discarded; the Parquet says which
-        source = f"read_parquet({_sql_string(str(parquet))})"
+        source = f"read_parquet({sql_string(str(parquet))})"
         raise DatasetError(_duplicate_key(con, name, source) or one_line(exc)) from exc
 
 
@@ -286,9 +282,9 @@ def _duplicate_key(con: duckdb.DuckDBPyConnection, name: str, source: str) -> st
 
 
 def _comment(con: duckdb.DuckDBPyConnection, name: str, note: Mapping[str, Any]) -> None:
-    con.execute(f"COMMENT ON TABLE {name} IS {_sql_string(note['description'])}")
+    con.execute(f"COMMENT ON TABLE {name} IS {sql_string(note['description'])}")
     for column, (_, text) in note["columns"].items():
-        con.execute(f"COMMENT ON COLUMN {name}.{_ident(column)} IS {_sql_string(text)}")
+        con.execute(f"COMMENT ON COLUMN {name}.{_ident(column)} IS {sql_string(text)}")
 
 
 def foreign_key_violations(con: duckdb.DuckDBPyConnection) -> list[str]:

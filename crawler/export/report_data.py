@@ -17,7 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from crawler.export.contract import TABLE_NAMES
+from crawler.export.contract import TABLE_NAMES, sql_string
 
 if TYPE_CHECKING:
     import duckdb
@@ -111,15 +111,11 @@ def _connect(dataset: Path, spill: Path) -> duckdb.DuckDBPyConnection:
     # a query needing more spills to ``spill``, a private folder (the default is ./.tmp).
     con.execute("SET threads = 1")
     con.execute("SET memory_limit = '32MB'")
-    con.execute("SET temp_directory = " + _quoted(str(spill)))
+    con.execute("SET temp_directory = " + sql_string(str(spill)))
     for name in TABLE_NAMES:
-        source = _quoted(str(dataset / f"{name}.parquet"))
+        source = sql_string(str(dataset / f"{name}.parquet"))
         con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({source})")
     return con
-
-
-def _quoted(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> Rows:
