@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SAMPLES, run_crawl
+from tests.conftest import ROOT, SAMPLES, run_crawl
 from tests.standin import StandIn
 from tests.test_hardening_inputs_e2e import FAST, _digest_server, _entries
 from tests.test_invariants import assert_no_traceback, assert_refused, error_lines, run_report
@@ -218,3 +218,45 @@ def test_a_refusal_naming_a_path_with_a_newline_is_one_line(
         "(no schema_version in its first record); not replacing it"
     )
     assert theirs.read_text() == "not ours\n"
+
+
+def test_an_upper_case_file_uri_feed_is_checked_and_written_where_it_points(
+    tmp_path: Path, standin: StandIn
+) -> None:
+    """``-O FILE:///run/a%20b.jsonl`` was no local feed to the checks, and Scrapy wrote it to
+    ``./FILE:/run/a%20b.jsonl`` under the working folder: someone else's file at the path it
+    names was not refused, and the file was never where the user looked."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    theirs = folder / "a b.jsonl"
+    theirs.write_text("not a snapshot\n")
+    out = folder / "digests.jsonl"
+    upper = f"FILE://{folder}/a%20b.jsonl"
+    done = run_crawl(out, standin, "-a", f"source={SAMPLES[0]}", "-O", upper, settings=FAST)
+    assert_refused(done, 1, "")
+    (line,) = error_lines(done.log)
+    assert line.startswith(f"error: output {theirs} exists and is not a snapshot this crawler")
+    assert theirs.read_text() == "not a snapshot\n"
+    theirs.unlink()
+    done = run_crawl(out, standin, "-a", f"source={SAMPLES[0]}", "-O", upper, settings=FAST)
+    assert done.returncode == 0, done.log[-2000:]
+    assert theirs.read_bytes() == done.raw
+    assert not (ROOT / "FILE:").exists()
+
+
+@pytest.mark.parametrize(("reported", "limit"), [(-1, 255), (0, 255), (100, 100)])
+def test_a_file_system_that_names_no_name_limit_refuses_no_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reported: int, limit: int
+) -> None:
+    """``pathconf`` gives -1 where a file system sets no limit, and some FUSE file systems
+    report an ``f_namelen`` of 0: every output was "too long" for a limit of -15. Those are
+    taken as 255; a real limit still counts."""
+    from crawler.commands import crawl
+
+    monkeypatch.setattr(crawl.os, "pathconf", lambda path, name: reported)
+    most = limit - crawl.DERIVED_NAME_ROOM
+    assert crawl.path_problem(tmp_path / f"{'m' * (most - 6)}.jsonl") is None
+    assert crawl.path_problem(tmp_path / f"{'m' * (most - 5)}.jsonl") == (
+        f"file name is {most + 1} bytes; at most {most} leave room for the files named after "
+        f"it (NAME_MAX {limit})"
+    )

@@ -22,6 +22,7 @@ from scrapy.downloadermiddlewares.offsite import OffsiteMiddleware
 from scrapy.settings import Settings
 from scrapy.utils.test import get_crawler
 
+from crawler.export.feedstorage import AtomicFileFeedStorage
 from crawler.export.runfiles import local_feeds
 from crawler.parsing.digest import parse_digest_bytes
 from crawler.reuse import read_source
@@ -228,11 +229,21 @@ def test_a_file_uri_feed_names_the_file_scrapy_writes() -> None:
         "file:relative.csv": {"format": "csv"},
         "plain/c.jsonl": {},
         "s3://bucket/d.jsonl": {},
+        "FILE:///out/UP.jsonl": {},
     }
     assert local_feeds(feeds) == [
         (Path("/out/a b.jsonl"), "jsonlines"), (Path("relative.csv"), "csv"),
-        (Path("plain/c.jsonl"), ""),
+        (Path("plain/c.jsonl"), ""), (Path("/out/UP.jsonl"), ""),
     ]  # fmt: skip
+
+
+def test_an_upper_case_file_uri_feed_is_the_file_it_names() -> None:
+    """urlparse lowers a scheme, so ``FILE:///o/x.jsonl`` chose our file storage, which (as
+    Scrapy's) knew ``file:`` only in lower case and wrote ``./FILE:/o/x.jsonl``; and no run
+    file, lock or ownership check took it for a local feed."""
+    for uri in ("FILE:///o/a%20b.jsonl", "File:///o/a%20b.jsonl", "file:///o/a%20b.jsonl"):
+        assert AtomicFileFeedStorage(uri).path == "/o/a b.jsonl"
+    assert AtomicFileFeedStorage("o/FILE:x.jsonl").path == "o/FILE:x.jsonl"
 
 
 def test_a_source_url_is_checked_as_requested_and_shows_no_secret() -> None:

@@ -142,10 +142,11 @@ NAME_ROOM = {"DATASET_DIR": len(".-0123456789ab.previous"), "LOG_FILE": 0}
 
 def _name_max(folder: Path) -> int:
     """The longest file name (in bytes) the file system of ``folder``, or of its nearest
-    existing parent, takes."""
+    existing parent, takes; 255 where it names none (-1 for no limit, 0 from some FUSE file
+    systems' ``f_namelen``: either refused every output)."""
     for parent in [folder, *folder.parents]:
         with contextlib.suppress(OSError, ValueError):
-            return os.pathconf(parent, "PC_NAME_MAX")
+            return max(os.pathconf(parent, "PC_NAME_MAX"), 0) or 255
     return 255
 
 

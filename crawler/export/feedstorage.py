@@ -25,7 +25,7 @@ from typing import IO, Any
 from scrapy.crawler import Crawler
 from scrapy.extensions.feedexport import FileFeedStorage
 
-from crawler.export.files import fsync_dir
+from crawler.export.files import file_uri_path, fsync_dir
 from crawler.export.jsonlines import EXPORT_FAILED, RECORDS_IN_FILE, SORT_DIR_PREFIX, mark_failed
 from crawler.export.ownership import is_our_sort_folder, snapshot_problem
 from crawler.outcome import OUTPUT_STORED, RECORDS_WRITTEN, Outcome
@@ -65,6 +65,7 @@ class AtomicFileFeedStorage(FileFeedStorage):
         crawler: Crawler | None = None,
     ) -> None:
         super().__init__(uri, feed_options=feed_options)
+        self.path = file_uri_path(uri) or uri
         self.crawler = crawler
         self.feed_format = str((feed_options or {}).get("format") or "")
 

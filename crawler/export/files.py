@@ -7,6 +7,15 @@ import tempfile
 from contextlib import suppress
 from pathlib import Path
 
+from w3lib.url import file_uri_to_path
+
+
+def file_uri_path(uri: str) -> str | None:
+    """The path a ``file:`` feed URI names, in any case (``FILE:///o/x.jsonl`` is ``/o/x.jsonl``
+    to urlparse and so to Scrapy's choice of storage), or None for any other URI. Scrapy's own
+    storage only knew ``file:`` in lower case and wrote the upper-case one to ``./FILE:/o``."""
+    return file_uri_to_path(uri) if uri[:5].lower() == "file:" else None
+
 
 def posts_file(snapshot: Path) -> Path:
     """``NAME.posts.jsonl``: the digests a run read, beside the snapshot ``NAME.jsonl``."""

@@ -25,13 +25,12 @@ from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 from scrapy.settings import BaseSettings
-from w3lib.url import file_uri_to_path
 
 from crawler import reuse
 from crawler import signals as our_signals
 from crawler.export import analysis
 from crawler.export.contract import sort_key
-from crawler.export.files import atomic_write, posts_file
+from crawler.export.files import atomic_write, file_uri_path, posts_file
 from crawler.export.ownership import posts_problem
 from crawler.export.unchanged import inputs_key, up_to_date
 from crawler.items import Post
@@ -51,10 +50,10 @@ def local_feeds(feeds: Mapping[str, Any]) -> list[tuple[Path, str]]:
     for uri, options in feeds.items():
         if "%(" in str(uri):
             continue
-        if str(uri).startswith("file:"):
-            # As Scrapy's file storage reads it: ``file:///o/a%20b.jsonl`` writes ``a b.jsonl``
+        if (local := file_uri_path(str(uri))) is not None:
+            # As our file storage reads it: ``file:///o/a%20b.jsonl`` writes ``a b.jsonl``
             # (the run files, locks and checks went to ``a%20b``).
-            path = Path(file_uri_to_path(str(uri)))
+            path = Path(local)
         elif _scheme(str(uri)) == "":
             path = Path(str(uri))
         else:
