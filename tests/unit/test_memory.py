@@ -109,3 +109,41 @@ def test_no_console_listens_in_a_crawl_by_default() -> None:
     assert "scrapy.extensions.remote_control.RemoteControl" not in extensions
     assert extensions["crawler.consoles.RemoteControl"] == 0
     assert extensions["scrapy.extensions.telnet.TelnetConsole"] == 0  # its own switch
+
+
+def test_a_local_digest_is_read_without_a_buffer_the_size_of_the_cap(tmp_path: Path) -> None:
+    """``read(DOWNLOAD_MAXSIZE + 1)`` allocated 32 MiB before reading each digest (tracemalloc
+    of a crawl: the largest block alive at start), four reads at a time."""
+    import tracemalloc
+
+    from crawler.downloader.handlers import read_capped
+
+    digest = tmp_path / "d.md"
+    digest.write_bytes(b"x" * 50_000)
+    tracemalloc.start()
+    try:
+        assert read_capped(str(digest), 32 * 1024 * 1024) == b"x" * 50_000
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 200_000
+
+
+def test_a_digest_that_grows_while_read_is_read_to_its_end_or_refused_at_the_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its size is taken when opened; what it grew by since is read on, up to the cap."""
+    from crawler.downloader import handlers
+    from crawler.sources import SourceRefused
+
+    digest = tmp_path / "d.md"
+    digest.write_bytes(b"0123456789abcdefghij")
+    real = os.fstat
+    monkeypatch.setattr(handlers, "check_local_source", lambda path, maxsize: None)
+    monkeypatch.setattr(
+        handlers.os, "fstat", lambda fd: os.stat_result((*real(fd)[:6], 5, *real(fd)[7:]))
+    )
+    assert handlers.read_capped(str(digest), 0) == b"0123456789abcdefghij"
+    assert handlers.read_capped(str(digest), 20) == b"0123456789abcdefghij"
+    with pytest.raises(SourceRefused, match=r"file grew over DOWNLOAD_MAXSIZE \(19 bytes\)"):
+        handlers.read_capped(str(digest), 19)
