@@ -5,8 +5,10 @@ traceback. Real ``scrapy crawl`` processes against the stand-in."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -225,23 +227,32 @@ def test_an_upper_case_file_uri_feed_is_checked_and_written_where_it_points(
 ) -> None:
     """``-O FILE:///run/a%20b.jsonl`` was no local feed to the checks, and Scrapy wrote it to
     ``./FILE:/run/a%20b.jsonl`` under the working folder: someone else's file at the path it
-    names was not refused, and the file was never where the user looked."""
+    names was not refused, the snapshot had no run report, and it was never where the user
+    looked."""
     folder = tmp_path / "run"
     folder.mkdir()
     theirs = folder / "a b.jsonl"
     theirs.write_text("not a snapshot\n")
-    out = folder / "digests.jsonl"
-    upper = f"FILE://{folder}/a%20b.jsonl"
-    done = run_crawl(out, standin, "-a", f"source={SAMPLES[0]}", "-O", upper, settings=FAST)
-    assert_refused(done, 1, "")
-    (line,) = error_lines(done.log)
-    assert line.startswith(f"error: output {theirs} exists and is not a snapshot this crawler")
-    assert theirs.read_text() == "not a snapshot\n"
-    theirs.unlink()
-    done = run_crawl(out, standin, "-a", f"source={SAMPLES[0]}", "-O", upper, settings=FAST)
-    assert done.returncode == 0, done.log[-2000:]
-    assert theirs.read_bytes() == done.raw
-    assert not (ROOT / "FILE:").exists()
+    unused = folder / "unused.jsonl"  # DEFAULT_FEED, which a feed given with -O replaces
+    upper = ["-a", f"source={SAMPLES[0]}", "-O", f"FILE://{folder}/a%20b.jsonl"]
+    try:
+        done = run_crawl(unused, standin, *upper, settings=FAST, default_feed=True)
+        assert_refused(done, 1, "")
+        assert error_lines(done.log) == [
+            f"error: output {theirs} exists and is not a snapshot this crawler wrote (no "
+            "schema_version in its first record); not replacing it"
+        ]
+        assert theirs.read_text() == "not a snapshot\n"
+        theirs.unlink()
+        done = run_crawl(unused, standin, *upper, settings=FAST, default_feed=True)
+        assert done.returncode == 0, done.log[-2000:]
+        records = [json.loads(line) for line in theirs.read_bytes().splitlines()]
+        assert len(records) == _entries(SAMPLES[0])
+        assert run_report(theirs)["exit_status"] == 0
+        assert not unused.exists()
+        assert not (ROOT / "FILE:").exists()
+    finally:
+        shutil.rmtree(ROOT / "FILE:", ignore_errors=True)  # what the old code wrote
 
 
 @pytest.mark.parametrize(("reported", "limit"), [(-1, 255), (0, 255), (100, 100)])

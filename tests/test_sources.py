@@ -230,10 +230,12 @@ def test_a_file_uri_feed_names_the_file_scrapy_writes() -> None:
         "plain/c.jsonl": {},
         "s3://bucket/d.jsonl": {},
         "FILE:///out/UP.jsonl": {},
+        "C:/drive.jsonl": {},
+        "ab:x.jsonl": {},
     }
     assert local_feeds(feeds) == [
         (Path("/out/a b.jsonl"), "jsonlines"), (Path("relative.csv"), "csv"),
-        (Path("plain/c.jsonl"), ""), (Path("/out/UP.jsonl"), ""),
+        (Path("plain/c.jsonl"), ""), (Path("/out/UP.jsonl"), ""), (Path("C:/drive.jsonl"), ""),
     ]  # fmt: skip
 
 
@@ -244,6 +246,7 @@ def test_an_upper_case_file_uri_feed_is_the_file_it_names() -> None:
     for uri in ("FILE:///o/a%20b.jsonl", "File:///o/a%20b.jsonl", "file:///o/a%20b.jsonl"):
         assert AtomicFileFeedStorage(uri).path == "/o/a b.jsonl"
     assert AtomicFileFeedStorage("o/FILE:x.jsonl").path == "o/FILE:x.jsonl"
+    assert AtomicFileFeedStorage("file://").path == ""  # as Scrapy's: no path, not "file://"
 
 
 def test_a_source_url_is_checked_as_requested_and_shows_no_secret() -> None:

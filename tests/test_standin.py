@@ -1481,3 +1481,36 @@ def test_hf_shape_faults_and_the_authorization_header(standin: StandIn) -> None:
         "Bearer hf_x",
     ]
     assert [r.key for r in standin.requests_for("hf_papers")] == [f"hf_papers:{aid}"] * 3
+
+
+def test_openalex_lookups_follow_every_change_of_the_works() -> None:
+    """The works are indexed by DOI and work ID (a scan per request bound a 10,000-post run);
+    a work replaced, dropped or added is answered as it is now, as the scan answered."""
+    import copy
+
+    from tests.standin.openalex import Work, Works, list_answer, single_answer
+
+    def work(arxiv_id: str, work_id: str) -> Work:
+        return Work(arxiv_id=arxiv_id, work_id=work_id, title="t", year=2020,
+                    cited_by_count=1, counts_by_year=[], is_oa=True, topic=None)  # fmt: skip
+
+    def status(works: dict[str, Work], ident: str) -> int:
+        return single_answer(works, ident, {}).status
+
+    works = Works({"2401.00001": work("2401.00001", "W1")})
+    works["2401.00002"] = work("2401.00002", "W2")
+    assert [status(works, i) for i in ("W1", "W2", "doi:10.48550/arXiv.2401.00002")] == [200] * 3
+    works["2401.00002"] = work("2401.00002", "W9")
+    assert (status(works, "W9"), status(works, "W2")) == (200, 404)
+    del works["2401.00001"]
+    works.setdefault("2401.00003", work("2401.00003", "W3"))
+    assert (status(works, "doi:10.48550/arXiv.2401.00003"), status(works, "W1")) == (200, 404)
+    works["2401.00003"].merged = {"doi": "10.1/x", "venue": "v", "year": 2021, "type": "journal"}
+    listed = list_answer(
+        works, {"filter": ["doi:10.48550/arxiv.2401.00003|10.48550/arxiv.2401.00002"]}
+    )
+    assert [r["id"] for r in json.loads(listed.body)["results"]] == ["https://openalex.org/W9"]
+    copied = copy.deepcopy(works)
+    copied.pop("2401.00002")
+    assert (status(copied, "W9"), status(works, "W9")) == (404, 200)
+    assert status(dict(works), "W9") == 200  # a plain dict is scanned, as before

@@ -65,7 +65,7 @@ class AtomicFileFeedStorage(FileFeedStorage):
         crawler: Crawler | None = None,
     ) -> None:
         super().__init__(uri, feed_options=feed_options)
-        self.path = file_uri_path(uri) or uri
+        self.path = local if (local := file_uri_path(uri)) is not None else uri
         self.crawler = crawler
         self.feed_format = str((feed_options or {}).get("format") or "")
 

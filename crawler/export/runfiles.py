@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 from urllib.parse import urlparse
 
@@ -54,13 +54,19 @@ def local_feeds(feeds: Mapping[str, Any]) -> list[tuple[Path, str]]:
             # As our file storage reads it: ``file:///o/a%20b.jsonl`` writes ``a b.jsonl``
             # (the run files, locks and checks went to ``a%20b``).
             path = Path(local)
-        elif _scheme(str(uri)) == "":
+        elif _scheme(str(uri)) == "" or _is_drive(str(uri)):
             path = Path(str(uri))
         else:
             continue
         feed_format = options.get("format", "") if isinstance(options, Mapping) else ""
         found.append((path, str(feed_format or "")))
     return found
+
+
+def _is_drive(uri: str) -> bool:
+    """``C:/o/x.jsonl``: Scrapy takes a one-letter scheme that is a Windows drive for a file
+    path and hands it to the file storage, which (here, on POSIX) writes ``./C:/o/x.jsonl``."""
+    return len(_scheme(uri)) == 1 and bool(PureWindowsPath(uri).drive)
 
 
 def _scheme(uri: str) -> str:

@@ -29,7 +29,7 @@ from .models import (
     TweetStatus,
     stable_fraction,
 )
-from .openalex import Work, derive_work
+from .openalex import Work, Works, derive_work
 
 __all__ = [
     "NEW_STYLE_ID",
@@ -64,7 +64,7 @@ class Catalogue:
     details: dict[str, TweetDetails] = field(default_factory=dict)
     citations: dict[str, Citation] = field(default_factory=dict)
     # OpenAlex, by unversioned arXiv ID; a paper without one is unknown there (404)
-    openalex: dict[str, Work] = field(default_factory=dict)
+    openalex: dict[str, Work] = field(default_factory=Works)
     # Hugging Face paper pages by unversioned arXiv ID; a paper without one answers 404.
     hf_pages: dict[str, HfPage] = field(default_factory=dict)
     seed: int = 0
