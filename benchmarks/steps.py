@@ -8,10 +8,11 @@ A 10,000-post archive without hours of crawling: the ``instant`` row's snapshot 
 brings its own papers and tweets as a new year of digests would, written as the crawler writes
 a snapshot with its posts list and run report. Each side then runs the steps a refresh runs
 after its crawl as the crawl's supervisor runs them (``crawler.export.analysis``: its own steps,
-in its order, with its environment, the posts list in the job, none after one that failed), each
-as its own command (``python -m crawler.export.analysis JOB OUT STEP``): peak RSS of the process
-tree (psutil), wall time, exit status and the step's one-line failure. The crawl itself at
-10,000 posts is the ``big`` row's (hours); the process running the steps adds ~14 MB to each.
+in its order, with its environment, the posts list as its crawl hands it over, none after one
+that failed), each as its own command (``python -m crawler.export.analysis JOB OUT STEP``):
+peak RSS of the process tree (psutil), wall time, exit status and the step's one-line failure.
+The crawl itself at 10,000 posts is the ``big`` row's (hours); the process running the steps
+adds ~22 MB to each (its imports; since the job split, no posts list).
 """
 
 from __future__ import annotations
@@ -60,9 +61,21 @@ def _scaled(source: Path, folder: Path, copies: int) -> dict[str, int]:
     return facts
 
 
-def write_job(snapshot: Path, side: Path, run_report: dict[str, Any], records: int) -> Path:
-    """What the crawl hands the steps (``crawler.export.runfiles``), for this snapshot: the
-    posts list too, as the crawl's job carries it (every step reads it with the job)."""
+def splits_job(code: Code) -> bool:
+    """Does ``code``'s crawl hand the steps their job with the posts list and changes in files
+    of their own (``analysis.write_job``)? Older revisions read them from the job itself."""
+    ask = "from crawler.export.analysis import write_job"
+    done = subprocess.run([code.python, "-c", ask], env=step_env(code.root), cwd=code.root,
+                          capture_output=True, check=False)  # fmt: skip
+    return done.returncode == 0
+
+
+def write_job(
+    snapshot: Path, side: Path, run_report: dict[str, Any], records: int, *, split: bool = False
+) -> Path:
+    """What the crawl hands the steps (``crawler.export.runfiles``), for this snapshot, with
+    the posts list: inline as older revisions' crawls wrote it, or (``split``) beside the job
+    as ``analysis.write_job`` writes it, so each side's steps parse what its crawl gives them."""
     side.mkdir(parents=True, exist_ok=True)
     job: dict[str, Any] = {
         "snapshot": str(snapshot),
@@ -75,7 +88,12 @@ def write_job(snapshot: Path, side: Path, run_report: dict[str, Any], records: i
     }
     path = side / "job" / "job.json"
     path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(job, ensure_ascii=False), "utf-8")
+    for stale in analysis.BULK:  # an earlier run's, of the other layout
+        path.with_name(f"{stale}.json").unlink(missing_ok=True)
+    if split:
+        analysis.write_job(path.parent, job)
+    else:
+        path.write_text(json.dumps(job, ensure_ascii=False), "utf-8")
     return path
 
 
@@ -132,6 +150,8 @@ def steps_row(sides: list[Code], work: Path, copies: int) -> dict[str, Any]:
     row: dict[str, Any] = {"copies": copies, **facts, "steps": list(STEPS), "sides": {}}
     for code in sides:
         side = folder / code.label
-        job = write_job(folder / "digests.jsonl", side, run_report, facts["records"])
+        job = write_job(
+            folder / "digests.jsonl", side, run_report, facts["records"], split=splits_job(code)
+        )
         row["sides"][code.label] = run_steps(code, job, side)
     return row

@@ -243,3 +243,22 @@ def test_each_side_runs_the_steps_its_own_supervisor_has(tmp_path: Path) -> None
     assert "report_data" not in before_cell and "report 150 MB" in before_cell
     assert "report_data 150 MB" in shown.split(" | ")[2]
     assert line.endswith("| **met** |") and shown.endswith("| **met** |")
+
+
+def test_each_side_gets_its_job_in_the_layout_its_crawl_writes(tmp_path: Path) -> None:
+    """This checkout's crawl hands the posts list over beside the job (``analysis.write_job``);
+    a revision from before that reads it from the job, and is given it there."""
+    from benchmarks import steps
+
+    code = Code(label="after", rev="test", root=ROOT, python=sys.executable)
+    assert steps.splits_job(code) is True
+    out, facts = _scaled(tmp_path, small_corpus(), 2)
+    run_report = {"run_id": "r", "exit_status": 0, "records": 0, "problems": [], "stats": {}}
+    inline = steps.write_job(out / "digests.jsonl", tmp_path / "a", run_report, facts["records"])
+    split = steps.write_job(
+        out / "digests.jsonl", tmp_path / "b", run_report, facts["records"], split=True
+    )
+    whole = json.loads(inline.read_text("utf-8"))
+    assert "posts" not in json.loads(split.read_text("utf-8"))
+    assert json.loads(split.with_name("posts.json").read_text("utf-8")) == whole["posts"]
+    assert json.loads(split.with_name("changes.json").read_text("utf-8")) == whole["changes"]

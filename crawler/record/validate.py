@@ -79,16 +79,21 @@ def fast_schema() -> dict[str, Any]:
 
 
 def _const_as_enum(node: Any) -> None:
-    """Each ``const: X`` as ``enum: [X]``: fastjsonschema generates the same match for both,
-    but (2.22) only enum's failure compiles without detailed exceptions."""
+    """Each ``const: X`` as ``enum: [X]`` (beside an enum: in an ``allOf``): fastjsonschema
+    generates the same match for both, but (2.21+) only enum's failure compiles without
+    detailed exceptions."""
     if isinstance(node, list):
         for item in node:
             _const_as_enum(item)
         return
     if not isinstance(node, dict):
         return
-    if "const" in node and "enum" not in node:
-        node["enum"] = [node.pop("const")]
+    if "const" in node:
+        only = {"enum": [node.pop("const")]}
+        if "enum" in node:
+            node.setdefault("allOf", []).append(only)
+        else:
+            node.update(only)
     for key, value in node.items():
         if key in _SCHEMA_MAPS and isinstance(value, dict):  # names -> schemas: not a schema
             _const_as_enum(list(value.values()))

@@ -118,7 +118,10 @@ def test_const_is_checked_as_enum_and_a_property_named_const_is_a_name(
     assert fast["properties"]["const"] == {"type": "integer", "enum": [3]}
     assert fast["properties"]["flag"] == {"enum": [True]}
     assert fast["properties"]["pair"] == {"items": [{"enum": ["a"]}, {"enum": [None]}]}
-    assert fast["definitions"]["v"] == {"const": 1, "enum": [1, 2]}  # both: left as written
+    assert fast["definitions"]["v"] == {"enum": [1, 2], "allOf": [{"enum": [1]}]}
+    fastjsonschema.compile(fast["definitions"]["v"], detailed_exceptions=False)(1)
+    with pytest.raises(fastjsonschema.JsonSchemaValueException):
+        fastjsonschema.compile(fast["definitions"]["v"], detailed_exceptions=False)(2)
     check = fastjsonschema.compile(fast, use_formats=False, detailed_exceptions=False)
     check({"const": 3, "flag": True, "pair": ["a", None]})
     for bad in ({"const": 4}, {"flag": 1}, {"pair": ["a", 0]}):
