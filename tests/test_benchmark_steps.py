@@ -248,6 +248,7 @@ def test_each_side_runs_the_steps_its_own_supervisor_has(tmp_path: Path) -> None
 def test_each_side_gets_its_job_in_the_layout_its_crawl_writes(tmp_path: Path) -> None:
     """This checkout's crawl hands the posts list over beside the job (``analysis.write_job``);
     a revision from before that reads it from the job, and is given it there."""
+    pytest.importorskip("psutil")
     from benchmarks import steps
 
     code = Code(label="after", rev="test", root=ROOT, python=sys.executable)
