@@ -7,14 +7,18 @@ import tempfile
 from contextlib import suppress
 from pathlib import Path
 
-from w3lib.url import file_uri_to_path
-
 
 def file_uri_path(uri: str) -> str | None:
     """The path a ``file:`` feed URI names, in any case (``FILE:///o/x.jsonl`` is ``/o/x.jsonl``
     to urlparse and so to Scrapy's choice of storage), or None for any other URI. Scrapy's own
     storage only knew ``file:`` in lower case and wrote the upper-case one to ``./FILE:/o``."""
-    return file_uri_to_path(uri) if uri[:5].lower() == "file:" else None
+    if uri[:5].lower() != "file:":
+        return None
+    # Imported here: w3lib.url brings urllib.request, http.client and ssl (~6 MB) into every
+    # process that imports this module, the dataset steps and their supervisor among them.
+    from w3lib.url import file_uri_to_path
+
+    return file_uri_to_path(uri)
 
 
 def posts_file(snapshot: Path) -> Path:

@@ -147,3 +147,18 @@ def test_a_digest_that_grows_while_read_is_read_to_its_end_or_refused_at_the_cap
     assert handlers.read_capped(str(digest), 20) == b"0123456789abcdefghij"
     with pytest.raises(SourceRefused, match=r"file grew over DOWNLOAD_MAXSIZE \(19 bytes\)"):
         handlers.read_capped(str(digest), 19)
+
+
+def test_the_supervisor_of_the_steps_imports_no_url_or_network_library() -> None:
+    """The process the crawl execs into runs under every step: w3lib.url, imported at the top
+    of ``crawler.export.files`` for ``file:`` feeds, brought urllib.request, http.client and
+    ssl into it and into each step (22.6 MB at import, 14.3 without)."""
+    heavy = ("w3lib.url", "urllib.request", "http.client", "ssl", "scrapy", "twisted")
+    code = (
+        "import sys; import crawler.export.analysis; "
+        f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == ""
