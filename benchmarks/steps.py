@@ -12,7 +12,7 @@ in its order, with its environment, the posts list as its crawl hands it over, n
 that failed), each as its own command (``python -m crawler.export.analysis JOB OUT STEP``):
 peak RSS of the process tree (psutil), wall time, exit status and the step's one-line failure.
 The crawl itself at 10,000 posts is the ``big`` row's (hours); the process running the steps
-adds ~22 MB to each (its imports; since the job split, no posts list).
+adds ~14 MB to each (its imports; since the job split, no posts list).
 """
 
 from __future__ import annotations
