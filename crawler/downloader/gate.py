@@ -71,8 +71,11 @@ class ConcurrencyLimit:
                 waiter.set_result(None)
                 free -= 1
 
-    def answered(self, latency: float, throttled: bool, now: float | None = None) -> None:
-        """Feedback from one attempt: its latency (s) and whether it was throttled."""
+    def answered(
+        self, latency: float, throttled: bool, now: float | None = None, level: int | None = None
+    ) -> None:
+        """Feedback from one attempt: its latency (s), whether it was throttled, and ``level``:
+        how many of the service's requests were in flight as it went out, itself included."""
         now = time.monotonic() if now is None else now
         if throttled:
             self.throttled += 1
@@ -82,7 +85,7 @@ class ConcurrencyLimit:
         self._base_latency = latency if base is None else min(latency, base * 1.02)
         window = max(latency, 0.05)
         if throttled:
-            self._throttled(now, window)
+            self._throttled(now, window, level)
         elif base is not None and latency > 3 * base and latency - base > 0.05:
             if self._may_cut(now, window):
                 self.limit = max(1.0, self.limit * 0.9)
@@ -95,11 +98,18 @@ class ConcurrencyLimit:
         self._last_cut = now
         return True
 
-    def _throttled(self, now: float, window: float) -> None:
+    def _throttled(self, now: float, window: float, level: int | None) -> None:
+        # The level the refused attempt went out at, not the limit now: answers that came in
+        # before its 429 may have raised the limit past it (a loaded machine reads them in
+        # bursts), and a ceiling set from there was refused again, one step down at a time.
+        refused = int(self.limit) if level is None else max(1, min(int(self.limit), level))
         recent = now - self._last_cut < 4 * window
         if not self._may_cut(now, window):
+            if level is not None and self.ceiling is not None and level <= self.ceiling:
+                # The same burst, refused at a level the cut kept: one below it, not halved.
+                self.ceiling = max(1, level - 1)
+                self.limit = min(self.limit, float(self.ceiling))
             return
-        refused = int(self.limit)
         if recent:  # throttled again right after a cut: the limit is a rate, back off hard
             self.limit = max(1.0, self.limit / 2)
         else:

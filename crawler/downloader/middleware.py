@@ -74,6 +74,7 @@ _RETRIES = "_tenacity_attempts"  # meta: the tenacity iterator shared by a reque
 _ATTEMPT = "_tenacity_attempt"  # meta: the current AttemptManager
 _PERMIT = "_service_permit"  # meta: this attempt holds a place in the service's limit
 _STARTED = "_attempt_started"
+_LEVEL = "_attempt_level"  # meta: the service's requests in flight as it went out, itself too
 _ON_WIRE = "_attempt_on_wire"  # meta: this attempt counts against the service's window
 _SENT = "_attempt_sent"  # meta: the window's view of this attempt's start (what its r may miss)
 
@@ -208,6 +209,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
             self._release(request, service)
             raise
         started = request.meta[_STARTED] = self.clock()
+        request.meta[_LEVEL] = limit.in_flight
         request.meta[_SENT] = self.gate.budget(service).started(started)
         request.meta[_ON_WIRE] = True
         politeness: Politeness = request.meta[POLITENESS]
@@ -292,7 +294,8 @@ class BackoffRetryMiddleware(RetryMiddleware):
             self._last_answer[service] = now
             return response  # never retried: the service's values say why
         throttled = response.status in THROTTLE_CODES | politeness.throttle_codes
-        self.limits[service].answered(now - request.meta.get(_STARTED, now), throttled, now)
+        latency = now - request.meta.get(_STARTED, now)
+        self.limits[service].answered(latency, throttled, now, request.meta.get(_LEVEL))
         if throttled:
             self.stats.inc_value(f"service/{service}/throttled")
         self._failures_in_a_row[service] = 0  # it answered: reachable

@@ -34,6 +34,32 @@ def test_a_throttled_answer_sets_a_ceiling_below_the_refused_level_once_per_roun
     assert limit.throttled == 4
 
 
+def test_a_429_sets_the_ceiling_from_the_level_its_request_went_out_at() -> None:
+    # A loaded machine reads answers in bursts: clean answers that came in before the 429 raised
+    # the limit to 11, but the refused request went out as the 9th in flight. A ceiling of 10
+    # was refused again, and again at 9: one step down per burst, refusals each time.
+    limit = ConcurrencyLimit(start=4, cap=16)
+    limit.limit = 11.0
+    limit.answered(latency=0.01, throttled=True, now=10.0, level=9)
+    assert (limit.limit, limit.ceiling) == (8.0, 8)
+    limit.answered(latency=0.01, throttled=True, now=10.001, level=10)  # the same burst
+    limit.answered(latency=0.01, throttled=True, now=10.002, level=11)
+    assert (limit.limit, limit.ceiling) == (8.0, 8)  # higher levels say nothing new
+    for n in range(50):
+        limit.answered(latency=0.01, throttled=False, now=11.0 + n)
+    assert (limit.limit, limit.ceiling) == (8.0, 8)  # no probe before PROBE_AFTER
+
+
+def test_a_429_of_the_same_burst_at_a_level_the_cut_kept_lowers_the_ceiling_once() -> None:
+    limit = ConcurrencyLimit(start=4, cap=16)
+    limit.limit = 11.0
+    limit.answered(latency=0.01, throttled=True, now=10.0, level=11)  # read first
+    assert (limit.limit, limit.ceiling) == (10.0, 10)
+    limit.answered(latency=0.01, throttled=True, now=10.001, level=9)  # went out 9th
+    assert (limit.limit, limit.ceiling) == (8.0, 8)  # one below it, not halved
+    assert limit.throttled == 2
+
+
 def test_probes_above_the_ceiling_after_a_clean_stretch_that_doubles_when_refused() -> None:
     limit = ConcurrencyLimit(start=9, cap=16)
     limit.answered(latency=0.1, throttled=True, now=0.0)  # 9 refused: ceiling 8
