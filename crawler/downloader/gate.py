@@ -26,6 +26,13 @@ class ConcurrencyLimit:
     refuses more than N at once sees a handful of refusals in a whole backfill, not one every
     few dozen answers as plain AIMD would. Latency climbing well above the fastest seen cuts
     gently. Cuts happen at most once per round trip, so one burst of 429s counts once.
+
+    The refused level is the one its request went out at (the places held then, itself
+    included) when that is above every level answered cleanly: a loaded machine reads answers
+    in bursts, and clean ones read before the 429 raise the limit past the level refused. A
+    later 429 of the same burst at such a level lowers the ceiling to one below it, not halved.
+    A 429 at a level answered cleanly before says nothing about concurrency (a rate, a passing
+    fault): the limit falls from where it is, as above.
     """
 
     PROBE_AFTER = 100  # clean answers at the ceiling before the first probe above it
@@ -43,6 +50,7 @@ class ConcurrencyLimit:
         self.ceiling: int | None = None  # learned from throttling: the most that is accepted
         self._probe_after = self.PROBE_AFTER
         self._clean_at_ceiling = 0
+        self._clean_peak = 0  # the most places held as a clean answer's request went out
 
     async def acquire(self) -> None:
         while self.in_flight >= int(self.limit):
@@ -75,7 +83,7 @@ class ConcurrencyLimit:
         self, latency: float, throttled: bool, now: float | None = None, level: int | None = None
     ) -> None:
         """Feedback from one attempt: its latency (s), whether it was throttled, and ``level``:
-        how many of the service's requests were in flight as it went out, itself included."""
+        how many places of the limit were held as it went out, its own included."""
         now = time.monotonic() if now is None else now
         if throttled:
             self.throttled += 1
@@ -90,6 +98,7 @@ class ConcurrencyLimit:
             if self._may_cut(now, window):
                 self.limit = max(1.0, self.limit * 0.9)
         else:
+            self._clean_peak = max(self._clean_peak, level or 0)
             self._grow()
 
     def _may_cut(self, now: float, window: float) -> bool:
@@ -99,15 +108,14 @@ class ConcurrencyLimit:
         return True
 
     def _throttled(self, now: float, window: float, level: int | None) -> None:
-        # The level the refused attempt went out at, not the limit now: answers that came in
-        # before its 429 may have raised the limit past it (a loaded machine reads them in
-        # bursts), and a ceiling set from there was refused again, one step down at a time.
-        refused = int(self.limit) if level is None else max(1, min(int(self.limit), level))
+        # Believed only above every level answered cleanly (see the class docstring): a
+        # ceiling set from the limit when the 429 was read was refused again, a step at a time.
+        believed = level is not None and 0 < self._clean_peak < level
+        refused = min(int(self.limit), level) if believed and level else int(self.limit)
         recent = now - self._last_cut < 4 * window
         if not self._may_cut(now, window):
-            if level is not None and self.ceiling is not None and level <= self.ceiling:
-                # The same burst, refused at a level the cut kept: one below it, not halved.
-                self.ceiling = max(1, level - 1)
+            if believed and level and self.ceiling is not None and level <= self.ceiling:
+                self.ceiling = level - 1  # the same burst: one below it (> the clean peak)
                 self.limit = min(self.limit, float(self.ceiling))
             return
         if recent:  # throttled again right after a cut: the limit is a rate, back off hard
@@ -118,6 +126,7 @@ class ConcurrencyLimit:
             self._probe_after *= 2  # a probe above the ceiling was refused: probe less often
         self.ceiling = int(self.limit)
         self._clean_at_ceiling = 0
+        self._clean_peak = min(self._clean_peak, self.ceiling)  # what is above was refused
 
     def _grow(self) -> None:
         top = float(self.cap if self.ceiling is None else min(self.cap, self.ceiling))

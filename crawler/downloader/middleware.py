@@ -74,7 +74,7 @@ _RETRIES = "_tenacity_attempts"  # meta: the tenacity iterator shared by a reque
 _ATTEMPT = "_tenacity_attempt"  # meta: the current AttemptManager
 _PERMIT = "_service_permit"  # meta: this attempt holds a place in the service's limit
 _STARTED = "_attempt_started"
-_LEVEL = "_attempt_level"  # meta: the service's requests in flight as it went out, itself too
+_LEVEL = "_attempt_level"  # meta: places of the service's limit held as it went out, its own too
 _ON_WIRE = "_attempt_on_wire"  # meta: this attempt counts against the service's window
 _SENT = "_attempt_sent"  # meta: the window's view of this attempt's start (what its r may miss)
 

@@ -34,30 +34,54 @@ def test_a_throttled_answer_sets_a_ceiling_below_the_refused_level_once_per_roun
     assert limit.throttled == 4
 
 
+def _clean_up_to(limit: ConcurrencyLimit, level: int, now: float = 0.0) -> None:
+    for n in range(1, level + 1):
+        limit.answered(latency=0.01, throttled=False, now=now + n / 1000, level=n)
+
+
 def test_a_429_sets_the_ceiling_from_the_level_its_request_went_out_at() -> None:
-    # A loaded machine reads answers in bursts: clean answers that came in before the 429 raised
-    # the limit to 11, but the refused request went out as the 9th in flight. A ceiling of 10
-    # was refused again, and again at 9: one step down per burst, refusals each time.
+    # A loaded machine reads answers in bursts: clean answers read before the 429 raised the
+    # limit to 11, but the refused request went out as the 9th. Taken from the limit, the
+    # ceiling was 10, refused again, then 9: one step down per burst, refusals each time.
     limit = ConcurrencyLimit(start=4, cap=16)
+    _clean_up_to(limit, 8)
     limit.limit = 11.0
     limit.answered(latency=0.01, throttled=True, now=10.0, level=9)
     assert (limit.limit, limit.ceiling) == (8.0, 8)
     limit.answered(latency=0.01, throttled=True, now=10.001, level=10)  # the same burst
     limit.answered(latency=0.01, throttled=True, now=10.002, level=11)
     assert (limit.limit, limit.ceiling) == (8.0, 8)  # higher levels say nothing new
-    for n in range(50):
-        limit.answered(latency=0.01, throttled=False, now=11.0 + n)
-    assert (limit.limit, limit.ceiling) == (8.0, 8)  # no probe before PROBE_AFTER
 
 
-def test_a_429_of_the_same_burst_at_a_level_the_cut_kept_lowers_the_ceiling_once() -> None:
+def test_a_429_of_the_same_burst_at_a_lower_refused_level_lowers_the_ceiling_once() -> None:
     limit = ConcurrencyLimit(start=4, cap=16)
+    _clean_up_to(limit, 8)
     limit.limit = 11.0
     limit.answered(latency=0.01, throttled=True, now=10.0, level=11)  # read first
     assert (limit.limit, limit.ceiling) == (10.0, 10)
     limit.answered(latency=0.01, throttled=True, now=10.001, level=9)  # went out 9th
     assert (limit.limit, limit.ceiling) == (8.0, 8)  # one below it, not halved
     assert limit.throttled == 2
+
+
+def test_a_429_at_a_level_answered_cleanly_falls_from_the_limit_as_before() -> None:
+    # A lone 503 that went out when one place was held says nothing about concurrency: the
+    # ceiling is one below the limit, not 0 (it took 734 answers to climb back from 1).
+    limit = ConcurrencyLimit(start=8, cap=16)
+    _clean_up_to(limit, 8)
+    limit.answered(latency=0.01, throttled=True, now=10.0, level=1)
+    assert (limit.limit, limit.ceiling) == (7.0, 7)
+    # A rate limit's burst at levels all answered cleanly before: counted once, not clamped.
+    for n, level in enumerate((7, 5, 3, 2, 1)):
+        limit.answered(latency=0.01, throttled=True, now=10.001 + n / 1000, level=level)
+    assert (limit.limit, limit.ceiling) == (7.0, 7)
+
+
+def test_a_429_before_any_clean_answer_falls_from_the_limit_as_before() -> None:
+    limit = ConcurrencyLimit(start=4, cap=16)  # a service refusing everything as the run starts
+    limit.answered(latency=0.01, throttled=True, now=0.0, level=1)
+    limit.answered(latency=0.01, throttled=True, now=0.001, level=2)  # the same burst
+    assert (limit.limit, limit.ceiling) == (3.0, 3)
 
 
 def test_probes_above_the_ceiling_after_a_clean_stretch_that_doubles_when_refused() -> None:
