@@ -139,12 +139,14 @@ def _flush_logs() -> None:
 
 # The job's parts only one step reads, each in a file of its own: the supervisor and the other
 # steps never parse them (at 10,000 posts the posts list is ~20 MB of objects, held by the
-# supervisor under every step: the whole command peaked at 234 MB, the crawl at 160).
-BULK = ("posts", "changes")
+# supervisor under every step: the whole command peaked at 234 MB, the crawl at 160). The
+# supervisor reads ``rerun`` (the digests read and their hashes: ~7 MB of objects at 10,000
+# posts) only once the steps are done.
+BULK = ("posts", "changes", "rerun")
 
 
 def write_job(folder: Path, job: dict[str, Any]) -> None:
-    """``job.json`` and, beside it, ``posts.json`` and ``changes.json``."""
+    """``job.json`` and, beside it, a file for each part of :data:`BULK` (``posts.json``...)."""
     for name in BULK:
         if name in job:
             (folder / f"{name}.json").write_text(json.dumps(job[name], ensure_ascii=False), "utf-8")
@@ -283,9 +285,20 @@ def supervise(folder: Path) -> int:
         with _Stops(job.get("signals", 0)) as stops:
             problem = _steps(folder, job, stops)
             forced = stops.heard > 1
+        job["rerun"] = _rerun_of(job, folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return conclude(job, problem, forced=forced)
+
+
+def _rerun_of(job: dict[str, Any], folder: Path) -> dict[str, Any] | None:
+    """The run's rerun key material, read after the steps; unreadable, the next run crawls."""
+    try:
+        rerun: dict[str, Any] | None = _bulk(job, folder, "rerun")
+    except (OSError, ValueError) as exc:
+        logger.debug("rerun key material not read (%s): the next run crawls", exc)
+        return None
+    return rerun
 
 
 def _log_like_the_crawl(log: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -162,3 +163,57 @@ def test_the_supervisor_of_the_steps_imports_no_url_or_network_library() -> None
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == ""
+
+
+def _handed_over(tmp_path: Path, rerun: object) -> Path:
+    from crawler.export import analysis
+
+    job = {
+        "run_report": {"problems": [], "stats": {}},
+        "exit_status": 0,
+        "run_report_file": str(tmp_path / "digests.run.json"),
+        "rerun": rerun,
+    }
+    folder = tmp_path / "job"
+    folder.mkdir()
+    analysis.write_job(folder, job)
+    return folder
+
+
+def test_the_supervisor_reads_the_rerun_key_material_only_once_the_steps_are_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # At 10,000 posts the digests read and their hashes are ~7 MB of objects: held by the
+    # supervisor, they were under every step's peak.
+    from crawler.export import analysis
+
+    rerun = {"read": [[["file:///d/a.md", "/d/a.md", "a.md"], "0" * 64]], "state_db": "s"}
+    folder = _handed_over(tmp_path, rerun)
+    assert "rerun" not in json.loads((folder / "job.json").read_text("utf-8"))
+    during: list[bool] = []
+
+    def steps(folder: Path, job: dict[str, object], stops: object) -> None:
+        during.append("rerun" in job)
+
+    remembered: list[object] = []
+    monkeypatch.setattr(analysis, "_steps", steps)
+    monkeypatch.setattr(analysis, "_remember_rerun", remembered.append)
+    assert analysis.supervise(folder) == 0
+    assert (during, remembered) == ([False], [rerun])
+    assert not folder.exists()
+    report = json.loads((tmp_path / "digests.run.json").read_text("utf-8"))
+    assert (report["dataset"], report["exit_status"]) == ("written", 0)
+
+
+def test_rerun_key_material_that_cannot_be_read_only_means_the_next_run_crawls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crawler.export import analysis
+
+    folder = _handed_over(tmp_path, {"read": []})
+    (folder / "rerun.json").write_text('{"read": [', "utf-8")  # cut short
+    remembered: list[object] = []
+    monkeypatch.setattr(analysis, "_steps", lambda folder, job, stops: None)
+    monkeypatch.setattr(analysis, "_remember_rerun", remembered.append)
+    assert analysis.supervise(folder) == 0
+    assert remembered == [None]
