@@ -222,6 +222,8 @@ def run_one(posts: int, cfg: Config, work: Path, *, seed: int, faults: float) ->
         max_in_flight=cfg.max_in_flight,
         # The crawler is told the same rate (S2_DELAY) the stand-in enforces.
         min_interval={"semantic_scholar": cfg.s2_delay},
+        # Hugging Face's 500 per 5 minutes made a 175-post row a 30-minute wait for its window.
+        windows={"hf_papers": (10**9, 300.0)},
     ) as standin:
         if faults:
             standin.faults.mixed(share=faults, repeat=1)
