@@ -27,12 +27,14 @@ class ConcurrencyLimit:
     few dozen answers as plain AIMD would. Latency climbing well above the fastest seen cuts
     gently. Cuts happen at most once per round trip, so one burst of 429s counts once.
 
-    The refused level is the one its request went out at (the places held then, itself
-    included) when that is above every level answered cleanly: a loaded machine reads answers
-    in bursts, and clean ones read before the 429 raise the limit past the level refused. A
-    later 429 of the same burst at such a level lowers the ceiling to one below it, not halved.
-    A 429 at a level answered cleanly before says nothing about concurrency (a rate, a passing
-    fault): the limit falls from where it is, as above.
+    The refused level is the one its request went out at (the places held then, its own
+    included) when some answer was clean and that level is above every level answered cleanly
+    since the last cut: a loaded machine reads answers in bursts, and clean ones read before the
+    429 raise the limit past the level refused. A 429 within a round trip of a cut (of any
+    kind) at such a level, at or under the ceiling, lowers the ceiling to one below it. Either
+    way never deeper than half the limit at the cut, as a second throttle would. A 429 at a
+    level answered cleanly says nothing about concurrency (a rate, a passing fault): the limit
+    falls from where it is, as above.
     """
 
     PROBE_AFTER = 100  # clean answers at the ceiling before the first probe above it
@@ -50,7 +52,10 @@ class ConcurrencyLimit:
         self.ceiling: int | None = None  # learned from throttling: the most that is accepted
         self._probe_after = self.PROBE_AFTER
         self._clean_at_ceiling = 0
-        self._clean_peak = 0  # the most places held as a clean answer's request went out
+        # The most places held as a clean (and fast) answer's request went out, since the last
+        # cut lowered it to the ceiling; and half the limit at the last cut (see _throttled).
+        self._clean_peak = 0
+        self._floor = 1
 
     async def acquire(self) -> None:
         while self.in_flight >= int(self.limit):
@@ -108,16 +113,18 @@ class ConcurrencyLimit:
         return True
 
     def _throttled(self, now: float, window: float, level: int | None) -> None:
-        # Believed only above every level answered cleanly (see the class docstring): a
-        # ceiling set from the limit when the 429 was read was refused again, a step at a time.
+        # The level believed as in the class docstring: a ceiling set from the limit when the
+        # 429 was read was refused again, one step down at a time.
+        refused = int(self.limit)
         believed = level is not None and 0 < self._clean_peak < level
-        refused = min(int(self.limit), level) if believed and level else int(self.limit)
+        if believed and level:
+            refused = max(min(refused, level), max(1, refused // 2) + 1)
         recent = now - self._last_cut < 4 * window
         if not self._may_cut(now, window):
-            if believed and level and self.ceiling is not None and level <= self.ceiling:
-                self.ceiling = level - 1  # the same burst: one below it (> the clean peak)
-                self.limit = min(self.limit, float(self.ceiling))
+            if believed and level:
+                self._within_a_cut(level)
             return
+        self._floor = max(1, int(self.limit) // 2)
         if recent:  # throttled again right after a cut: the limit is a rate, back off hard
             self.limit = max(1.0, self.limit / 2)
         else:
@@ -127,6 +134,14 @@ class ConcurrencyLimit:
         self.ceiling = int(self.limit)
         self._clean_at_ceiling = 0
         self._clean_peak = min(self._clean_peak, self.ceiling)  # what is above was refused
+
+    def _within_a_cut(self, level: int) -> None:
+        """A believed refusal within a round trip of the last cut, at a level it kept."""
+        if self.ceiling is None or level > self.ceiling:
+            return
+        self.ceiling = max(level - 1, self._floor)
+        self.limit = min(self.limit, float(self.ceiling))
+        self._clean_at_ceiling = 0
 
     def _grow(self) -> None:
         top = float(self.cap if self.ceiling is None else min(self.cap, self.ceiling))

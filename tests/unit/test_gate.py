@@ -84,6 +84,23 @@ def test_a_429_before_any_clean_answer_falls_from_the_limit_as_before() -> None:
     assert (limit.limit, limit.ceiling) == (3.0, 3)
 
 
+def test_believed_levels_never_take_the_ceiling_deeper_than_a_halving() -> None:
+    # One clean answer at level 1, then 429s read at 4, 3, 2: each believed (above the clean
+    # peak), each one step down. Unbounded that was a ceiling of 1 (734 answers to climb to 8).
+    limit = ConcurrencyLimit(start=4, cap=16)
+    _clean_up_to(limit, 1)
+    for n, level in enumerate((4, 3, 2)):
+        limit.answered(latency=0.01, throttled=True, now=10.0 + n / 1000, level=level)
+    assert (limit.limit, limit.ceiling) == (2.0, 2)
+    # Grown to 16 while 3 were ever in flight, then a burst at 16 down to 4: half of 16 at most.
+    limit = ConcurrencyLimit(start=4, cap=16)
+    _clean_up_to(limit, 3)
+    limit.limit = 16.0
+    for n, level in enumerate(range(16, 3, -1)):
+        limit.answered(latency=0.01, throttled=True, now=10.0 + n / 1000, level=level)
+    assert (limit.limit, limit.ceiling) == (8.0, 8)
+
+
 def test_probes_above_the_ceiling_after_a_clean_stretch_that_doubles_when_refused() -> None:
     limit = ConcurrencyLimit(start=9, cap=16)
     limit.answered(latency=0.1, throttled=True, now=0.0)  # 9 refused: ceiling 8
