@@ -58,6 +58,7 @@ def test_floor_spider_sends_the_crawls_requests_with_its_spacing(
     arxiv = sorted(standin.requests_for("arxiv"), key=lambda r: r.start)
     assert len(arxiv) >= 2
     assert standin.max_concurrency("arxiv") == 1
+    assert standin.max_concurrency("semantic_scholar") == 1
     # Held after each answer, as the crawler does: every start is the delay after the last end.
     assert all(b.start - a.end >= delay for a, b in itertools.pairwise(arxiv))
     bodies = {r.body for r in standin.requests_for("semantic_scholar")}

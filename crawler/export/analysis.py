@@ -285,7 +285,8 @@ def supervise(folder: Path) -> int:
         with _Stops(job.get("signals", 0)) as stops:
             problem = _steps(folder, job, stops)
             forced = stops.heard > 1
-        job["rerun"] = _rerun_of(job, folder)
+        # Only a complete run leaves the key (conclude): 7 MB at 10,000 posts not read for none.
+        job["rerun"] = _rerun_of(job, folder) if problem is None and not forced else None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return conclude(job, problem, forced=forced)
