@@ -118,7 +118,7 @@ class ConcurrencyLimit:
         refused = int(self.limit)
         believed = level is not None and 0 < self._clean_peak < level
         if believed and level:
-            refused = max(min(refused, level), max(1, refused // 2) + 1)
+            refused = min(refused, max(level, refused // 2 + 1))  # no deeper than a halving
         recent = now - self._last_cut < 4 * window
         if not self._may_cut(now, window):
             if believed and level:
