@@ -115,14 +115,14 @@ class ConcurrencyLimit:
     def _throttled(self, now: float, window: float, level: int | None) -> None:
         # The level believed as in the class docstring: a ceiling set from the limit when the
         # 429 was read was refused again, one step down at a time.
+        believed = level if level is not None and 0 < self._clean_peak < level else None
         refused = int(self.limit)
-        believed = level is not None and 0 < self._clean_peak < level
-        if believed and level:
-            refused = min(refused, max(level, refused // 2 + 1))  # no deeper than a halving
+        if believed is not None:
+            refused = min(refused, max(believed, refused // 2 + 1))  # no deeper than a halving
         recent = now - self._last_cut < 4 * window
         if not self._may_cut(now, window):
-            if believed and level:
-                self._within_a_cut(level)
+            if believed is not None:
+                self._within_a_cut(believed)
             return
         self._floor = max(1, int(self.limit) // 2)
         if recent:  # throttled again right after a cut: the limit is a rate, back off hard
